@@ -1,0 +1,83 @@
+"""`helpdesk check`: validate config, rules and templates; list every problem.
+
+Each problem is one line `file:line: reason`. The config was already loaded by the caller
+(a config error stops before this). Rule files must be valid YAML (safe loader, no
+duplicate keys) and templates valid Jinja2 syntax; the rule and template vocabularies
+add their own checks as they land.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from daemon.config import Config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _check_yaml(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path}:1: cannot read: {exc}"]
+    try:
+        yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        return [f"{path}:{line}: {exc.problem or exc.context}"]
+    except yaml.YAMLError as exc:
+        return [f"{path}:1: {exc}"]
+    return []
+
+
+def _check_template(env: jinja2.Environment, path: Path) -> list[str]:
+    try:
+        env.parse(path.read_text(encoding="utf-8"))
+    except jinja2.TemplateSyntaxError as exc:
+        return [f"{path}:{exc.lineno}: {exc.message}"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path}:1: cannot read: {exc}"]
+    return []
+
+
+def check(cfg: Config) -> tuple[list[str], str]:
+    """Every problem found, and a one-line summary for when there is none."""
+    problems: list[str] = []
+    rules_dir, tpl_dir = cfg.paths.rules, cfg.paths.templates
+    rule_files: list[Path] = []
+    if not rules_dir.is_dir():
+        problems.append(f"{cfg.sources[-1]}:1: paths.rules: not a directory: {rules_dir}")
+    else:
+        rule_files = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml"))
+        for p in rule_files:
+            problems += _check_yaml(p)
+    templates: list[Path] = []
+    if not tpl_dir.is_dir():
+        problems.append(f"{cfg.sources[-1]}:1: paths.templates: not a directory: {tpl_dir}")
+    else:
+        env = jinja2.Environment()
+        templates = sorted(tpl_dir.rglob("*.j2"))
+        for p in templates:
+            problems += _check_template(env, p)
+    summary = (f"ok: config {', '.join(str(s) for s in cfg.sources)}; {len(rule_files)} rule file(s) in "
+               f"{rules_dir}; {len(templates)} template(s) in {tpl_dir}")
+    return problems, summary

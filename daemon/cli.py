@@ -1,0 +1,210 @@
+"""The `helpdesk` command line (also `python -m daemon`).
+
+Exit status: 0 success, 1 error (one clear line on stderr), 2 usage, 75 temporary failure.
+No command prints a traceback for bad input; `--debug` does for unexpected errors.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+
+from daemon import views
+from daemon.config import Config, load_config
+from daemon.errors import ConfigError, HelpdeskError, NotFound, SpoolError, StoreUnavailable
+from daemon.model import Envelope
+
+EX_OK, EX_ERROR, EX_USAGE, EX_TEMPFAIL = 0, 1, 2, 75
+log = logging.getLogger("daemon.cli")
+
+
+class UsageError(HelpdeskError):
+    """Raised for a command line that names something malformed (exit 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="site config file (default: $HELPDESK_CONFIG, then ./config.toml)")
+    common.add_argument("--debug", action="store_true", help="debug logging and tracebacks for unexpected errors")
+    p = argparse.ArgumentParser(prog="helpdesk", description="helpdeskd: an email-driven IT service desk",
+                                parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", parents=[common], help="run the daemon in the foreground")
+    ing = sub.add_parser("ingest", parents=[common], help="take mail from .eml, mbox, Maildir or stdin")
+    ing.add_argument("paths", nargs="*", metavar="PATH")
+    ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("check", parents=[common], help="validate config, rules and templates")
+    t = sub.add_parser("tickets", parents=[common], help="list tickets, newest first")
+    t.add_argument("--json", action="store_true")
+    t.add_argument("--status")
+    t.add_argument("--queue")
+    t.add_argument("--type")
+    t.add_argument("--limit", type=int, default=None)
+    s = sub.add_parser("show", parents=[common], help="one ticket with its messages and events")
+    s.add_argument("ref", metavar="REF")
+    s.add_argument("--json", action="store_true")
+    q = sub.add_parser("quarantine", parents=[common], help="messages that could not be processed")
+    q.add_argument("action", nargs="?", default="list", choices=["list", "show", "release"])
+    q.add_argument("id", nargs="?", type=int)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--raw", action="store_true", help="with show: print the raw message")
+    e = sub.add_parser("export", parents=[common], help="every ticket as one JSON array")
+    e.add_argument("--since", metavar="DATE")
+    return p
+
+
+def parse_ref(text: str, prefix: str) -> int:
+    m = re.fullmatch(rf"(?:{re.escape(prefix)}-)?(\d+)", text.strip(), re.IGNORECASE)
+    if not m:
+        raise UsageError(f"not a ticket reference: {text!r} (expected 42 or {prefix}-42)")
+    return int(m.group(1))
+
+
+def _setup_logging(cfg: Config | None, debug: bool) -> None:
+    level = logging.DEBUG if debug else getattr(logging, (cfg.log.level if cfg else "info").upper())
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not debug:
+        for noisy in ("mail.log", "mailparser", "mailparser.core", "mailparser.utils"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_serve(cfg: Config, args) -> int:
+    from daemon.app import build_app, serve
+    return serve(build_app(cfg))
+
+
+def cmd_ingest(cfg: Config, args) -> int:
+    from daemon.app import build_app
+    from daemon.intake.ingest import ingest
+    app = build_app(cfg)
+    app.spool.recover()
+    return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty())
+
+
+def cmd_check(cfg: Config, args) -> int:
+    from daemon.check import check
+    problems, summary = check(cfg)
+    for line in problems:
+        sys.stderr.write(line + "\n")
+    if problems:
+        return EX_ERROR
+    _out(summary)
+    return EX_OK
+
+
+def _store(cfg: Config):
+    from daemon.app import open_store
+    return open_store(cfg)
+
+
+def cmd_tickets(cfg: Config, args) -> int:
+    rows = _store(cfg).list_tickets(status=args.status, queue=args.queue, type=args.type, limit=args.limit)
+    prefix = cfg.helpdesk.ticket_prefix
+    _out(json.dumps([views.ticket_json(t, prefix) for t in rows], ensure_ascii=False, indent=1)
+         if args.json else views.tickets_text(rows, prefix))
+    return EX_OK
+
+
+def cmd_show(cfg: Config, args) -> int:
+    prefix = cfg.helpdesk.ticket_prefix
+    detail = _store(cfg).ticket_detail(parse_ref(args.ref, prefix))
+    _out(json.dumps(views.detail_json(detail, prefix), ensure_ascii=False, indent=1)
+         if args.json else views.detail_text(detail, prefix))
+    return EX_OK
+
+
+def cmd_quarantine(cfg: Config, args) -> int:
+    from daemon.app import build_app
+    if args.action != "list" and args.id is None:
+        raise UsageError(f"quarantine {args.action} needs an ID")
+    if args.action == "list":
+        rows = _store(cfg).quarantine_list()
+        _out(json.dumps([views.quarantine_json(q) for q in rows], indent=1) if args.json
+             else views.quarantine_text(rows))
+        return EX_OK
+    if args.action == "show":
+        row, raw = _store(cfg).quarantine_get(args.id)
+        if args.raw:
+            sys.stdout.buffer.write(raw)
+            return EX_OK
+        _out(json.dumps(views.quarantine_json(row), indent=1))
+        return EX_OK
+    app = build_app(cfg)
+    from daemon.intake.ingest import release
+    return release(app, args.id)
+
+
+def _since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since: not an ISO date: {text!r} (e.g. 2026-01-31)") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def cmd_export(cfg: Config, args) -> int:
+    since = _since(args.since)
+    prefix = cfg.helpdesk.ticket_prefix
+    write = sys.stdout.write
+    write("[")
+    first = True
+    for detail in _store(cfg).iter_details(since=since):
+        write(("\n" if first else ",\n") + json.dumps(views.detail_json(detail, prefix), ensure_ascii=False))
+        first = False
+    write("\n]\n")
+    return EX_OK
+
+
+COMMANDS = {"serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+            "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg = None
+    try:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            if args.command == "check":
+                sys.stderr.write(f"{exc}\n")
+                return EX_ERROR
+            raise
+        _setup_logging(cfg, args.debug)
+        return COMMANDS[args.command](cfg, args)
+    except UsageError as exc:
+        sys.stderr.write(f"helpdesk: {exc}\n")
+        return EX_USAGE
+    except (StoreUnavailable, SpoolError) as exc:
+        sys.stderr.write(f"helpdesk: temporary failure: {exc}\n")
+        return EX_TEMPFAIL
+    except NotFound as exc:
+        sys.stderr.write(f"helpdesk: {exc}\n")
+        return EX_ERROR
+    except HelpdeskError as exc:
+        sys.stderr.write(f"helpdesk: {exc}\n")
+        return EX_ERROR
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_OK
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"helpdesk: internal error: {exc.__class__.__name__}: {exc} (run with --debug for details)\n")
+        return EX_ERROR

@@ -1,0 +1,285 @@
+"""Configuration: the repo's config.toml holds every default; a site file is laid over it.
+
+`load_config` reads both, refuses unknown keys and wrong types naming the key, resolves
+relative paths against the file that set them, and returns a frozen `Config`. This is an
+edge module (it reads files and the environment); nothing else reads config.toml.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import ConfigError
+
+PATH_KEYS = {("helpdesk", "state_dir"), ("paths", "rules"), ("paths", "templates")}
+
+IMAP_DEFAULTS: dict[str, Any] = {
+    "name": "", "host": "", "port": 993, "security": "tls", "username": "",
+    "password_env": "", "password_credential": "", "folder": "INBOX", "move_to": "",
+    "idle": True, "poll_seconds": 60, "verify_tls": True, "ca_file": "",
+}
+IMAP_REQUIRED = ("name", "host", "username")
+
+
+@dataclass(frozen=True)
+class HelpdeskSection:
+    address: str
+    name: str
+    ticket_prefix: str
+    state_dir: Path
+    default_type: str
+    default_queue: str
+    default_priority: str
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    url: str
+    echo: bool
+
+
+@dataclass(frozen=True)
+class QueueSection:
+    backend: str
+    url: str
+
+
+@dataclass(frozen=True)
+class SmtpSection:
+    enabled: bool
+    host: str
+    port: int
+    domains: tuple[str, ...]
+    max_message_bytes: int
+    max_recipients: int
+    max_connections_per_ip: int
+    command_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class OutboundSection:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class PathsSection:
+    rules: Path
+    templates: Path
+
+
+@dataclass(frozen=True)
+class WorkerSection:
+    max_attempts: int
+    retry_seconds: int
+    idle_poll_seconds: float
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    max_parts: int
+    max_depth: int
+    max_headers: int
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: str
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    name: str
+    host: str
+    port: int
+    security: str
+    username: str
+    password_env: str
+    password_credential: str
+    folder: str
+    move_to: str
+    idle: bool
+    poll_seconds: int
+    verify_tls: bool
+    ca_file: str
+
+
+@dataclass(frozen=True)
+class Config:
+    helpdesk: HelpdeskSection
+    database: DatabaseSection
+    queue: QueueSection
+    smtp: SmtpSection
+    outbound: OutboundSection
+    paths: PathsSection
+    worker: WorkerSection
+    limits: LimitsSection
+    log: LogSection
+    imap: tuple[ImapAccount, ...] = ()
+    sources: tuple[Path, ...] = field(default=())
+
+    @property
+    def state_dir(self) -> Path:
+        return self.helpdesk.state_dir
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL: the configured one, else SQLite in the state directory."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.state_dir / 'helpdesk.db'}"
+
+
+SECTIONS = {f.name: f.type for f in fields(Config) if f.name not in ("imap", "sources")}
+
+
+def default_config_path() -> Path:
+    """The repo's config.toml (source checkout), else the copy installed under share/."""
+    repo = Path(__file__).resolve().parent.parent / "config.toml"
+    if repo.is_file():
+        return repo
+    return Path(sys.prefix) / "share" / "helpdeskd" / "config.toml"
+
+
+def site_config_path(explicit: str | None) -> Path | None:
+    """--config, then $HELPDESK_CONFIG, then ./config.toml; None when only defaults apply."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("HELPDESK_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("config.toml")
+    return local if local.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: config file not readable (permission denied)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+
+
+def _check_type(path: Path, key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        want = type(default).__name__ if not isinstance(default, list) else "list of strings"
+        raise ConfigError(f"{path}: {key}: expected {want}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _overlay(base: dict, base_dirs: dict, site: dict, site_path: Path) -> None:
+    """Lay `site` over `base` in place, checking every key and type."""
+    for section, values in site.items():
+        if section == "imap":
+            continue
+        if section not in base:
+            raise ConfigError(f"{site_path}: [{section}]: unknown section")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{site_path}: {section}: expected a [{section}] table")
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            if key not in base[section]:
+                raise ConfigError(f"{site_path}: {name}: unknown key")
+            base[section][key] = _check_type(site_path, name, value, base[section][key])
+            base_dirs[(section, key)] = site_path.parent
+
+
+def _imap_accounts(raw: Any, path: Path) -> tuple[ImapAccount, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: imap: expected [[imap]] tables")
+    accounts, names = [], set()
+    for i, entry in enumerate(raw):
+        where = f"{path}: imap[{i}]"
+        values = dict(IMAP_DEFAULTS)
+        for key, value in entry.items():
+            if key not in IMAP_DEFAULTS:
+                raise ConfigError(f"{where}.{key}: unknown key")
+            values[key] = _check_type(path, f"imap[{i}].{key}", value, IMAP_DEFAULTS[key])
+        for key in IMAP_REQUIRED:
+            if not values[key]:
+                raise ConfigError(f"{where}.{key}: missing value")
+        if values["security"] not in ("tls", "starttls", "none"):
+            raise ConfigError(f"{where}.security: must be tls, starttls or none")
+        if values["security"] == "none" and values["host"] not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigError(f"{where}.security: 'none' is refused unless host is loopback")
+        if values["name"] in names:
+            raise ConfigError(f"{where}.name: duplicate account name {values['name']!r}")
+        names.add(values["name"])
+        accounts.append(ImapAccount(**values))
+    return tuple(accounts)
+
+
+def _validate(cfg: dict, where: Path) -> None:
+    hd = cfg["helpdesk"]
+    if not hd["ticket_prefix"].isalpha():
+        raise ConfigError(f"{where}: helpdesk.ticket_prefix: letters only, got {hd['ticket_prefix']!r}")
+    if "@" not in hd["address"]:
+        raise ConfigError(f"{where}: helpdesk.address: not an email address: {hd['address']!r}")
+    if hd["default_priority"] not in ("P1", "P2", "P3", "P4"):
+        raise ConfigError(f"{where}: helpdesk.default_priority: must be P1..P4")
+    if cfg["queue"]["backend"] not in ("sqlite", "redis", "immediate"):
+        raise ConfigError(f"{where}: queue.backend: must be sqlite, redis or immediate")
+    if cfg["queue"]["backend"] == "redis" and not cfg["queue"]["url"]:
+        raise ConfigError(f"{where}: queue.url: required when queue.backend is redis")
+    if cfg["log"]["level"] not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"{where}: log.level: must be debug, info, warning or error")
+    for key in ("max_message_bytes", "max_recipients", "max_connections_per_ip"):
+        if cfg["smtp"][key] <= 0:
+            raise ConfigError(f"{where}: smtp.{key}: must be positive")
+    if not 0 <= cfg["smtp"]["port"] <= 65535:
+        raise ConfigError(f"{where}: smtp.port: out of range")
+
+
+def load_config(explicit: str | None = None, *, defaults: Path | None = None) -> Config:
+    """Read the defaults and the site file (see `site_config_path`) into one Config."""
+    default_path = (defaults or default_config_path()).resolve()
+    base = _read_toml(default_path)
+    base_dirs: dict[tuple[str, str], Path] = {k: default_path.parent for k in PATH_KEYS}
+    sources = [default_path]
+    site_path = site_config_path(explicit)
+    site: dict[str, Any] = {}
+    if site_path is not None and site_path.resolve() != default_path:
+        site_path = site_path.resolve()
+        site = _read_toml(site_path)
+        _overlay(base, base_dirs, site, site_path)
+        sources.append(site_path)
+    where = sources[-1]
+    state_env = os.environ.get("STATE_DIRECTORY")
+    if state_env and "state_dir" not in site.get("helpdesk", {}):
+        base["helpdesk"]["state_dir"] = state_env.split(":")[0]
+    _validate(base, where)
+    for section, key in PATH_KEYS:
+        base[section][key] = (base_dirs[(section, key)] / base[section][key]).resolve()
+    base["smtp"]["domains"] = tuple(d.lower() for d in base["smtp"]["domains"])
+    built = {}
+    for name, section_type in SECTIONS.items():
+        cls = globals()[section_type] if isinstance(section_type, str) else section_type
+        try:
+            built[name] = cls(**base[name])
+        except TypeError as exc:
+            raise ConfigError(f"{where}: [{name}]: {exc}") from None
+    imap = _imap_accounts(site.get("imap", base.get("imap")), where)
+    return Config(**built, imap=imap, sources=tuple(sources))

@@ -1,0 +1,177 @@
+"""Plain typed values that cross the pipeline stages.
+
+parse -> ParsedMessage; thread -> ThreadDecision; classify -> Routing. These are frozen
+dataclasses: no ORM rows and no `email.message` objects ever leave the stage that made
+them. The store turns them into rows; the CLI turns rows back into JSON.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Address:
+    """One mailbox: display name (may be empty) and the address, lower-cased domain."""
+
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the transport told us: SMTP MAIL FROM / RCPT TO, or the file/IMAP origin.
+
+    `mail_from` is "" for the null sender `<>`; None when unknown (a file import)."""
+
+    mail_from: str | None
+    rcpt_to: tuple[str, ...] = ()
+    source: str = "unknown"          # smtp | ingest | stdin | imap:<account>
+    peer: str = ""                   # client IP, file path, or mailbox/UID
+    received_at: str = ""            # ISO 8601 UTC, set by the intake edge
+
+
+@dataclass(frozen=True)
+class AttachmentPart:
+    """A non-body MIME part. `filename` is display metadata only, sanitised; the bytes are
+    stored content-addressed under a server-generated name (their sha256)."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+    sha256: str = ""
+    size: int = 0
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class DsnReport:
+    """What a delivery status notification (RFC 3464 or a recognisable non-standard bounce)
+    reports: the action (failed/delayed/delivered/relayed/expanded), the status code, the
+    failed recipients, and the Message-ID of the original mail when it can be found."""
+
+    action: str
+    status: str
+    recipients: tuple[str, ...]
+    original_message_id: str | None
+    diagnostic: str = ""
+
+
+@dataclass(frozen=True)
+class MachineVerdict:
+    """Whether a human wrote this. `kind` is one of: human, auto_reply, auto_generated,
+    bulk, list, bounce, feedback, loop. `reasons` lists the evidence (header: value).
+    `no_auto_reply` is True for anything we must never answer automatically."""
+
+    kind: str
+    reasons: tuple[str, ...] = ()
+    dsn: DsnReport | None = None
+
+    @property
+    def is_human(self) -> bool:
+        return self.kind == "human"
+
+    @property
+    def no_auto_reply(self) -> bool:
+        return self.kind != "human"
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """Everything the pipeline needs from one mail, decoded and sanitised.
+
+    Header-derived strings never contain CR/LF. `message_id` is without angle brackets;
+    when the mail has none, a synthetic one is derived from the content digest and
+    `message_id_synthetic` is True. `content_digest` ignores transport trace headers
+    (Received, Return-Path, Delivered-To...) so one mail delivered twice has one digest."""
+
+    message_id: str
+    message_id_synthetic: bool
+    content_digest: str
+    subject: str
+    from_addr: Address | None
+    reply_to: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    date: datetime | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    text: str
+    html: str | None
+    attachments: tuple[AttachmentPart, ...]
+    headers: tuple[tuple[str, str], ...]
+    machine: MachineVerdict
+    defects: tuple[str, ...] = ()
+    language: str | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (case-insensitive), or None."""
+        low = name.lower()
+        for key, value in self.headers:
+            if key.lower() == low:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class KnownMessage:
+    """A message the store already knows, as threading sees it: which ticket it belongs
+    to and that ticket's status. `ghost` is True for an id only seen in References."""
+
+    message_id: str
+    ticket_id: int
+    ticket_status: str
+    ghost: bool = False
+
+
+@dataclass(frozen=True)
+class TicketGlance:
+    """What threading may know of the ticket named by a subject tag."""
+
+    ticket_id: int
+    status: str
+    participants: frozenset[str]     # lower-cased addresses: requester, Cc'd, agents
+
+
+@dataclass(frozen=True)
+class ThreadCandidates:
+    """The evidence the store found for one message's thread keys."""
+
+    known: tuple[KnownMessage, ...] = ()       # any of in_reply_to/references we know
+    tagged: TicketGlance | None = None          # ticket named by the subject tag, if it exists
+
+
+@dataclass(frozen=True)
+class ThreadDecision:
+    """Where a message goes. action: append | reopen | new | new_linked.
+
+    `ticket_id` is the ticket to append to (append/reopen) or None for a new ticket;
+    `link_to` is the ticket a new one is linked to; `parent_message_id` the message this
+    one answers (may be a ghost); `evidence` says which header or token decided."""
+
+    action: str
+    ticket_id: int | None
+    evidence: str
+    parent_message_id: str | None = None
+    link_to: int | None = None
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What classification decided for a message: type, queue, priority and the reasons.
+
+    `suppress_ack` is True when no automatic mail may go to the sender."""
+
+    type: str
+    queue: str
+    priority: str
+    tags: tuple[str, ...] = ()
+    assignee: str | None = None
+    hits: tuple[str, ...] = ()
+    misses: tuple[str, ...] = ()
+    rules_version: str = ""
+    suppress_ack: bool = False
+    action: str = "ticket"           # ticket | drop | quarantine | spam

@@ -1,0 +1,218 @@
+"""The spool: where every intake edge makes a message durable before acknowledging it.
+
+Layout under `<state_dir>/spool/`: `tmp/` (being written), `new/` (durable, waiting),
+`cur/` (claimed by a worker), `bad/` (kept aside when even quarantine failed).
+Write to tmp, fsync the file, rename into new/, fsync the directory = commit. A worker
+claims an entry by renaming it into cur/ with its host and pid, which also counts the
+attempt in the name, so a message that crashes the process is recognised on restart.
+`recover()` returns entries of dead owners to new/. Nothing here parses mail.
+
+An entry file is `HDSPOOL1 <n>\\n` + n bytes of JSON envelope + the raw message bytes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from daemon.errors import SpoolError
+from daemon.model import Envelope
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"HDSPOOL1 "
+NAME_RE = re.compile(r"^(?P<base>\d+\.[0-9a-f]+)\.a(?P<attempt>\d+)(?:@(?P<host>[^,]+),(?P<pid>\d+))?$")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An entry this process has claimed: its stable base id, attempt number and path."""
+
+    base: str
+    attempt: int
+    path: Path
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def encode_entry(raw: bytes, envelope: Envelope) -> bytes:
+    meta = json.dumps(asdict(envelope), separators=(",", ":")).encode()
+    return MAGIC + str(len(meta)).encode() + b"\n" + meta + raw
+
+
+def decode_entry(data: bytes) -> tuple[Envelope, bytes]:
+    if not data.startswith(MAGIC):
+        raise SpoolError("spool entry without header")
+    nl = data.index(b"\n")
+    n = int(data[len(MAGIC):nl])
+    meta = json.loads(data[nl + 1:nl + 1 + n])
+    meta["rcpt_to"] = tuple(meta.get("rcpt_to") or ())
+    return Envelope(**meta), data[nl + 1 + n:]
+
+
+class Spool:
+    """A directory of durable messages waiting for the pipeline (see module docstring)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.tmp, self.new, self.cur, self.bad = (self.root / d for d in ("tmp", "new", "cur", "bad"))
+        self.host = socket.gethostname().replace(",", "_").replace("@", "_").replace("/", "_")
+        self._queue: list[str] = []
+
+    def ensure(self) -> "Spool":
+        for d in (self.tmp, self.new, self.cur, self.bad):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @staticmethod
+    def _new_base() -> str:
+        return f"{time.time_ns()}.{os.urandom(6).hex()}"
+
+    def _write_tmp(self, data: bytes) -> tuple[str, Path]:
+        base = self._new_base()
+        path = self.tmp / base
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return base, path
+
+    def put(self, raw: bytes, envelope: Envelope) -> str:
+        """Make one message durable; returns its base id. Raises SpoolError on failure."""
+        return self.put_many([(raw, envelope)])[0]
+
+    def put_many(self, items: Iterable[tuple[bytes, Envelope]]) -> list[str]:
+        """Make several messages durable with one directory sync; all or none committed."""
+        written: list[tuple[str, Path]] = []
+        try:
+            for raw, envelope in items:
+                written.append(self._write_tmp(encode_entry(raw, envelope)))
+            for base, path in written:
+                os.rename(path, self.new / f"{base}.a0")
+            _fsync_dir(self.new)
+        except OSError as exc:
+            for base, path in written:
+                for p in (path, self.new / f"{base}.a0"):
+                    try:
+                        p.unlink()
+                    except OSError:
+                        pass
+            raise SpoolError(f"cannot write spool {self.root}: {exc.strerror or exc}") from exc
+        return [base for base, _ in written]
+
+    def _refill(self) -> None:
+        try:
+            names = os.listdir(self.new)
+        except FileNotFoundError:
+            names = []
+        self._queue = sorted((n for n in names if NAME_RE.match(n)), reverse=True)
+
+    def claim(self, only: set[str] | None = None) -> Claim | None:
+        """Claim the oldest waiting entry (or the oldest whose base is in `only`)."""
+        for _ in range(2):
+            if not self._queue:
+                self._refill()
+            while self._queue:
+                name = self._queue.pop()
+                m = NAME_RE.match(name)
+                if only is not None and m["base"] not in only:
+                    continue
+                attempt = int(m["attempt"]) + 1
+                dest = self.cur / f"{m['base']}.a{attempt}@{self.host},{os.getpid()}"
+                try:
+                    os.rename(self.new / name, dest)
+                except FileNotFoundError:
+                    continue            # another worker took it
+                return Claim(m["base"], attempt, dest)
+            if only is not None:
+                self._queue = []
+        return None
+
+    def read(self, claim: Claim) -> tuple[Envelope, bytes]:
+        return decode_entry(claim.path.read_bytes())
+
+    def done(self, claim: Claim) -> None:
+        """The message is committed to the store: forget the spool copy."""
+        try:
+            claim.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def release(self, claim: Claim, *, count_attempt: bool = True) -> None:
+        """Give an entry back to new/ for a later retry (a temporary failure)."""
+        attempt = claim.attempt if count_attempt else claim.attempt - 1
+        os.rename(claim.path, self.new / f"{claim.base}.a{attempt}")
+
+    def set_aside(self, claim: Claim, reason: str) -> Path:
+        """Move an entry to bad/ with a reason file, when it cannot even be quarantined."""
+        dest = self.bad / claim.base
+        (self.bad / f"{claim.base}.reason").write_text(reason + "\n")
+        os.rename(claim.path, dest)
+        return dest
+
+    def _owner_alive(self, host: str, pid: int) -> bool:
+        if host != self.host:
+            return True                  # another machine's claim: not ours to judge
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def recover(self) -> int:
+        """Return entries claimed by dead processes of this host to new/; count them."""
+        moved = 0
+        for name in os.listdir(self.cur):
+            m = NAME_RE.match(name)
+            if not m or not m["host"]:
+                continue
+            if self._owner_alive(m["host"], int(m["pid"])):
+                continue
+            try:
+                os.rename(self.cur / name, self.new / f"{m['base']}.a{m['attempt']}")
+                moved += 1
+            except FileNotFoundError:
+                pass
+        stale = time.time() - 3600
+        for entry in os.scandir(self.tmp):       # never committed, so nobody got a 250;
+            if entry.stat().st_mtime < stale:    # young ones may be another writer's
+                os.unlink(entry.path)
+        if moved:
+            log.warning("spool: recovered %d message(s) left in flight by a dead worker", moved)
+        return moved
+
+    def pending_bases(self) -> set[str]:
+        """Base ids still waiting or in flight."""
+        out = set()
+        for d in (self.new, self.cur):
+            for name in os.listdir(d):
+                m = NAME_RE.match(name)
+                if m:
+                    out.add(m["base"])
+        return out
+
+    def depth(self) -> int:
+        return sum(1 for n in os.listdir(self.new) if NAME_RE.match(n))

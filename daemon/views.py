@@ -1,0 +1,97 @@
+"""Render store records as the contract's JSON objects and as readable text (pure)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from store.records import QuarantineRow, TicketDetail, TicketRow
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.isoformat(timespec="seconds") if dt is not None else None
+
+
+def ref(prefix: str, ticket_id: int) -> str:
+    return f"{prefix}-{ticket_id}"
+
+
+def ticket_json(t: TicketRow, prefix: str) -> dict[str, Any]:
+    return {"id": t.id, "ref": ref(prefix, t.id), "subject": t.subject, "type": t.type,
+            "status": t.status, "priority": t.priority, "queue": t.queue, "requester": t.requester,
+            "assignee": t.assignee, "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
+            "message_count": t.message_count}
+
+
+def _event_detail(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def detail_json(d: TicketDetail, prefix: str) -> dict[str, Any]:
+    out = ticket_json(d.ticket, prefix)
+    out["participants"] = [{"email": e, "role": r} for e, r in d.participants]
+    out["links"] = [{"ref": ref(prefix, other), "kind": kind} for other, kind in d.links]
+    out["messages"] = [{
+        "message_id": x.message_id,
+        "from": f"{x.from_name} <{x.from_addr}>" if x.from_name else x.from_addr,
+        "to": list(x.to), "cc": list(x.cc), "subject": x.subject, "direction": x.direction,
+        "visibility": x.visibility, "text": x.text, "received_at": iso(x.received_at),
+        "machine": x.machine_kind, "thread_evidence": x.thread_evidence,
+        "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                        for a in x.attachments],
+    } for x in d.messages]
+    out["events"] = [{"at": iso(e.at), "kind": e.kind, "detail": _event_detail(e.detail)} for e in d.events]
+    out["sla"] = {"response_due": None, "resolution_due": None, "responded_at": None, "breached": []}
+    return out
+
+
+def tickets_text(rows: list[TicketRow], prefix: str) -> str:
+    if not rows:
+        return "no tickets"
+    lines = [f"{'REF':<10} {'STATUS':<9} {'PRI':<4} {'TYPE':<9} {'QUEUE':<12} {'UPDATED':<17} {'REQUESTER':<28} SUBJECT"]
+    for t in rows:
+        lines.append(f"{ref(prefix, t.id):<10} {t.status:<9} {t.priority:<4} {t.type[:9]:<9} {t.queue[:12]:<12} "
+                     f"{t.updated_at:%Y-%m-%d %H:%M}  {t.requester[:28]:<28} {t.subject[:70]}")
+    return "\n".join(lines)
+
+
+def detail_text(d: TicketDetail, prefix: str) -> str:
+    t = d.ticket
+    lines = [f"{ref(prefix, t.id)}  {t.subject}",
+             f"  status {t.status} · priority {t.priority} · type {t.type} · queue {t.queue}",
+             f"  requester {t.requester} · assignee {t.assignee or '-'} · {t.message_count} message(s)",
+             f"  created {iso(t.created_at)} · updated {iso(t.updated_at)}"]
+    if d.links:
+        lines.append("  linked: " + ", ".join(f"{ref(prefix, o)} ({k})" for o, k in d.links))
+    for x in d.messages:
+        who = f"{x.from_name} <{x.from_addr}>" if x.from_name else x.from_addr
+        flag = "" if x.visibility == "public" else f" [{x.visibility}]"
+        lines += ["", f"--- {iso(x.received_at)} {x.direction} from {who}{flag}",
+                  f"    Subject: {x.subject}", f"    ({x.thread_evidence})"]
+        lines += ["    " + line for line in (x.text.strip() or "(no text)").splitlines()[:200]]
+        for a in x.attachments:
+            lines.append(f"    [attachment] {a.filename} ({a.content_type}, {a.size} bytes)")
+    lines.append("")
+    lines.append("events:")
+    lines += [f"  {iso(e.at)} {e.kind} {e.detail}" for e in d.events]
+    return "\n".join(lines)
+
+
+def quarantine_json(q: QuarantineRow) -> dict[str, Any]:
+    return {"id": q.id, "created_at": iso(q.created_at), "stage": q.stage, "reason": q.reason,
+            "detail": q.detail, "size": q.size, "from": q.header_from, "subject": q.header_subject,
+            "status": q.status, "released_at": iso(q.released_at), "envelope": q.envelope,
+            "sha256": q.raw_sha256}
+
+
+def quarantine_text(rows: list[QuarantineRow]) -> str:
+    if not rows:
+        return "quarantine is empty"
+    lines = [f"{'ID':<6} {'WHEN':<17} {'STAGE':<12} {'REASON':<18} FROM / SUBJECT"]
+    for q in rows:
+        lines.append(f"{q.id:<6} {q.created_at:%Y-%m-%d %H:%M}  {q.stage[:12]:<12} {q.reason[:18]:<18} "
+                     f"{q.header_from[:40]} / {q.header_subject[:60]}")
+    return "\n".join(lines)

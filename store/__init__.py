@@ -1,0 +1,1 @@
+"""Persistence: the sqlmodel tables, the only SQL (repo.py), and content-addressed blobs."""

@@ -1,0 +1,91 @@
+"""Read-side values the store hands out: plain frozen dataclasses, never ORM rows."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What storing one incoming message did. outcome: created | appended | reopened |
+    linked | duplicate | bounce | orphan."""
+
+    outcome: str
+    ticket_id: int | None
+    message_pk: int | None
+    message_id: str
+
+
+@dataclass(frozen=True)
+class AttachmentRow:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    pk: int
+    message_id: str
+    from_addr: str
+    from_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    direction: str
+    visibility: str
+    text: str
+    received_at: datetime
+    machine_kind: str
+    thread_evidence: str
+    parent_message_id: str | None
+    attachments: tuple[AttachmentRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventRow:
+    at: datetime
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    id: int
+    subject: str
+    type: str
+    status: str
+    priority: str
+    queue: str
+    requester: str
+    assignee: str | None
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+    rules_version: str = ""
+
+
+@dataclass(frozen=True)
+class TicketDetail:
+    ticket: TicketRow
+    participants: tuple[tuple[str, str], ...]
+    links: tuple[tuple[int, str], ...]
+    messages: tuple[MessageRow, ...]
+    events: tuple[EventRow, ...]
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    id: int
+    created_at: datetime
+    stage: str
+    reason: str
+    detail: str
+    raw_sha256: str
+    size: int
+    envelope: dict = field(default_factory=dict)
+    header_from: str = ""
+    header_subject: str = ""
+    status: str = "held"
+    released_at: datetime | None = None

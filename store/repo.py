@@ -1,0 +1,362 @@
+"""The store: the only module that speaks SQL. Idempotent writes, plain values out.
+
+`save_incoming` writes one message and everything it changes (ticket, participants,
+thread keys, links, events, raw bytes) in one transaction; attachment bytes are made
+durable on disk first. A message already stored (same Message-ID and same content digest)
+is recognised and nothing is written twice, even when two workers race.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Iterator
+
+from sqlalchemy import func, or_
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from daemon.errors import NotFound, StoreUnavailable
+from daemon.model import (Envelope, KnownMessage, ParsedMessage, Routing, ThreadCandidates,
+                          ThreadDecision, TicketGlance)
+from store import models as m
+from store.blobs import Blobs
+from store.records import (AttachmentRow, EventRow, MessageRow, QuarantineRow, SaveResult,
+                           TicketDetail, TicketRow)
+
+
+def _naive(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc).replace(tzinfo=None) if dt.tzinfo else dt
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
+def _addr_list(addrs) -> str:
+    return json.dumps([str(a) for a in addrs], ensure_ascii=False)
+
+
+class Store:
+    """Tickets, messages and quarantine over one SQLAlchemy engine plus the blob store."""
+
+    def __init__(self, engine: Engine, blobs: Blobs):
+        self.engine = engine
+        self.writer = engine.execution_options(sqlite_immediate=True)
+        self.blobs = blobs
+
+    # ----------------------------------------------------------------- plumbing
+    def _write(self) -> Session:
+        return Session(self.writer, expire_on_commit=False)
+
+    def _read(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    def _unavailable(exc: SQLAlchemyError) -> StoreUnavailable:
+        orig = getattr(exc, "orig", None) or exc
+        return StoreUnavailable(f"database unavailable: {orig.__class__.__name__}: {orig}")
+
+    # ----------------------------------------------------------------- pipeline reads
+    def is_duplicate(self, message_id: str, digest: str) -> bool:
+        try:
+            with self._read() as s:
+                q = select(m.Message.id).where(m.Message.message_id == message_id, m.Message.digest == digest)
+                return s.exec(q).first() is not None
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def thread_candidates(self, keys: tuple[str, ...], tag: int | None) -> ThreadCandidates:
+        """Known tickets for the thread keys, and a glance at the tagged ticket."""
+        try:
+            with self._read() as s:
+                known: list[KnownMessage] = []
+                if keys:
+                    q = (select(m.ThreadKey.key, m.ThreadKey.ticket_id, m.ThreadKey.ghost, m.Ticket.status)
+                         .join(m.Ticket, m.Ticket.id == m.ThreadKey.ticket_id)
+                         .where(m.ThreadKey.key.in_(keys)))
+                    known = [KnownMessage(k, t, st, g) for k, t, g, st in s.exec(q)]
+                return ThreadCandidates(known=tuple(known), tagged=self._glance(s, tag) if tag else None)
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    @staticmethod
+    def _glance(s: Session, ticket_id: int) -> TicketGlance | None:
+        ticket = s.get(m.Ticket, ticket_id)
+        if ticket is None:
+            return None
+        emails = s.exec(select(m.Participant.email).where(m.Participant.ticket_id == ticket_id)).all()
+        return TicketGlance(ticket_id, ticket.status, frozenset(e.lower() for e in emails))
+
+    def ticket_of_message(self, message_id: str) -> int | None:
+        """The ticket holding a (real, not ghost) message with this id, for DSN mapping."""
+        with self._read() as s:
+            q = select(m.Message.ticket_id).where(m.Message.message_id == message_id,
+                                                  m.Message.ticket_id.is_not(None))
+            return s.exec(q).first()
+
+    # ----------------------------------------------------------------- pipeline write
+    def save_incoming(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
+                      decision: ThreadDecision, routing: Routing, now: datetime,
+                      *, own_addresses: frozenset[str] = frozenset()) -> SaveResult:
+        """Store one incoming message and its ticket change in one transaction."""
+        for part in msg.attachments:
+            self.blobs.put(part.data, part.sha256 or None)
+        try:
+            with self._write() as s:
+                if self._exists(s, msg):
+                    return SaveResult("duplicate", None, None, msg.message_id)
+                result = self._save(s, msg, envelope, raw, raw_sha256, decision, routing,
+                                    _naive(now), own_addresses)
+                s.commit()
+                return result
+        except IntegrityError:
+            if self.is_duplicate(msg.message_id, msg.content_digest):
+                return SaveResult("duplicate", None, None, msg.message_id)
+            raise
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    @staticmethod
+    def _exists(s: Session, msg: ParsedMessage) -> bool:
+        q = select(m.Message.id).where(m.Message.message_id == msg.message_id,
+                                       m.Message.digest == msg.content_digest)
+        return s.exec(q).first() is not None
+
+    def _save(self, s: Session, msg, envelope, raw, raw_sha256, decision, routing, now, own) -> SaveResult:
+        if s.get(m.RawMessage, raw_sha256) is None:
+            s.add(m.RawMessage(sha256=raw_sha256, size=len(raw), data=raw))
+        ticket, outcome = self._ticket_for(s, msg, decision, routing, now, own)
+        reuse = s.exec(select(m.Message.id).where(m.Message.message_id == msg.message_id)).first()
+        row = self._message_row(msg, envelope, raw_sha256, decision, routing, now, ticket)
+        row.message_id_reuse = reuse is not None
+        s.add(row)
+        s.flush()
+        for part in msg.attachments:
+            s.add(m.Attachment(message_pk=row.id, filename=part.filename, content_type=part.content_type,
+                               size=part.size, sha256=part.sha256, inline=part.inline))
+        if ticket is not None:
+            self._index_keys(s, ticket.id, msg)
+            ticket.message_count += 1
+            ticket.updated_at = now
+            s.add(ticket)
+            kind = "bounce" if decision.action == "bounce" else "message"
+            self._event(s, ticket.id, now, kind, {"message_id": msg.message_id, "from": row.from_addr,
+                                                  "evidence": decision.evidence})
+        return SaveResult(outcome, ticket.id if ticket else None, row.id, msg.message_id)
+
+    def _ticket_for(self, s, msg, decision, routing, now, own):
+        if decision.action == "bounce":
+            ticket = s.get(m.Ticket, decision.ticket_id) if decision.ticket_id else None
+            return ticket, "bounce" if ticket else "orphan"
+        if decision.action in ("append", "reopen"):
+            ticket = s.get(m.Ticket, decision.ticket_id)
+            if ticket is not None:
+                outcome = "appended"
+                if decision.action == "reopen" or ticket.status == "pending":
+                    if ticket.status in ("resolved", "pending"):
+                        self._event(s, ticket.id, now, "status", {"from": ticket.status, "to": "open",
+                                                                   "why": "customer reply"})
+                        outcome = "reopened" if ticket.status == "resolved" else outcome
+                        ticket.status = "open"
+                return ticket, outcome
+        return self._new_ticket(s, msg, decision, routing, now, own)
+
+    def _new_ticket(self, s, msg, decision, routing, now, own):
+        requester = msg.from_addr.email if msg.from_addr else ""
+        ticket = m.Ticket(subject=msg.subject, type=routing.type, status="new", priority=routing.priority,
+                          queue=routing.queue, requester=requester, assignee=routing.assignee,
+                          created_at=now, updated_at=now, rules_version=routing.rules_version)
+        s.add(ticket)
+        s.flush()
+        seen = {requester.lower(), ""}
+        if requester:
+            s.add(m.Participant(ticket_id=ticket.id, email=requester.lower(), role="requester"))
+        for addr in (*msg.to, *msg.cc):
+            email = addr.email.lower()
+            if email not in seen and email not in own:
+                seen.add(email)
+                s.add(m.Participant(ticket_id=ticket.id, email=email, role="cc"))
+        self._event(s, ticket.id, now, "created", {"evidence": decision.evidence, "routing": {
+            "type": routing.type, "queue": routing.queue, "priority": routing.priority,
+            "hits": list(routing.hits), "rules_version": routing.rules_version}})
+        outcome = "created"
+        if decision.action == "new_linked" and decision.link_to and s.get(m.Ticket, decision.link_to):
+            s.add(m.TicketLink(ticket_id=ticket.id, other_id=decision.link_to, kind="related"))
+            s.add(m.TicketLink(ticket_id=decision.link_to, other_id=ticket.id, kind="related"))
+            self._event(s, decision.link_to, now, "linked", {"ticket": ticket.id, "why": decision.evidence})
+            outcome = "linked"
+        return ticket, outcome
+
+    @staticmethod
+    def _message_row(msg, envelope, raw_sha256, decision, routing, now, ticket) -> m.Message:
+        internal = decision.action == "bounce"
+        return m.Message(
+            ticket_id=ticket.id if ticket else None, message_id=msg.message_id,
+            message_id_synthetic=msg.message_id_synthetic, digest=msg.content_digest,
+            raw_sha256=raw_sha256, direction="in", visibility="internal" if internal else "public",
+            from_addr=msg.from_addr.email if msg.from_addr else "",
+            from_name=msg.from_addr.name if msg.from_addr else "",
+            to_addrs=_addr_list(msg.to), cc_addrs=_addr_list(msg.cc), subject=msg.subject,
+            text=msg.text, received_at=now, in_reply_to=json.dumps(list(msg.in_reply_to)),
+            references=json.dumps(list(msg.references)), parent_message_id=decision.parent_message_id,
+            machine_kind=msg.machine.kind, machine_reasons=json.dumps(list(msg.machine.reasons)),
+            thread_evidence=decision.evidence, envelope=json.dumps(asdict(envelope)),
+            routing=json.dumps({"type": routing.type, "queue": routing.queue, "priority": routing.priority,
+                                "hits": list(routing.hits), "misses": list(routing.misses),
+                                "rules_version": routing.rules_version}),
+            defects=json.dumps(list(msg.defects)))
+
+    @staticmethod
+    def _index_keys(s: Session, ticket_id: int, msg: ParsedMessage) -> None:
+        keys = {msg.message_id: False}
+        for ref in (*msg.in_reply_to, *msg.references):
+            keys.setdefault(ref, True)
+        existing = {k.key: k for k in s.exec(select(m.ThreadKey).where(
+            m.ThreadKey.ticket_id == ticket_id, m.ThreadKey.key.in_(list(keys))))}
+        for key, ghost in keys.items():
+            row = existing.get(key)
+            if row is None:
+                s.add(m.ThreadKey(key=key, ticket_id=ticket_id, ghost=ghost))
+            elif row.ghost and not ghost:
+                row.ghost = False
+                s.add(row)
+
+    @staticmethod
+    def _event(s: Session, ticket_id: int, at: datetime, kind: str, detail: dict) -> None:
+        s.add(m.Event(ticket_id=ticket_id, at=at, kind=kind, detail=json.dumps(detail, ensure_ascii=False)))
+
+    # ----------------------------------------------------------------- quarantine
+    def quarantine(self, raw: bytes, raw_sha256: str, envelope: Envelope, stage: str, reason: str,
+                   detail: str, now: datetime, header_from: str = "", header_subject: str = "") -> int:
+        """Keep a message we could not process; the same held bytes are kept once."""
+        try:
+            with self._write() as s:
+                q = select(m.Quarantine.id).where(m.Quarantine.raw_sha256 == raw_sha256,
+                                                  m.Quarantine.status == "held")
+                found = s.exec(q).first()
+                if found is not None:
+                    return found
+                if s.get(m.RawMessage, raw_sha256) is None:
+                    s.add(m.RawMessage(sha256=raw_sha256, size=len(raw), data=raw))
+                row = m.Quarantine(created_at=_naive(now), stage=stage, reason=reason, detail=detail[:2000],
+                                   raw_sha256=raw_sha256, size=len(raw), envelope=json.dumps(asdict(envelope)),
+                                   header_from=header_from[:500], header_subject=header_subject[:500])
+                s.add(row)
+                s.commit()
+                return row.id
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def quarantine_list(self, status: str | None = "held") -> list[QuarantineRow]:
+        with self._read() as s:
+            q = select(m.Quarantine).order_by(m.Quarantine.id.desc())
+            if status:
+                q = q.where(m.Quarantine.status == status)
+            return [self._qrow(r) for r in s.exec(q)]
+
+    def quarantine_get(self, qid: int) -> tuple[QuarantineRow, bytes]:
+        with self._read() as s:
+            row = s.get(m.Quarantine, qid)
+            if row is None:
+                raise NotFound(f"quarantine entry {qid} not found")
+            raw = s.get(m.RawMessage, row.raw_sha256)
+            return self._qrow(row), raw.data if raw else b""
+
+    def quarantine_mark_released(self, qid: int, now: datetime) -> None:
+        with self._write() as s:
+            row = s.get(m.Quarantine, qid)
+            if row is None:
+                raise NotFound(f"quarantine entry {qid} not found")
+            row.status, row.released_at = "released", _naive(now)
+            s.add(row)
+            s.commit()
+
+    @staticmethod
+    def _qrow(r: m.Quarantine) -> QuarantineRow:
+        return QuarantineRow(r.id, _aware(r.created_at), r.stage, r.reason, r.detail, r.raw_sha256, r.size,
+                             json.loads(r.envelope or "{}"), r.header_from, r.header_subject, r.status,
+                             _aware(r.released_at))
+
+    def quarantine_count(self) -> int:
+        with self._read() as s:
+            return s.exec(select(func.count()).select_from(m.Quarantine)
+                          .where(m.Quarantine.status == "held")).one()
+
+    # ----------------------------------------------------------------- reading tickets
+    @staticmethod
+    def _trow(t: m.Ticket) -> TicketRow:
+        return TicketRow(t.id, t.subject, t.type, t.status, t.priority, t.queue, t.requester, t.assignee,
+                         _aware(t.created_at), _aware(t.updated_at), t.message_count, t.rules_version)
+
+    def list_tickets(self, *, status: str | None = None, queue: str | None = None,
+                     type: str | None = None, limit: int | None = None) -> list[TicketRow]:
+        """Tickets newest first, optionally filtered."""
+        with self._read() as s:
+            q = select(m.Ticket).order_by(m.Ticket.id.desc())
+            for col, value in ((m.Ticket.status, status), (m.Ticket.queue, queue), (m.Ticket.type, type)):
+                if value:
+                    q = q.where(col == value)
+            if limit:
+                q = q.limit(limit)
+            return [self._trow(t) for t in s.exec(q)]
+
+    def ticket_detail(self, ticket_id: int) -> TicketDetail:
+        with self._read() as s:
+            t = s.get(m.Ticket, ticket_id)
+            if t is None:
+                raise NotFound(f"ticket {ticket_id} not found")
+            return self._details(s, [t])[0]
+
+    def _details(self, s: Session, tickets: list[m.Ticket]) -> list[TicketDetail]:
+        ids = [t.id for t in tickets]
+        msgs = s.exec(select(m.Message).where(m.Message.ticket_id.in_(ids)).order_by(m.Message.id)).all()
+        atts: dict[int, list[AttachmentRow]] = {}
+        if msgs:
+            for a in s.exec(select(m.Attachment).where(m.Attachment.message_pk.in_([x.id for x in msgs]))
+                            .order_by(m.Attachment.id)):
+                atts.setdefault(a.message_pk, []).append(AttachmentRow(a.filename, a.content_type, a.size, a.sha256))
+        by_ticket: dict[int, dict] = {i: {"msgs": [], "events": [], "parts": [], "links": []} for i in ids}
+        for x in msgs:
+            by_ticket[x.ticket_id]["msgs"].append(MessageRow(
+                x.id, x.message_id, x.from_addr, x.from_name, tuple(json.loads(x.to_addrs)),
+                tuple(json.loads(x.cc_addrs)), x.subject, x.direction, x.visibility, x.text,
+                _aware(x.received_at), x.machine_kind, x.thread_evidence, x.parent_message_id,
+                tuple(atts.get(x.id, ()))))
+        for e in s.exec(select(m.Event).where(m.Event.ticket_id.in_(ids)).order_by(m.Event.id)):
+            by_ticket[e.ticket_id]["events"].append(EventRow(_aware(e.at), e.kind, e.detail))
+        for p in s.exec(select(m.Participant).where(m.Participant.ticket_id.in_(ids))):
+            by_ticket[p.ticket_id]["parts"].append((p.email, p.role))
+        for link in s.exec(select(m.TicketLink).where(m.TicketLink.ticket_id.in_(ids))):
+            by_ticket[link.ticket_id]["links"].append((link.other_id, link.kind))
+        return [TicketDetail(self._trow(t), tuple(sorted(by_ticket[t.id]["parts"])),
+                             tuple(sorted(by_ticket[t.id]["links"])), tuple(by_ticket[t.id]["msgs"]),
+                             tuple(by_ticket[t.id]["events"])) for t in tickets]
+
+    def iter_details(self, *, since: datetime | None = None, batch: int = 500) -> Iterator[TicketDetail]:
+        """Every ticket (updated at or after `since`), oldest id first, in bounded batches."""
+        last = 0
+        while True:
+            with self._read() as s:
+                q = select(m.Ticket).where(m.Ticket.id > last).order_by(m.Ticket.id).limit(batch)
+                if since is not None:
+                    q = q.where(or_(m.Ticket.updated_at >= _naive(since), m.Ticket.created_at >= _naive(since)))
+                tickets = list(s.exec(q))
+                if not tickets:
+                    return
+                details = self._details(s, tickets)
+            yield from details
+            last = tickets[-1].id
+
+    def raw_message(self, sha256: str) -> bytes:
+        with self._read() as s:
+            row = s.get(m.RawMessage, sha256)
+            if row is None:
+                raise NotFound(f"raw message {sha256} not found")
+            return row.data
+
+    def counts(self) -> dict[str, int]:
+        with self._read() as s:
+            return {"tickets": s.exec(select(func.count()).select_from(m.Ticket)).one(),
+                    "messages": s.exec(select(func.count()).select_from(m.Message)).one()}
