@@ -94,7 +94,7 @@ class Worker:
         return result
 
     def _decide(self, msg: ParsedMessage) -> ThreadDecision:
-        keys = thread_keys(msg)
+        keys = thread_keys(msg) + (msg.message_id,)     # own id: a reply may have come first
         tag = subject_tag(msg.subject, self.settings.tag_prefix)
         candidates = self.store.thread_candidates(keys, tag)
         if msg.machine.kind == "bounce":

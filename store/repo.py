@@ -154,7 +154,8 @@ class Store:
             ticket = s.get(m.Ticket, decision.ticket_id)
             if ticket is not None:
                 outcome = "appended"
-                if decision.action == "reopen" or ticket.status == "pending":
+                # only a human reply reopens or un-pends: an auto-reply must never do it
+                if msg.machine.is_human and (decision.action == "reopen" or ticket.status == "pending"):
                     if ticket.status in ("resolved", "pending"):
                         self._event(s, ticket.id, now, "status", {"from": ticket.status, "to": "open",
                                                                    "why": "customer reply"})
