@@ -26,8 +26,9 @@ from store.records import (AttachmentRow, EventRow, MessageRow, QuarantineRow, S
                            TicketDetail, TicketRow)
 
 
-def _naive(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc).replace(tzinfo=None) if dt.tzinfo else dt
+def _utc(dt: datetime) -> datetime:
+    """UTC for the database (sqlmodel's UTCDateTime wants aware values)."""
+    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -108,7 +109,7 @@ class Store:
                 if self._exists(s, msg):
                     return SaveResult("duplicate", None, None, msg.message_id)
                 result = self._save(s, msg, envelope, raw, raw_sha256, decision, routing,
-                                    _naive(now), own_addresses)
+                                    _utc(now), own_addresses)
                 s.commit()
                 return result
         except IntegrityError:
@@ -241,7 +242,7 @@ class Store:
                     return found
                 if s.get(m.RawMessage, raw_sha256) is None:
                     s.add(m.RawMessage(sha256=raw_sha256, size=len(raw), data=raw))
-                row = m.Quarantine(created_at=_naive(now), stage=stage, reason=reason, detail=detail[:2000],
+                row = m.Quarantine(created_at=_utc(now), stage=stage, reason=reason, detail=detail[:2000],
                                    raw_sha256=raw_sha256, size=len(raw), envelope=json.dumps(asdict(envelope)),
                                    header_from=header_from[:500], header_subject=header_subject[:500])
                 s.add(row)
@@ -270,7 +271,7 @@ class Store:
             row = s.get(m.Quarantine, qid)
             if row is None:
                 raise NotFound(f"quarantine entry {qid} not found")
-            row.status, row.released_at = "released", _naive(now)
+            row.status, row.released_at = "released", _utc(now)
             s.add(row)
             s.commit()
 
@@ -342,7 +343,7 @@ class Store:
             with self._read() as s:
                 q = select(m.Ticket).where(m.Ticket.id > last).order_by(m.Ticket.id).limit(batch)
                 if since is not None:
-                    q = q.where(or_(m.Ticket.updated_at >= _naive(since), m.Ticket.created_at >= _naive(since)))
+                    q = q.where(or_(m.Ticket.updated_at >= _utc(since), m.Ticket.created_at >= _utc(since)))
                 tickets = list(s.exec(q))
                 if not tickets:
                     return
