@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon import systemd
 from daemon.config import Config
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.pipeline.classify import Defaults
@@ -44,6 +45,17 @@ class App:
     worker: Worker
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
+    reload_requested: threading.Event = field(default_factory=threading.Event)
+    reloaders: list = field(default_factory=list)
+
+    def reload(self) -> None:
+        """Rebuild rules and templates (SIGHUP); each keeps its last good version on error."""
+        log.info("reload requested")
+        for reload_one in self.reloaders:
+            try:
+                reload_one()
+            except Exception:                       # a reload never takes the daemon down
+                log.exception("reload failed; the last good version stays live")
 
 
 def open_store(cfg: Config) -> Store:
@@ -82,14 +94,25 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
         app.stop.set()
         app.wake.set()
 
+    def _hup(_signum, _frame):
+        app.reload_requested.set()
+
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _hup)
     where = f"smtp {cfg.smtp.host}:{cfg.smtp.port}" if controller else "smtp disabled"
     log.info("ready: %s, state %s, spool depth %d", where, cfg.state_dir, app.spool.depth())
+    systemd.notify(f"READY=1\nSTATUS=ready: {where}")
     if ready is not None:
         ready()
-    while not app.stop.wait(1.0):
-        pass
+    ping = systemd.watchdog_interval()
+    while not app.stop.wait(min(ping or 1.0, 1.0)):
+        if ping:
+            systemd.notify("WATCHDOG=1")
+        if app.reload_requested.is_set():
+            app.reload_requested.clear()
+            app.reload()
+    systemd.notify("STOPPING=1")
     if controller is not None:
         controller.shutdown(grace=10.0)
     for t in threads:

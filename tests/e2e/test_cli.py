@@ -1,0 +1,134 @@
+"""The `helpdesk` commands as users run them: ingest, tickets, show, export, quarantine, check."""
+from __future__ import annotations
+
+import json
+import mailbox
+
+from tests.conftest import write_site_config
+from tests.e2e.helpers import helpdesk, show, tickets
+
+FIRST = (b"From: Ann Example <ann@example.org>\nTo: support@example.com\nSubject: Printer on 3rd floor jams\n"
+         b"Message-ID: <first@example.org>\nDate: Mon, 02 Mar 2026 09:00:00 +0000\n\nIt jams on every page.\n")
+REPLY = (b"From: ann@example.org\nTo: support@example.com\nSubject: RE: Printer on 3rd floor jams\n"
+         b"Message-ID: <second@example.org>\nIn-Reply-To: <first@example.org>\n"
+         b"References: <first@example.org>\n\nStill jamming.\n\nOn Mon, Ann wrote:\n> It jams on every page.\n")
+OTHER = (b"From: bob@example.org\nTo: support@example.com\nSubject: VPN down\nMessage-ID: <vpn@example.org>\n\n"
+         b"Cannot connect.\n")
+
+
+def test_ingest_files_thread_and_show(tmp_path):
+    cfg = write_site_config(tmp_path)
+    (tmp_path / "a.eml").write_bytes(FIRST)
+    (tmp_path / "b.eml").write_bytes(REPLY)
+    assert helpdesk(cfg, "ingest", str(tmp_path / "a.eml"), str(tmp_path / "b.eml")).returncode == 0
+    [t] = tickets(cfg)
+    assert t["ref"] == f"HD-{t['id']}" and t["message_count"] == 2 and t["status"] == "new"
+    for key in ("id", "ref", "subject", "type", "status", "priority", "queue", "requester",
+                "created_at", "updated_at", "message_count"):
+        assert key in t
+    assert t["created_at"].endswith("+00:00") and t["requester"] == "ann@example.org"
+    d = show(cfg, t["ref"])
+    assert [m["message_id"] for m in d["messages"]] == ["first@example.org", "second@example.org"]
+    m2 = d["messages"][1]
+    assert m2["direction"] == "in" and m2["visibility"] == "public" and "in-reply-to" in m2["thread_evidence"]
+    assert "Still jamming." in m2["text"]
+    assert set(d["sla"]) == {"response_due", "resolution_due", "responded_at", "breached"}
+    assert show(cfg, str(t["id"]))["id"] == t["id"]
+    text = helpdesk(cfg, "show", t["ref"], check=True).stdout.decode()
+    assert "Printer on 3rd floor jams" in text
+
+
+def test_ingest_is_idempotent_across_paths(tmp_path):
+    cfg = write_site_config(tmp_path)
+    (tmp_path / "a.eml").write_bytes(FIRST)
+    helpdesk(cfg, "ingest", str(tmp_path / "a.eml"), check=True)
+    # the same mail again through the MTA pipe, with a Received and Delivered-To line added
+    piped = b"Received: from mx by us; Mon, 2 Mar 2026 09:00:01 +0000\nDelivered-To: support@example.com\n" + FIRST
+    assert helpdesk(cfg, "ingest", input=piped).returncode == 0
+    assert helpdesk(cfg, "ingest", "-", input=FIRST).returncode == 0
+    [t] = tickets(cfg)
+    assert t["message_count"] == 1
+
+
+def test_mbox_maildir_and_stdin(tmp_path):
+    cfg = write_site_config(tmp_path)
+    mb = mailbox.mbox(str(tmp_path / "in.mbox"))
+    for raw in (FIRST, REPLY, OTHER):
+        mb.add(raw)
+    mb.flush()
+    md = mailbox.Maildir(str(tmp_path / "Maildir"))
+    md.add(OTHER.replace(b"vpn@", b"vpn2@"))
+    assert helpdesk(cfg, "ingest", str(tmp_path / "in.mbox"), str(tmp_path / "Maildir")).returncode == 0
+    rows = tickets(cfg)
+    assert sorted(r["message_count"] for r in rows) == [1, 1, 2]
+    assert [r["subject"] for r in tickets(cfg, "--status", "new")][0] == "VPN down"  # newest first
+    assert tickets(cfg, "--status", "closed") == []
+
+
+def test_export_streams_every_ticket(tmp_path):
+    cfg = write_site_config(tmp_path)
+    (tmp_path / "a.eml").write_bytes(FIRST)
+    (tmp_path / "c.eml").write_bytes(OTHER)
+    helpdesk(cfg, "ingest", str(tmp_path / "a.eml"), str(tmp_path / "c.eml"), check=True)
+    data = json.loads(helpdesk(cfg, "export", check=True).stdout)
+    assert [d["subject"] for d in data] == ["Printer on 3rd floor jams", "VPN down"]
+    assert all({"messages", "events", "sla"} <= set(d) for d in data)
+    assert json.loads(helpdesk(cfg, "export", "--since", "2999-01-01", check=True).stdout) == []
+    assert helpdesk(cfg, "export", "--since", "yesterday").returncode == 2
+
+
+def test_quarantine_list_show_release(tmp_path, corpus):
+    cfg = write_site_config(tmp_path)
+    msg_file = corpus / "weird" / "mail-parser" / "mail_outlook_1.msg"
+    assert helpdesk(cfg, "ingest", str(msg_file)).returncode == 0        # kept, so ingest succeeded
+    assert tickets(cfg) == []
+    rows = json.loads(helpdesk(cfg, "quarantine", "list", "--json", check=True).stdout)
+    assert len(rows) == 1 and rows[0]["stage"] == "parse" and rows[0]["reason"] == "not_mail"
+    qid = str(rows[0]["id"])
+    assert json.loads(helpdesk(cfg, "quarantine", "show", qid, check=True).stdout)["id"] == rows[0]["id"]
+    assert helpdesk(cfg, "quarantine", "show", qid, "--raw", check=True).stdout == msg_file.read_bytes()
+    again = helpdesk(cfg, "quarantine", "release", qid)
+    assert again.returncode == 1 and b"still fails" in again.stderr
+    assert helpdesk(cfg, "quarantine", "show", "999").returncode == 1
+    assert helpdesk(cfg, "quarantine", "release").returncode == 2
+
+
+def test_exit_codes_and_clear_errors(tmp_path):
+    cfg = write_site_config(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[smtp]\nprot = 25\n")
+    r = helpdesk(bad, "tickets")
+    assert r.returncode == 1 and b"smtp.prot: unknown key" in r.stderr and b"Traceback" not in r.stderr
+    assert helpdesk(cfg, "show", "XX-1").returncode == 2
+    assert helpdesk(cfg, "nonsense").returncode == 2
+    r = helpdesk(cfg, "show", "HD-999")
+    assert r.returncode == 1 and b"ticket 999 not found" in r.stderr
+    r = helpdesk(cfg, "ingest", str(tmp_path / "missing.eml"))
+    assert r.returncode == 1 and b"missing.eml" in r.stderr
+
+
+def test_database_down_is_tempfail_for_the_mta(tmp_path):
+    from tests.conftest import free_port
+    cfg = write_site_config(tmp_path, db_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    r = helpdesk(cfg, "ingest", input=FIRST)
+    assert r.returncode == 75, r.stderr
+    assert b"Traceback" not in r.stderr
+
+
+def test_check_reports_every_problem_with_file_and_line(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "broken.yaml").write_text("rules:\n  - name: a\n    name: b\n")
+    (rules / "syntax.yaml").write_text("rules: [\n")
+    tpl = tmp_path / "templates"
+    tpl.mkdir()
+    (tpl / "ack.txt.j2").write_text("Hello {{ name\n")
+    cfg = write_site_config(tmp_path, '[paths]\nrules = "rules"\ntemplates = "templates"\n')
+    r = helpdesk(cfg, "check")
+    err = r.stderr.decode()
+    assert r.returncode == 1
+    assert "broken.yaml:3:" in err and "duplicate key" in err
+    assert "syntax.yaml:" in err and "ack.txt.j2:1:" in err
+    (tmp_path / "ok").mkdir()
+    ok = write_site_config(tmp_path / "ok")                  # the repo's own rules and templates
+    assert helpdesk(ok, "check").returncode == 0
