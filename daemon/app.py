@@ -16,6 +16,9 @@ from daemon.config import Config
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.pipeline.classify import Defaults
 from daemon.pipeline.parse import ParseLimits
+from daemon.errors import SpoolError
+from daemon.rules.live import LiveRules, watch
+from daemon.rules.tester import template_names
 from daemon.spool import Spool
 from daemon.worker import Worker, WorkerSettings
 from store.blobs import Blobs
@@ -29,7 +32,7 @@ def worker_settings(cfg: Config) -> WorkerSettings:
     hd = cfg.helpdesk
     return WorkerSettings(
         tag_prefix=hd.ticket_prefix, own_addresses=frozenset({hd.address.lower()}),
-        defaults=Defaults(hd.default_type, hd.default_queue, hd.default_priority),
+        defaults=defaults_of(cfg),
         limits=ParseLimits(max_parts=cfg.limits.max_parts, max_depth=cfg.limits.max_depth,
                            max_headers=cfg.limits.max_headers, max_bytes=cfg.smtp.max_message_bytes * 2),
         max_attempts=cfg.worker.max_attempts, retry_seconds=cfg.worker.retry_seconds)
@@ -43,6 +46,7 @@ class App:
     store: Store
     spool: Spool
     worker: Worker
+    rules: LiveRules | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     reload_requested: threading.Event = field(default_factory=threading.Event)
@@ -64,12 +68,29 @@ def open_store(cfg: Config) -> Store:
     return Store(engine, Blobs(cfg.state_dir / "attachments"))
 
 
+def defaults_of(cfg: Config) -> Defaults:
+    hd = cfg.helpdesk
+    return Defaults(hd.default_type, hd.default_queue, hd.default_priority)
+
+
+def load_live_rules(cfg: Config) -> LiveRules:
+    """The rule set the daemon starts with; a RulesError (with every problem) refuses start."""
+    return LiveRules(cfg.paths.rules, known_templates=template_names(cfg.paths.templates),
+                     defaults=defaults_of(cfg))
+
+
 def build_app(cfg: Config) -> App:
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        spool = Spool(Path(cfg.state_dir) / "spool").ensure()
+    except OSError as exc:
+        raise SpoolError(f"cannot use state directory {cfg.state_dir}: {exc.strerror or exc}") from exc
+    rules = load_live_rules(cfg)
     store = open_store(cfg)
-    spool = Spool(Path(cfg.state_dir) / "spool").ensure()
-    worker = Worker(spool, store, worker_settings(cfg))
-    return App(cfg, store, spool, worker)
+    worker = Worker(spool, store, worker_settings(cfg), rules=lambda: rules.current)
+    app = App(cfg, store, spool, worker, rules=rules)
+    app.reloaders.append(rules.reload)
+    return app
 
 
 def serve(app: App, *, ready: "callable | None" = None) -> int:
@@ -86,6 +107,9 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
                                       per_ip=cfg.smtp.max_connections_per_ip,
                                       timeout=cfg.smtp.command_timeout_seconds)
         controller.start()
+    if app.rules is not None:
+        threads.append(threading.Thread(target=watch, name="rules-watch", args=(app.rules, app.stop),
+                                        kwargs={"interval": 2.0}, daemon=True))
     for t in threads:
         t.start()
 

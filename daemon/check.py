@@ -13,6 +13,9 @@ import jinja2
 import yaml
 
 from daemon.config import Config
+from daemon.errors import RulesError
+from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
+from daemon.rules.tester import template_names
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -61,15 +64,24 @@ def _check_template(env: jinja2.Environment, path: Path) -> list[str]:
 
 def check(cfg: Config) -> tuple[list[str], str]:
     """Every problem found, and a one-line summary for when there is none."""
+    from daemon.app import defaults_of
     problems: list[str] = []
     rules_dir, tpl_dir = cfg.paths.rules, cfg.paths.templates
     rule_files: list[Path] = []
+    rules_note = "not loaded"
     if not rules_dir.is_dir():
         problems.append(f"{cfg.sources[-1]}:1: paths.rules: not a directory: {rules_dir}")
     else:
         rule_files = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml"))
+        loaded = {rules_dir / name for name in (*REQUIRED_FILES, *OPTIONAL_FILES)}
+        try:
+            ruleset = load_rules(rules_dir, known_templates=template_names(tpl_dir), defaults=defaults_of(cfg))
+            rules_note = f"{len(ruleset.rules)} rule(s), version {ruleset.version}"
+        except RulesError as exc:
+            problems += exc.problems
         for p in rule_files:
-            problems += _check_yaml(p)
+            if p not in loaded:                  # files the loader does not read: syntax only
+                problems += _check_yaml(p)
     templates: list[Path] = []
     if not tpl_dir.is_dir():
         problems.append(f"{cfg.sources[-1]}:1: paths.templates: not a directory: {tpl_dir}")
@@ -78,6 +90,6 @@ def check(cfg: Config) -> tuple[list[str], str]:
         templates = sorted(tpl_dir.rglob("*.j2"))
         for p in templates:
             problems += _check_template(env, p)
-    summary = (f"ok: config {', '.join(str(s) for s in cfg.sources)}; {len(rule_files)} rule file(s) in "
-               f"{rules_dir}; {len(templates)} template(s) in {tpl_dir}")
+    summary = (f"ok: config {', '.join(str(s) for s in cfg.sources)}; rules in {rules_dir}: {rules_note}; "
+               f"{len(templates)} template(s) in {tpl_dir}")
     return problems, summary

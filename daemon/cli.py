@@ -11,14 +11,12 @@ import logging
 import os
 import re
 import sys
-import time
 import traceback
 from datetime import datetime, timezone
 
 from daemon import views
 from daemon.config import Config, load_config
-from daemon.errors import ConfigError, HelpdeskError, NotFound, SpoolError, StoreUnavailable
-from daemon.model import Envelope
+from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
 
 EX_OK, EX_ERROR, EX_USAGE, EX_TEMPFAIL = 0, 1, 2, 75
 log = logging.getLogger("daemon.cli")
@@ -28,12 +26,19 @@ class UsageError(HelpdeskError):
     """Raised for a command line that names something malformed (exit 2)."""
 
 
+def _common_options(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("--config", metavar="PATH", default=default,
+                   help="site config file (default: $HELPDESK_CONFIG, then ./config.toml)")
+    p.add_argument("--debug", action="store_true", default=False if default is None else default,
+                   help="debug logging and tracebacks for unexpected errors")
+
+
 def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="helpdesk", description="helpdeskd: an email-driven IT service desk")
+    _common_options(p, default=None)
+    # the same options after the command; SUPPRESS keeps a value given before the command
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="site config file (default: $HELPDESK_CONFIG, then ./config.toml)")
-    common.add_argument("--debug", action="store_true", help="debug logging and tracebacks for unexpected errors")
-    p = argparse.ArgumentParser(prog="helpdesk", description="helpdeskd: an email-driven IT service desk",
-                                parents=[common])
+    _common_options(common, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", parents=[common], help="run the daemon in the foreground")
     ing = sub.add_parser("ingest", parents=[common], help="take mail from .eml, mbox, Maildir or stdin")
@@ -54,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("id", nargs="?", type=int)
     q.add_argument("--json", action="store_true")
     q.add_argument("--raw", action="store_true", help="with show: print the raw message")
+    from daemon.rules.tester import add_rules_parser
+    add_rules_parser(sub, common)
     e = sub.add_parser("export", parents=[common], help="every ticket as one JSON array")
     e.add_argument("--since", metavar="DATE")
     return p
@@ -169,7 +176,12 @@ def cmd_export(cfg: Config, args) -> int:
     return EX_OK
 
 
-COMMANDS = {"serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+def cmd_rules(cfg: Config, args) -> int:
+    from daemon.rules.tester import run_rules_command
+    return run_rules_command(cfg, args)
+
+
+COMMANDS = {"rules": cmd_rules, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export}
 
 
@@ -192,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreUnavailable, SpoolError) as exc:
         sys.stderr.write(f"helpdesk: temporary failure: {exc}\n")
         return EX_TEMPFAIL
+    except RulesError as exc:
+        for line in exc.problems:
+            sys.stderr.write(line + "\n")
+        sys.stderr.write(f"helpdesk: the rules do not load ({len(exc.problems)} problem(s)); fix them or run "
+                         f"'helpdesk check'\n")
+        return EX_ERROR
     except NotFound as exc:
         sys.stderr.write(f"helpdesk: {exc}\n")
         return EX_ERROR

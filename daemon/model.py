@@ -64,11 +64,14 @@ class DsnReport:
 class MachineVerdict:
     """Whether a human wrote this. `kind` is one of: human, auto_reply, auto_generated,
     bulk, list, bounce, feedback, loop. `reasons` lists the evidence (header: value).
-    `no_auto_reply` is True for anything we must never answer automatically."""
+    `no_auto_reply` is True for anything we must never answer automatically.
+    `suppress_auto_reply` is the sender's own request (X-Auto-Response-Suppress:
+    All/OOF/AutoReply) not to be auto-answered; it does not make the mail machine-made."""
 
     kind: str
     reasons: tuple[str, ...] = ()
     dsn: DsnReport | None = None
+    suppress_auto_reply: bool = False
 
     @property
     def is_human(self) -> bool:
@@ -76,7 +79,7 @@ class MachineVerdict:
 
     @property
     def no_auto_reply(self) -> bool:
-        return self.kind != "human"
+        return self.kind != "human" or self.suppress_auto_reply
 
 
 @dataclass(frozen=True)
@@ -175,3 +178,9 @@ class Routing:
     rules_version: str = ""
     suppress_ack: bool = False
     action: str = "ticket"           # ticket | drop | quarantine | spam
+    impact: str | None = None        # as set by rules/service (priority.yaml impact_levels)
+    urgency: str | None = None       # as set by rules (priority.yaml urgency_levels)
+    service: str | None = None       # services.yaml entry a rule mapped the mail to
+    sla_policy: str | None = None    # the service's SLA policy name
+    ack_template: str | None = None  # acknowledgement template chosen by a rule; None: the standard one
+    decided: tuple[str, ...] = ()    # fields a rule set (on a reply, only these should change the ticket)

@@ -12,15 +12,17 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
 from daemon.errors import ParseError, StoreUnavailable
 from daemon.model import Envelope, ParsedMessage, ThreadDecision
 from daemon.pipeline import classify as classify_mod
-from daemon.pipeline.parse import ParseLimits, parse
+from daemon.pipeline.parse import DEFAULT_LIMITS, ParseLimits, parse
+from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag, thread, thread_keys
+from daemon.rules.loader import RuleSet
 from daemon.spool import Claim, Spool
 from store.records import SaveResult
 from store.repo import Store
@@ -61,8 +63,10 @@ class Worker:
 
     def __init__(self, spool: Spool, store: Store, settings: WorkerSettings,
                  clock: Callable[[], datetime] = utcnow,
-                 after_store: Callable[[SaveResult, ParsedMessage], None] | None = None):
+                 after_store: Callable[[SaveResult, ParsedMessage], None] | None = None,
+                 rules: Callable[[], "RuleSet | None"] = lambda: None):
         self.spool, self.store, self.settings, self.clock = spool, store, settings, clock
+        self.rules = rules                   # read once per message: one rule-set version
         self.after_store = after_store
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
@@ -72,14 +76,19 @@ class Worker:
         """Run one message through the pipeline and store it. Raises on failure."""
         stage = "parse"
         try:
-            msg = parse(raw, **({"limits": self.settings.limits} if self.settings.limits else {}))
+            msg = parse(raw, limits=self.settings.limits or DEFAULT_LIMITS,
+                        envelope_mail_from=envelope.mail_from)
             stage = "store-lookup"
             if self.store.is_duplicate(msg.message_id, msg.content_digest):
                 return SaveResult("duplicate", None, None, msg.message_id)
             stage = "thread"
             decision = self._decide(msg)
             stage = "classify"
-            routing = classify_mod.classify(msg, decision, self.settings.defaults)
+            routing = classify_mod.classify(msg, decision, self.rules(), self.settings.defaults,
+                                            now=self._arrival(envelope), envelope_rcpts=envelope.rcpt_to)
+            if decision.action in ("append", "reopen"):
+                stage = "strip"
+                msg = replace(msg, text=strip_reply(msg.text))
             stage = "store"
             own = self.settings.own_addresses | {r.lower() for r in envelope.rcpt_to}
             result = self.store.save_incoming(msg, envelope, raw, hashlib.sha256(raw).hexdigest(),
@@ -92,6 +101,13 @@ class Worker:
         if self.after_store is not None and result.outcome != "duplicate":
             self.after_store(result, msg)
         return result
+
+    def _arrival(self, envelope: Envelope) -> datetime:
+        """When the message reached us (a retry is judged at the same time), else now."""
+        try:
+            return datetime.fromisoformat(envelope.received_at)
+        except (TypeError, ValueError):
+            return self.clock()
 
     def _decide(self, msg: ParsedMessage) -> ThreadDecision:
         keys = thread_keys(msg) + (msg.message_id,)     # own id: a reply may have come first

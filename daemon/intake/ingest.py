@@ -105,8 +105,8 @@ def ingest(app, paths: list[str], *, progress: bool = False) -> int:
         sys.stderr.write("helpdesk: no message on standard input\n")
         return EX_ERROR
     if left:
-        sys.stderr.write(f"helpdesk: temporary failure: {len(left)} message(s) kept in the spool, "
-                         f"database unavailable; they will be processed when it returns\n")
+        sys.stderr.write(f"helpdesk: temporary failure: {len(left)} message(s) not processed yet and kept "
+                         f"in the spool (see the log above); the next run or the daemon retries them\n")
         return EX_TEMPFAIL
     summary = ", ".join(f"{v} {k}" for k, v in sorted(bar.counts.items())) or "nothing to do"
     log.info("ingest: %d message(s): %s", bar.read, summary)

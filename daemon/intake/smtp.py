@@ -59,7 +59,7 @@ class IntakeHandler:
             raw = envelope.original_content
             if raw is None:
                 raw = envelope.content if isinstance(envelope.content, bytes) else (envelope.content or "").encode()
-            env = Envelope(mail_from=envelope.mail_from or "", rcpt_to=tuple(envelope.rcpt_tos), source="smtp",
+            env = Envelope(mail_from=(envelope.mail_from or "").strip().strip("<>"), rcpt_to=tuple(envelope.rcpt_tos), source="smtp",
                            peer=str(session.peer[0]) if session.peer else "",
                            received_at=datetime.now(timezone.utc).isoformat())
             base = await asyncio.get_running_loop().run_in_executor(None, self.spool.put, raw, env)

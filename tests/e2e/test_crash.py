@@ -31,8 +31,12 @@ def send_all(port: int, todo: list[int], accepted: set[int], stop: threading.Eve
             accepted.add(i)
             pending.pop(0)
         except (OSError, smtplib.SMTPException):
+            if conn is not None:
+                conn.close()
             conn = None
             stop.wait(0.05)
+    if conn is not None:
+        conn.close()
 
 
 def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path):
