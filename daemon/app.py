@@ -6,13 +6,18 @@ the SMTP intake and the spool worker until told to stop.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon import systemd
 from daemon.config import Config
+from daemon.health import Health
+from daemon.intake.imap import ImapPoller
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.pipeline.classify import Defaults
 from daemon.pipeline.parse import ParseLimits
@@ -22,6 +27,7 @@ from daemon.rules.tester import template_names
 from daemon.spool import Spool
 from daemon.worker import Worker, WorkerSettings
 from store.blobs import Blobs
+from store import imap_state
 from store.db import create_schema, make_engine
 from store.repo import Store
 
@@ -51,6 +57,7 @@ class App:
     wake: threading.Event = field(default_factory=threading.Event)
     reload_requested: threading.Event = field(default_factory=threading.Event)
     reloaders: list = field(default_factory=list)
+    imap: list = field(default_factory=list)
 
     def reload(self) -> None:
         """Rebuild rules and templates (SIGHUP); each keeps its last good version on error."""
@@ -121,6 +128,10 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
     def _hup(_signum, _frame):
         app.reload_requested.set()
 
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    app.imap = [ImapPoller(acct, app.spool, app.store.engine, lambda _b: app.wake.set(), app.stop, owner)
+                for acct in cfg.imap]
+    imap_threads = [p.start() for p in app.imap]   # run() never raises: one account can't stop others
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGHUP, _hup)
@@ -130,16 +141,21 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
     if ready is not None:
         ready()
     ping = systemd.watchdog_interval()
+    health = Health(app, cfg.state_dir / "status.json")
     while not app.stop.wait(min(ping or 1.0, 1.0)):
         if ping:
             systemd.notify("WATCHDOG=1")
+        health.tick()
         if app.reload_requested.is_set():
             app.reload_requested.clear()
             app.reload()
     systemd.notify("STOPPING=1")
     if controller is not None:
         controller.shutdown(grace=10.0)
+    for t in imap_threads:
+        t.join(timeout=15)
     for t in threads:
         t.join(timeout=30)
+    health.write(state="stopped")
     log.info("stopped")
     return 0

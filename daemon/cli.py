@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("paths", nargs="*", metavar="PATH")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("check", parents=[common], help="validate config, rules and templates")
+    st = sub.add_parser("status", parents=[common], help="is the daemon healthy: accounts, spool, quarantine")
+    st.add_argument("--json", action="store_true")
     t = sub.add_parser("tickets", parents=[common], help="list tickets, newest first")
     t.add_argument("--json", action="store_true")
     t.add_argument("--status")
@@ -109,6 +111,26 @@ def cmd_check(cfg: Config, args) -> int:
         return EX_ERROR
     _out(summary)
     return EX_OK
+
+
+def cmd_status(cfg: Config, args) -> int:
+    """Exit 0 when the daemon runs without alerts; 1 when it is down, stale or alerting."""
+    path = cfg.state_dir / "status.json"
+    snap: dict = {}
+    try:
+        snap = json.loads(path.read_text())
+        age = (datetime.now(timezone.utc) - datetime.fromisoformat(snap["written_at"])).total_seconds()
+        running = snap.get("state") == "running" and age < 3 * cfg.health.status_seconds + 5
+    except (OSError, ValueError, KeyError):
+        running = False
+    snap["running"] = running
+    if not running:
+        snap["state"] = "not running"
+    if args.json:
+        _out(json.dumps(snap, indent=1))
+    else:
+        _out(views.status_text(snap))
+    return EX_OK if running and not snap.get("alerts") else EX_ERROR
 
 
 def _store(cfg: Config):
@@ -181,7 +203,7 @@ def cmd_rules(cfg: Config, args) -> int:
     return run_rules_command(cfg, args)
 
 
-COMMANDS = {"rules": cmd_rules, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+COMMANDS = {"rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export}
 
 

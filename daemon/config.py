@@ -92,6 +92,14 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class HealthSection:
+    status_seconds: int
+    log_minutes: int
+    alert_failing_minutes: int
+    alert_silent_hours: int
+
+
+@dataclass(frozen=True)
 class ImapAccount:
     name: str
     host: str
@@ -119,6 +127,7 @@ class Config:
     worker: WorkerSection
     limits: LimitsSection
     log: LogSection
+    health: HealthSection
     imap: tuple[ImapAccount, ...] = ()
     sources: tuple[Path, ...] = field(default=())
 

@@ -34,11 +34,12 @@ def show(config: Path, ref: str) -> dict:
 class Daemon:
     """`helpdesk serve` in a subprocess; started, waited for `ready`, killed."""
 
-    def __init__(self, config: Path):
+    def __init__(self, config: Path, env: dict | None = None):
         self.config, self.proc, self.log = config, None, config.parent / "serve.log"
+        self.extra_env = env or {}
 
     def start(self, timeout: float = 30) -> "Daemon":
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=str(REPO), **self.extra_env)
         env.pop("HELPDESK_CONFIG", None)
         self.logfh = open(self.log, "ab")
         start = self.log.stat().st_size
