@@ -85,6 +85,17 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    """A date/time scalar; an impossible one (2026-02-30) is a load error with its line."""
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:
+        raise YamlProblem(node.start_mark.line + 1, f"{node.value} is not a real date: {exc}") from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
 def _expanded_size(root: yaml.Node) -> int:
     """Nodes the document would have with every alias expanded; raises on cycles or bombs.
 
