@@ -108,7 +108,8 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
     controller = None
     if cfg.smtp.enabled:
         handler = IntakeHandler(app.spool, cfg.smtp.domains, max_recipients=cfg.smtp.max_recipients,
-                                on_stored=lambda _base: app.wake.set())
+                                on_stored=lambda _base: app.wake.set(),
+                                data_budget=cfg.smtp.data_budget_seconds)
         controller = IntakeController(handler, cfg.smtp.host, cfg.smtp.port,
                                       max_message_bytes=cfg.smtp.max_message_bytes,
                                       per_ip=cfg.smtp.max_connections_per_ip,

@@ -34,6 +34,8 @@ class HelpdeskSection:
     default_type: str
     default_queue: str
     default_priority: str
+    key_env: str = ""
+    key_credential: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class DatabaseSection:
 class QueueSection:
     backend: str
     url: str
+    workers: int = 2
+    lease_seconds: float = 120.0
+    sweep_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,33 @@ class SmtpSection:
     max_recipients: int
     max_connections_per_ip: int
     command_timeout_seconds: int
+    data_budget_seconds: float
 
 
 @dataclass(frozen=True)
 class OutboundSection:
     host: str
     port: int
+    security: str = "none"
+    username: str = ""
+    password_env: str = ""
+    password_credential: str = ""
+    verify_tls: bool = True
+    ca_file: str = ""
+    timeout: float = 30.0
+    helo: str = ""
+    retry_first_seconds: float = 300.0
+    retry_max_seconds: float = 3600.0
+    retry_days: float = 5.0
+    bounce_suppress_days: int = 7
+
+
+@dataclass(frozen=True)
+class LoopsSection:
+    max_per_recipient_hour: int = 5
+    max_per_recipient_day: int = 20
+    max_new_tickets_per_sender_hour: int = 20
+    max_agent_mails_per_hour: int = 200
 
 
 @dataclass(frozen=True)
@@ -128,6 +154,7 @@ class Config:
     limits: LimitsSection
     log: LogSection
     health: HealthSection
+    loops: LoopsSection
     imap: tuple[ImapAccount, ...] = ()
     sources: tuple[Path, ...] = field(default=())
 
@@ -260,6 +287,28 @@ def _validate(cfg: dict, where: Path) -> None:
             raise ConfigError(f"{where}: smtp.{key}: must be positive")
     if not 0 <= cfg["smtp"]["port"] <= 65535:
         raise ConfigError(f"{where}: smtp.port: out of range")
+    _validate_outbound(cfg, where)
+
+
+def _validate_outbound(cfg: dict, where: Path) -> None:
+    out, queue = cfg["outbound"], cfg["queue"]
+    if out["security"] not in ("starttls", "tls", "none"):
+        raise ConfigError(f"{where}: outbound.security: must be starttls, tls or none")
+    if out["security"] == "none" and out["host"] not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError(f"{where}: outbound.security: 'none' (plaintext) is refused unless host is loopback")
+    if out["username"] and not (out["password_env"] or out["password_credential"]):
+        raise ConfigError(f"{where}: outbound.username: needs password_env or password_credential")
+    if not 0 < out["port"] <= 65535:
+        raise ConfigError(f"{where}: outbound.port: out of range")
+    for key in ("timeout", "retry_first_seconds", "retry_max_seconds", "retry_days", "bounce_suppress_days"):
+        if out[key] <= 0:
+            raise ConfigError(f"{where}: outbound.{key}: must be positive")
+    for key in ("workers", "lease_seconds", "sweep_seconds"):
+        if queue[key] <= 0:
+            raise ConfigError(f"{where}: queue.{key}: must be positive")
+    for key, value in cfg["loops"].items():
+        if value <= 0:
+            raise ConfigError(f"{where}: loops.{key}: must be positive")
 
 
 def load_config(explicit: str | None = None, *, defaults: Path | None = None) -> Config:

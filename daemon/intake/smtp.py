@@ -33,8 +33,9 @@ class IntakeHandler:
     """aiosmtpd handler: recipient policy and the durable DATA commit."""
 
     def __init__(self, spool: Spool, domains: tuple[str, ...], *, max_recipients: int = 100,
-                 on_stored: Callable[[str], None] | None = None):
+                 on_stored: Callable[[str], None] | None = None, data_budget: float = 30.0):
         self.spool = spool
+        self.data_budget = data_budget
         self.domains = {d.lower() for d in domains}
         self.max_recipients = max_recipients
         self.on_stored = on_stored
@@ -62,7 +63,14 @@ class IntakeHandler:
             env = Envelope(mail_from=(envelope.mail_from or "").strip().strip("<>"), rcpt_to=tuple(envelope.rcpt_tos), source="smtp",
                            peer=str(session.peer[0]) if session.peer else "",
                            received_at=datetime.now(timezone.utc).isoformat())
-            base = await asyncio.get_running_loop().run_in_executor(None, self.spool.put, raw, env)
+            write = asyncio.get_running_loop().run_in_executor(None, self.spool.put, raw, env)
+            base = await asyncio.wait_for(asyncio.shield(write), timeout=self.data_budget)
+        except asyncio.TimeoutError:
+            # storage too slow: answer 451 before the client gives up; if the write still
+            # completes, the client's retry is recognised as a duplicate by the store
+            self.stats["tempfail"] += 1
+            log.error("DATA commit exceeded %.0f s (ref %s) peer=%s", self.data_budget, ref, session.peer)
+            return f"451 4.3.0 Storage is slow, please try again later (ref {ref})"
         except Exception:
             self.stats["tempfail"] += 1
             log.exception("DATA not stored (ref %s) peer=%s", ref, session.peer)

@@ -172,3 +172,40 @@ def test_too_many_recipients(intake):
         c.mail("a@x.test")
         codes = [c.rcpt(f"u{i}@example.com")[0] for i in range(7)]
     assert codes[:5] == [250] * 5 and codes[5:] == [452, 452]
+
+
+def test_slow_storage_answers_451_within_the_budget(intake):
+    import threading
+    gate = threading.Event()
+    real_put = intake.spool.put
+    intake.handler.data_budget = 0.3
+
+    def slow_put(raw, env):
+        gate.wait(5)                          # storage hangs longer than the DATA budget
+        return real_put(raw, env)
+    intake.spool.put = slow_put
+    try:
+        with client(intake) as c:
+            with pytest.raises(smtplib.SMTPDataError) as err:
+                c.sendmail("a@x.test", ["support@example.com"], MSG)
+        assert err.value.smtp_code == 451 and b"slow" in err.value.smtp_error
+    finally:
+        gate.set()
+
+
+def test_durability_knobs_of_the_embedded_database(app):
+    from sqlalchemy import text
+    with app.store.engine.connect() as c:
+        assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert c.execute(text("PRAGMA synchronous")).scalar() == 2          # FULL
+
+
+def test_spool_fsyncs_file_and_directory_before_returning(tmp_path, monkeypatch):
+    calls = []
+    real_fsync, real_rename = os.fsync, os.rename
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "rename", lambda a, b: (calls.append("rename"), real_rename(a, b))[1])
+    spool = Spool(tmp_path / "s").ensure()
+    from daemon.model import Envelope
+    spool.put(b"x", Envelope("a@x", ("b@example.com",)))
+    assert calls == ["fsync", "rename", "fsync"]     # file data, then commit by rename, then the directory
