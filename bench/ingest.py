@@ -95,7 +95,7 @@ def write_mbox(path: Path, corpus) -> None:
 def site_config(state: Path, port: int) -> Path:
     cfg = state / "bench.toml"
     cfg.write_text(f'[helpdesk]\nstate_dir = "state"\n[smtp]\nport = {port}\ndomains = ["example.com"]\n'
-                   f'[worker]\nidle_poll_seconds = 0.2\n[log]\nlevel = "warning"\n')
+                   f'[worker]\nidle_poll_seconds = 0.2\n')
     return cfg
 
 

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon import systemd
+from daemon import systemd, tasks
 from daemon.config import Config
 from daemon.health import Health
 from daemon.intake.imap import ImapPoller
@@ -86,7 +86,8 @@ def load_live_rules(cfg: Config) -> LiveRules:
                      defaults=defaults_of(cfg))
 
 
-def build_app(cfg: Config) -> App:
+def build_app(cfg: Config, *, outbound: bool = True) -> App:
+    """Everything a command needs. `outbound=False` plans no mail (archive imports)."""
     try:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         spool = Spool(Path(cfg.state_dir) / "spool").ensure()
@@ -97,6 +98,8 @@ def build_app(cfg: Config) -> App:
     worker = Worker(spool, store, worker_settings(cfg), rules=lambda: rules.current)
     app = App(cfg, store, spool, worker, rules=rules)
     app.reloaders.append(rules.reload)
+    if outbound:
+        tasks.attach_outbound(app)             # templates, keys and the relay; mail planned in the worker
     return app
 
 
@@ -120,6 +123,7 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
                                         kwargs={"interval": 2.0}, daemon=True))
     for t in threads:
         t.start()
+    stop_consumer = tasks.start_consumer(app) if app.worker.mail is not None else (lambda: None)
 
     def _stop(signum, _frame):
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -157,6 +161,7 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
         t.join(timeout=15)
     for t in threads:
         t.join(timeout=30)
+    stop_consumer()                                # in-flight sends finish first
     health.write(state="stopped")
     log.info("stopped")
     return 0

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
 import yaml
 
 from daemon.config import Config
 from daemon.errors import RulesError
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
+from daemon.render import load_templates
 from daemon.rules.tester import template_names
 
 
@@ -52,16 +52,6 @@ def _check_yaml(path: Path) -> list[str]:
     return []
 
 
-def _check_template(env: jinja2.Environment, path: Path) -> list[str]:
-    try:
-        env.parse(path.read_text(encoding="utf-8"))
-    except jinja2.TemplateSyntaxError as exc:
-        return [f"{path}:{exc.lineno}: {exc.message}"]
-    except (OSError, UnicodeDecodeError) as exc:
-        return [f"{path}:1: cannot read: {exc}"]
-    return []
-
-
 def check(cfg: Config) -> tuple[list[str], str]:
     """Every problem found, and a one-line summary for when there is none."""
     from daemon.app import defaults_of
@@ -86,10 +76,11 @@ def check(cfg: Config) -> tuple[list[str], str]:
     if not tpl_dir.is_dir():
         problems.append(f"{cfg.sources[-1]}:1: paths.templates: not a directory: {tpl_dir}")
     else:
-        env = jinja2.Environment()
         templates = sorted(tpl_dir.rglob("*.j2"))
-        for p in templates:
-            problems += _check_template(env, p)
+        try:
+            load_templates(tpl_dir)
+        except RulesError as exc:
+            problems += exc.problems
     summary = (f"ok: config {', '.join(str(s) for s in cfg.sources)}; rules in {rules_dir}: {rules_note}; "
                f"{len(templates)} template(s) in {tpl_dir}")
     return problems, summary

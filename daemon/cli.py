@@ -41,9 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     _common_options(common, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", parents=[common], help="run the daemon in the foreground")
+    sub.add_parser("worker", parents=[common], help="run only the task-queue worker (scale-out)")
     ing = sub.add_parser("ingest", parents=[common], help="take mail from .eml, mbox, Maildir or stdin")
     ing.add_argument("paths", nargs="*", metavar="PATH")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.add_argument("--no-mail", action="store_true",
+                     help="send no acknowledgements or notifications (importing an archive)")
     sub.add_parser("check", parents=[common], help="validate config, rules and templates")
     st = sub.add_parser("status", parents=[common], help="is the daemon healthy: accounts, spool, quarantine")
     st.add_argument("--json", action="store_true")
@@ -97,8 +100,9 @@ def cmd_serve(cfg: Config, args) -> int:
 def cmd_ingest(cfg: Config, args) -> int:
     from daemon.app import build_app
     from daemon.intake.ingest import ingest
-    app = build_app(cfg)
+    app = build_app(cfg, outbound=not args.no_mail)
     app.spool.recover()
+    # mail planned here is queued; the daemon's consumer (or `helpdesk worker`) sends it
     return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty())
 
 
@@ -198,12 +202,17 @@ def cmd_export(cfg: Config, args) -> int:
     return EX_OK
 
 
+def cmd_worker(cfg: Config, args) -> int:
+    from daemon import tasks
+    return tasks.run_worker(cfg)
+
+
 def cmd_rules(cfg: Config, args) -> int:
     from daemon.rules.tester import run_rules_command
     return run_rules_command(cfg, args)
 
 
-COMMANDS = {"rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+COMMANDS = {"worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export}
 
 

@@ -184,3 +184,83 @@ class Routing:
     sla_policy: str | None = None    # the service's SLA policy name
     ack_template: str | None = None  # acknowledgement template chosen by a rule; None: the standard one
     decided: tuple[str, ...] = ()    # fields a rule set (on a reply, only these should change the ticket)
+
+
+# ---------------------------------------------------------------------- outgoing mail
+# plan (daemon.pipeline.notify) -> store (store.outbox): what the planning stage hands the
+# store to write in the same transaction as the ticket change.
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """One automatic mail, rendered once at planning time. The store keeps these exact
+    bytes, so every (re)send is the same mail with the same Message-ID. `nonce` (hex) keys
+    the row for the bounce address token; `mail_from` is that VERP envelope sender.
+    kind: ack | reopen | resolve | agent_new | agent_message."""
+
+    ticket_id: int | None
+    kind: str
+    audience: str                    # requester | agent
+    template: str                    # the template used, e.g. "de/requester/ack"
+    message_id: str                  # without angle brackets
+    nonce: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    raw: bytes = field(repr=False)
+    auto: str = "auto-generated"     # the Auto-Submitted value: auto-replied | auto-generated
+
+
+@dataclass(frozen=True)
+class BounceMark:
+    """A delivery report about one of our mails: outbox row, the recipients it names
+    (empty: every recipient of the row), action failed|delayed, status code, diagnostic."""
+
+    outbox_id: int
+    recipients: tuple[str, ...]
+    action: str
+    status: str = ""
+    diagnostic: str = ""
+    suppress_until: datetime | None = None   # failed: no automatic mail to them until then
+
+
+@dataclass(frozen=True)
+class FuseAlert:
+    """A loop/rate fuse that tripped: raised once per `key` until `until` (one alert, not a
+    storm); `text` goes to the log and to the ticket's events."""
+
+    key: str
+    until: datetime
+    text: str
+
+
+@dataclass(frozen=True)
+class MailHistory:
+    """What the store knows that mail planning needs, read inside the ticket transaction.
+
+    Counts are of automatic mails already planned (any status) per recipient address."""
+
+    acks: int = 0                                     # acknowledgements planned for this ticket
+    last_hour: tuple[tuple[str, int], ...] = ()       # (recipient, count) in the last hour
+    last_day: tuple[tuple[str, int], ...] = ()        # (recipient, count) in the last 24 hours
+    bouncing: frozenset[str] = frozenset()            # recipients whose mail bounced recently
+    sender_new_tickets: int = 0                       # tickets the sender opened in the last hour
+    conversation: tuple[str, ...] = ()                # message ids of the ticket, oldest first
+    language: str | None = None                       # the requester's language, when known
+
+    def sent_hour(self, email: str) -> int:
+        return dict(self.last_hour).get(email.lower(), 0)
+
+    def sent_day(self, email: str) -> int:
+        return dict(self.last_day).get(email.lower(), 0)
+
+
+@dataclass(frozen=True)
+class MailEffects:
+    """Everything planning decided for one ticket change: mails to write to the outbox,
+    delivery reports to record, fuses that tripped, mails held back (with the reason, for
+    the ticket's events) and the requester's language to remember."""
+
+    mails: tuple[OutgoingMail, ...] = ()
+    bounces: tuple[BounceMark, ...] = ()
+    alerts: tuple[FuseAlert, ...] = ()
+    suppressed: tuple[str, ...] = ()
+    language: str | None = None

@@ -1,6 +1,10 @@
 """The spool worker: claims durable messages and runs them through the pipeline.
 
-parse -> (bounce mapping | thread) -> classify -> store, one message at a time. A parse
+parse -> (bounce mapping | thread) -> classify -> store, one message at a time. With a
+mail planner (`mail`, see daemon.tasks.Outbound) our own mail coming back is recognised
+first (stored without triggers), bounces are matched to the outbox row they are about, and
+the mail each message causes is planned into the outbox inside the store transaction and
+enqueued after the commit. A parse
 failure quarantines at once (it will not get better); a database outage puts the message
 back without counting it and backs off; any other failure is retried with a growing delay
 and quarantined with its stage and reason after `max_attempts`. The worker never dies of
@@ -64,10 +68,11 @@ class Worker:
     def __init__(self, spool: Spool, store: Store, settings: WorkerSettings,
                  clock: Callable[[], datetime] = utcnow,
                  after_store: Callable[[SaveResult, ParsedMessage], None] | None = None,
-                 rules: Callable[[], "RuleSet | None"] = lambda: None):
+                 rules: Callable[[], "RuleSet | None"] = lambda: None, mail=None):
         self.spool, self.store, self.settings, self.clock = spool, store, settings, clock
         self.rules = rules                   # read once per message: one rule-set version
         self.after_store = after_store
+        self.mail = mail                     # daemon.tasks.Outbound, or None: no mail is planned
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
 
@@ -78,11 +83,14 @@ class Worker:
         try:
             msg = parse(raw, limits=self.settings.limits or DEFAULT_LIMITS,
                         envelope_mail_from=envelope.mail_from)
+            if self.mail is not None:
+                msg = self.mail.inspect(msg, envelope)       # our own mail, our bounce addresses
             stage = "store-lookup"
             if self.store.is_duplicate(msg.message_id, msg.content_digest):
                 return SaveResult("duplicate", None, None, msg.message_id)
             stage = "thread"
-            decision = self._decide(msg)
+            ref = self.mail.bounce_ref(msg, envelope) if self.mail and msg.machine.kind == "bounce" else None
+            decision = self._decide(msg, ref)
             stage = "classify"
             routing = classify_mod.classify(msg, decision, self.rules(), self.settings.defaults,
                                             now=self._arrival(envelope), envelope_rcpts=envelope.rcpt_to)
@@ -91,13 +99,17 @@ class Worker:
                 msg = replace(msg, text=strip_reply(msg.text))
             stage = "store"
             own = self.settings.own_addresses | {r.lower() for r in envelope.rcpt_to}
+            now = self.clock()
+            plan = self.mail.plan_message(msg, decision, routing, now, ref) if self.mail is not None else None
             result = self.store.save_incoming(msg, envelope, raw, hashlib.sha256(raw).hexdigest(),
-                                              decision, routing, self.clock(), own_addresses=own)
+                                              decision, routing, now, own_addresses=own, plan=plan)
         except (ParseError, StoreUnavailable):
             raise
         except Exception as exc:
             exc.helpdesk_stage = stage          # type: ignore[attr-defined]
             raise
+        if self.mail is not None and result.outcome != "duplicate":
+            self.mail.after_save(result)
         if self.after_store is not None and result.outcome != "duplicate":
             self.after_store(result, msg)
         return result
@@ -109,15 +121,23 @@ class Worker:
         except (TypeError, ValueError):
             return self.clock()
 
-    def _decide(self, msg: ParsedMessage) -> ThreadDecision:
+    def _decide(self, msg: ParsedMessage, ref=None) -> ThreadDecision:
+        own = self.mail.own_ticket(msg) if self.mail is not None else None
+        if own is not None:                             # our own mail came back: file it, trigger nothing
+            return ThreadDecision("append", own, f"our own mail <{msg.message_id}> came back (verified Message-ID)")
         keys = thread_keys(msg) + (msg.message_id,)     # own id: a reply may have come first
         tag = subject_tag(msg.subject, self.settings.tag_prefix)
         candidates = self.store.thread_candidates(keys, tag)
         if msg.machine.kind == "bounce":
-            return self._bounce_decision(msg, candidates)
+            return self._bounce_decision(msg, candidates, ref)
         return thread(msg, candidates, tag_prefix=self.settings.tag_prefix)
 
-    def _bounce_decision(self, msg: ParsedMessage, candidates) -> ThreadDecision:
+    def _bounce_decision(self, msg: ParsedMessage, candidates, ref=None) -> ThreadDecision:
+        """A bounce never opens a ticket: it is filed (internal) on the ticket of the mail it
+        reports on - our outbox row (VERP token or verified original Message-ID) first."""
+        if ref is not None and ref.ticket_id is not None:
+            return ThreadDecision("bounce", ref.ticket_id, f"delivery report for our mail <{ref.message_id}> "
+                                                           f"(outbox #{ref.id})")
         dsn = msg.machine.dsn
         if dsn and dsn.original_message_id:
             ticket = self.store.ticket_of_message(dsn.original_message_id)

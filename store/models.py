@@ -128,3 +128,8 @@ class Quarantine(SQLModel, table=True):
     header_subject: str = ""
     status: str = Field(default="held", index=True)   # held | released
     released_at: Optional[datetime] = None
+
+
+# The outbox tables live with their SQL in store/outbox.py; importing it registers them on
+# this metadata, so create_schema() makes them too.
+from store import outbox as _outbox  # noqa: E402,F401

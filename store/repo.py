@@ -8,9 +8,9 @@ is recognised and nothing is written twice, even when two workers race.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -18,9 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from daemon.errors import NotFound, StoreUnavailable
-from daemon.model import (Envelope, KnownMessage, ParsedMessage, Routing, ThreadCandidates,
-                          ThreadDecision, TicketGlance)
+from daemon.model import (Envelope, FuseAlert, KnownMessage, MailEffects, ParsedMessage, Routing,
+                          ThreadCandidates, ThreadDecision, TicketGlance)
 from store import models as m
+from store import outbox
 from store.blobs import Blobs
 from store.records import (AttachmentRow, EventRow, MessageRow, QuarantineRow, SaveResult,
                            TicketDetail, TicketRow)
@@ -39,13 +40,28 @@ def _addr_list(addrs) -> str:
     return json.dumps([str(a) for a in addrs], ensure_ascii=False)
 
 
+# plan(outcome, ticket or None, ledger) -> what mail the change causes; called inside the
+# transaction once the ticket id is known (see daemon.pipeline.notify / daemon.tasks).
+Plan = Callable[[str, "TicketRow | None", outbox.Ledger], MailEffects]
+
+
+@dataclass(frozen=True)
+class Saved(SaveResult):
+    """A SaveResult plus what went into the outbox in the same transaction: the new rows
+    to enqueue and the fuse alerts raised (first trip of a window only)."""
+
+    outbox_ids: tuple[int, ...] = ()
+    alerts: tuple[FuseAlert, ...] = ()
+
+
 class Store:
     """Tickets, messages and quarantine over one SQLAlchemy engine plus the blob store."""
 
-    def __init__(self, engine: Engine, blobs: Blobs):
+    def __init__(self, engine: Engine, blobs: Blobs, *, bounce_days: int = 7):
         self.engine = engine
         self.writer = engine.execution_options(sqlite_immediate=True)
         self.blobs = blobs
+        self.outbox = outbox.OutboxStore(engine, bounce_days)
 
     # ----------------------------------------------------------------- plumbing
     def _write(self) -> Session:
@@ -100,8 +116,9 @@ class Store:
     # ----------------------------------------------------------------- pipeline write
     def save_incoming(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                       decision: ThreadDecision, routing: Routing, now: datetime,
-                      *, own_addresses: frozenset[str] = frozenset()) -> SaveResult:
-        """Store one incoming message and its ticket change in one transaction."""
+                      *, own_addresses: frozenset[str] = frozenset(), plan: Plan | None = None) -> SaveResult:
+        """Store one incoming message and its ticket change in one transaction; with `plan`,
+        the outgoing mail it causes goes into the outbox in that same transaction."""
         for part in msg.attachments:
             self.blobs.put(part.data, part.sha256 or None)
         try:
@@ -110,12 +127,46 @@ class Store:
                     return SaveResult("duplicate", None, None, msg.message_id)
                 result = self._save(s, msg, envelope, raw, raw_sha256, decision, routing,
                                     _utc(now), own_addresses)
+                if plan is not None:
+                    result = self._plan(s, result, plan, _utc(now))
                 s.commit()
                 return result
         except IntegrityError:
             if self.is_duplicate(msg.message_id, msg.content_digest):
                 return SaveResult("duplicate", None, None, msg.message_id)
             raise
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _plan(self, s: Session, result: SaveResult, plan: Plan, now: datetime) -> Saved:
+        ticket = s.get(m.Ticket, result.ticket_id) if result.ticket_id is not None else None
+        s.flush()
+        effects = plan(result.outcome, self._trow(ticket) if ticket is not None else None, outbox.Ledger(s))
+        done = outbox.apply(s, effects, result.ticket_id, now)
+        return Saved(result.outcome, result.ticket_id, result.message_pk, result.message_id,
+                     done.outbox_ids, done.alerts)
+
+    def change_status(self, ticket_id: int, status: str, now: datetime, *, why: str = "",
+                      plan: Plan | None = None) -> Saved:
+        """Set a ticket's status (event `status`); with `plan`, the mail it causes (e.g. the
+        resolve notice, outcome `resolved`) goes into the outbox in the same transaction."""
+        now = _utc(now)
+        try:
+            with self._write() as s:
+                ticket = s.get(m.Ticket, ticket_id)
+                if ticket is None:
+                    raise NotFound(f"ticket {ticket_id} not found")
+                old = ticket.status
+                if old == status:
+                    return Saved("unchanged", ticket_id, None, "")
+                ticket.status, ticket.updated_at = status, now
+                s.add(ticket)
+                self._event(s, ticket_id, now, "status", {"from": old, "to": status, "why": why})
+                result = Saved(status, ticket_id, None, "")
+                if plan is not None:
+                    result = self._plan(s, result, plan, now)
+                s.commit()
+                return result
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
 

@@ -155,7 +155,7 @@ def test_wrong_top_level_types(tmp_path):
     ('{from: "08:00", to: "18:00"}', '{from: "08:00", to: "18:00"}\n    holidays: ["2026-02-30"]',
      "sla.yaml:5: calendars.office.holidays[0]: '2026-02-30' is not a date"),
     ('{from: "08:00", to: "18:00"}', '{from: "08:00", to: "18:00"}\n    holidays: [2026-01-01, 2026-02-30]',
-     "sla.yaml:5: 2026-02-30 is not a real date (day is out of range for month)"),
+     "sla.yaml:5: 2026-02-30 is not a real date: day is out of range for month"),
     ('{from: "08:00", to: "18:00"}', '{from: "08:00", to: "18:00"}\n    week: {sun: [], funday: []}',
      "sla.yaml:5: calendars.office.week: 'funday' is not a weekday"),
     ('{from: "08:00", to: "18:00"}', '{from: "08:00", to: "18:00"}\n    country: XX',

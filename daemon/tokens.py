@@ -1,0 +1,248 @@
+"""MAC'd identifiers in the mail we send, and the keys that sign them.
+
+Three things carry a MAC so that our own mail, and answers to it, can be recognised
+without trusting anything a stranger can type:
+
+* our **Message-ID** `<hd.TOKEN@domain>`: TOKEN = base32(kid | kind | ticket id (6 bytes) |
+  nonce (8 bytes) | HMAC-SHA256(key[kid], "msgid" | those bytes)[:14]) - 48 characters, a
+  112-bit tag. In-Reply-To/References pointing at it can be checked the same way.
+* the **bounce (VERP) envelope sender** `local+bounce-TOKEN@domain`: TOKEN = base32(kid |
+  nonce | HMAC(key[kid], "bounce" | kid | nonce)[:12]) - 34 characters, a 96-bit tag; the
+  nonce names the outbox row, so a bounce is matched to the exact mail.
+* the **Reply-To** builder `reply_address(address, token)`: the slot for the per-agent reply
+  tokens of the next issue; today it returns the helpdesk address.
+
+Tokens are lower-case base32 without padding (some MTAs case-fold local parts) and verified
+with `hmac.compare_digest` on one code path, also for an unknown key id. Keys rotate by key
+id: the first key signs, every listed key verifies. Keys come from an environment variable
+or a systemd credential named in config; with neither, a random key is generated once into
+`<state_dir>/keys/helpdesk.key` (0600). This is an edge module only in `load_keyring`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from daemon.errors import ConfigError
+
+KINDS = {"ack": 1, "notice": 2, "agent": 3}
+_KIND_NAMES = {v: k for k, v in KINDS.items()}
+_MSGID_MAC, _BOUNCE_MAC = 14, 12
+_MSGID_LEN = 48                          # base32 characters of a Message-ID token
+_BOUNCE_LEN = 34
+_BOUNCE_TAG = "+bounce-"
+_MIN_SECRET = 16
+KEY_FILE = "helpdesk.key"
+_MSGID_RE = re.compile(r"^hd\.([a-z2-7]{48})@", re.I)
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Keys by id (1..255); `current` signs, all verify."""
+
+    keys: Mapping[int, bytes] = field(repr=False)
+    current: int
+
+    def key(self, kid: int) -> tuple[bytes, bool]:
+        """The key for `kid` and whether it exists (a dummy key otherwise: same code path)."""
+        found = self.keys.get(kid)
+        return (found, True) if found is not None else (b"\0" * 32, False)
+
+
+@dataclass(frozen=True)
+class MessageTag:
+    """What a verified Message-ID of ours says."""
+
+    kind: str
+    ticket_id: int
+    nonce: bytes
+    kid: int
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
+
+
+def _unb32(text: str) -> bytes | None:
+    try:
+        return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _mac(key: bytes, label: bytes, data: bytes, size: int) -> bytes:
+    return hmac.new(key, label + b"|" + data, hashlib.sha256).digest()[:size]
+
+
+# ---------------------------------------------------------------------- Message-ID
+def message_id(ring: Keyring, kind: str, ticket_id: int, nonce: bytes, domain: str) -> str:
+    """Our Message-ID (without angle brackets) for a mail of `kind` about `ticket_id`."""
+    body = bytes([ring.current, KINDS[kind]]) + int(ticket_id).to_bytes(6, "big") + nonce[:8].ljust(8, b"\0")
+    key, _ = ring.key(ring.current)
+    return f"hd.{_b32(body + _mac(key, b'msgid', body, _MSGID_MAC))}@{domain.lower()}"
+
+
+def read_message_id(ring: Keyring, value: str) -> MessageTag | None:
+    """The tag of a Message-ID we made (brackets allowed), or None: not ours, tampered, or
+    signed by a key we no longer hold."""
+    m = _MSGID_RE.match((value or "").strip().strip("<>"))
+    raw = _unb32(m.group(1)) if m else None
+    if raw is None or len(raw) != 16 + _MSGID_MAC:
+        return None
+    body, tag = raw[:16], raw[16:]
+    key, known = ring.key(body[0])
+    ok = hmac.compare_digest(_mac(key, b"msgid", body, _MSGID_MAC), tag)
+    if not (ok and known and body[1] in _KIND_NAMES):
+        return None
+    return MessageTag(_KIND_NAMES[body[1]], int.from_bytes(body[2:8], "big"), body[8:16], body[0])
+
+
+# ---------------------------------------------------------------------- bounce address
+def bounce_token(ring: Keyring, nonce: bytes) -> str:
+    body = bytes([ring.current]) + nonce[:8].ljust(8, b"\0")
+    key, _ = ring.key(ring.current)
+    return _b32(body + _mac(key, b"bounce", body, _BOUNCE_MAC))
+
+
+def read_bounce_token(ring: Keyring, token: str) -> bytes | None:
+    """The nonce in a valid bounce token, else None."""
+    raw = _unb32(token.strip()) if len(token.strip()) == _BOUNCE_LEN else None
+    if raw is None or len(raw) != 9 + _BOUNCE_MAC:
+        return None
+    body, tag = raw[:9], raw[9:]
+    key, known = ring.key(body[0])
+    ok = hmac.compare_digest(_mac(key, b"bounce", body, _BOUNCE_MAC), tag)
+    return body[1:] if ok and known else None
+
+
+def bounce_address(ring: Keyring, address: str, nonce: bytes) -> str:
+    """`local+bounce-TOKEN@domain`: the envelope sender of one outgoing mail."""
+    local, _, domain = address.rpartition("@")
+    out = f"{local}{_BOUNCE_TAG}{bounce_token(ring, nonce)}"
+    if len(out) > 64:
+        raise ConfigError(f"helpdesk.address: local part {local!r} too long for bounce addresses "
+                          f"(at most {64 - len(_BOUNCE_TAG) - _BOUNCE_LEN} characters)")
+    return f"{out}@{domain}"
+
+
+def check_address(address: str) -> None:
+    """Raise ConfigError when bounce addresses cannot be built for `address`."""
+    bounce_address(Keyring({1: b"\0" * 32}, 1), address, b"\0" * 8)
+
+
+def bounce_nonce(ring: Keyring, recipient: str, address: str) -> bytes | None:
+    """The nonce when `recipient` is a valid bounce address for our `address`, else None."""
+    local, _, domain = (recipient or "").strip().strip("<>").rpartition("@")
+    base_local, _, base_domain = address.rpartition("@")
+    if domain.lower() != base_domain.lower():
+        return None
+    prefix = (base_local + _BOUNCE_TAG).lower()
+    if not local.lower().startswith(prefix):
+        return None
+    return read_bounce_token(ring, local[len(prefix):])
+
+
+def reply_address(address: str, token: str | None = None) -> str:
+    """Where replies to our mail go: the helpdesk address, or `local+TOKEN@domain` once
+    per-agent reply tokens exist (the token must be lower-case base32)."""
+    if not token:
+        return address
+    local, _, domain = address.rpartition("@")
+    return f"{local}+{token}@{domain}"
+
+
+def loop_marker(address: str) -> str:
+    """Our X-Loop value: the desk address and an instance id derived from it."""
+    instance = hashlib.sha256(b"helpdeskd|" + address.lower().encode()).hexdigest()[:12]
+    return f"{address.lower()} helpdeskd/{instance}"
+
+
+# ---------------------------------------------------------------------- keys
+def parse_keys(text: str, where: str) -> Keyring:
+    """Key material: one key per line, `KID SECRET` (KID 1..255; SECRET base64 or hex, at
+    least 16 bytes) or a bare SECRET (key id 1). The first key signs; `#` starts a comment."""
+    keys: dict[int, bytes] = {}
+    order: list[int] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) > 2 or (len(parts) == 2 and not parts[0].isdigit()):
+            raise ConfigError(f"{where}:{n}: expected 'KID SECRET' or 'SECRET'")
+        kid = int(parts[0]) if len(parts) == 2 else 1
+        secret = _decode_secret(parts[-1])
+        if not 1 <= kid <= 255 or kid in keys:
+            raise ConfigError(f"{where}:{n}: key id must be 1..255 and unique")
+        if secret is None or len(secret) < _MIN_SECRET:
+            raise ConfigError(f"{where}:{n}: secret must be base64 or hex of at least {_MIN_SECRET} bytes")
+        keys[kid] = secret
+        order.append(kid)
+    if not keys:
+        raise ConfigError(f"{where}: no key found")
+    return Keyring(keys, order[0])
+
+
+def _decode_secret(text: str) -> bytes | None:
+    if re.fullmatch(r"[0-9a-fA-F]+", text) and len(text) % 2 == 0:
+        return bytes.fromhex(text)
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if "-" in text or "_" in text
+                                else None, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def load_keyring(state_dir: Path, key_env: str = "", key_credential: str = "",
+                 environ: Mapping[str, str] | None = None) -> Keyring:
+    """The keys from $`key_env`, else the systemd credential `key_credential`, else the
+    generated key file in `<state_dir>/keys/` (created with 0600 on first use)."""
+    env = os.environ if environ is None else environ
+    if key_env:
+        value = env.get(key_env)
+        if not value:
+            raise ConfigError(f"helpdesk.key_env: environment variable {key_env} is not set")
+        return parse_keys(value, f"${key_env}")
+    if key_credential:
+        creds = env.get("CREDENTIALS_DIRECTORY")
+        if not creds:
+            raise ConfigError(f"helpdesk.key_credential: $CREDENTIALS_DIRECTORY is not set "
+                              f"(LoadCredential={key_credential}:... in the unit)")
+        path = Path(creds) / key_credential
+        try:
+            return parse_keys(path.read_text(), str(path))
+        except OSError as exc:
+            raise ConfigError(f"helpdesk.key_credential: cannot read {path}: {exc.strerror}") from None
+    return _generated(Path(state_dir) / "keys" / KEY_FILE)
+
+
+def _generated(path: Path) -> Keyring:
+    try:
+        return parse_keys(path.read_text(), str(path))
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read key file: {exc.strerror}") from None
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, f"# helpdeskd signing key (generated); keep it secret, keep it stable\n"
+                     f"1 {base64.b64encode(os.urandom(32)).decode()}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)                      # first writer wins when two processes race
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return parse_keys(path.read_text(), str(path))

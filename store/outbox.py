@@ -1,0 +1,420 @@
+"""The outbox: every mail we send is a row written in the same transaction as its ticket change.
+
+The second module allowed to speak SQL (besides store/repo.py). Tables (on the same
+SQLModel metadata as store/models.py):
+
+  outbox           one mail: the exact bytes (so a resend is the same mail, same Message-ID),
+                   envelope sender, status pending|sending|sent|partial|failed, attempts,
+                   next attempt, lease (a sender's claim; it expires, so a killed sender's
+                   mail is picked up again by the sweep).
+  outboxrecipient  per-recipient status pending|sent|failed|bounced|suppressed with the
+                   last SMTP code: accepted recipients are never sent again.
+  mailsuppression  addresses whose mail bounced (5xx or a failed DSN), until when.
+  mailfuse         fuses that tripped (loop/rate guards): one alert per key per window.
+  ticketmail       the requester's language, remembered for later mails.
+
+`Ledger` reads, inside the ticket transaction, what mail planning needs; `apply` writes
+what planning decided. `Outbox` is the sender side: claim, record, sweep, lookups.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Optional, Sequence
+
+from sqlalchemy import Column, Index, LargeBinary, Text, func, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, select
+
+from daemon.model import FuseAlert, MailEffects, MailHistory
+
+CONVERSATION = 10                     # message ids of a ticket put into References
+
+
+class Outbox(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: Optional[int] = Field(default=None, foreign_key="ticket.id", index=True)
+    kind: str                                   # ack | reopen | resolve | agent_new | agent_message
+    audience: str                               # requester | agent
+    template: str = ""
+    auto: str = "auto-generated"
+    message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    nonce: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    mail_from: str
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = "pending"                     # pending | sending | sent | partial | failed
+    attempts: int = 0
+    created_at: datetime
+    next_attempt_at: datetime
+    lease_until: Optional[datetime] = None
+    lease_token: str = ""
+    enqueued_at: Optional[datetime] = None
+    sent_at: Optional[datetime] = None
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class OutboxRecipient(SQLModel, table=True):
+    __table_args__ = (Index("ix_outboxrcpt_email_time", "email", "planned_at"),)
+    outbox_id: int = Field(foreign_key="outbox.id", primary_key=True)
+    email: str = Field(primary_key=True)
+    status: str = "pending"                     # pending | sent | failed | bounced | suppressed
+    code: int = 0
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    planned_at: datetime
+    updated_at: Optional[datetime] = None
+
+
+class MailSuppression(SQLModel, table=True):
+    email: str = Field(primary_key=True)
+    until: datetime
+    since: datetime
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class MailFuse(SQLModel, table=True):
+    key: str = Field(primary_key=True)
+    until: datetime
+    count: int = 0
+
+
+class TicketMail(SQLModel, table=True):
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    language: Optional[str] = None
+
+
+OPEN = ("pending", "sending")
+RCPT_OPEN = ("pending",)
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
+def _event(s: Session, ticket_id: int | None, at: datetime, kind: str, detail: dict) -> None:
+    from store.models import Event
+    if ticket_id is not None:
+        s.add(Event(ticket_id=ticket_id, at=at, kind=kind, detail=json.dumps(detail, ensure_ascii=False)))
+
+
+# ---------------------------------------------------------------------- planning side
+class Ledger:
+    """What mail planning may read, bound to the ticket transaction's session."""
+
+    def __init__(self, s: Session):
+        self.s = s
+
+    def history(self, ticket_id: int | None, recipients: Iterable[str], sender: str, now: datetime) -> MailHistory:
+        from store import models as m
+        s, now = self.s, _utc(now)
+        emails = sorted({e.lower() for e in recipients if e})
+        acks = 0
+        conversation: tuple[str, ...] = ()
+        language = None
+        if ticket_id is not None:
+            acks = s.exec(select(func.count()).select_from(Outbox)
+                          .where(Outbox.ticket_id == ticket_id, Outbox.kind == "ack")).one()
+            ids = s.exec(select(m.Message.message_id).where(m.Message.ticket_id == ticket_id,
+                                                            m.Message.message_id_synthetic == False)  # noqa: E712
+                         .order_by(m.Message.id)).all()
+            conversation = tuple(ids[:1] + ids[1:][-(CONVERSATION - 1):])
+            state = s.get(TicketMail, ticket_id)
+            language = state.language if state else None
+        hour, day = self._counts(emails, now - timedelta(hours=1)), self._counts(emails, now - timedelta(days=1))
+        bouncing = frozenset(s.exec(select(MailSuppression.email).where(
+            MailSuppression.email.in_(emails), MailSuppression.until > now)).all()) if emails else frozenset()
+        flood = s.exec(select(func.count()).select_from(m.Ticket).where(
+            m.Ticket.requester == sender, m.Ticket.created_at >= now - timedelta(hours=1))).one() if sender else 0
+        return MailHistory(acks=acks, last_hour=hour, last_day=day, bouncing=bouncing, sender_new_tickets=flood,
+                           conversation=conversation, language=language)
+
+    def _counts(self, emails: list[str], since: datetime) -> tuple[tuple[str, int], ...]:
+        if not emails:
+            return ()
+        q = (select(OutboxRecipient.email, func.count()).where(OutboxRecipient.email.in_(emails),
+                                                               OutboxRecipient.planned_at >= since)
+             .group_by(OutboxRecipient.email))
+        return tuple((e, n) for e, n in self.s.exec(q))
+
+
+@dataclass(frozen=True)
+class Applied:
+    outbox_ids: tuple[int, ...] = ()
+    alerts: tuple[FuseAlert, ...] = ()          # the alerts raised now (not repeats)
+
+
+def apply(s: Session, effects: MailEffects, ticket_id: int | None, now: datetime) -> Applied:
+    """Write what planning decided: outbox rows with recipients, thread keys for our
+    Message-IDs, events, delivery reports, fuses; all inside the caller's transaction."""
+    from store import models as m
+    now = _utc(now)
+    rows = [Outbox(ticket_id=mail.ticket_id, kind=mail.kind, audience=mail.audience, template=mail.template,
+                   auto=mail.auto, message_id=mail.message_id, nonce=mail.nonce, mail_from=mail.mail_from,
+                   raw=mail.raw, created_at=now, next_attempt_at=now, enqueued_at=now)   # enqueued after commit
+            for mail in effects.mails]
+    s.add_all(rows)
+    if rows:
+        s.flush()
+    ids = [row.id for row in rows]
+    for row, mail in zip(rows, effects.mails):
+        for rcpt in dict.fromkeys(r.lower() for r in mail.recipients):
+            s.add(OutboxRecipient(outbox_id=row.id, email=rcpt, planned_at=now))
+        if mail.ticket_id is not None:
+            s.add(m.ThreadKey(key=mail.message_id, ticket_id=mail.ticket_id, ghost=False))
+    if effects.mails:
+        _event(s, ticket_id, now, "mail_queued", {"mails": [
+            {"outbox": i, "kind": x.kind, "to": list(x.recipients), "message_id": x.message_id, "template": x.template}
+            for i, x in zip(ids, effects.mails)]})
+    if effects.suppressed:
+        _event(s, ticket_id, now, "mail_held", {"why": list(effects.suppressed)})
+    for mark in effects.bounces:
+        _bounce(s, mark, now)
+    alerts = tuple(a for a in effects.alerts if _trip(s, a, now))
+    for alert in alerts:
+        _event(s, ticket_id, now, "alert", {"fuse": alert.key, "text": alert.text})
+    if effects.language and ticket_id is not None and s.get(TicketMail, ticket_id) is None:
+        s.add(TicketMail(ticket_id=ticket_id, language=effects.language))
+    return Applied(tuple(ids), alerts)
+
+
+def _trip(s: Session, alert: FuseAlert, now: datetime) -> bool:
+    """Count a fuse trip; True when it is the first in its window (then alert)."""
+    row = s.get(MailFuse, alert.key)
+    if row is not None and _aware(row.until) > now:
+        row.count += 1
+        s.add(row)
+        return False
+    if row is None:
+        row = MailFuse(key=alert.key, until=_utc(alert.until), count=1)
+    else:
+        row.until, row.count = _utc(alert.until), 1
+    s.add(row)
+    return True
+
+
+def _bounce(s: Session, mark, now: datetime) -> None:
+    row = s.get(Outbox, mark.outbox_id)
+    if row is None:
+        return
+    rcpts = s.exec(select(OutboxRecipient).where(OutboxRecipient.outbox_id == row.id)).all()
+    named = {r.lower() for r in mark.recipients}
+    hit = [r for r in rcpts if r.email in named] or (rcpts if len(rcpts) == 1 or not named else [])
+    for r in hit:
+        r.reason = f"delivery report: {mark.action} {mark.status} {mark.diagnostic}".strip()[:1000]
+        r.updated_at = now
+        if mark.action == "failed":
+            r.status = "bounced"
+            if mark.suppress_until is not None:
+                suppress(s, r.email, now, mark.suppress_until, r.reason)
+        s.add(r)
+    kind = "mail_bounced" if mark.action == "failed" else "mail_delayed"
+    _event(s, row.ticket_id, now, kind, {"outbox": row.id, "message_id": row.message_id,
+                                         "to": [r.email for r in hit], "status": mark.status,
+                                         "diagnostic": mark.diagnostic[:300]})
+
+
+def suppress(s: Session, email: str, now: datetime, until: datetime, reason: str) -> None:
+    row = s.get(MailSuppression, email.lower())
+    if row is None:
+        row = MailSuppression(email=email.lower(), until=_utc(until), since=now, reason=reason[:1000])
+    else:
+        row.until, row.reason = max(_aware(row.until), _utc(until)), reason[:1000]
+    s.add(row)
+
+
+# ---------------------------------------------------------------------- sending side
+@dataclass(frozen=True)
+class Claimed:
+    """A mail a sender holds the lease on: what it needs to send it."""
+
+    id: int
+    ticket_id: int | None
+    kind: str
+    message_id: str
+    mail_from: str
+    raw: bytes
+    recipients: tuple[str, ...]
+    attempts: int
+    created_at: datetime
+    lease_token: str
+    bouncing: frozenset[str] = frozenset()      # recipients suppressed since the mail was planned
+
+
+@dataclass(frozen=True)
+class RcptOutcome:
+    """What to record for one recipient: status sent|pending|failed|suppressed."""
+
+    email: str
+    status: str
+    code: int = 0
+    reason: str = ""
+    bouncing: bool = False              # mark the address as bouncing (suppress automatic mail)
+
+
+@dataclass(frozen=True)
+class OutboundRef:
+    id: int
+    ticket_id: int | None
+    message_id: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OutboxView:
+    id: int
+    ticket_id: int | None
+    kind: str
+    message_id: str
+    mail_from: str
+    status: str
+    attempts: int
+    recipients: tuple[tuple[str, str, int], ...]     # (email, status, code)
+    next_attempt_at: datetime
+    last_error: str
+    raw: bytes
+
+
+class OutboxStore:
+    """The sender side of the outbox over one engine (writes take SQLite's write lock first)."""
+
+    def __init__(self, engine: Engine, bounce_days: int = 7):
+        self.engine = engine
+        self.writer = engine.execution_options(sqlite_immediate=True)
+        self.bounce_days = bounce_days
+
+    def claim(self, outbox_id: int, now: datetime, lease_seconds: float) -> Claimed | None:
+        """Take the lease on a due mail (pending and due, or sending with an expired lease)."""
+        now = _utc(now)
+        token = os.urandom(8).hex()
+        with Session(self.writer, expire_on_commit=False) as s:
+            res = s.exec(update(Outbox).where(Outbox.id == outbox_id, or_(
+                (Outbox.status == "pending") & (Outbox.next_attempt_at <= now),
+                (Outbox.status == "sending") & (Outbox.lease_until < now)))
+                .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds), lease_token=token,
+                        attempts=Outbox.attempts + 1))
+            if res.rowcount != 1:
+                s.rollback()
+                return None
+            row = s.get(Outbox, outbox_id)
+            rcpts = s.exec(select(OutboxRecipient.email).where(OutboxRecipient.outbox_id == outbox_id,
+                                                                OutboxRecipient.status.in_(RCPT_OPEN))).all()
+            blocked = s.exec(select(MailSuppression.email).where(MailSuppression.email.in_(rcpts),
+                                                                 MailSuppression.until > now)).all() if rcpts else []
+            s.commit()
+            return Claimed(row.id, row.ticket_id, row.kind, row.message_id, row.mail_from, row.raw, tuple(rcpts),
+                           row.attempts, _aware(row.created_at), token, frozenset(blocked))
+
+    def record(self, claim: Claimed, outcomes: Sequence[RcptOutcome], now: datetime,
+               next_attempt: datetime | None, error: str = "", *, scheduled: bool = False) -> str | None:
+        """Store the result of one attempt; the row's new status, or None when the lease was
+        lost (another sender took the mail over; its result counts). `scheduled`: the caller
+        has queued the retry itself, so the sweep leaves it alone until then (plus grace)."""
+        now = _utc(now)
+        with Session(self.writer, expire_on_commit=False) as s:
+            row = s.get(Outbox, claim.id)
+            if row is None or row.status != "sending" or row.lease_token != claim.lease_token:
+                return None
+            by_email = {o.email.lower(): o for o in outcomes}
+            rcpts = s.exec(select(OutboxRecipient).where(OutboxRecipient.outbox_id == claim.id)).all()
+            for r in rcpts:
+                o = by_email.get(r.email)
+                if o is None or r.status not in RCPT_OPEN:
+                    continue
+                r.status, r.code, r.reason, r.updated_at = o.status, o.code, o.reason[:1000], now
+                s.add(r)
+                if o.bouncing:
+                    suppress(s, r.email, now, now + timedelta(days=self.bounce_days), o.reason)
+            row.status = _row_status([r.status for r in rcpts])
+            row.lease_until, row.lease_token, row.last_error = None, "", error[:1000]
+            if row.status == "pending":
+                row.next_attempt_at = _utc(next_attempt or now)
+                row.enqueued_at = row.next_attempt_at if scheduled else None
+            elif any(r.status == "sent" for r in rcpts):
+                row.sent_at = row.sent_at or now
+            s.add(row)
+            self._events(s, row, outcomes, now, claim.attempts)
+            s.commit()
+            return row.status
+
+    @staticmethod
+    def _events(s: Session, row: Outbox, outcomes: Sequence[RcptOutcome], now: datetime, attempt: int) -> None:
+        sent = [o.email for o in outcomes if o.status == "sent"]
+        failed = [{"to": o.email, "code": o.code, "reason": o.reason[:300]} for o in outcomes if o.status == "failed"]
+        deferred = [{"to": o.email, "code": o.code, "reason": o.reason[:300]} for o in outcomes if o.status == "pending"]
+        base = {"outbox": row.id, "kind": row.kind, "message_id": row.message_id}
+        if sent:
+            _event(s, row.ticket_id, now, "mail_sent", {**base, "to": sent})
+        if failed:
+            _event(s, row.ticket_id, now, "mail_failed", {**base, "failed": failed})
+        if deferred and attempt == 1:                 # the first deferral only: no event per retry
+            _event(s, row.ticket_id, now, "mail_deferred", {**base, "deferred": deferred})
+
+    def due(self, now: datetime, grace_seconds: float, limit: int = 1000) -> list[int]:
+        """Mails a sender should pick up: due pending rows nobody enqueued within the grace
+        period (huey may have lost the task), and rows whose lease expired. They are marked
+        enqueued now."""
+        now = _utc(now)
+        stale = now - timedelta(seconds=grace_seconds)
+        with Session(self.writer, expire_on_commit=False) as s:
+            q = (select(Outbox.id).where(or_(
+                (Outbox.status == "pending") & (Outbox.next_attempt_at <= now)
+                & or_(Outbox.enqueued_at.is_(None), Outbox.enqueued_at < stale),
+                (Outbox.status == "sending") & (Outbox.lease_until < now)))
+                 .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit))
+            ids = list(s.exec(q).all())
+            if ids:
+                s.exec(update(Outbox).where(Outbox.id.in_(ids)).values(enqueued_at=now))
+            s.commit()
+            return ids
+
+    def find(self, *, message_id: str | None = None, nonce: str | None = None) -> OutboundRef | None:
+        """Our outgoing mail by its Message-ID or its bounce-token nonce."""
+        if not message_id and not nonce:
+            return None
+        with Session(self.engine) as s:
+            q = select(Outbox).where(Outbox.message_id == message_id.strip("<>")) if message_id \
+                else select(Outbox).where(Outbox.nonce == nonce)
+            row = s.exec(q).first()
+            if row is None:
+                return None
+            rcpts = s.exec(select(OutboxRecipient.email).where(OutboxRecipient.outbox_id == row.id)).all()
+            return OutboundRef(row.id, row.ticket_id, row.message_id, tuple(rcpts))
+
+    def get(self, outbox_id: int) -> OutboxView | None:
+        with Session(self.engine) as s:
+            row = s.get(Outbox, outbox_id)
+            if row is None:
+                return None
+            rcpts = s.exec(select(OutboxRecipient).where(OutboxRecipient.outbox_id == outbox_id)
+                           .order_by(OutboxRecipient.email)).all()
+            return OutboxView(row.id, row.ticket_id, row.kind, row.message_id, row.mail_from, row.status,
+                              row.attempts, tuple((r.email, r.status, r.code) for r in rcpts),
+                              _aware(row.next_attempt_at), row.last_error, row.raw)
+
+    def rows(self, *, ticket_id: int | None = None, status: str | None = None) -> list[OutboxView]:
+        with Session(self.engine) as s:
+            q = select(Outbox.id).order_by(Outbox.id)
+            if ticket_id is not None:
+                q = q.where(Outbox.ticket_id == ticket_id)
+            if status:
+                q = q.where(Outbox.status == status)
+            ids = list(s.exec(q).all())
+        return [v for v in (self.get(i) for i in ids) if v is not None]
+
+    def counts(self) -> dict[str, int]:
+        with Session(self.engine) as s:
+            return dict(s.exec(select(Outbox.status, func.count()).group_by(Outbox.status)).all())
+
+
+def _row_status(statuses: list[str]) -> str:
+    if any(st in RCPT_OPEN for st in statuses):
+        return "pending"
+    sent = sum(st == "sent" for st in statuses)
+    return "sent" if sent == len(statuses) else "partial" if sent else "failed"
