@@ -21,7 +21,7 @@ from daemon.errors import NotFound, StoreUnavailable
 from daemon.model import (Envelope, FuseAlert, KnownMessage, MailEffects, ParsedMessage, Routing,
                           ThreadCandidates, ThreadDecision, TicketGlance)
 from store import models as m
-from store import outbox
+from store import outbox, saving
 from store.blobs import Blobs
 from store.records import (AttachmentRow, EventRow, MessageRow, QuarantineRow, SaveResult,
                            TicketDetail, TicketRow)
@@ -176,105 +176,9 @@ class Store:
                                        m.Message.digest == msg.content_digest)
         return s.exec(q).first() is not None
 
-    def _save(self, s: Session, msg, envelope, raw, raw_sha256, decision, routing, now, own) -> SaveResult:
-        if s.get(m.RawMessage, raw_sha256) is None:
-            s.add(m.RawMessage(sha256=raw_sha256, size=len(raw), data=raw))
-        ticket, outcome = self._ticket_for(s, msg, decision, routing, now, own)
-        reuse = s.exec(select(m.Message.id).where(m.Message.message_id == msg.message_id)).first()
-        row = self._message_row(msg, envelope, raw_sha256, decision, routing, now, ticket)
-        row.message_id_reuse = reuse is not None
-        s.add(row)
-        s.flush()
-        for part in msg.attachments:
-            s.add(m.Attachment(message_pk=row.id, filename=part.filename, content_type=part.content_type,
-                               size=part.size, sha256=part.sha256, inline=part.inline))
-        if ticket is not None:
-            self._index_keys(s, ticket.id, msg)
-            ticket.message_count += 1
-            ticket.updated_at = now
-            s.add(ticket)
-            kind = "bounce" if decision.action == "bounce" else "message"
-            self._event(s, ticket.id, now, kind, {"message_id": msg.message_id, "from": row.from_addr,
-                                                  "evidence": decision.evidence})
-        return SaveResult(outcome, ticket.id if ticket else None, row.id, msg.message_id)
-
-    def _ticket_for(self, s, msg, decision, routing, now, own):
-        if decision.action == "bounce":
-            ticket = s.get(m.Ticket, decision.ticket_id) if decision.ticket_id else None
-            return ticket, "bounce" if ticket else "orphan"
-        if decision.action in ("append", "reopen"):
-            ticket = s.get(m.Ticket, decision.ticket_id)
-            if ticket is not None:
-                outcome = "appended"
-                # only a human reply reopens or un-pends: an auto-reply must never do it
-                if msg.machine.is_human and (decision.action == "reopen" or ticket.status == "pending"):
-                    if ticket.status in ("resolved", "pending"):
-                        self._event(s, ticket.id, now, "status", {"from": ticket.status, "to": "open",
-                                                                   "why": "customer reply"})
-                        outcome = "reopened" if ticket.status == "resolved" else outcome
-                        ticket.status = "open"
-                return ticket, outcome
-        return self._new_ticket(s, msg, decision, routing, now, own)
-
-    def _new_ticket(self, s, msg, decision, routing, now, own):
-        requester = msg.from_addr.email if msg.from_addr else ""
-        ticket = m.Ticket(subject=msg.subject, type=routing.type, status="new", priority=routing.priority,
-                          queue=routing.queue, requester=requester, assignee=routing.assignee,
-                          created_at=now, updated_at=now, rules_version=routing.rules_version)
-        s.add(ticket)
-        s.flush()
-        seen = {requester.lower(), ""}
-        if requester:
-            s.add(m.Participant(ticket_id=ticket.id, email=requester.lower(), role="requester"))
-        for addr in (*msg.to, *msg.cc):
-            email = addr.email.lower()
-            if email not in seen and email not in own:
-                seen.add(email)
-                s.add(m.Participant(ticket_id=ticket.id, email=email, role="cc"))
-        self._event(s, ticket.id, now, "created", {"evidence": decision.evidence, "routing": {
-            "type": routing.type, "queue": routing.queue, "priority": routing.priority,
-            "hits": list(routing.hits), "rules_version": routing.rules_version}})
-        outcome = "created"
-        if decision.action == "new_linked" and decision.link_to and s.get(m.Ticket, decision.link_to):
-            s.add(m.TicketLink(ticket_id=ticket.id, other_id=decision.link_to, kind="related"))
-            s.add(m.TicketLink(ticket_id=decision.link_to, other_id=ticket.id, kind="related"))
-            self._event(s, decision.link_to, now, "linked", {"ticket": ticket.id, "why": decision.evidence})
-            outcome = "linked"
-        return ticket, outcome
-
     @staticmethod
-    def _message_row(msg, envelope, raw_sha256, decision, routing, now, ticket) -> m.Message:
-        internal = decision.action == "bounce"
-        return m.Message(
-            ticket_id=ticket.id if ticket else None, message_id=msg.message_id,
-            message_id_synthetic=msg.message_id_synthetic, digest=msg.content_digest,
-            raw_sha256=raw_sha256, direction="in", visibility="internal" if internal else "public",
-            from_addr=msg.from_addr.email if msg.from_addr else "",
-            from_name=msg.from_addr.name if msg.from_addr else "",
-            to_addrs=_addr_list(msg.to), cc_addrs=_addr_list(msg.cc), subject=msg.subject,
-            text=msg.text, received_at=now, in_reply_to=json.dumps(list(msg.in_reply_to)),
-            references=json.dumps(list(msg.references)), parent_message_id=decision.parent_message_id,
-            machine_kind=msg.machine.kind, machine_reasons=json.dumps(list(msg.machine.reasons)),
-            thread_evidence=decision.evidence, envelope=json.dumps(asdict(envelope)),
-            routing=json.dumps({"type": routing.type, "queue": routing.queue, "priority": routing.priority,
-                                "hits": list(routing.hits), "misses": list(routing.misses),
-                                "rules_version": routing.rules_version}),
-            defects=json.dumps(list(msg.defects)))
-
-    @staticmethod
-    def _index_keys(s: Session, ticket_id: int, msg: ParsedMessage) -> None:
-        keys = {msg.message_id: False}
-        for ref in (*msg.in_reply_to, *msg.references):
-            keys.setdefault(ref, True)
-        existing = {k.key: k for k in s.exec(select(m.ThreadKey).where(
-            m.ThreadKey.ticket_id == ticket_id, m.ThreadKey.key.in_(list(keys))))}
-        for key, ghost in keys.items():
-            row = existing.get(key)
-            if row is None:
-                s.add(m.ThreadKey(key=key, ticket_id=ticket_id, ghost=ghost))
-            elif row.ghost and not ghost:
-                row.ghost = False
-                s.add(row)
+    def _save(s: Session, msg, envelope, raw, raw_sha256, decision, routing, now, own) -> SaveResult:
+        return saving.save_message(s, msg, envelope, raw, raw_sha256, decision, routing, now, own)
 
     @staticmethod
     def _event(s: Session, ticket_id: int, at: datetime, kind: str, detail: dict) -> None:
