@@ -85,9 +85,6 @@ class Worker:
                         envelope_mail_from=envelope.mail_from)
             if self.mail is not None:
                 msg = self.mail.inspect(msg, envelope)       # our own mail, our bounce addresses
-            stage = "store-lookup"
-            if self.store.is_duplicate(msg.message_id, msg.content_digest):
-                return SaveResult("duplicate", None, None, msg.message_id)
             stage = "thread"
             ref = self.mail.bounce_ref(msg, envelope) if self.mail and msg.machine.kind == "bounce" else None
             decision = self._decide(msg, ref)

@@ -123,10 +123,11 @@ class Store:
             self.blobs.put(part.data, part.sha256 or None)
         try:
             with self._write() as s:
-                if self._exists(s, msg):
+                digests = saving.seen_digests(s, msg.message_id)
+                if msg.content_digest in digests:
                     return SaveResult("duplicate", None, None, msg.message_id)
-                result = self._save(s, msg, envelope, raw, raw_sha256, decision, routing,
-                                    _utc(now), own_addresses)
+                result = saving.save_message(s, msg, envelope, raw, raw_sha256, decision, routing,
+                                             _utc(now), own_addresses, reuse=bool(digests))
                 if plan is not None:
                     result = self._plan(s, result, plan, _utc(now))
                 s.commit()
@@ -169,16 +170,6 @@ class Store:
                 return result
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
-
-    @staticmethod
-    def _exists(s: Session, msg: ParsedMessage) -> bool:
-        q = select(m.Message.id).where(m.Message.message_id == msg.message_id,
-                                       m.Message.digest == msg.content_digest)
-        return s.exec(q).first() is not None
-
-    @staticmethod
-    def _save(s: Session, msg, envelope, raw, raw_sha256, decision, routing, now, own) -> SaveResult:
-        return saving.save_message(s, msg, envelope, raw, raw_sha256, decision, routing, now, own)
 
     @staticmethod
     def _event(s: Session, ticket_id: int, at: datetime, kind: str, detail: dict) -> None:

@@ -42,8 +42,8 @@ class Writer:
             self.events = []
 
     def raw(self, sha256: str, data: bytes) -> None:
-        if self.s.execute(select(m.RawMessage.sha256).where(m.RawMessage.sha256 == sha256)).first() is None:
-            self.s.execute(insert(m.RawMessage.__table__).values(sha256=sha256, size=len(data), data=data))
+        """Keep the raw bytes once (the same bytes may already be held, e.g. by quarantine)."""
+        self.s.execute(insert_ignore(self.s, m.RawMessage.__table__).values(sha256=sha256, size=len(data), data=data))
 
     # ------------------------------------------------------------------ tickets
     def ticket_for(self, msg: ParsedMessage, decision: ThreadDecision, routing: Routing,
@@ -104,10 +104,9 @@ class Writer:
 
     # ------------------------------------------------------------------ the message
     def message(self, msg: ParsedMessage, envelope: Envelope, raw_sha256: str, decision: ThreadDecision,
-                routing: Routing, ticket_id: int | None) -> int:
-        reuse = self.s.execute(select(MSG.c.id).where(MSG.c.message_id == msg.message_id).limit(1)).first()
+                routing: Routing, ticket_id: int | None, reuse: bool) -> int:
         values = message_values(msg, envelope, raw_sha256, decision, routing, self.now, ticket_id)
-        values["message_id_reuse"] = reuse is not None
+        values["message_id_reuse"] = reuse
         pk = self.s.execute(insert(MSG).values(**values)).inserted_primary_key[0]
         if msg.attachments:
             self.s.execute(insert(m.Attachment.__table__), [
@@ -158,13 +157,28 @@ def index_keys(s: Session, ticket_id: int, msg: ParsedMessage) -> None:
         s.execute(update(tk).where(tk.c.ticket_id == ticket_id, tk.c.key == msg.message_id).values(ghost=False))
 
 
+def insert_ignore(s: Session, table):
+    """INSERT that does nothing when the primary key exists (SQLite and PostgreSQL)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table).on_conflict_do_nothing()
+    return insert(table).prefix_with("OR IGNORE")
+
+
+def seen_digests(s: Session, message_id: str) -> set[str]:
+    """Content digests already stored under this Message-ID (one query answers both
+    "is this a duplicate" and "is this Message-ID reused with other content")."""
+    return set(s.execute(select(MSG.c.digest).where(MSG.c.message_id == message_id)).scalars())
+
+
 def save_message(s: Session, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
-                 decision: ThreadDecision, routing: Routing, now: datetime, own: frozenset[str]) -> SaveResult:
+                 decision: ThreadDecision, routing: Routing, now: datetime, own: frozenset[str],
+                 reuse: bool = False) -> SaveResult:
     """All writes of one incoming message, in the caller's open transaction."""
     w = Writer(s, now)
     w.raw(raw_sha256, raw)
     ticket_id, outcome = w.ticket_for(msg, decision, routing, own)
-    pk = w.message(msg, envelope, raw_sha256, decision, routing, ticket_id)
+    pk = w.message(msg, envelope, raw_sha256, decision, routing, ticket_id, reuse)
     if ticket_id is not None:
         w.touch(ticket_id, msg, decision, msg.from_addr.email if msg.from_addr else "")
     w.flush_events()
