@@ -14,6 +14,7 @@ import yaml
 from daemon.config import Config
 from daemon.errors import RulesError
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
+from daemon.rules.sla import SLA_FILE, load_sla
 from daemon.render import load_templates
 from daemon.rules.tester import template_names
 
@@ -67,6 +68,10 @@ def check(cfg: Config) -> tuple[list[str], str]:
         try:
             ruleset = load_rules(rules_dir, known_templates=template_names(tpl_dir), defaults=defaults_of(cfg))
             rules_note = f"{len(ruleset.rules)} rule(s), version {ruleset.version}"
+            if (rules_dir / SLA_FILE).exists():      # checked against the rules, so only when they load
+                loaded.add(rules_dir / SLA_FILE)
+                sla = load_sla(rules_dir, ruleset, known_templates=template_names(tpl_dir))
+                rules_note += f"; {SLA_FILE}: {len(sla.policies)} SLA policies, version {sla.version}"
         except RulesError as exc:
             problems += exc.problems
         for p in rule_files:

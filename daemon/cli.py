@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from daemon import views
 from daemon.config import Config, load_config
@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     add_rules_parser(sub, common)
     e = sub.add_parser("export", parents=[common], help="every ticket as one JSON array")
     e.add_argument("--since", metavar="DATE")
+    sla = sub.add_parser("sla", parents=[common], help="SLA attainment").add_subparsers(
+        dest="sla_command", required=True, metavar="COMMAND")
+    rep = sla.add_parser("report", parents=[common], help="SLA attainment by queue, priority and policy of the "
+                                                           "tickets created in a period (default: the last 30 days)")
+    rep.add_argument("--json", action="store_true")
+    rep.add_argument("--from", dest="start", metavar="DATE", help="first day (or ISO time), UTC; default 30 days "
+                                                                   "before --to")
+    rep.add_argument("--to", dest="end", metavar="DATE", help="last day, included (or an ISO time, excluded); "
+                                                               "default now")
+    rep.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
     return p
 
 
@@ -151,10 +161,14 @@ def cmd_tickets(cfg: Config, args) -> int:
 
 
 def cmd_show(cfg: Config, args) -> int:
+    from daemon.sla_views import SlaReader, sla_text
     prefix = cfg.helpdesk.ticket_prefix
-    detail = _store(cfg).ticket_detail(parse_ref(args.ref, prefix))
-    _out(json.dumps(views.detail_json(detail, prefix), ensure_ascii=False, indent=1)
-         if args.json else views.detail_text(detail, prefix))
+    store = _store(cfg)
+    ticket_id = parse_ref(args.ref, prefix)
+    detail = store.ticket_detail(ticket_id)
+    sla = SlaReader(cfg, store.engine).show(ticket_id, datetime.now(timezone.utc))
+    _out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1)
+         if args.json else views.detail_text(detail, prefix, sla_text(sla)))
     return EX_OK
 
 
@@ -190,15 +204,59 @@ def _since(text: str | None) -> datetime | None:
 
 
 def cmd_export(cfg: Config, args) -> int:
+    from daemon.sla_views import SlaReader
     since = _since(args.since)
     prefix = cfg.helpdesk.ticket_prefix
+    store = _store(cfg)
+    reader, now = SlaReader(cfg, store.engine), datetime.now(timezone.utc)
     write = sys.stdout.write
     write("[")
     first = True
-    for detail in _store(cfg).iter_details(since=since):
-        write(("\n" if first else ",\n") + json.dumps(views.detail_json(detail, prefix), ensure_ascii=False))
-        first = False
+    batch: list = []
+
+    def flush() -> None:
+        nonlocal first
+        for detail, sla in zip(batch, reader.export(batch, now)):
+            write(("\n" if first else ",\n") + json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False))
+            first = False
+        batch.clear()
+    for detail in store.iter_details(since=since):
+        batch.append(detail)
+        if len(batch) >= 500:
+            flush()
+    flush()
     write("\n]\n")
+    return EX_OK
+
+
+def _day(text: str | None, option: str, *, end: bool = False) -> datetime | None:
+    """A date (a whole UTC day; as an end, the day is included) or an ISO time."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option}: not an ISO date: {text!r} (e.g. 2026-01-31)") from None
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt + timedelta(days=1) if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else dt
+
+
+def cmd_sla(cfg: Config, args) -> int:
+    from daemon.sla_report import render_html, render_json, render_text
+    from daemon.sla_views import SlaReader
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    end = _day(args.end, "--to", end=True) or now
+    start = _day(args.start, "--from") or end - timedelta(days=30)
+    if start >= end:
+        raise UsageError(f"--from {start.isoformat()} is not before --to {end.isoformat()}")
+    report = SlaReader(cfg, _store(cfg).engine).report(start, end, now)
+    if args.html:
+        try:
+            with open(args.html, "w", encoding="utf-8") as fh:
+                fh.write(render_html(report))
+        except OSError as exc:
+            raise HelpdeskError(f"--html {args.html}: {exc.strerror or exc}") from exc
+    _out((render_json(report) if args.json else render_text(report)).rstrip("\n"))
     return EX_OK
 
 
@@ -213,7 +271,7 @@ def cmd_rules(cfg: Config, args) -> int:
 
 
 COMMANDS = {"worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
-            "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export}
+            "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,6 +93,25 @@ class LoopsSection:
 
 
 @dataclass(frozen=True)
+class AgentsSection:
+    """[agents]: how agents' mail is authenticated and what their reply addresses allow."""
+
+    auth: str = "dkim"
+    domains: dict = field(default_factory=dict)
+    authserv_ids: tuple[str, ...] = ()
+    authres_count: int = 1
+    dkim_min_key_bits: int = 1024
+    dkim_keys_file: str = ""
+    dns_timeout_seconds: float = 5.0
+    dns_retry_seconds: float = 60.0
+    defer_hours: float = 24.0
+    token_days: int = 30
+    requester_commands: tuple[str, ...] = ("resolve",)
+    max_warnings_per_hour: int = 5
+    max_bad_tokens_per_hour: int = 20
+
+
+@dataclass(frozen=True)
 class PathsSection:
     rules: Path
     templates: Path
@@ -155,6 +174,7 @@ class Config:
     log: LogSection
     health: HealthSection
     loops: LoopsSection
+    agents: AgentsSection = field(default_factory=AgentsSection)
     imap: tuple[ImapAccount, ...] = ()
     sources: tuple[Path, ...] = field(default=())
 
@@ -288,6 +308,31 @@ def _validate(cfg: dict, where: Path) -> None:
     if not 0 <= cfg["smtp"]["port"] <= 65535:
         raise ConfigError(f"{where}: smtp.port: out of range")
     _validate_outbound(cfg, where)
+    _validate_agents(cfg, where)
+
+
+def _validate_agents(cfg: dict, where: Path) -> None:
+    a = cfg.get("agents")
+    if a is None:
+        return
+    modes = ("dkim", "authres", "either")
+    if a["auth"] not in modes:
+        raise ConfigError(f"{where}: agents.auth: must be dkim, authres or either")
+    for domain, mode in a["domains"].items():
+        if mode not in modes:
+            raise ConfigError(f"{where}: agents.domains.{domain}: must be dkim, authres or either")
+    for key in ("authres_count", "dkim_min_key_bits", "dns_timeout_seconds", "dns_retry_seconds", "defer_hours",
+                "token_days", "max_warnings_per_hour", "max_bad_tokens_per_hour"):
+        if a[key] <= 0:
+            raise ConfigError(f"{where}: agents.{key}: must be positive")
+    if a["token_days"] > 3650:
+        raise ConfigError(f"{where}: agents.token_days: at most 3650")
+    bad = [c for c in a["requester_commands"] if c not in ("resolve", "close")]
+    if bad:
+        raise ConfigError(f"{where}: agents.requester_commands: {bad[0]!r}: use resolve and/or close")
+    a["domains"] = {d.lower(): v for d, v in a["domains"].items()}
+    for key in ("authserv_ids", "requester_commands"):
+        a[key] = tuple(a[key])
 
 
 def _validate_outbound(cfg: dict, where: Path) -> None:
@@ -331,6 +376,10 @@ def load_config(explicit: str | None = None, *, defaults: Path | None = None) ->
     _validate(base, where)
     for section, key in PATH_KEYS:
         base[section][key] = (base_dirs[(section, key)] / base[section][key]).resolve()
+    if base.get("agents", {}).get("dkim_keys_file"):        # relative to the file that set it
+        keys = base["agents"]["dkim_keys_file"]
+        base["agents"]["dkim_keys_file"] = str((base_dirs.get(("agents", "dkim_keys_file"), default_path.parent)
+                                               / keys).resolve())
     base["smtp"]["domains"] = tuple(d.lower() for d in base["smtp"]["domains"])
     built = {}
     for name, section_type in SECTIONS.items():

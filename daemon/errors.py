@@ -48,3 +48,14 @@ class SpoolError(HelpdeskError):
 
 class NotFound(HelpdeskError):
     """Raised when a ticket, message or quarantine entry named by the user does not exist."""
+
+
+class AuthDeferred(HelpdeskError):
+    """Raised by the agent path when a mail's sender cannot be authenticated now (a DNS
+    timeout during DKIM: `temperror`). The worker keeps the mail in the spool and tries
+    again later without counting an attempt; it is never treated as a pass."""
+
+
+class DnsTemporary(HelpdeskError):
+    """Raised by a DNS lookup function for a temporary failure (timeout, SERVFAIL, no
+    server reachable); DKIM verification turns it into `temperror`."""

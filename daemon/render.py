@@ -32,9 +32,18 @@ from daemon.errors import RulesError
 
 log = logging.getLogger(__name__)
 
-AUDIENCES = ("requester", "agent")
+AUDIENCES = ("requester", "agent", "manager")
 REQUIRED = ("requester/ack", "requester/reopen", "requester/resolve", "agent/new", "agent/message")
-NO_MESSAGE_EVENTS = ("resolve",)    # events no customer message causes: `message` is None
+NO_MESSAGE_EVENTS = ("resolve", "sla-")   # events no customer message causes: `message` is None
+ESCALATION_EVENTS = "sla-"           # <audience>/sla-*: SLA escalation mails, with `escalation`
+# The `escalation` variable of sla-* templates (daemon.pipeline.escalate makes the real one).
+ESCALATION_SAMPLE = {
+    "level": "warn", "percent": "75%", "target": "first_response", "target_label": "first response",
+    "goal": "4h00m", "due": "2026-03-02 13:30 UTC", "elapsed": "3h00m", "left": "1h00m", "overdue": "",
+    "breached": False, "state": "due in 1h00m of business time", "policy": "standard",
+    "policy_description": "Everyday support", "calendar": "office", "priority_before": "P3", "priority": "P3",
+    "priority_raised": "", "assignee": "Ben Okafor <ben@example.com>", "reassigned_to": "", "tags_added": "",
+    "recipients": "ben@example.com, ana@example.com"}
 MAX_TEXT = 20_000                    # characters of customer text put into one mail
 _LANG = re.compile(r"^[a-z]{2,3}$")
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -146,14 +155,18 @@ def template_name(path: Path, root: Path) -> tuple[str | None, str]:
 def build_context(*, desk: Mapping[str, str], ticket: Mapping[str, Any], requester: Mapping[str, str],
                   message: Mapping[str, Any] | None, queue: Mapping[str, str], lang: str,
                   reply_to: str, agent: Mapping[str, str] | None = None,
-                  sla: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The variables every template sees (`agent` only in agent templates). `sla` stays
-    None until SLA targets exist; `message` is None for events no message caused."""
+                  sla: Mapping[str, str] | None = None,
+                  escalation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The variables every template sees (`agent` only in agent templates, `escalation`
+    only in sla-* templates). `sla` is None when the ticket has no SLA targets (or they
+    are paused); `message` is None for events no message caused."""
     ctx: dict[str, Any] = {"desk": dict(desk), "ticket": dict(ticket), "requester": dict(requester),
                            "message": dict(message) if message is not None else None,
                            "queue": dict(queue), "lang": lang, "reply_to": reply_to, "sla": sla}
     if agent is not None:
         ctx["agent"] = dict(agent)
+    if escalation is not None:
+        ctx["escalation"] = dict(escalation)
     return ctx
 
 
@@ -178,11 +191,13 @@ def _samples(audience: str, event: str) -> list[dict[str, Any]]:
     agent = {"name": "Ben Okafor", "email": "ben@example.com", "role": "agent", "display": "Ben Okafor"} \
         if audience == "agent" else None
     sla = {"response_due": "2026-03-02 13:30 UTC", "resolution_due": "2026-03-04 17:00 UTC"}
+    escalation = ESCALATION_SAMPLE if event.startswith(ESCALATION_EVENTS) else None
     out = []
     for message in (msg, None) if event.startswith(NO_MESSAGE_EVENTS) else (msg,):
         for s in (None, sla):
             out.append(build_context(desk=desk, ticket=ticket, requester=requester, message=message,
-                                     queue=queue, lang="en", reply_to=desk["address"], agent=agent, sla=s))
+                                     queue=queue, lang="en", reply_to=desk["address"], agent=agent, sla=s,
+                                     escalation=escalation))
     return out
 
 

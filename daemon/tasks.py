@@ -50,6 +50,7 @@ class HelpdeskHuey(Huey):
     """huey whose storage is chosen at run time, plus the delivery context tasks use."""
 
     context: "Delivery | None" = None
+    sla: Any = None                     # daemon.escalation.Escalator: what `escalate` tasks need
 
     def use(self, storage_class: Any, immediate: bool, **kwargs: Any) -> None:
         self.storage_class, self.storage_kwargs, self._immediate = storage_class, kwargs, immediate
@@ -194,6 +195,8 @@ class Outbound:
         self.bounce_days = cfg.outbound.bounce_suppress_days
         self.enqueue = enqueue or (lambda i: send_outbox(i))
         self.loop_marker = tokens.loop_marker(self.desk.address)
+        self.reply_token: Callable[[int, str], str | None] | None = None   # agents' reply addresses (daemon.agents)
+        self.sla = None                     # daemon.escalation.Escalator: SLA clocks re-planned in each transaction
 
     # -- before threading
     def inspect(self, msg: ParsedMessage, envelope: Envelope) -> ParsedMessage:
@@ -254,7 +257,8 @@ class Outbound:
         def plan(outcome: str, ticket, ledger) -> MailEffects:
             if ticket is None or trigger.event in ("ignored", "bounce"):
                 return MailEffects()
-            return self._effects(replace(trigger, event=outcome), ticket, ledger, templates, rules, now)
+            sla = self.sla.track(ledger.s, ticket, now, routing) if self.sla is not None else None
+            return self._effects(replace(trigger, event=outcome, sla=sla), ticket, ledger, templates, rules, now)
         return plan
 
     def plan_status(self, now: datetime):
@@ -264,7 +268,8 @@ class Outbound:
         def plan(outcome: str, ticket, ledger) -> MailEffects:
             if ticket is None:
                 return MailEffects()
-            return self._effects(Trigger(event=outcome, human=False), ticket, ledger, templates, rules, now)
+            sla = self.sla.track(ledger.s, ticket, now) if self.sla is not None else None
+            return self._effects(Trigger(event=outcome, human=False, sla=sla), ticket, ledger, templates, rules, now)
         return plan
 
     def _effects(self, trigger: Trigger, ticket, ledger, templates, rules, now: datetime) -> MailEffects:
@@ -274,7 +279,8 @@ class Outbound:
         history = ledger.history(ticket.id, recipients, ticket.requester if trigger.event in NEW_EVENTS else "", now)
         plan = plan_notifications(ticket, trigger, agents, history, self.desk, self.fuses, now)
         built = build_mails(plan, ticket, trigger, history, self.desk, templates, self.ring,
-                            QueueInfo(ticket.queue, queue.description if queue else ""), now, self.random)
+                            QueueInfo(ticket.queue, queue.description if queue else ""), now, self.random,
+                            reply_token=self.reply_token)
         for problem in built.problems:
             log.error("ticket=%s mail not built: %s", ticket.id, problem)
         lang = trigger.language if trigger.event in NEW_EVENTS and trigger.language in templates.languages else None
@@ -291,6 +297,8 @@ class Outbound:
                 self.enqueue(i)
             except Exception as exc:              # the sweep picks it up after the grace period
                 log.warning("outbox=%s ticket=%s not enqueued (%s); the sweep will", i, result.ticket_id, exc)
+        if self.sla is not None:                  # schedule the ticket's next SLA check
+            self.sla.after_commit(getattr(result, "ticket_id", None))
 
     def resolve(self, ticket_id: int, why: str = ""):
         """Mark a ticket resolved and send the requester the resolve notice."""
@@ -323,6 +331,10 @@ def attach_outbound(app, *, clock: Callable[[], datetime] = utcnow) -> Outbound:
     rules = app.rules
     outbound = Outbound(cfg, app.store, templates, ring, rules=lambda: rules.current if rules else None, clock=clock)
     app.worker.mail = outbound
+    from daemon.agents import attach_agents          # the agent path: tokens, DKIM, commands
+    attach_agents(app, outbound, clock)
+    from daemon.escalation import attach_escalation  # SLA clocks and escalations
+    attach_escalation(app, outbound, clock)
     app.reloaders.append(lambda: _templates_reloaded(app, templates.reload()))
     return outbound
 
@@ -344,6 +356,10 @@ def start_consumer(app) -> Callable[[], None]:
                threading.Thread(target=watch_templates, args=(outbound.templates, stop), name="templates-watch",
                                 kwargs={"on_reload": lambda problems: _templates_reloaded(app, problems)},
                                 daemon=True)]
+    if outbound.sla is not None:
+        from daemon.escalation import sweeper
+        threads.append(threading.Thread(target=sweeper, args=(outbound.sla, stop, cfg.queue.sweep_seconds),
+                                        name="sla-sweep", daemon=True))
     if not huey.immediate:
         for i in range(cfg.queue.workers):
             worker = HueyWorker(huey, stop, default_delay=0.01, max_delay=0.1, backoff=1.5)
@@ -392,6 +408,8 @@ def run_worker(cfg) -> int:
     sweeper = threading.Thread(target=_sweeper, args=(huey.context, stop, cfg.queue.sweep_seconds),
                                name="outbox-sweep", daemon=True)
     sweeper.start()
+    from daemon.escalation import attach_worker      # `escalate` tasks and the SLA sweep
+    attach_worker(cfg, store, stop)
     if logging.getLogger("huey").level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("huey").setLevel(logging.WARNING)
     consumer = huey.create_consumer(workers=cfg.queue.workers, worker_type="thread", initial_delay=0.01,

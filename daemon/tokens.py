@@ -9,8 +9,12 @@ without trusting anything a stranger can type:
 * the **bounce (VERP) envelope sender** `local+bounce-TOKEN@domain`: TOKEN = base32(kid |
   nonce | HMAC(key[kid], "bounce" | kid | nonce)[:12]) - 34 characters, a 96-bit tag; the
   nonce names the outbox row, so a bounce is matched to the exact mail.
-* the **Reply-To** builder `reply_address(address, token)`: the slot for the per-agent reply
-  tokens of the next issue; today it returns the helpdesk address.
+* the **agent reply address** `local+TOKEN@domain` in the Reply-To of every mail to an agent:
+  TOKEN = base32(kid | flags | ticket id (5 bytes) | principal (4 bytes) | expiry day (2 bytes) |
+  HMAC-SHA256(key[kid], "reply" | those bytes)[:12]) - 40 characters, a 96-bit tag. It
+  authorises only "write into ticket T as agent P until the expiry day" (flags: reply or
+  internal comment); the principal is a hash of P's registered address (`principal_id`).
+  Who may act on it is decided in daemon.identity / daemon.pipeline.agent.
 
 Tokens are lower-case base32 without padding (some MTAs case-fold local parts) and verified
 with `hmac.compare_digest` on one code path, also for an unknown key id. Keys rotate by key
@@ -27,12 +31,13 @@ import hmac
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Mapping
 
 from daemon.errors import ConfigError
 
-KINDS = {"ack": 1, "notice": 2, "agent": 3}
+KINDS = {"ack": 1, "notice": 2, "agent": 3, "reply": 4}     # reply: an agent's answer to a customer
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
 _MSGID_MAC, _BOUNCE_MAC = 14, 12
 _MSGID_LEN = 48                          # base32 characters of a Message-ID token
@@ -156,6 +161,67 @@ def reply_address(address: str, token: str | None = None) -> str:
         return address
     local, _, domain = address.rpartition("@")
     return f"{local}+{token}@{domain}"
+
+
+# ---------------------------------------------------------------------- agent reply address
+_REPLY_MAC, _REPLY_LEN = 12, 40          # 25 bytes = 40 base32 characters; a 96-bit tag
+_REPLY_BODY = 13                         # kid, flags, ticket (5), principal (4), expiry day (2)
+_EPOCH = date(1970, 1, 1)
+FLAG_REPLY, FLAG_COMMENT = 0, 1
+
+
+@dataclass(frozen=True)
+class ReplyTag:
+    """What a genuine agent reply token says (its MAC verified; expiry not yet judged)."""
+
+    ticket_id: int
+    principal: bytes
+    expires: date
+    comment: bool
+    kid: int
+
+
+@dataclass(frozen=True)
+class ReplyCheck:
+    """A reply token judged: status valid | expired | invalid (malformed, tampered or an
+    unknown key id: one generic reason). `tag` is set for valid and expired tokens."""
+
+    status: str
+    tag: ReplyTag | None = None
+
+
+def principal_id(email: str) -> bytes:
+    """The 4-byte principal of an agent in reply tokens: a hash of the registered address."""
+    return hashlib.sha256(b"principal|" + email.strip().lower().encode()).digest()[:4]
+
+
+def reply_token(ring: Keyring, ticket_id: int, agent_email: str, expires: date, *, comment: bool = False) -> str:
+    """The token for agent `agent_email` writing into `ticket_id` until `expires` (a day)."""
+    days = max(0, min((expires - _EPOCH).days, 0xFFFF))
+    body = (bytes([ring.current, FLAG_COMMENT if comment else FLAG_REPLY]) + int(ticket_id).to_bytes(5, "big")
+            + principal_id(agent_email) + days.to_bytes(2, "big"))
+    key, _ = ring.key(ring.current)
+    return _b32(body + _mac(key, b"reply", body, _REPLY_MAC))
+
+
+def check_reply_token(ring: Keyring, token: str, today: date) -> ReplyCheck:
+    """Judge a token from a reply address (any letter case). Malformed, tampered and
+    unknown-key tokens all take the same path through one `compare_digest`."""
+    text = (token or "").strip()
+    raw = _unb32(text) if len(text) == _REPLY_LEN and text.isalnum() else None
+    if raw is None or len(raw) != _REPLY_BODY + _REPLY_MAC:
+        raw = b"\0" * (_REPLY_BODY + _REPLY_MAC)          # same work as a real token, then refused
+        shaped = False
+    else:
+        shaped = True
+    body, tag = raw[:_REPLY_BODY], raw[_REPLY_BODY:]
+    key, known = ring.key(body[0])
+    ok = hmac.compare_digest(_mac(key, b"reply", body, _REPLY_MAC), tag)
+    if not (ok and known and shaped and body[1] in (FLAG_REPLY, FLAG_COMMENT)):
+        return ReplyCheck("invalid")
+    found = ReplyTag(int.from_bytes(body[2:7], "big"), body[7:11],
+                     _EPOCH + timedelta(days=int.from_bytes(body[11:13], "big")), body[1] == FLAG_COMMENT, body[0])
+    return ReplyCheck("valid" if today <= found.expires else "expired", found)
 
 
 def loop_marker(address: str) -> str:

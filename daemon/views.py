@@ -30,7 +30,8 @@ def _event_detail(raw: str) -> Any:
         return raw
 
 
-def detail_json(d: TicketDetail, prefix: str) -> dict[str, Any]:
+def detail_json(d: TicketDetail, prefix: str, sla: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The contract's ticket object; `sla` from daemon.sla_views (nulls when not given)."""
     out = ticket_json(d.ticket, prefix)
     out["participants"] = [{"email": e, "role": r} for e, r in d.participants]
     out["links"] = [{"ref": ref(prefix, other), "kind": kind} for other, kind in d.links]
@@ -44,7 +45,8 @@ def detail_json(d: TicketDetail, prefix: str) -> dict[str, Any]:
                         for a in x.attachments],
     } for x in d.messages]
     out["events"] = [{"at": iso(e.at), "kind": e.kind, "detail": _event_detail(e.detail)} for e in d.events]
-    out["sla"] = {"response_due": None, "resolution_due": None, "responded_at": None, "breached": []}
+    out["sla"] = sla if sla is not None else {"response_due": None, "resolution_due": None, "responded_at": None,
+                                              "breached": []}
     return out
 
 
@@ -58,7 +60,7 @@ def tickets_text(rows: list[TicketRow], prefix: str) -> str:
     return "\n".join(lines)
 
 
-def detail_text(d: TicketDetail, prefix: str) -> str:
+def detail_text(d: TicketDetail, prefix: str, sla_lines: list[str] | None = None) -> str:
     t = d.ticket
     lines = [f"{ref(prefix, t.id)}  {t.subject}",
              f"  status {t.status} · priority {t.priority} · type {t.type} · queue {t.queue}",
@@ -66,6 +68,7 @@ def detail_text(d: TicketDetail, prefix: str) -> str:
              f"  created {iso(t.created_at)} · updated {iso(t.updated_at)}"]
     if d.links:
         lines.append("  linked: " + ", ".join(f"{ref(prefix, o)} ({k})" for o, k in d.links))
+    lines += ["  " + line for line in sla_lines or ()]
     for x in d.messages:
         who = f"{x.from_name} <{x.from_addr}>" if x.from_name else x.from_addr
         flag = "" if x.visibility == "public" else f" [{x.visibility}]"

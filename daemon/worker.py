@@ -1,6 +1,6 @@
 """The spool worker: claims durable messages and runs them through the pipeline.
 
-parse -> (bounce mapping | thread) -> classify -> store, one message at a time. With a
+parse -> (bounce mapping | thread) -> [agent path] -> classify -> store, one message at a time. With a
 mail planner (`mail`, see daemon.tasks.Outbound) our own mail coming back is recognised
 first (stored without triggers), bounces are matched to the outbox row they are about, and
 the mail each message causes is planned into the outbox inside the store transaction and
@@ -8,7 +8,10 @@ enqueued after the commit. A parse
 failure quarantines at once (it will not get better); a database outage puts the message
 back without counting it and backs off; any other failure is retried with a growing delay
 and quarantined with its stage and reason after `max_attempts`. The worker never dies of
-a message. This is the only place besides the intake edges that catches broadly.
+a message. Mail that involves an agent (reply token, comment address, an agent's From)
+is handled by `agents` (daemon.agents) after threading; a DNS temperror there
+(AuthDeferred) puts the message back without counting it.
+This is the only place besides the intake edges that catches broadly.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
-from daemon.errors import ParseError, StoreUnavailable
+from daemon.errors import AuthDeferred, ParseError, StoreUnavailable
 from daemon.model import Envelope, ParsedMessage, ThreadDecision
 from daemon.pipeline import classify as classify_mod
 from daemon.pipeline.parse import DEFAULT_LIMITS, ParseLimits, parse
@@ -48,6 +51,7 @@ class WorkerSettings:
     limits: ParseLimits | None = None
     max_attempts: int = 5
     retry_seconds: float = 10.0
+    auth_retry_seconds: float = 60.0     # [agents] dns_retry_seconds: a DNS temperror is retried after this
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Worker:
         self.rules = rules                   # read once per message: one rule-set version
         self.after_store = after_store
         self.mail = mail                     # daemon.tasks.Outbound, or None: no mail is planned
+        self.agents = None                   # daemon.agents.AgentDesk, or None: no agent path
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
 
@@ -88,6 +93,11 @@ class Worker:
             stage = "thread"
             ref = self.mail.bounce_ref(msg, envelope) if self.mail and msg.machine.kind == "bounce" else None
             decision = self._decide(msg, ref)
+            stage = "agent"
+            handled = self.agents.process(msg, envelope, raw, decision, self.clock()) if self.agents else None
+            if handled is not None:              # an agent's mail (or one claiming to be): daemon.agents
+                self._after(handled, msg)
+                return handled
             stage = "classify"
             routing = classify_mod.classify(msg, decision, self.rules(), self.settings.defaults,
                                             now=self._arrival(envelope), envelope_rcpts=envelope.rcpt_to)
@@ -110,6 +120,12 @@ class Worker:
         if self.after_store is not None and result.outcome != "duplicate":
             self.after_store(result, msg)
         return result
+
+    def _after(self, result: SaveResult, msg: ParsedMessage) -> None:
+        if self.mail is not None and result.outcome != "duplicate":
+            self.mail.after_save(result)
+        if self.after_store is not None and result.outcome != "duplicate":
+            self.after_store(result, msg)
 
     def _arrival(self, envelope: Envelope) -> datetime:
         """When the message reached us (a retry is judged at the same time), else now."""
@@ -180,6 +196,12 @@ class Worker:
             self._not_before[claim.base] = time.monotonic() + self.settings.retry_seconds
             self.stats["retry"] += 1
             log.warning("store unavailable, message %s kept in spool: %s", claim.base, exc)
+            return Outcome("retry", claim.base, reason=str(exc))
+        except AuthDeferred as exc:                      # DNS temperror: keep it, authenticate later
+            self.spool.release(claim, count_attempt=False)
+            self._not_before[claim.base] = time.monotonic() + self.settings.auth_retry_seconds
+            self.stats["retry"] += 1
+            log.warning("sender not authenticated yet, message %s kept in spool: %s", claim.base, exc)
             return Outcome("retry", claim.base, reason=str(exc))
         except Exception as exc:
             stage = getattr(exc, "helpdesk_stage", "worker")

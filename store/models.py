@@ -133,3 +133,8 @@ class Quarantine(SQLModel, table=True):
 # The outbox tables live with their SQL in store/outbox.py; importing it registers them on
 # this metadata, so create_schema() makes them too.
 from store import outbox as _outbox  # noqa: E402,F401
+# Likewise the agent path's tables (ticket tags, agent-mail verdicts) in store/tickets.py.
+from store import tickets as _tickets  # noqa: E402,F401
+# The SLA tables (policy and next due time per ticket, fired escalation levels) live with
+# their SQL in store/sla_store.py; importing it registers them here too.
+from store import sla_store as _sla_store  # noqa: E402,F401

@@ -45,7 +45,7 @@ WHEN_KEYS = ("queue", "priority", "service", "domain")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_DURATION = re.compile(r"^(?:(\d{1,5})h)?\s*(?:(\d{1,6})m)?$")
+_DURATION = re.compile(r"^(?:(\d{1,5})h)?\s*(?:(\d{1,6})m)?\s*(?:(\d{1,7})s)?$")
 _MONTH_DAY = re.compile(r"^(\d\d)-(\d\d)$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -374,6 +374,10 @@ def _actions(ctx: _Ctx, lv: YDict, path: str) -> tuple[Action, ...] | None:
         to = _recipients(ctx, lv.get("to", ["assignee"]), f"{path}.to", lv.line_of("to"))
         if template is not None and ctx.templates is not None:
             ok = ctx.ref(template, ctx.templates, "template", f"{path}.notify", lv.line_of("notify")) and ok
+            if template in ctx.templates and not template.rpartition("/")[2].startswith("sla-"):
+                ctx.report(lv.line_of("notify"), f"{path}.notify: {template!r}: escalation templates are named "
+                                                 "<audience>/sla-<name> (only they get the `escalation` variable)")
+                ok = False
         ok = ok and template is not None and to is not None
         out.append(Action("notify", template or "", to or ()))
     elif "to" in lv:
@@ -487,10 +491,11 @@ def _targets(ctx: _Ctx, node: Any, path: str, at: int, calendars: dict, default:
 
 
 def _duration(ctx: _Ctx, value: Any, path: str, line: int) -> timedelta | None:
-    """'4h', '30m', '1h30m': business time. Days are refused: ambiguous in business time."""
+    """'4h', '30m', '1h30m', '90s': business time. Days are refused: ambiguous in business
+    time. Seconds are for tests and demonstrations (a policy measured in seconds)."""
     m = _DURATION.match(value.strip()) if isinstance(value, str) else None
     if m and any(m.groups()):
-        got = timedelta(hours=int(m.group(1) or 0), minutes=int(m.group(2) or 0))
+        got = timedelta(hours=int(m.group(1) or 0), minutes=int(m.group(2) or 0), seconds=int(m.group(3) or 0))
         if got > timedelta(0):
             return got
     hint = ""

@@ -19,6 +19,7 @@ from typing import Any
 from daemon.errors import HelpdeskError, RulesError
 from daemon.model import ParsedMessage, Routing, ThreadDecision
 from daemon.rules.loader import RuleSet, load_rules
+from daemon.rules.sla import SLA_FILE, load_sla
 from daemon.rules.yamlload import YamlProblem, YDict, parse_yaml, read_bytes
 
 EX_OK, EX_FAIL, EX_USAGE = 0, 1, 2
@@ -53,6 +54,7 @@ def run_rules_command(cfg: Any, args: Any) -> int:
     try:
         at = _parse_at(args.at)
         rules = load_rules(rules_dir, known_templates=template_names(cfg.paths.templates), defaults=defaults)
+        sla = load_sla(rules_dir, rules) if (rules_dir / SLA_FILE).exists() else None
     except RulesError as exc:
         for line in exc.problems:
             sys.stderr.write(line + "\n")
@@ -60,7 +62,7 @@ def run_rules_command(cfg: Any, args: Any) -> int:
         return EX_FAIL
     except ValueError as exc:
         return _usage(str(exc))
-    opts = {"at": at, "reply": args.reply, "rcpts": tuple(args.rcpt)}
+    opts = {"at": at, "reply": args.reply, "rcpts": tuple(args.rcpt), "sla": sla}
     if args.corpus:
         return _run_corpus(rules, defaults, Path(args.corpus), Path(args.expect), args.json, opts)
     return _run_one(rules, defaults, Path(args.message), args.json, opts)
@@ -157,12 +159,17 @@ def _show(value: Any) -> str:
 
 def _run_one(rules: RuleSet, defaults: Any, path: Path, as_json: bool, opts: dict) -> int:
     try:
-        routing, ev, _, when = route_file(rules, defaults, path, opts)
+        routing, ev, msg, when = route_file(rules, defaults, path, opts)
     except (OSError, HelpdeskError) as exc:
         sys.stderr.write(f"helpdesk: {path}: {exc}\n")
         return EX_FAIL
-    sys.stdout.write((json.dumps(explain_json(routing, ev, when, path), ensure_ascii=False, indent=1)
-                      if as_json else explain_text(routing, ev, when, path)) + "\n")
+    out, text = explain_json(routing, ev, when, path), explain_text(routing, ev, when, path)
+    if opts.get("sla") is not None and not opts["reply"] and routing.action == "ticket":   # the SLA timers
+        from daemon.sla_views import preview_text, sla_preview
+        out["sla"] = sla_preview(opts["sla"], routing, msg.from_addr.email if msg.from_addr else None,
+                                 _when(msg, opts["at"])[0])
+        text += "\n\n" + "\n".join(preview_text(out["sla"]))
+    sys.stdout.write((json.dumps(out, ensure_ascii=False, indent=1) if as_json else text) + "\n")
     return EX_OK
 
 

@@ -89,7 +89,7 @@ def make_desk(tmp_path: Path, db_url: str = "", extra: str = "") -> Desk:
 
 def close_desk(desk: Desk) -> None:
     desk.app.store.engine.dispose()
-    tasks.huey.context = None
+    tasks.huey.context = tasks.huey.sla = None
     tasks.huey.use(tasks.MemoryStorage, True)
 
 
