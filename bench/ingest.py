@@ -118,18 +118,18 @@ def accuracy(cfg: Path, corpus) -> tuple[float, int]:
     return (right / len(replies) if replies else 1.0), len(replies)
 
 
-def bench_ingest(work: Path, corpus, label: str, cfg: Path | None = None) -> float:
+def bench_ingest(work: Path, corpus, label: str, cfg: Path | None = None, *, no_mail: bool = False) -> float:
     cfg = cfg or site_config(work, 0)
-    mbox = work / f"{label}.mbox"
+    mbox = work / f"{label.replace(' ', '_')}.mbox"
     write_mbox(mbox, corpus)
     t0 = time.perf_counter()
-    proc = helpdesk(cfg, "ingest", "--quiet", str(mbox))
+    proc = helpdesk(cfg, "ingest", "--quiet", *(["--no-mail"] if no_mail else []), str(mbox))
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"ingest failed: {proc.stderr.decode()[-2000:]}")
     rate = len(corpus) / dt
     acc, nrep = accuracy(cfg, corpus)
-    print(f"ingest  {label:<22} {len(corpus):>7} msgs  {dt:7.2f} s  {rate:7.0f} msg/s  "
+    print(f"ingest  {label:<34} {len(corpus):>7} msgs  {dt:7.2f} s  {rate:7.0f} msg/s  "
           f"threading {acc * 100:6.2f} % of {nrep} replies")
     return rate
 
@@ -154,7 +154,7 @@ def bench_smtp(work: Path, corpus, conns: int = 4) -> None:
         with smtplib.SMTP("127.0.0.1", port) as c:
             for raw, _, _ in chunk:
                 t = time.perf_counter()
-                c.sendmail("bench@example.org", ["support@example.com"], raw)
+                c.sendmail("bench@example.org", ["support@example.com"], raw.replace(b"\n", b"\r\n"))
                 latencies.append(time.perf_counter() - t)
     t0 = time.perf_counter()
     threads = [threading.Thread(target=send, args=(ch,)) for ch in chunks]
@@ -187,9 +187,11 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cpu(s), python {sys.version.split()[0]}, SQLite embedded default")
     corpus = make_corpus(args.messages)
     with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
-        fresh = Path(tmp) / "fresh"
-        fresh.mkdir()
-        bench_ingest(fresh, corpus, "fresh state")
+        for no_mail in (True, False):
+            fresh = Path(tmp) / f"fresh-{no_mail}"
+            fresh.mkdir()
+            bench_ingest(fresh, corpus, "fresh, --no-mail" if no_mail else "fresh, acks+agent mail planned",
+                         no_mail=no_mail)
         if not args.no_smtp:
             smtp_dir = Path(tmp) / "smtp"
             smtp_dir.mkdir()
@@ -200,10 +202,11 @@ def main() -> None:
             cfg = site_config(work, 0)
             pre = make_corpus(existing, seed=99, domain="pre.example")
             pre = [(raw, mid, root) for raw, mid, root in pre]
-            t0 = time.perf_counter()
-            bench_ingest(work, pre, f"(preload {existing})", cfg)
-            print(f"        preload took {time.perf_counter() - t0:.1f} s")
-            bench_ingest(work, corpus[:2000], f"2000 on top of {existing}", cfg)
+            bench_ingest(work, pre, f"(preload {existing} messages)", cfg, no_mail=True)
+            store = open_store(load_config(str(cfg)))
+            tickets = store.counts()["tickets"]
+            store.engine.dispose()
+            bench_ingest(work, corpus[:2000], f"2000 on {tickets} tickets, --no-mail", cfg, no_mail=True)
 
 
 if __name__ == "__main__":

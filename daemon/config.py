@@ -82,6 +82,7 @@ class OutboundSection:
     retry_max_seconds: float = 3600.0
     retry_days: float = 5.0
     bounce_suppress_days: int = 7
+    max_per_minute: int = 600
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,8 @@ class Health:
                 "rules_problems": list(getattr(app.rules, "last_problems", []) or []),
                 "imap": accounts, "alerts": sorted(self.alerted)}
 
-    def write(self, state: str = "running") -> dict:
-        snap = self.snapshot(state)
+    def write(self, state: str = "running", snap: dict | None = None) -> dict:
+        snap = snap if snap is not None else self.snapshot(state)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(snap, indent=1, default=str))
         os.replace(tmp, self.path)
@@ -68,12 +68,14 @@ class Health:
         if now < self.next_write:
             return
         self.next_write = now + self.every
+        snap = self.snapshot()
+        self._alerts(snap)
+        snap["alerts"] = sorted(self.alerted)           # the file shows this tick's alerts
         try:
-            snap = self.write()
+            self.write(snap=snap)
         except OSError as exc:
             log.warning("cannot write status file %s: %s", self.path, exc)
             return
-        self._alerts(snap)
         if self.log_every and now >= self.next_log:
             self.next_log = now + self.log_every
             accts = ", ".join(f"{a['account']}={a['state']}" for a in snap["imap"]) or "no imap"

@@ -20,10 +20,12 @@ import os
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from daemon.errors import ConfigError
 from daemon.pipeline.notify import outbound_address
@@ -208,3 +210,27 @@ def settle(results: Sequence[RcptResult], *, attempt: int, created_at: datetime,
         else:
             out.append(RcptOutcome(r.email, "pending", r.code, r.reason))
     return out, (next_at if any(o.status == "pending" for o in out) else None)
+
+
+class RateLimit:
+    """A token bucket shared by this process's senders: at most `per_minute` mails a minute
+    to the relay, in bursts of at most ten seconds' worth, so a mass incident never exceeds
+    the relay's own limit. `take()` returns 0 when a mail may go now, else how many seconds
+    to wait; the caller reschedules rather than blocking a sender."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, per_minute / 6.0)
+        self.tokens, self.clock = self.capacity, clock
+        self.at = clock()
+        self.lock = threading.Lock()
+
+    def take(self) -> float:
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate

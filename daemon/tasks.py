@@ -31,7 +31,7 @@ from sqlalchemy.exc import OperationalError
 
 from daemon import systemd, tokens
 from daemon.errors import HelpdeskError
-from daemon.mailer import Relay, RetryPolicy, relay_settings, settle
+from daemon.mailer import RateLimit, Relay, RetryPolicy, relay_settings, settle
 from daemon.model import (BounceMark, Envelope, MachineVerdict, MailEffects, ParsedMessage, Routing,
                           ThreadDecision)
 from daemon.pipeline.notify import (NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails,
@@ -107,9 +107,14 @@ class Delivery:
     lease_seconds: float = 120.0
     clock: Callable[[], datetime] = utcnow
     enqueue: Callable[[int], Any] = lambda i: send_outbox(i)
+    limit: RateLimit | None = None
 
     def send(self, outbox_id: int) -> str | None:
         """One attempt at one row; its new status, or None when it was not ours to send."""
+        wait = self.limit.take() if self.limit is not None else 0.0
+        if wait > 0:                                  # over the relay rate: try again shortly
+            self._later(outbox_id, wait)
+            return None
         try:
             claim = self.outbox.claim(outbox_id, self.clock(), self.lease_seconds)
             if claim is None:
@@ -174,7 +179,8 @@ def build_delivery(cfg, outbox: OutboxStore, clock: Callable[[], datetime] = utc
     outbox.bounce_days = o.bounce_suppress_days
     return Delivery(outbox, Relay(relay_settings(cfg)),
                     RetryPolicy(o.retry_first_seconds, o.retry_max_seconds, o.retry_days),
-                    cfg.queue.lease_seconds, clock)
+                    cfg.queue.lease_seconds, clock,
+                    limit=RateLimit(o.max_per_minute) if o.max_per_minute > 0 else None)
 
 
 # ---------------------------------------------------------------------- planning glue

@@ -33,6 +33,7 @@ def _event_detail(raw: str) -> Any:
 def detail_json(d: TicketDetail, prefix: str, sla: dict[str, Any] | None = None) -> dict[str, Any]:
     """The contract's ticket object; `sla` from daemon.sla_views (nulls when not given)."""
     out = ticket_json(d.ticket, prefix)
+    out["tags"] = list(d.tags)
     out["participants"] = [{"email": e, "role": r} for e, r in d.participants]
     out["links"] = [{"ref": ref(prefix, other), "kind": kind} for other, kind in d.links]
     out["messages"] = [{
@@ -68,6 +69,8 @@ def detail_text(d: TicketDetail, prefix: str, sla_lines: list[str] | None = None
              f"  created {iso(t.created_at)} · updated {iso(t.updated_at)}"]
     if d.links:
         lines.append("  linked: " + ", ".join(f"{ref(prefix, o)} ({k})" for o, k in d.links))
+    if d.tags:
+        lines.append("  tags: " + ", ".join(d.tags))
     lines += ["  " + line for line in sla_lines or ()]
     for x in d.messages:
         who = f"{x.from_name} <{x.from_addr}>" if x.from_name else x.from_addr

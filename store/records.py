@@ -73,6 +73,7 @@ class TicketDetail:
     links: tuple[tuple[int, str], ...]
     messages: tuple[MessageRow, ...]
     events: tuple[EventRow, ...]
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

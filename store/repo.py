@@ -278,9 +278,13 @@ class Store:
             by_ticket[p.ticket_id]["parts"].append((p.email, p.role))
         for link in s.exec(select(m.TicketLink).where(m.TicketLink.ticket_id.in_(ids))):
             by_ticket[link.ticket_id]["links"].append((link.other_id, link.kind))
+        from store.tickets import TicketTag
+        tags: dict[int, list[str]] = {}
+        for tt in s.exec(select(TicketTag).where(TicketTag.ticket_id.in_(ids)).order_by(TicketTag.tag)):
+            tags.setdefault(tt.ticket_id, []).append(tt.tag)
         return [TicketDetail(self._trow(t), tuple(sorted(by_ticket[t.id]["parts"])),
                              tuple(sorted(by_ticket[t.id]["links"])), tuple(by_ticket[t.id]["msgs"]),
-                             tuple(by_ticket[t.id]["events"])) for t in tickets]
+                             tuple(by_ticket[t.id]["events"]), tuple(tags.get(t.id, ()))) for t in tickets]
 
     def iter_details(self, *, since: datetime | None = None, batch: int = 500) -> Iterator[TicketDetail]:
         """Every ticket (updated at or after `since`), oldest id first, in bounded batches."""

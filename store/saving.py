@@ -79,9 +79,13 @@ class Writer:
             requester=requester, assignee=routing.assignee, created_at=self.now, updated_at=self.now,
             message_count=0, rules_version=routing.rules_version)).inserted_primary_key[0]
         self._participants(tid, requester, msg, own)
+        if routing.tags:
+            from store.tickets import TicketTag         # registered by store.models (no cycle at call time)
+            self.s.execute(insert(TicketTag.__table__), [{"ticket_id": tid, "tag": t}
+                                                         for t in dict.fromkeys(routing.tags)])
         self.event(tid, "created", {"evidence": decision.evidence, "routing": {
             "type": routing.type, "queue": routing.queue, "priority": routing.priority,
-            "hits": list(routing.hits), "rules_version": routing.rules_version}})
+            "tags": list(routing.tags), "hits": list(routing.hits), "rules_version": routing.rules_version}})
         if decision.action == "new_linked" and decision.link_to and self._status(decision.link_to):
             self.s.execute(insert(m.TicketLink.__table__), [
                 {"ticket_id": tid, "other_id": decision.link_to, "kind": "related"},

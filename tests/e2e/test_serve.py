@@ -39,9 +39,11 @@ status_seconds = 1
 """
     cfg = write_site_config(tmp_path, imap)
     sock, path = notify_socket(tmp_path)
-    daemon = Daemon(cfg, env={"NOTIFY_SOCKET": path, "HD_TEST_IMAP_PASSWORD": mailbox.password}).start()
+    daemon = Daemon(cfg, env={"NOTIFY_SOCKET": path, "HD_TEST_IMAP_PASSWORD": mailbox.password,
+                              "WATCHDOG_USEC": "1000000"}).start()
     try:
         assert sock.recv(4096).startswith(b"READY=1")
+        assert sock.recv(4096) == b"WATCHDOG=1"                    # pings at half of WatchdogSec
         c = mailbox.client()
         c.append("INBOX", MSG.replace(b"{subj}", b"via imap").replace(b"{mid}", b"imap-1"))
         c.logout()
@@ -61,7 +63,11 @@ status_seconds = 1
         wait_for(lambda: b"reload requested" in daemon.log.read_bytes(), timeout=10)
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=30) == 0
-        assert b"STOPPING=1" in sock.recv(4096) or b"STOPPING=1" in sock.recv(4096)
+        sock.settimeout(5)
+        seen = set()
+        while b"STOPPING=1" not in seen:
+            seen.add(sock.recv(4096))
+        assert seen <= {b"WATCHDOG=1", b"STOPPING=1"}
     finally:
         daemon.kill()
         sock.close()

@@ -166,3 +166,11 @@ def test_racing_writers_store_a_message_once(store):
         t.join()
     assert sorted(results) == ["created", "duplicate", "duplicate", "duplicate"]
     assert store.counts() == {"tickets": 1, "messages": 1}
+
+
+def test_rule_tags_are_kept_on_a_new_ticket(store):
+    routing = Routing(type="incident", queue="general", priority="P2", tags=("outage", "vip", "outage"))
+    msg = pm("tags@x")
+    raw = raw_of(msg)
+    r = store.save_incoming(msg, ENV, raw, hashlib.sha256(raw).hexdigest(), NEW, routing, NOW)
+    assert store.ticket_detail(r.ticket_id).tags == ("outage", "vip")
