@@ -100,7 +100,7 @@ def main() -> int:
     ctl.start()
     tmp = Path(tempfile.mkdtemp(prefix="hd-bench-ack-"))
     queue = f'backend = "redis"\nurl = "{args.redis}"' if args.redis else 'backend = "sqlite"'
-    cfg = write_site_config(tmp, f"[queue]\n{queue}\nworkers = {args.workers}\n[outbound]\nport = {ctl.port}\n"
+    cfg = write_site_config(tmp, f"[queue]\n{queue}\nworkers = {args.workers}\n[outbound]\nport = {ctl.port}\nmax_per_minute = 0\n"
                                  "[loops]\nmax_new_tickets_per_sender_hour = 100000\nmax_agent_mails_per_hour = 100000\n")
     port = int(cfg.read_text().split("port = ")[1].split()[0])
     if args.redis:

@@ -113,7 +113,9 @@ def cmd_ingest(cfg: Config, args) -> int:
     app = build_app(cfg, outbound=not args.no_mail)
     app.spool.recover()
     # mail planned here is queued; the daemon's consumer (or `helpdesk worker`) sends it
-    return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty())
+    site = str(cfg.sources[-1]) if len(cfg.sources) > 1 else None
+    return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty(),
+                  processes=cfg.worker.ingest_processes, config_path=site, outbound=not args.no_mail)
 
 
 def cmd_check(cfg: Config, args) -> int:

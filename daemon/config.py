@@ -123,6 +123,7 @@ class WorkerSection:
     max_attempts: int
     retry_seconds: int
     idle_poll_seconds: float
+    ingest_processes: int = 2
 
 
 @dataclass(frozen=True)

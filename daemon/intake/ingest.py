@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from daemon.errors import SpoolError
 from daemon.intake.files import iter_messages
+from daemon.intake.parallel import Helpers, partition
 from daemon.model import Envelope
 
 log = logging.getLogger(__name__)
@@ -73,18 +74,48 @@ def _drain(app, bases: set[str], progress: Progress, patience: float = 5.0) -> s
     return bases
 
 
-def ingest(app, paths: list[str], *, progress: bool = False) -> int:
-    """Spool and process every message in `paths` (stdin when empty)."""
+def _drain_parallel(app, helpers: Helpers, entries: list[tuple[str, bytes]], bar: Progress) -> set[str]:
+    """One batch over this process and the helpers, whole conversations per process."""
+    groups = partition(entries, helpers.n + 1)
+    futures = [(g, helpers.submit(g)) for g in groups[1:] if g]
+    left = _drain(app, set(groups[0]), bar, patience=0.0)
+    for group, future in futures:
+        try:
+            rest, counts = future.result()
+        except Exception as exc:                  # a helper died: its entries stay in the spool
+            log.error("ingest helper failed (%s); its %d message(s) stay in the spool", exc, len(group))
+            rest, counts = group, {}
+        left.update(rest)
+        bar.done += len(group) - len(rest)
+        for key, n in counts.items():
+            bar.counts[key] = bar.counts.get(key, 0) + n
+        bar.update()
+    return left
+
+
+def ingest(app, paths: list[str], *, progress: bool = False, processes: int = 1,
+           config_path: str | None = None, outbound: bool = True) -> int:
+    """Spool and process every message in `paths` (stdin when empty). With `processes` > 1
+    a big import (from its first full batch on) is worked by that many processes."""
     bar = Progress(progress)
     left: set[str] = set()
     batch: list[tuple[bytes, Envelope]] = []
     now = lambda: datetime.now(timezone.utc).isoformat()  # noqa: E731
+    helpers: Helpers | None = None
 
     def flush() -> None:
-        if batch:
-            bases = app.spool.put_many(batch)
-            batch.clear()
+        nonlocal helpers
+        if not batch:
+            return
+        bases = app.spool.put_many(batch)
+        entries = [(b, raw) for b, (raw, _) in zip(bases, batch)]
+        batch.clear()
+        if helpers is None and processes > 1 and len(bases) >= BATCH:
+            helpers = Helpers(config_path, outbound, processes - 1)
+        if helpers is None:
             left.update(_drain(app, set(bases), bar, patience=0.0))
+        else:
+            left.update(_drain_parallel(app, helpers, entries, bar))
 
     try:
         for incoming in iter_messages(paths):
@@ -98,6 +129,9 @@ def ingest(app, paths: list[str], *, progress: bool = False) -> int:
         bar.finish()
         sys.stderr.write(f"helpdesk: temporary failure: {exc}\n")
         return EX_TEMPFAIL
+    finally:
+        if helpers is not None:
+            helpers.close()
     if left:
         left = _drain(app, left, bar, patience=10.0)
     bar.finish()

@@ -134,3 +134,35 @@ def test_check_reports_every_problem_with_file_and_line(tmp_path):
     (tmp_path / "ok").mkdir()
     ok = write_site_config(tmp_path / "ok")                  # the repo's own rules and templates
     assert helpdesk(ok, "check").returncode == 0
+
+
+def test_big_import_in_parallel_keeps_conversations_together(tmp_path):
+    """Over one batch, ingest works with helper processes; each conversation stays in one
+    process, so every reply lands in its root's ticket, once."""
+    from daemon.intake.parallel import partition, thread_root
+    cfg = write_site_config(tmp_path, "ingest_processes = 3\n")          # goes into its [worker]
+    box = mailbox.mbox(str(tmp_path / "big.mbox"))
+    roots = {}
+    for turn in range(3):                              # 150 conversations x 3 messages, interleaved
+        for t in range(150):
+            mid = f"t{t}-m{turn}@example.org"
+            refs = " ".join(f"<t{t}-m{k}@example.org>" for k in range(turn))
+            head = f"From: u{t}@example.org\nTo: support@example.com\nMessage-ID: <{mid}>\n"
+            if turn:
+                head += f"In-Reply-To: <t{t}-m{turn - 1}@example.org>\nReferences: {refs}\nSubject: Re: case {t}\n"
+            else:
+                head += f"Subject: case {t}\n"
+            box.add((head + f"\nmessage {turn} of case {t}\n").encode())
+            roots[mid] = f"t{t}-m0@example.org"
+    box.close()
+    r = helpdesk(cfg, "ingest", "--no-mail", str(tmp_path / "big.mbox"))
+    assert r.returncode == 0, r.stderr
+    rows = tickets(cfg)
+    assert len(rows) == 150 and {t["message_count"] for t in rows} == {3}
+    assert {t["subject"] for t in rows} == {f"case {t}" for t in range(150)}    # roots opened them
+    # the partition function keeps a conversation together and spreads conversations
+    entries = [(f"b{i}", f"References: <root{i % 7}@x> <m{i}@x>\n\n".encode()) for i in range(70)]
+    groups = partition(entries, 3)
+    assert sum(map(len, groups)) == 70 and all(groups)
+    for g in groups:
+        assert len({thread_root(dict(entries)[b]) for b in g}) == len({int(b[1:]) % 7 for b in g})
