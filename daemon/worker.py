@@ -71,11 +71,9 @@ class Worker:
 
     def __init__(self, spool: Spool, store: Store, settings: WorkerSettings,
                  clock: Callable[[], datetime] = utcnow,
-                 after_store: Callable[[SaveResult, ParsedMessage], None] | None = None,
                  rules: Callable[[], "RuleSet | None"] = lambda: None, mail=None):
         self.spool, self.store, self.settings, self.clock = spool, store, settings, clock
         self.rules = rules                   # read once per message: one rule-set version
-        self.after_store = after_store
         self.mail = mail                     # daemon.tasks.Outbound, or None: no mail is planned
         self.agents = None                   # daemon.agents.AgentDesk, or None: no agent path
         self._not_before: dict[str, float] = {}
@@ -115,17 +113,13 @@ class Worker:
         except Exception as exc:
             exc.helpdesk_stage = stage          # type: ignore[attr-defined]
             raise
-        if self.mail is not None and result.outcome != "duplicate":
-            self.mail.after_save(result)
-        if self.after_store is not None and result.outcome != "duplicate":
-            self.after_store(result, msg)
+        self._after(result, msg)
         return result
 
     def _after(self, result: SaveResult, msg: ParsedMessage) -> None:
+        """After the commit: hand the new outbox rows to the queue."""
         if self.mail is not None and result.outcome != "duplicate":
             self.mail.after_save(result)
-        if self.after_store is not None and result.outcome != "duplicate":
-            self.after_store(result, msg)
 
     def _arrival(self, envelope: Envelope) -> datetime:
         """When the message reached us (a retry is judged at the same time), else now."""

@@ -6,7 +6,6 @@ bounces, feedback reports); synthetic cases pin each rule on its own.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,8 @@ from daemon.model import MachineVerdict, ParsedMessage
 from daemon.pipeline.machine import PartView, judge
 from daemon.pipeline.parse import parse
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 BOUNCE_CLASSES = {"hard", "soft", "mixed"}
 MIN_RECIPIENT_RATE = 0.9        # measured 254/268 = 94.8% when written
-
-
-@pytest.fixture(scope="module")
-def corpus() -> Path:
-    if not CORPUS.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"mail corpus missing at {CORPUS} (required in CI)")
-        pytest.skip(f"mail corpus not found at {CORPUS}; it lives next to the repository")
-    return CORPUS
 
 
 def expected(path: Path) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from datetime import timezone
 from pathlib import Path
@@ -20,19 +19,9 @@ from daemon.pipeline import addresses as hdr
 from daemon.pipeline import parse as parse_mod
 from daemon.pipeline.parse import ParseLimits, html_to_text, parse
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 REASONS = {"not_mail", "too_large", "too_many_parts", "too_deep", "too_many_headers",
            "parse_failed"}
-
-
-@pytest.fixture(scope="module")
-def corpus() -> Path:
-    if not CORPUS.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"mail corpus missing at {CORPUS} (required in CI)")
-        pytest.skip(f"mail corpus not found at {CORPUS}; it lives next to the repository")
-    return CORPUS
 
 
 def load(path: Path) -> ParsedMessage:

@@ -14,7 +14,6 @@ import email.message
 import email.utils
 import hashlib
 import json
-import os
 import random
 import re
 from collections import defaultdict
@@ -33,7 +32,7 @@ from daemon.pipeline.thread import (
     MAX_REFERENCES, normalize_subject, parent_message_id, subject_tag, thread, thread_keys,
 )
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+from tests.conftest import CORPUS, missing  # noqa: E402  (shared corpus path, skip-or-fail rule)
 
 
 def make_msg(message_id: str = "new@example.org", *, subject: str = "Printer broken",
@@ -330,10 +329,7 @@ def _corpus_threads() -> Path:
     """The threads/ corpus folder; skipped when missing, except on CI where that fails."""
     folder = CORPUS / "threads"
     if not folder.is_dir():
-        reason = f"email corpus not found at {folder} (see ../shared/corpus/SOURCES.md)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"email corpus not found at {folder} (see ../shared/corpus/SOURCES.md)")
     return folder
 
 
