@@ -101,7 +101,7 @@ class AgentDesk:
         roster = plan.roster_of(rules.queues)
         claim = plan.claim_of(msg, envelope, roster, self.desk.address)
         if not claim.agent_path:
-            return self._requester(msg, envelope, raw, decision, now)
+            return self._requester(msg, envelope, raw, decision, now) if self._may_command(msg, decision) else None
         check = tokens.check_reply_token(self.ring, claim.details[0], now.date()) if claim.details else None
         if check is not None and check.status == "invalid":
             source = envelope.peer or (msg.from_addr.email.lower() if msg.from_addr else "?")
@@ -284,14 +284,26 @@ class AgentDesk:
         return result
 
     # ------------------------------------------------------------------ requesters
+    def may_handle(self, msg: ParsedMessage, envelope: Envelope, decision: ThreadDecision) -> bool:
+        """Whether `process` could act on `msg`, decided from the message alone (no store
+        reads): False means `process` returns None. The batch worker hands such mail to
+        the one-at-a-time path, after committing what came before it."""
+        rules = self.rules()
+        if rules is None or msg.machine.kind in ("loop", "bounce"):
+            return False
+        if plan.claim_of(msg, envelope, plan.roster_of(rules.queues), self.desk.address).agent_path:
+            return True
+        return self._may_command(msg, decision)
+
+    def _may_command(self, msg: ParsedMessage, decision: ThreadDecision) -> bool:
+        """A requester's mail that could carry commands for its ticket."""
+        return bool(self.settings.requester_commands) and decision.action in ("append", "reopen") \
+            and msg.machine.is_human and bool(parse_commands(strip_reply(msg.text)).lines)
+
     def _requester(self, msg, envelope, raw, decision: ThreadDecision, now) -> SaveResult | None:
         allowed = self.settings.requester_commands
-        if not allowed or decision.action not in ("append", "reopen") or not msg.machine.is_human:
-            return None
         text = strip_reply(msg.text)
         parsed = parse_commands(text)
-        if not parsed.lines:
-            return None
         ticket = self.tickets.state(decision.ticket_id)
         sender = msg.from_addr.email.lower() if msg.from_addr else ""
         if ticket is None or sender != (ticket.requester or "").lower():

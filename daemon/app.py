@@ -27,7 +27,7 @@ from daemon.rules.tester import template_names
 from daemon.spool import Spool
 from daemon.worker import Worker, WorkerSettings
 from store.blobs import Blobs
-from store import imap_state
+from store import imap_state  # noqa: F401  (registers the IMAP state tables before create_schema)
 from store.db import create_schema, make_engine
 from store.repo import Store
 

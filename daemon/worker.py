@@ -80,8 +80,11 @@ class Worker:
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
 
     # ------------------------------------------------------------------ one message
-    def process(self, raw: bytes, envelope: Envelope) -> SaveResult:
-        """Run one message through the pipeline and store it. Raises on failure."""
+    def process(self, raw: bytes, envelope: Envelope, db=None) -> SaveResult:
+        """Run one message through the pipeline and store it. Raises on failure. `db` is
+        where threading reads and the message is saved: the Store (own transaction) or an
+        open store.batch.WriteBatch, which hands agent mail back (_OnItsOwn)."""
+        db = db if db is not None else self.store
         stage = "parse"
         try:
             msg = parse(raw, limits=self.settings.limits or DEFAULT_LIMITS,
@@ -90,11 +93,13 @@ class Worker:
                 msg = self.mail.inspect(msg, envelope)       # our own mail, our bounce addresses
             stage = "thread"
             ref = self.mail.bounce_ref(msg, envelope) if self.mail and msg.machine.kind == "bounce" else None
-            decision = self._decide(msg, ref)
+            decision = self._decide(msg, ref, db)
             stage = "agent"
+            if self.agents is not None and db is not self.store and self.agents.may_handle(msg, envelope, decision):
+                raise _OnItsOwn()
             handled = self.agents.process(msg, envelope, raw, decision, self.clock()) if self.agents else None
             if handled is not None:              # an agent's mail (or one claiming to be): daemon.agents
-                self._after(handled, msg)
+                self._after(handled)
                 return handled
             stage = "classify"
             routing = classify_mod.classify(msg, decision, self.rules(), self.settings.defaults,
@@ -106,17 +111,18 @@ class Worker:
             own = self.settings.own_addresses | {r.lower() for r in envelope.rcpt_to}
             now = self.clock()
             plan = self.mail.plan_message(msg, decision, routing, now, ref) if self.mail is not None else None
-            result = self.store.save_incoming(msg, envelope, raw, hashlib.sha256(raw).hexdigest(),
-                                              decision, routing, now, own_addresses=own, plan=plan)
-        except (ParseError, StoreUnavailable):
+            result = db.save_incoming(msg, envelope, raw, hashlib.sha256(raw).hexdigest(),
+                                      decision, routing, now, own_addresses=own, plan=plan)
+        except (ParseError, StoreUnavailable, _OnItsOwn):
             raise
         except Exception as exc:
             exc.helpdesk_stage = stage          # type: ignore[attr-defined]
             raise
-        self._after(result, msg)
+        if db is self.store:                     # committed: hand its mail to the queue now
+            self._after(result)
         return result
 
-    def _after(self, result: SaveResult, msg: ParsedMessage) -> None:
+    def _after(self, result: SaveResult) -> None:
         """After the commit: hand the new outbox rows to the queue."""
         if self.mail is not None and result.outcome != "duplicate":
             self.mail.after_save(result)
@@ -128,18 +134,18 @@ class Worker:
         except (TypeError, ValueError):
             return self.clock()
 
-    def _decide(self, msg: ParsedMessage, ref=None) -> ThreadDecision:
+    def _decide(self, msg: ParsedMessage, ref, db) -> ThreadDecision:
         own = self.mail.own_ticket(msg) if self.mail is not None else None
         if own is not None:                             # our own mail came back: file it, trigger nothing
             return ThreadDecision("append", own, f"our own mail <{msg.message_id}> came back (verified Message-ID)")
         keys = thread_keys(msg) + (msg.message_id,)     # own id: a reply may have come first
         tag = subject_tag(msg.subject, self.settings.tag_prefix)
-        candidates = self.store.thread_candidates(keys, tag)
+        candidates = db.thread_candidates(keys, tag)
         if msg.machine.kind == "bounce":
-            return self._bounce_decision(msg, candidates, ref)
+            return self._bounce_decision(msg, candidates, ref, db)
         return thread(msg, candidates, tag_prefix=self.settings.tag_prefix)
 
-    def _bounce_decision(self, msg: ParsedMessage, candidates, ref=None) -> ThreadDecision:
+    def _bounce_decision(self, msg: ParsedMessage, candidates, ref, db) -> ThreadDecision:
         """A bounce never opens a ticket: it is filed (internal) on the ticket of the mail it
         reports on - our outbox row (VERP token or verified original Message-ID) first."""
         if ref is not None and ref.ticket_id is not None:
@@ -147,7 +153,7 @@ class Worker:
                                                            f"(outbox #{ref.id})")
         dsn = msg.machine.dsn
         if dsn and dsn.original_message_id:
-            ticket = self.store.ticket_of_message(dsn.original_message_id)
+            ticket = db.ticket_of_message(dsn.original_message_id)
             if ticket is not None:
                 return ThreadDecision("bounce", ticket, f"dsn original message <{dsn.original_message_id}>")
         real = [k for k in candidates.known if not k.ghost] or list(candidates.known)
@@ -161,12 +167,10 @@ class Worker:
         claim = self._claim_ready(only)
         if claim is None:
             return None
-        try:
-            envelope, raw = self.spool.read(claim)
-        except Exception as exc:                             # a damaged spool file
-            self.spool.set_aside(claim, f"unreadable spool entry: {exc}")
-            log.error("spool entry %s unreadable, set aside: %s", claim.base, exc)
-            return Outcome("set_aside", claim.base, reason=str(exc))
+        entry = self._read(claim)
+        if isinstance(entry, Outcome):
+            return entry
+        envelope, raw = entry
         if claim.attempt > self.settings.max_attempts:
             return self._quarantine(claim, raw, envelope, "worker", "crashed",
                                     f"processing was interrupted {claim.attempt - 1} times")
@@ -183,35 +187,126 @@ class Worker:
     def _handle(self, claim: Claim, raw: bytes, envelope: Envelope) -> Outcome:
         try:
             result = self.process(raw, envelope)
-        except ParseError as exc:
-            return self._quarantine(claim, raw, envelope, "parse", exc.reason, exc.detail)
-        except StoreUnavailable as exc:
-            self.spool.release(claim, count_attempt=False)
-            self._not_before[claim.base] = time.monotonic() + self.settings.retry_seconds
-            self.stats["retry"] += 1
-            log.warning("store unavailable, message %s kept in spool: %s", claim.base, exc)
-            return Outcome("retry", claim.base, reason=str(exc))
-        except AuthDeferred as exc:                      # DNS temperror: keep it, authenticate later
-            self.spool.release(claim, count_attempt=False)
-            self._not_before[claim.base] = time.monotonic() + self.settings.auth_retry_seconds
-            self.stats["retry"] += 1
-            log.warning("sender not authenticated yet, message %s kept in spool: %s", claim.base, exc)
-            return Outcome("retry", claim.base, reason=str(exc))
         except Exception as exc:
-            stage = getattr(exc, "helpdesk_stage", "worker")
-            reason = f"{exc.__class__.__name__}: {exc}"
-            log.exception("message %s failed at %s (attempt %d)", claim.base, stage, claim.attempt)
-            if claim.attempt >= self.settings.max_attempts:
-                return self._quarantine(claim, raw, envelope, stage, "failed", reason)
-            self.spool.release(claim)
-            self._not_before[claim.base] = time.monotonic() + self.settings.retry_seconds * 2 ** (claim.attempt - 1)
+            return self._failed(claim, raw, envelope, exc)
+        return self._stored(claim, result)
+
+    def _failed(self, claim: Claim, raw: bytes, envelope: Envelope, exc: Exception) -> Outcome:
+        """Quarantine, or put back for a retry, a message whose processing raised `exc`."""
+        if isinstance(exc, ParseError):
+            return self._quarantine(claim, raw, envelope, "parse", exc.reason, exc.detail)
+        if isinstance(exc, (StoreUnavailable, AuthDeferred)):   # not the message's fault: not counted
+            self.spool.release(claim, count_attempt=False)
+            unavailable = isinstance(exc, StoreUnavailable)
+            delay = self.settings.retry_seconds if unavailable else self.settings.auth_retry_seconds
+            self._not_before[claim.base] = time.monotonic() + delay
             self.stats["retry"] += 1
-            return Outcome("retry", claim.base, reason=reason)
+            log.warning("%s, message %s kept in spool: %s", "store unavailable" if unavailable
+                        else "sender not authenticated yet", claim.base, exc)
+            return Outcome("retry", claim.base, reason=str(exc))
+        stage = getattr(exc, "helpdesk_stage", "worker")
+        reason = f"{exc.__class__.__name__}: {exc}"
+        log.error("message %s failed at %s (attempt %d)", claim.base, stage, claim.attempt, exc_info=exc)
+        if claim.attempt >= self.settings.max_attempts:
+            return self._quarantine(claim, raw, envelope, stage, "failed", reason)
+        self.spool.release(claim)
+        self._not_before[claim.base] = time.monotonic() + self.settings.retry_seconds * 2 ** (claim.attempt - 1)
+        self.stats["retry"] += 1
+        return Outcome("retry", claim.base, reason=reason)
+
+    def _stored(self, claim: Claim, result: SaveResult) -> Outcome:
+        """The message is committed: forget the spool copy."""
         self.spool.done(claim)
         self._not_before.pop(claim.base, None)
         self.stats["duplicate" if result.outcome == "duplicate" else "stored"] += 1
         log.info("stored message_id=<%s> ticket=%s outcome=%s", result.message_id, result.ticket_id, result.outcome)
         return Outcome("stored", claim.base, result=result)
+
+    # ------------------------------------------------------------------ group commit
+    def run_batch(self, only: set[str] | None = None, limit: int = 100, seconds: float = 0.5) -> list[Outcome]:
+        """Claim and handle up to `limit` ready entries (for at most about `seconds`) in one
+        write transaction: one commit for the lot (store.batch). After the commit each
+        entry is finished as `run_once` would; a message that fails inside the batch rolls
+        it back and every entry of it is handled on its own; agent mail commits what came
+        before it and is handled on its own. Returns the outcomes ([] when nothing is ready)."""
+        outcomes: list[Outcome] = []
+        db = self.store.batch()
+        todo: list[tuple[Claim, bytes, Envelope]] = []          # saved in the open transaction
+        results: list[SaveResult] = []
+        failed: list[tuple[Claim, bytes, Envelope, Exception]] = []  # finished after the commit
+        deadline = time.monotonic() + seconds
+        try:
+            while len(outcomes) + len(todo) + len(failed) < limit and time.monotonic() < deadline:
+                claim = self._claim_ready(only)
+                if claim is None:
+                    break
+                entry = self._read(claim)
+                if isinstance(entry, Outcome):
+                    outcomes.append(entry)
+                    continue
+                envelope, raw = entry
+                if claim.attempt > self.settings.max_attempts:
+                    failed.append((claim, raw, envelope, _Crashed(claim.attempt)))
+                    continue
+                try:
+                    result = self.process(raw, envelope, db)
+                except _OnItsOwn:
+                    self._commit_batch(db, todo, results, failed, outcomes)
+                    outcomes.append(self._handle(claim, raw, envelope))
+                    continue
+                except ParseError as exc:
+                    failed.append((claim, raw, envelope, exc))
+                    continue
+                except StoreUnavailable as exc:
+                    db.rollback()
+                    for c, r, e in todo + [(claim, raw, envelope)]:
+                        outcomes.append(self._failed(c, r, e, exc))
+                    todo, results = [], []
+                    break
+                except Exception as exc:
+                    if getattr(exc, "helpdesk_stage", "") != "store" and db.saved == len(todo):
+                        failed.append((claim, raw, envelope, exc))    # nothing written for it
+                        continue
+                    db.rollback()                                     # one by one, as run_once would
+                    log.warning("batch of %d rolled back (%s: %s); its messages are handled one by one",
+                                len(todo) + 1, exc.__class__.__name__, exc)
+                    for c, r, e in todo + [(claim, raw, envelope)]:
+                        outcomes.append(self._handle(c, r, e))
+                    todo, results = [], []
+                    continue
+                todo.append((claim, raw, envelope))
+                results.append(result)
+            self._commit_batch(db, todo, results, failed, outcomes)
+        finally:
+            db.rollback()
+        return outcomes
+
+    def _commit_batch(self, db, todo: list, results: list, failed: list, outcomes: list[Outcome]) -> None:
+        """Commit the open batch and finish its entries (and those that failed meanwhile)."""
+        try:
+            db.commit()
+        except StoreUnavailable as exc:
+            for c, r, e in todo:
+                outcomes.append(self._failed(c, r, e, exc))
+        else:
+            for (claim, _, _), result in zip(todo, results):
+                self._after(result)
+                outcomes.append(self._stored(claim, result))
+        for claim, raw, envelope, exc in failed:
+            if isinstance(exc, _Crashed):
+                outcomes.append(self._quarantine(claim, raw, envelope, "worker", "crashed",
+                                                 f"processing was interrupted {exc.attempt - 1} times"))
+            else:
+                outcomes.append(self._failed(claim, raw, envelope, exc))
+        todo.clear(), results.clear(), failed.clear()
+
+    def _read(self, claim: Claim) -> "tuple[Envelope, bytes] | Outcome":
+        try:
+            return self.spool.read(claim)
+        except Exception as exc:                             # a damaged spool file
+            self.spool.set_aside(claim, f"unreadable spool entry: {exc}")
+            log.error("spool entry %s unreadable, set aside: %s", claim.base, exc)
+            return Outcome("set_aside", claim.base, reason=str(exc))
 
     def _quarantine(self, claim: Claim, raw: bytes, envelope: Envelope, stage: str, reason: str,
                     detail: str) -> Outcome:
@@ -257,6 +352,18 @@ class Worker:
                 wait = min(wait, max(retry, 0.05))
             wake.wait(wait)
             wake.clear()
+
+
+class _OnItsOwn(Exception):
+    """Raised inside a batch for agent mail: it is handled alone, after a commit."""
+
+
+class _Crashed(Exception):
+    """An entry whose processing was interrupted too often (finished after the commit)."""
+
+    def __init__(self, attempt: int):
+        super().__init__(f"processing was interrupted {attempt - 1} times")
+        self.attempt = attempt
 
 
 def _peek_headers(raw: bytes) -> tuple[str, str]:

@@ -18,10 +18,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from daemon.errors import NotFound, StoreUnavailable
-from daemon.model import (Envelope, FuseAlert, KnownMessage, MailEffects, ParsedMessage, Routing,
-                          ThreadCandidates, ThreadDecision, TicketGlance)
+from daemon.model import (Envelope, FuseAlert, MailEffects, ParsedMessage, Routing, ThreadCandidates,
+                          ThreadDecision)
 from store import models as m
 from store import outbox, saving
+from store.batch import WriteBatch
 from store.blobs import Blobs
 from store.records import (AttachmentRow, EventRow, MessageRow, QuarantineRow, SaveResult,
                            TicketDetail, TicketRow)
@@ -87,49 +88,30 @@ class Store:
     def thread_candidates(self, keys: tuple[str, ...], tag: int | None) -> ThreadCandidates:
         """Known tickets for the thread keys, and a glance at the tagged ticket."""
         try:
-            with self._read() as s:
-                known: list[KnownMessage] = []
-                if keys:
-                    q = (select(m.ThreadKey.key, m.ThreadKey.ticket_id, m.ThreadKey.ghost, m.Ticket.status)
-                         .join(m.Ticket, m.Ticket.id == m.ThreadKey.ticket_id)
-                         .where(m.ThreadKey.key.in_(keys)))
-                    known = [KnownMessage(k, t, st, g) for k, t, g, st in s.exec(q)]
-                return ThreadCandidates(known=tuple(known), tagged=self._glance(s, tag) if tag else None)
+            with self.engine.connect() as c:
+                return saving.thread_candidates(c, keys, tag)
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
 
-    @staticmethod
-    def _glance(s: Session, ticket_id: int) -> TicketGlance | None:
-        ticket = s.get(m.Ticket, ticket_id)
-        if ticket is None:
-            return None
-        emails = s.exec(select(m.Participant.email).where(m.Participant.ticket_id == ticket_id)).all()
-        return TicketGlance(ticket_id, ticket.status, frozenset(e.lower() for e in emails))
-
     def ticket_of_message(self, message_id: str) -> int | None:
         """The ticket holding a (real, not ghost) message with this id, for DSN mapping."""
-        with self._read() as s:
-            q = select(m.Message.ticket_id).where(m.Message.message_id == message_id,
-                                                  m.Message.ticket_id.is_not(None))
-            return s.exec(q).first()
+        with self.engine.connect() as c:
+            return saving.ticket_of_message(c, message_id)
 
     # ----------------------------------------------------------------- pipeline write
+    def batch(self) -> WriteBatch:
+        """An open write transaction for many messages (group commit, see store.batch)."""
+        return WriteBatch(self)
+
     def save_incoming(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                       decision: ThreadDecision, routing: Routing, now: datetime,
                       *, own_addresses: frozenset[str] = frozenset(), plan: Plan | None = None) -> SaveResult:
         """Store one incoming message and its ticket change in one transaction; with `plan`,
         the outgoing mail it causes goes into the outbox in that same transaction."""
-        for part in msg.attachments:
-            self.blobs.put(part.data, part.sha256 or None)
         try:
             with self._write() as s:
-                digests = saving.seen_digests(s, msg.message_id)
-                if msg.content_digest in digests:
-                    return SaveResult("duplicate", None, None, msg.message_id)
-                result = saving.save_message(s, msg, envelope, raw, raw_sha256, decision, routing,
-                                             _utc(now), own_addresses, reuse=bool(digests))
-                if plan is not None:
-                    result = self._plan(s, result, plan, _utc(now))
+                result = self.save_in(s, msg, envelope, raw, raw_sha256, decision, routing, now,
+                                      own_addresses=own_addresses, plan=plan)
                 s.commit()
                 return result
         except IntegrityError:
@@ -138,6 +120,23 @@ class Store:
             raise
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
+
+    def save_in(self, s: Session, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
+                decision: ThreadDecision, routing: Routing, now: datetime,
+                *, own_addresses: frozenset[str] = frozenset(), plan: Plan | None = None) -> SaveResult:
+        """`save_incoming`'s writes in the caller's open transaction (see store.batch);
+        attachment bytes are made durable on disk first. Does not commit."""
+        for part in msg.attachments:
+            self.blobs.put(part.data, part.sha256 or None)
+        c = s.connection()
+        digests = saving.seen_digests(c, msg.message_id)
+        if msg.content_digest in digests:
+            return SaveResult("duplicate", None, None, msg.message_id)
+        result = saving.save_message(c, msg, envelope, raw, raw_sha256, decision, routing,
+                                     _utc(now), own_addresses, reuse=bool(digests))
+        if plan is not None:
+            result = self._plan(s, result, plan, _utc(now))
+        return result
 
     def _plan(self, s: Session, result: SaveResult, plan: Plan, now: datetime) -> Saved:
         ticket = s.get(m.Ticket, result.ticket_id) if result.ticket_id is not None else None

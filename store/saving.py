@@ -1,10 +1,12 @@
-"""The write path of one incoming message, as SQLAlchemy Core statements (the hot path).
+"""The write path of incoming messages, as prebuilt SQLAlchemy Core statements (the hot path).
 
-Called by `Store.save_incoming` inside its transaction: raw bytes, the ticket (new, or
-appended to, reopened, or a bounce filed on it), participants, links, the message row,
-attachments, thread keys and events. Core statements instead of ORM objects keep the
-per-message cost low (no unit of work, no identity map to refresh); the ORM session is
-only the transaction. Nothing here commits.
+Used by `Store.save_incoming` (one message, one transaction) and by `store.batch.WriteBatch`
+(many messages, one transaction): the thread lookup, the duplicate check, raw bytes, the
+ticket (new, or appended to, reopened, or a bounce filed on it), participants, links, the
+message row, attachments, thread keys and events. Every statement is built once at import
+and executed with parameters on the transaction's Core connection: no statement
+construction, no cache-key computation, no ORM unit of work per message (measured: a
+prebuilt INSERT costs a quarter of a freshly built one). Nothing here commits.
 """
 from __future__ import annotations
 
@@ -12,25 +14,90 @@ import json
 from dataclasses import asdict
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
-from sqlmodel import Session
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 
-from daemon.model import Envelope, ParsedMessage, Routing, ThreadDecision
+from daemon.model import (Envelope, KnownMessage, ParsedMessage, Routing, ThreadCandidates, ThreadDecision,
+                          TicketGlance)
 from store import models as m
 from store.records import SaveResult
 
 T, MSG, EVT = m.Ticket.__table__, m.Message.__table__, m.Event.__table__
+TK, PART, ATT = m.ThreadKey.__table__, m.Participant.__table__, m.Attachment.__table__
+LINK, RAW = m.TicketLink.__table__, m.RawMessage.__table__
+
+# ---------------------------------------------------------------------- prebuilt statements
+INS_TICKET, INS_MESSAGE, INS_EVENTS = insert(T), insert(MSG), insert(EVT)
+INS_PARTS, INS_ATTS, INS_KEYS, INS_LINKS = insert(PART), insert(ATT), insert(TK), insert(LINK)
+SEL_STATUS = select(T.c.status).where(T.c.id == bindparam("b_tid"))
+SEL_DIGESTS = select(MSG.c.digest).where(MSG.c.message_id == bindparam("b_mid"))
+SEL_KNOWN = (select(TK.c.key, TK.c.ticket_id, TK.c.ghost, T.c.status)
+             .join(T, T.c.id == TK.c.ticket_id).where(TK.c.key.in_(bindparam("b_keys", expanding=True))))
+SEL_PARTICIPANTS = select(PART.c.email).where(PART.c.ticket_id == bindparam("b_tid"))
+SEL_TICKET_OF = (select(MSG.c.ticket_id).where(MSG.c.message_id == bindparam("b_mid"), MSG.c.ticket_id.is_not(None))
+                 .limit(1))
+SEL_KEYS_OF = select(TK.c.key, TK.c.ghost).where(TK.c.ticket_id == bindparam("b_tid"),
+                                                 TK.c.key.in_(bindparam("b_keys", expanding=True)))
+UPD_REOPEN = update(T).where(T.c.id == bindparam("b_tid")).values(status="open")
+UPD_TOUCH = (update(T).where(T.c.id == bindparam("b_tid"))
+             .values(message_count=T.c.message_count + 1, updated_at=bindparam("b_now")))
+UPD_REAL_KEY = (update(TK).where(TK.c.ticket_id == bindparam("b_tid"), TK.c.key == bindparam("b_key"))
+                .values(ghost=False))
+_INS_RAW: dict[str, object] = {}
+
+
+def insert_ignore(c: Connection, table):
+    """INSERT that does nothing when the primary key exists (SQLite and PostgreSQL)."""
+    if c.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table).on_conflict_do_nothing()
+    return insert(table).prefix_with("OR IGNORE")
+
+
+def _ins_raw(c: Connection):
+    stmt = _INS_RAW.get(c.dialect.name)
+    if stmt is None:
+        stmt = _INS_RAW[c.dialect.name] = insert_ignore(c, RAW)
+    return stmt
 
 
 def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+# ---------------------------------------------------------------------- reads threading needs
+def thread_candidates(c: Connection, keys: tuple[str, ...], tag: int | None) -> ThreadCandidates:
+    """Known tickets for the thread keys, and a glance at the tagged ticket."""
+    known = tuple(KnownMessage(k, t, st, g) for k, t, g, st in c.execute(SEL_KNOWN, {"b_keys": list(keys)})) \
+        if keys else ()
+    return ThreadCandidates(known=known, tagged=glance(c, tag) if tag else None)
+
+
+def glance(c: Connection, ticket_id: int) -> TicketGlance | None:
+    status = c.execute(SEL_STATUS, {"b_tid": ticket_id}).scalar()
+    if status is None:
+        return None
+    emails = c.execute(SEL_PARTICIPANTS, {"b_tid": ticket_id}).scalars()
+    return TicketGlance(ticket_id, status, frozenset(e.lower() for e in emails))
+
+
+def ticket_of_message(c: Connection, message_id: str) -> int | None:
+    """The ticket holding a (real, not ghost) message with this id, for DSN mapping."""
+    return c.execute(SEL_TICKET_OF, {"b_mid": message_id}).scalar()
+
+
+def seen_digests(c: Connection, message_id: str) -> set[str]:
+    """Content digests already stored under this Message-ID (one query answers both
+    "is this a duplicate" and "is this Message-ID reused with other content")."""
+    return set(c.execute(SEL_DIGESTS, {"b_mid": message_id}).scalars())
+
+
+# ---------------------------------------------------------------------- one message's writes
 class Writer:
     """One message's writes in one open transaction; events are batched into one INSERT."""
 
-    def __init__(self, s: Session, now: datetime):
-        self.s, self.now = s, now
+    def __init__(self, c: Connection, now: datetime):
+        self.c, self.now = c, now
         self.events: list[dict] = []
 
     def event(self, ticket_id: int, kind: str, detail: dict) -> None:
@@ -38,28 +105,28 @@ class Writer:
 
     def flush_events(self) -> None:
         if self.events:
-            self.s.execute(insert(EVT), self.events)
+            self.c.execute(INS_EVENTS, self.events)
             self.events = []
 
     def raw(self, sha256: str, data: bytes) -> None:
         """Keep the raw bytes once (the same bytes may already be held, e.g. by quarantine)."""
-        self.s.execute(insert_ignore(self.s, m.RawMessage.__table__).values(sha256=sha256, size=len(data), data=data))
+        self.c.execute(_ins_raw(self.c), {"sha256": sha256, "size": len(data), "data": data})
 
     # ------------------------------------------------------------------ tickets
     def ticket_for(self, msg: ParsedMessage, decision: ThreadDecision, routing: Routing,
-                   own: frozenset[str]) -> tuple[int | None, str]:
-        """The ticket this message lands on, and the outcome word."""
+                   own: frozenset[str]) -> tuple[int | None, str, bool]:
+        """The ticket this message lands on, the outcome word, and whether it is new."""
         if decision.action == "bounce":
             found = self._status(decision.ticket_id) if decision.ticket_id else None
-            return (decision.ticket_id, "bounce") if found else (None, "orphan")
+            return (decision.ticket_id, "bounce", False) if found else (None, "orphan", False)
         if decision.action in ("append", "reopen"):
             status = self._status(decision.ticket_id)
             if status is not None:
-                return decision.ticket_id, self._maybe_reopen(msg, decision, status)
-        return self.new_ticket(msg, decision, routing, own)
+                return decision.ticket_id, self._maybe_reopen(msg, decision, status), False
+        return (*self.new_ticket(msg, decision, routing, own), True)
 
     def _status(self, ticket_id: int) -> str | None:
-        return self.s.execute(select(T.c.status).where(T.c.id == ticket_id)).scalar()
+        return self.c.execute(SEL_STATUS, {"b_tid": ticket_id}).scalar()
 
     def _maybe_reopen(self, msg: ParsedMessage, decision: ThreadDecision, status: str) -> str:
         # only a human reply reopens or un-pends: an auto-reply must never do it
@@ -67,27 +134,28 @@ class Writer:
             return "appended"
         if decision.action != "reopen" and status != "pending":
             return "appended"
-        self.s.execute(update(T).where(T.c.id == decision.ticket_id).values(status="open"))
+        self.c.execute(UPD_REOPEN, {"b_tid": decision.ticket_id})
         self.event(decision.ticket_id, "status", {"from": status, "to": "open", "why": "customer reply"})
         return "reopened" if status == "resolved" else "appended"
 
     def new_ticket(self, msg: ParsedMessage, decision: ThreadDecision, routing: Routing,
                    own: frozenset[str]) -> tuple[int, str]:
         requester = msg.from_addr.email if msg.from_addr else ""
-        tid = self.s.execute(insert(T).values(
-            subject=msg.subject, type=routing.type, status="new", priority=routing.priority, queue=routing.queue,
-            requester=requester, assignee=routing.assignee, created_at=self.now, updated_at=self.now,
-            message_count=0, rules_version=routing.rules_version)).inserted_primary_key[0]
+        tid = self.c.execute(INS_TICKET, {
+            "subject": msg.subject, "type": routing.type, "status": "new", "priority": routing.priority,
+            "queue": routing.queue, "requester": requester, "assignee": routing.assignee,
+            "created_at": self.now, "updated_at": self.now, "message_count": 1,
+            "rules_version": routing.rules_version}).inserted_primary_key[0]
         self._participants(tid, requester, msg, own)
         if routing.tags:
             from store.tickets import TicketTag         # registered by store.models (no cycle at call time)
-            self.s.execute(insert(TicketTag.__table__), [{"ticket_id": tid, "tag": t}
+            self.c.execute(insert(TicketTag.__table__), [{"ticket_id": tid, "tag": t}
                                                          for t in dict.fromkeys(routing.tags)])
         self.event(tid, "created", {"evidence": decision.evidence, "routing": {
             "type": routing.type, "queue": routing.queue, "priority": routing.priority,
             "tags": list(routing.tags), "hits": list(routing.hits), "rules_version": routing.rules_version}})
         if decision.action == "new_linked" and decision.link_to and self._status(decision.link_to):
-            self.s.execute(insert(m.TicketLink.__table__), [
+            self.c.execute(INS_LINKS, [
                 {"ticket_id": tid, "other_id": decision.link_to, "kind": "related"},
                 {"ticket_id": decision.link_to, "other_id": tid, "kind": "related"}])
             self.event(decision.link_to, "linked", {"ticket": tid, "why": decision.evidence})
@@ -104,25 +172,27 @@ class Writer:
                 seen.add(email)
                 rows.append({"ticket_id": tid, "email": email, "role": "cc"})
         if rows:
-            self.s.execute(insert(m.Participant.__table__), rows)
+            self.c.execute(INS_PARTS, rows)
 
     # ------------------------------------------------------------------ the message
     def message(self, msg: ParsedMessage, envelope: Envelope, raw_sha256: str, decision: ThreadDecision,
                 routing: Routing, ticket_id: int | None, reuse: bool) -> int:
         values = message_values(msg, envelope, raw_sha256, decision, routing, self.now, ticket_id)
         values["message_id_reuse"] = reuse
-        pk = self.s.execute(insert(MSG).values(**values)).inserted_primary_key[0]
+        pk = self.c.execute(INS_MESSAGE, values).inserted_primary_key[0]
         if msg.attachments:
-            self.s.execute(insert(m.Attachment.__table__), [
+            self.c.execute(INS_ATTS, [
                 {"message_pk": pk, "filename": a.filename, "content_type": a.content_type, "size": a.size,
                  "sha256": a.sha256, "inline": a.inline} for a in msg.attachments])
         return pk
 
-    def touch(self, ticket_id: int, msg: ParsedMessage, decision: ThreadDecision, from_addr: str) -> None:
-        """A message landed on the ticket: count it, index its thread keys, log it."""
-        self.s.execute(update(T).where(T.c.id == ticket_id).values(
-            message_count=T.c.message_count + 1, updated_at=self.now))
-        index_keys(self.s, ticket_id, msg)
+    def touch(self, ticket_id: int, msg: ParsedMessage, decision: ThreadDecision, from_addr: str,
+              new: bool) -> None:
+        """A message landed on the ticket: count it (a new ticket was created counting it),
+        index its thread keys, log it."""
+        if not new:
+            self.c.execute(UPD_TOUCH, {"b_tid": ticket_id, "b_now": self.now})
+        index_keys(self.c, ticket_id, msg, new=new)
         kind = "bounce" if decision.action == "bounce" else "message"
         self.event(ticket_id, kind, {"message_id": msg.message_id, "from": from_addr, "evidence": decision.evidence})
 
@@ -132,11 +202,11 @@ def message_values(msg: ParsedMessage, envelope: Envelope, raw_sha256: str, deci
     internal = decision.action == "bounce"
     return dict(
         ticket_id=ticket_id, message_id=msg.message_id, message_id_synthetic=msg.message_id_synthetic,
-        digest=msg.content_digest, raw_sha256=raw_sha256, direction="in",
+        message_id_reuse=False, digest=msg.content_digest, raw_sha256=raw_sha256, direction="in",
         visibility="internal" if internal else "public",
         from_addr=msg.from_addr.email if msg.from_addr else "", from_name=msg.from_addr.name if msg.from_addr else "",
         to_addrs=_json([str(a) for a in msg.to]), cc_addrs=_json([str(a) for a in msg.cc]), subject=msg.subject,
-        text=msg.text, received_at=now, in_reply_to=json.dumps(list(msg.in_reply_to)),
+        text=msg.text, received_at=now, sent_at=None, in_reply_to=json.dumps(list(msg.in_reply_to)),
         refs=json.dumps(list(msg.references)), parent_message_id=decision.parent_message_id,
         machine_kind=msg.machine.kind, machine_reasons=json.dumps(list(msg.machine.reasons)),
         thread_evidence=decision.evidence, envelope=json.dumps(asdict(envelope)),
@@ -146,44 +216,29 @@ def message_values(msg: ParsedMessage, envelope: Envelope, raw_sha256: str, deci
         defects=json.dumps(list(msg.defects)))
 
 
-def index_keys(s: Session, ticket_id: int, msg: ParsedMessage) -> None:
-    """Record the message's own id (real) and every id it names (ghosts) for the ticket."""
+def index_keys(c: Connection, ticket_id: int, msg: ParsedMessage, *, new: bool = False) -> None:
+    """Record the message's own id (real) and every id it names (ghosts) for the ticket
+    (a ticket created in this transaction has no keys yet: nothing to look up)."""
     keys = {msg.message_id: False}
     for ref in (*msg.in_reply_to, *msg.references):
         keys.setdefault(ref, True)
-    tk = m.ThreadKey.__table__
-    existing = dict(s.execute(select(tk.c.key, tk.c.ghost).where(
-        tk.c.ticket_id == ticket_id, tk.c.key.in_(list(keys)))).all())
-    new = [{"key": k, "ticket_id": ticket_id, "ghost": g} for k, g in keys.items() if k not in existing]
-    if new:
-        s.execute(insert(tk), new)
+    existing = {} if new else dict(c.execute(SEL_KEYS_OF, {"b_tid": ticket_id, "b_keys": list(keys)}).all())
+    rows = [{"key": k, "ticket_id": ticket_id, "ghost": g} for k, g in keys.items() if k not in existing]
+    if rows:
+        c.execute(INS_KEYS, rows)
     if existing.get(msg.message_id):                   # a ghost became a real message
-        s.execute(update(tk).where(tk.c.ticket_id == ticket_id, tk.c.key == msg.message_id).values(ghost=False))
+        c.execute(UPD_REAL_KEY, {"b_tid": ticket_id, "b_key": msg.message_id})
 
 
-def insert_ignore(s: Session, table):
-    """INSERT that does nothing when the primary key exists (SQLite and PostgreSQL)."""
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        return pg_insert(table).on_conflict_do_nothing()
-    return insert(table).prefix_with("OR IGNORE")
-
-
-def seen_digests(s: Session, message_id: str) -> set[str]:
-    """Content digests already stored under this Message-ID (one query answers both
-    "is this a duplicate" and "is this Message-ID reused with other content")."""
-    return set(s.execute(select(MSG.c.digest).where(MSG.c.message_id == message_id)).scalars())
-
-
-def save_message(s: Session, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
+def save_message(c: Connection, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                  decision: ThreadDecision, routing: Routing, now: datetime, own: frozenset[str],
                  reuse: bool = False) -> SaveResult:
     """All writes of one incoming message, in the caller's open transaction."""
-    w = Writer(s, now)
+    w = Writer(c, now)
     w.raw(raw_sha256, raw)
-    ticket_id, outcome = w.ticket_for(msg, decision, routing, own)
+    ticket_id, outcome, new = w.ticket_for(msg, decision, routing, own)
     pk = w.message(msg, envelope, raw_sha256, decision, routing, ticket_id, reuse)
     if ticket_id is not None:
-        w.touch(ticket_id, msg, decision, msg.from_addr.email if msg.from_addr else "")
+        w.touch(ticket_id, msg, decision, msg.from_addr.email if msg.from_addr else "", new)
     w.flush_events()
     return SaveResult(outcome, ticket_id, pk, msg.message_id)
