@@ -108,14 +108,19 @@ def cmd_serve(cfg: Config, args) -> int:
 
 
 def cmd_ingest(cfg: Config, args) -> int:
-    from daemon.app import build_app
+    from daemon.app import build_app, worker_settings
     from daemon.intake.ingest import ingest
-    app = build_app(cfg, outbound=not args.no_mail)
-    app.spool.recover()
-    # mail planned here is queued; the daemon's consumer (or `helpdesk worker`) sends it
-    site = str(cfg.sources[-1]) if len(cfg.sources) > 1 else None
-    return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty(),
-                  processes=cfg.worker.ingest_processes, config_path=site, outbound=not args.no_mail)
+    from daemon.intake.parallel import ParseAhead
+    # parsing helpers are forked first: before any database connection or thread exists
+    helpers = ParseAhead.for_import(args.paths, worker_settings(cfg).limits, cfg.worker.ingest_processes)
+    try:
+        app = build_app(cfg, outbound=not args.no_mail)
+        app.spool.recover()
+        # mail planned here is queued; the daemon's consumer (or `helpdesk worker`) sends it
+        return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty(), helpers=helpers)
+    finally:
+        if helpers is not None:
+            helpers.close()
 
 
 def cmd_check(cfg: Config, args) -> int:

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Mapping
 
 from daemon.errors import AuthDeferred, ParseError, StoreUnavailable
 from daemon.model import Envelope, ParsedMessage, ThreadDecision
@@ -81,17 +81,31 @@ class Worker:
 
     # ------------------------------------------------------------------ one message
     def process(self, raw: bytes, envelope: Envelope, db=None) -> SaveResult:
-        """Run one message through the pipeline and store it. Raises on failure. `db` is
-        where threading reads and the message is saved: the Store (own transaction) or an
-        open store.batch.WriteBatch, which hands agent mail back (_OnItsOwn)."""
-        db = db if db is not None else self.store
-        stage = "parse"
+        """Run one message through the pipeline and store it. Raises on failure."""
+        return self.process_parsed(self.parse(raw, envelope), raw, envelope, db)
+
+    def parse(self, raw: bytes, envelope: Envelope, ahead: "ParsedMessage | ParseError | None" = None) -> ParsedMessage:
+        """The parse stage (no store access): raises ParseError for mail we cannot read.
+        `ahead` is this message already parsed (or refused) by a helper process."""
+        if isinstance(ahead, ParseError):
+            raise ahead
         try:
-            msg = parse(raw, limits=self.settings.limits or DEFAULT_LIMITS,
-                        envelope_mail_from=envelope.mail_from)
-            if self.mail is not None:
-                msg = self.mail.inspect(msg, envelope)       # our own mail, our bounce addresses
-            stage = "thread"
+            msg = ahead if ahead is not None else parse(raw, limits=self.settings.limits or DEFAULT_LIMITS,
+                                                        envelope_mail_from=envelope.mail_from)
+            return self.mail.inspect(msg, envelope) if self.mail is not None else msg   # our own mail coming back
+        except ParseError:
+            raise
+        except Exception as exc:
+            exc.helpdesk_stage = "parse"        # type: ignore[attr-defined]
+            raise
+
+    def process_parsed(self, msg: ParsedMessage, raw: bytes, envelope: Envelope, db=None) -> SaveResult:
+        """Thread, classify and store a parsed message. `db` is where threading reads and the
+        message is saved: the Store (its own transaction) or an open store.batch.WriteBatch,
+        which hands agent mail back (_OnItsOwn)."""
+        db = db if db is not None else self.store
+        stage = "thread"
+        try:
             ref = self.mail.bounce_ref(msg, envelope) if self.mail and msg.machine.kind == "bounce" else None
             decision = self._decide(msg, ref, db)
             stage = "agent"
@@ -223,48 +237,54 @@ class Worker:
         return Outcome("stored", claim.base, result=result)
 
     # ------------------------------------------------------------------ group commit
-    def run_batch(self, only: set[str] | None = None, limit: int = 100, seconds: float = 0.5) -> list[Outcome]:
-        """Claim and handle up to `limit` ready entries (for at most about `seconds`) in one
-        write transaction: one commit for the lot (store.batch). After the commit each
-        entry is finished as `run_once` would; a message that fails inside the batch rolls
-        it back and every entry of it is handled on its own; agent mail commits what came
-        before it and is handled on its own. Returns the outcomes ([] when nothing is ready)."""
+    def run_batch(self, only: set[str] | None = None, limit: int = 100, seconds: float = 0.5,
+                  parsed: "Mapping[str, ParsedMessage | ParseError] | None" = None) -> list[Outcome]:
+        """Claim and handle up to `limit` ready entries (claiming for at most about `seconds`)
+        with one commit for the lot (group commit, store.batch). They are parsed first, outside
+        the write transaction (another process may write meanwhile), then threaded, classified
+        and saved in one transaction. After the commit each entry is finished as `run_once`
+        would. A message that fails while writing rolls the batch back and its entries are
+        handled one by one; agent mail commits what came before it and is handled on its own.
+        `parsed`: entries already parsed ahead by helper processes (daemon.intake.parallel),
+        by spool base. Returns the outcomes ([] when nothing is ready)."""
         outcomes: list[Outcome] = []
+        failed: list[tuple[Claim, bytes, Envelope, Exception]] = []  # finished after the commit
+        ready: list[tuple[Claim, bytes, Envelope, ParsedMessage]] = []
+        deadline = time.monotonic() + seconds
+        while len(outcomes) + len(failed) + len(ready) < limit and time.monotonic() < deadline:
+            claim = self._claim_ready(only)
+            if claim is None:
+                break
+            entry = self._read(claim)
+            if isinstance(entry, Outcome):
+                outcomes.append(entry)
+                continue
+            envelope, raw = entry
+            try:
+                if claim.attempt > self.settings.max_attempts:
+                    raise _Crashed(claim.attempt)
+                ready.append((claim, raw, envelope, self.parse(raw, envelope, (parsed or {}).get(claim.base))))
+            except Exception as exc:
+                failed.append((claim, raw, envelope, exc))
         db = self.store.batch()
         todo: list[tuple[Claim, bytes, Envelope]] = []          # saved in the open transaction
         results: list[SaveResult] = []
-        failed: list[tuple[Claim, bytes, Envelope, Exception]] = []  # finished after the commit
-        deadline = time.monotonic() + seconds
         try:
-            while len(outcomes) + len(todo) + len(failed) < limit and time.monotonic() < deadline:
-                claim = self._claim_ready(only)
-                if claim is None:
-                    break
-                entry = self._read(claim)
-                if isinstance(entry, Outcome):
-                    outcomes.append(entry)
-                    continue
-                envelope, raw = entry
-                if claim.attempt > self.settings.max_attempts:
-                    failed.append((claim, raw, envelope, _Crashed(claim.attempt)))
-                    continue
+            for i, (claim, raw, envelope, msg) in enumerate(ready):
                 try:
-                    result = self.process(raw, envelope, db)
+                    result = self.process_parsed(msg, raw, envelope, db)
                 except _OnItsOwn:
-                    self._commit_batch(db, todo, results, failed, outcomes)
+                    self._commit_batch(db, todo, results, outcomes)
                     outcomes.append(self._handle(claim, raw, envelope))
                     continue
-                except ParseError as exc:
-                    failed.append((claim, raw, envelope, exc))
-                    continue
-                except StoreUnavailable as exc:
+                except StoreUnavailable as exc:                   # nothing more can be stored now
                     db.rollback()
-                    for c, r, e in todo + [(claim, raw, envelope)]:
+                    for c, r, e, *_ in todo + ready[i:]:
                         outcomes.append(self._failed(c, r, e, exc))
-                    todo, results = [], []
+                    todo.clear(), results.clear()
                     break
                 except Exception as exc:
-                    if getattr(exc, "helpdesk_stage", "") != "store" and db.saved == len(todo):
+                    if getattr(exc, "helpdesk_stage", "") != "store":
                         failed.append((claim, raw, envelope, exc))    # nothing written for it
                         continue
                     db.rollback()                                     # one by one, as run_once would
@@ -272,17 +292,22 @@ class Worker:
                                 len(todo) + 1, exc.__class__.__name__, exc)
                     for c, r, e in todo + [(claim, raw, envelope)]:
                         outcomes.append(self._handle(c, r, e))
-                    todo, results = [], []
+                    todo.clear(), results.clear()
                     continue
                 todo.append((claim, raw, envelope))
                 results.append(result)
-            self._commit_batch(db, todo, results, failed, outcomes)
+            self._commit_batch(db, todo, results, outcomes)
         finally:
             db.rollback()
+        for claim, raw, envelope, exc in failed:
+            if isinstance(exc, _Crashed):
+                outcomes.append(self._quarantine(claim, raw, envelope, "worker", "crashed", str(exc)))
+            else:
+                outcomes.append(self._failed(claim, raw, envelope, exc))
         return outcomes
 
-    def _commit_batch(self, db, todo: list, results: list, failed: list, outcomes: list[Outcome]) -> None:
-        """Commit the open batch and finish its entries (and those that failed meanwhile)."""
+    def _commit_batch(self, db, todo: list, results: list, outcomes: list[Outcome]) -> None:
+        """Commit the open batch and finish its entries."""
         try:
             db.commit()
         except StoreUnavailable as exc:
@@ -292,13 +317,7 @@ class Worker:
             for (claim, _, _), result in zip(todo, results):
                 self._after(result)
                 outcomes.append(self._stored(claim, result))
-        for claim, raw, envelope, exc in failed:
-            if isinstance(exc, _Crashed):
-                outcomes.append(self._quarantine(claim, raw, envelope, "worker", "crashed",
-                                                 f"processing was interrupted {exc.attempt - 1} times"))
-            else:
-                outcomes.append(self._failed(claim, raw, envelope, exc))
-        todo.clear(), results.clear(), failed.clear()
+        todo.clear(), results.clear()
 
     def _read(self, claim: Claim) -> "tuple[Envelope, bytes] | Outcome":
         try:
@@ -324,12 +343,15 @@ class Worker:
         return Outcome("quarantined", claim.base, quarantine_id=qid, reason=reason)
 
     def drain(self, only: set[str] | None = None, stop: threading.Event | None = None) -> int:
-        """Handle entries until none is ready; returns how many were handled."""
+        """Handle entries until none is ready, a batch at a time (group commit: a backlog
+        costs one commit per batch, a lone message is a batch of one); returns how many
+        were handled."""
         n = 0
         while not (stop and stop.is_set()):
-            if self.run_once(only) is None:
+            outcomes = self.run_batch(only)
+            if not outcomes:
                 break
-            n += 1
+            n += len(outcomes)
         return n
 
     def next_retry_in(self) -> float | None:

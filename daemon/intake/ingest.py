@@ -1,7 +1,9 @@
 """`helpdesk ingest` and `quarantine release`: files and stdin through the spool.
 
-Messages are made durable in the spool in batches (one directory sync per batch), then
-processed by this process's worker before the command returns. Exit 0 only when every
+Messages are made durable in the spool in batches (one file-system sync per batch), then
+processed by this process's worker before the command returns, a batch per transaction
+(group commit). In a big import, helper processes parse the next batch while this one is
+stored (daemon.intake.parallel). Exit 0 only when every
 message is stored (or quarantined: kept with a reason); 75 when the spool could not take
 them or the database stayed unavailable, so an MTA piping to us retries (the retry is
 recognised as a duplicate). A progress line is drawn on a terminal.
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 
 from daemon.errors import SpoolError
 from daemon.intake.files import iter_messages
-from daemon.intake.parallel import Helpers, partition
+from daemon.intake.parallel import ParseAhead
 from daemon.model import Envelope
 
 log = logging.getLogger(__name__)
@@ -51,19 +53,20 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _drain(app, bases: set[str], progress: Progress, patience: float = 5.0) -> set[str]:
+def _drain(app, bases: set[str], progress: Progress, patience: float = 5.0, parsed=None) -> set[str]:
     """Process our own entries; return the bases still not done after `patience` seconds
     of trying (database down), waiting also for entries another process claimed."""
     deadline = time.monotonic() + patience
     while bases:
-        outcome = app.worker.run_once(bases)
-        if outcome is not None:
+        outcomes = app.worker.run_batch(bases, limit=BATCH, parsed=parsed)
+        for outcome in outcomes:
             if outcome.kind != "retry":
                 bases.discard(outcome.base)
                 progress.done += 1
                 key = outcome.result.outcome if outcome.result else outcome.kind
                 progress.counts[key] = progress.counts.get(key, 0) + 1
-                progress.update()
+        progress.update()
+        if any(o.kind != "retry" for o in outcomes):
             continue
         left = bases & app.spool.pending_bases()
         progress.done += len(bases) - len(left)
@@ -74,48 +77,28 @@ def _drain(app, bases: set[str], progress: Progress, patience: float = 5.0) -> s
     return bases
 
 
-def _drain_parallel(app, helpers: Helpers, entries: list[tuple[str, bytes]], bar: Progress) -> set[str]:
-    """One batch over this process and the helpers, whole conversations per process."""
-    groups = partition(entries, helpers.n + 1)
-    futures = [(g, helpers.submit(g)) for g in groups[1:] if g]
-    left = _drain(app, set(groups[0]), bar, patience=0.0)
-    for group, future in futures:
-        try:
-            rest, counts = future.result()
-        except Exception as exc:                  # a helper died: its entries stay in the spool
-            log.error("ingest helper failed (%s); its %d message(s) stay in the spool", exc, len(group))
-            rest, counts = group, {}
-        left.update(rest)
-        bar.done += len(group) - len(rest)
-        for key, n in counts.items():
-            bar.counts[key] = bar.counts.get(key, 0) + n
-        bar.update()
-    return left
-
-
-def ingest(app, paths: list[str], *, progress: bool = False, processes: int = 1,
-           config_path: str | None = None, outbound: bool = True) -> int:
-    """Spool and process every message in `paths` (stdin when empty). With `processes` > 1
-    a big import (from its first full batch on) is worked by that many processes."""
+def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead | None = None) -> int:
+    """Spool and process every message in `paths` (stdin when empty). With `helpers`, each
+    batch is parsed by them while the batch before it is stored."""
     bar = Progress(progress)
     left: set[str] = set()
     batch: list[tuple[bytes, Envelope]] = []
+    waiting: list[tuple[list[str], list]] = []     # spooled batches: bases, parse-ahead jobs
     now = lambda: datetime.now(timezone.utc).isoformat()  # noqa: E731
-    helpers: Helpers | None = None
+
+    def work(bases: list[str], jobs: list) -> None:
+        parsed = ParseAhead.collect(bases, jobs) if jobs else None
+        left.update(_drain(app, set(bases), bar, patience=0.0, parsed=parsed))
 
     def flush() -> None:
-        nonlocal helpers
         if not batch:
             return
         bases = app.spool.put_many(batch)
-        entries = [(b, raw) for b, (raw, _) in zip(bases, batch)]
+        jobs = helpers.submit([(raw, env.mail_from) for raw, env in batch]) if helpers else []
         batch.clear()
-        if helpers is None and processes > 1 and len(bases) >= BATCH:
-            helpers = Helpers(config_path, outbound, processes - 1)
-        if helpers is None:
-            left.update(_drain(app, set(bases), bar, patience=0.0))
-        else:
-            left.update(_drain_parallel(app, helpers, entries, bar))
+        waiting.append((bases, jobs))
+        if len(waiting) > 1 or helpers is None:     # one batch parses ahead while the one before is stored
+            work(*waiting.pop(0))
 
     try:
         for incoming in iter_messages(paths):
@@ -125,13 +108,12 @@ def ingest(app, paths: list[str], *, progress: bool = False, processes: int = 1,
             if len(batch) >= BATCH:
                 flush()
         flush()
+        while waiting:
+            work(*waiting.pop(0))
     except SpoolError as exc:
         bar.finish()
         sys.stderr.write(f"helpdesk: temporary failure: {exc}\n")
         return EX_TEMPFAIL
-    finally:
-        if helpers is not None:
-            helpers.close()
     if left:
         left = _drain(app, left, bar, patience=10.0)
     bar.finish()

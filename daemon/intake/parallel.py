@@ -1,81 +1,104 @@
-"""Parallel draining for large imports: helper processes each take whole conversations.
+"""Parsing ahead for large imports: helper processes parse while this process stores.
 
-A reply must be processed after the message it answers, so spool entries are partitioned
-by a thread root read cheaply from the raw headers (the first References id, else
-In-Reply-To, else the message's own Message-ID): every message of one conversation goes to
-the same process, in spool order, while different conversations run side by side on the
-machine's other cores. The database serialises the writes; parsing, threading, rules and
-rendering run in parallel. Used by `helpdesk ingest` for big imports only; SMTP, IMAP and
-small pipe deliveries stay in one process.
+A big `helpdesk ingest` spends about as long parsing as storing. Storing must stay in one
+process and in order (a reply is threaded after the message it answers; SQLite has one
+writer), but parsing is pure: helper processes parse batch k+1 while this process threads,
+classifies and stores batch k (daemon.intake.ingest). The helpers are forked before the
+application opens its database or starts a thread, and they only ever parse: no
+connection, no lock, no spool entry is theirs. A helper that fails leaves its messages to
+be parsed here, so a broken helper costs time, never mail.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
-import re
-import zlib
+import os
 from concurrent.futures import Future, ProcessPoolExecutor
 
-ID = re.compile(rb"<([^<>\s]+)>")
-_APP = None                                     # the helper process's own App (built once)
+from daemon.errors import ParseError
+from daemon.model import ParsedMessage
+from daemon.pipeline.parse import ParseLimits, parse
+
+log = logging.getLogger(__name__)
+
+BIG_IMPORT_BYTES = 2 * 1024 * 1024          # below this an import is parsed in one process
+_LIMITS: ParseLimits | None = None           # the helper's parse limits (set once, at fork)
 
 
-def _header(head: bytes, name: bytes) -> bytes:
-    """The unfolded value of the first header `name` in a raw header block, or b""."""
-    m = re.search(rb"(?im)^" + name + rb":[ \t]*(.*(?:\r?\n[ \t].*)*)", head)
-    return m.group(1) if m else b""
+def _init(limits: ParseLimits) -> None:
+    global _LIMITS
+    _LIMITS = limits
 
 
-def thread_root(raw: bytes) -> bytes:
-    """The id naming this message's conversation, from the headers only (no full parse)."""
-    end = raw.find(b"\n\n")
-    end2 = raw.find(b"\r\n\r\n")
-    head = raw[:min(x for x in (end, end2, 65536) if x >= 0)]
-    for name in (rb"references", rb"in-reply-to", rb"message-id"):
-        ids = ID.findall(_header(head, name))
-        if ids:
-            return ids[0].lower()
-    return head[:512]
-
-
-def partition(entries: list[tuple[str, bytes]], n: int) -> list[list[str]]:
-    """Spool bases split into n lists by thread root, each keeping spool order."""
-    out: list[list[str]] = [[] for _ in range(n)]
-    for base, raw in entries:
-        out[zlib.crc32(thread_root(raw)) % n].append(base)
+def _parse_chunk(items: list[tuple[bytes, str | None]]) -> list:
+    """In a helper: each message parsed, or ("error", reason, detail) for mail we cannot read."""
+    out: list = []
+    for raw, mail_from in items:
+        try:
+            out.append(parse(raw, limits=_LIMITS, envelope_mail_from=mail_from))
+        except ParseError as exc:
+            out.append(("error", exc.reason, exc.detail))
     return out
 
 
-def _init(config_path: str | None, outbound: bool) -> None:
-    global _APP
-    from daemon.app import build_app
-    from daemon.config import load_config
-    _APP = build_app(load_config(config_path), outbound=outbound)
+def is_big_import(paths: list[str]) -> bool:
+    """Worth helpers: a folder (Maildir) or files of BIG_IMPORT_BYTES or more; never stdin
+    (an MTA pipe delivers one message)."""
+    total = 0
+    for path in paths:
+        if path == "-":
+            continue
+        if os.path.isdir(path):
+            return True
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            continue
+    return total >= BIG_IMPORT_BYTES
 
 
-def _drain(bases: list[str]) -> tuple[list[str], dict[str, int]]:
-    """In a helper: process these entries; return those left (retry later) and the counts."""
-    todo, counts = set(bases), {}
-    while todo:
-        outcome = _APP.worker.run_once(todo)
-        if outcome is None:
-            break
-        if outcome.kind != "retry":
-            todo.discard(outcome.base)
-            key = outcome.result.outcome if outcome.result else outcome.kind
-            counts[key] = counts.get(key, 0) + 1
-    return sorted(todo), counts
+class ParseAhead:
+    """`n` forked helper processes parsing batches of raw messages."""
 
-
-class Helpers:
-    """`n` helper processes, each with its own App built from the same config."""
-
-    def __init__(self, config_path: str | None, outbound: bool, n: int):
-        ctx = multiprocessing.get_context("spawn")      # no inherited connections or threads
-        self.pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init, initargs=(config_path, outbound))
+    def __init__(self, limits: ParseLimits, n: int):
+        ctx = multiprocessing.get_context("fork")
+        self.pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init, initargs=(limits,))
+        self.pool.submit(int).result()          # fork them all now: no connection or thread exists yet
         self.n = n
 
-    def submit(self, bases: list[str]) -> Future:
-        return self.pool.submit(_drain, bases)
+    @classmethod
+    def for_import(cls, paths: list[str], limits: ParseLimits, processes: int) -> "ParseAhead | None":
+        """Helpers for this import, or None (one process, stdin, a small import, no fork())."""
+        if processes < 2 or not is_big_import(paths) or "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        try:
+            helpers = cls(limits, processes - 1)
+            log.info("ingest: %d helper process(es) parse ahead", helpers.n)
+            return helpers
+        except Exception as exc:                # no helpers: the import still runs, in one process
+            log.warning("ingest: no parsing helpers (%s); parsing in this process", exc)
+            return None
+
+    def submit(self, items: list[tuple[bytes, str | None]]) -> list[tuple[int, Future]]:
+        """Start parsing (raw, MAIL FROM) pairs: one contiguous chunk per helper, each with
+        the index of its first message."""
+        size = -(-len(items) // self.n) or 1
+        return [(i, self.pool.submit(_parse_chunk, items[i:i + size])) for i in range(0, len(items), size)]
+
+    @staticmethod
+    def collect(bases: list[str], chunks: list[tuple[int, Future]]) -> dict[str, ParsedMessage | ParseError]:
+        """Parsed messages (or their ParseError) by spool base; a failed chunk is left out
+        (its messages are parsed by the worker itself)."""
+        out: dict[str, ParsedMessage | ParseError] = {}
+        for start, future in chunks:
+            try:
+                results = future.result()
+            except Exception as exc:
+                log.warning("ingest: a parsing helper failed (%s); parsing its messages here", exc)
+                continue
+            for base, r in zip(bases[start:start + len(results)], results):
+                out[base] = ParseError(r[1], r[2]) if isinstance(r, tuple) else r
+        return out
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

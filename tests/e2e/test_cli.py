@@ -136,13 +136,13 @@ def test_check_reports_every_problem_with_file_and_line(tmp_path):
     assert helpdesk(ok, "check").returncode == 0
 
 
-def test_big_import_in_parallel_keeps_conversations_together(tmp_path):
-    """Over one batch, ingest works with helper processes; each conversation stays in one
-    process, so every reply lands in its root's ticket, once."""
-    from daemon.intake.parallel import partition, thread_root
-    cfg = write_site_config(tmp_path, "ingest_processes = 3\n")          # goes into its [worker]
+def test_big_import_is_parsed_ahead_by_a_helper_and_threads_exactly_as_one_process(tmp_path):
+    """A big import (over BIG_IMPORT_BYTES): a forked helper parses each batch while this
+    process stores the one before; every reply lands in its root's ticket, once, exactly as
+    with one process; mail that is not mail is quarantined by way of the helper too."""
+    from daemon.intake.parallel import BIG_IMPORT_BYTES
     box = mailbox.mbox(str(tmp_path / "big.mbox"))
-    roots = {}
+    pad = "lorem ipsum dolor sit amet " * 200                # ~5 KB bodies: 450 of them > 2 MB
     for turn in range(3):                              # 150 conversations x 3 messages, interleaved
         for t in range(150):
             mid = f"t{t}-m{turn}@example.org"
@@ -152,17 +152,23 @@ def test_big_import_in_parallel_keeps_conversations_together(tmp_path):
                 head += f"In-Reply-To: <t{t}-m{turn - 1}@example.org>\nReferences: {refs}\nSubject: Re: case {t}\n"
             else:
                 head += f"Subject: case {t}\n"
-            box.add((head + f"\nmessage {turn} of case {t}\n").encode())
-            roots[mid] = f"t{t}-m0@example.org"
+            box.add((head + f"\nmessage {turn} of case {t}\n{pad}\n").encode())
+    box.add(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600)        # an Outlook .msg, not mail
     box.close()
-    r = helpdesk(cfg, "ingest", "--no-mail", str(tmp_path / "big.mbox"))
-    assert r.returncode == 0, r.stderr
-    rows = tickets(cfg)
-    assert len(rows) == 150 and {t["message_count"] for t in rows} == {3}
-    assert {t["subject"] for t in rows} == {f"case {t}" for t in range(150)}    # roots opened them
-    # the partition function keeps a conversation together and spreads conversations
-    entries = [(f"b{i}", f"References: <root{i % 7}@x> <m{i}@x>\n\n".encode()) for i in range(70)]
-    groups = partition(entries, 3)
-    assert sum(map(len, groups)) == 70 and all(groups)
-    for g in groups:
-        assert len({thread_root(dict(entries)[b]) for b in g}) == len({int(b[1:]) % 7 for b in g})
+    assert (tmp_path / "big.mbox").stat().st_size > BIG_IMPORT_BYTES
+    results = {}
+    for processes in (2, 1):
+        site = tmp_path / f"p{processes}"
+        site.mkdir()
+        cfg = write_site_config(site, f"ingest_processes = {processes}\n")      # goes into its [worker]
+        r = helpdesk(cfg, "ingest", "--no-mail", str(tmp_path / "big.mbox"))
+        assert r.returncode == 0, r.stderr
+        assert ("helper process(es) parse ahead" in r.stderr.decode()) == (processes == 2)
+        rows = tickets(cfg)
+        assert len(rows) == 150 and {t["message_count"] for t in rows} == {3}
+        assert {t["subject"] for t in rows} == {f"case {t}" for t in range(150)}    # roots opened them
+        q = helpdesk(cfg, "quarantine", "list", "--json")
+        held = json.loads(q.stdout)
+        assert [e["reason"] for e in held] == ["not_mail"], held
+        results[processes] = sorted((t["id"], t["subject"], t["message_count"]) for t in rows)
+    assert results[2] == results[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import smtplib
 import socket
+import threading
 import time
 
 import pytest
@@ -201,11 +202,49 @@ def test_durability_knobs_of_the_embedded_database(app):
 
 
 def test_spool_fsyncs_file_and_directory_before_returning(tmp_path, monkeypatch):
-    calls = []
+    calls, me = [], threading.get_ident()
     real_fsync, real_rename = os.fsync, os.rename
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(os, "rename", lambda a, b: (calls.append("rename"), real_rename(a, b))[1])
+    monkeypatch.setattr(os, "fsync", lambda fd: (threading.get_ident() == me and calls.append("fsync"),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, "rename", lambda a, b: (threading.get_ident() == me and calls.append("rename"),
+                                                    real_rename(a, b))[1])
     spool = Spool(tmp_path / "s").ensure()
     from daemon.model import Envelope
     spool.put(b"x", Envelope("a@x", ("b@example.com",)))
     assert calls == ["fsync", "rename", "fsync"]     # file data, then commit by rename, then the directory
+
+
+def test_spool_batch_is_synced_once_before_any_entry_is_committed(tmp_path, monkeypatch):
+    """put_many (imports): every file written, one syncfs, then the renames, then the
+    directory; no entry is visible in new/ before its bytes are durable."""
+    import daemon.spool as spool_mod
+    if spool_mod._SYNCFS is None:
+        pytest.skip("no syncfs(2) on this platform: put_many fsyncs each file (covered above)")
+    calls, me = [], threading.get_ident()           # only this thread's calls (a daemon thread may sync too)
+    real_fsync, real_rename, real_syncfs = os.fsync, os.rename, spool_mod._SYNCFS
+
+    def record(name, real):
+        return lambda *a: (threading.get_ident() == me and calls.append(name), real(*a))[1]
+    monkeypatch.setattr(os, "fsync", record("fsync", real_fsync))
+    monkeypatch.setattr(os, "rename", record("rename", real_rename))
+    monkeypatch.setattr(spool_mod, "_SYNCFS", record("syncfs", real_syncfs))
+    spool = Spool(tmp_path / "s").ensure()
+    from daemon.model import Envelope
+    bases = spool.put_many([(b"x%d" % i, Envelope(None, (), "ingest")) for i in range(3)])
+    assert calls == ["syncfs", "rename", "rename", "rename", "fsync"]
+    assert sorted(p.name.rsplit(".a", 1)[0] for p in spool.new.iterdir()) == sorted(bases)
+
+
+def test_spool_batch_reports_a_failed_sync_and_commits_nothing(tmp_path, monkeypatch):
+    import errno
+    import daemon.spool as spool_mod
+    if spool_mod._SYNCFS is None:
+        pytest.skip("no syncfs(2) on this platform")
+    monkeypatch.setattr(spool_mod, "_SYNCFS", lambda fd: -1)
+    monkeypatch.setattr(spool_mod.ctypes, "get_errno", lambda: errno.EIO)
+    spool = Spool(tmp_path / "s").ensure()
+    from daemon.errors import SpoolError
+    from daemon.model import Envelope
+    with pytest.raises(SpoolError, match="Input/output error"):
+        spool.put_many([(b"x%d" % i, Envelope(None, (), "ingest")) for i in range(3)])
+    assert list(spool.new.iterdir()) == [] and list(spool.tmp.iterdir()) == []
