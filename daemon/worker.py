@@ -185,6 +185,9 @@ class Worker:
         if isinstance(entry, Outcome):
             return entry
         envelope, raw = entry
+        return self._one(claim, raw, envelope)
+
+    def _one(self, claim: Claim, raw: bytes, envelope: Envelope) -> Outcome:
         if claim.attempt > self.settings.max_attempts:
             return self._quarantine(claim, raw, envelope, "worker", "crashed",
                                     f"processing was interrupted {claim.attempt - 1} times")
@@ -245,11 +248,14 @@ class Worker:
         and saved in one transaction. After the commit each entry is finished as `run_once`
         would. A message that fails while writing rolls the batch back and its entries are
         handled one by one; agent mail commits what came before it and is handled on its own.
+        An entry tried before (it may be the one that killed a batch) ends the batch and is
+        handled alone, so a message that kills the process only ever takes itself down.
         `parsed`: entries already parsed ahead by helper processes (daemon.intake.parallel),
         by spool base. Returns the outcomes ([] when nothing is ready)."""
         outcomes: list[Outcome] = []
         failed: list[tuple[Claim, bytes, Envelope, Exception]] = []  # finished after the commit
         ready: list[tuple[Claim, bytes, Envelope, ParsedMessage]] = []
+        alone: tuple[Claim, bytes, Envelope] | None = None
         deadline = time.monotonic() + seconds
         while len(outcomes) + len(failed) + len(ready) < limit and time.monotonic() < deadline:
             claim = self._claim_ready(only)
@@ -260,9 +266,10 @@ class Worker:
                 outcomes.append(entry)
                 continue
             envelope, raw = entry
+            if claim.attempt > 1:        # tried before (it may have killed a batch): on its own, after
+                alone = (claim, raw, envelope)
+                break
             try:
-                if claim.attempt > self.settings.max_attempts:
-                    raise _Crashed(claim.attempt)
                 ready.append((claim, raw, envelope, self.parse(raw, envelope, (parsed or {}).get(claim.base))))
             except Exception as exc:
                 failed.append((claim, raw, envelope, exc))
@@ -300,10 +307,9 @@ class Worker:
         finally:
             db.rollback()
         for claim, raw, envelope, exc in failed:
-            if isinstance(exc, _Crashed):
-                outcomes.append(self._quarantine(claim, raw, envelope, "worker", "crashed", str(exc)))
-            else:
-                outcomes.append(self._failed(claim, raw, envelope, exc))
+            outcomes.append(self._failed(claim, raw, envelope, exc))
+        if alone is not None:
+            outcomes.append(self._one(*alone))
         return outcomes
 
     def _commit_batch(self, db, todo: list, results: list, outcomes: list[Outcome]) -> None:
@@ -378,14 +384,6 @@ class Worker:
 
 class _OnItsOwn(Exception):
     """Raised inside a batch for agent mail: it is handled alone, after a commit."""
-
-
-class _Crashed(Exception):
-    """An entry whose processing was interrupted too often (finished after the commit)."""
-
-    def __init__(self, attempt: int):
-        super().__init__(f"processing was interrupted {attempt - 1} times")
-        self.attempt = attempt
 
 
 def _peek_headers(raw: bytes) -> tuple[str, str]:

@@ -91,3 +91,32 @@ def test_message_that_kills_the_worker_every_time_is_quarantined(setup):
     assert counts == {"tickets": 0, "messages": 0} and pending == set()
     [q] = app.store.quarantine_list()
     assert q.stage == "worker" and q.reason == "crashed" and f"{attempts} times" in q.detail
+
+
+KILL_ON_POISON = ("import daemon.worker as W\n"
+                  "_parse = W.parse\n"
+                  "def _poisoned(raw, **kw):\n"
+                  "    if b'POISON' in raw:\n"
+                  "        os.kill(os.getpid(), signal.SIGKILL)\n"
+                  "    return _parse(raw, **kw)\n"
+                  "W.parse = _poisoned")
+
+
+def test_a_poison_message_in_a_batch_takes_only_itself_down(setup):
+    """Six messages in one batch, the third kills the worker whenever it is parsed: the
+    batch dies once, then every entry that was in it is handled alone - the five good ones
+    are stored, the poison one is quarantined as crashed, no good one is."""
+    cfg_path, app = setup
+    mails = [MSG.replace(b"crash-path@", b"good%d@" % i).replace(b"disk full", b"case %d" % i) for i in range(5)]
+    mails.insert(2, MSG.replace(b"crash-path@", b"poison@").replace(b"The share", b"POISON the share"))
+    app.spool.put_many([(raw, ENV) for raw in mails])
+    runs = 0
+    while run_worker(cfg_path, KILL_ON_POISON) == -9:
+        runs += 1
+        assert runs <= app.config.worker.max_attempts + 1
+    assert runs == app.config.worker.max_attempts
+    counts, pending = finish(app)
+    assert counts == {"tickets": 5, "messages": 5} and pending == set()
+    assert sorted(t.subject for t in app.store.list_tickets()) == [f"case {i}" for i in range(5)]
+    [q] = app.store.quarantine_list()
+    assert (q.stage, q.reason) == ("worker", "crashed") and "POISON" in app.store.quarantine_get(q.id)[1].decode()
