@@ -92,10 +92,10 @@ def write_mbox(path: Path, corpus) -> None:
             fh.write(b"\n")
 
 
-def site_config(state: Path, port: int) -> Path:
+def site_config(state: Path, port: int, processes: int = 2) -> Path:
     cfg = state / "bench.toml"
     cfg.write_text(f'[helpdesk]\nstate_dir = "state"\n[smtp]\nport = {port}\ndomains = ["example.com"]\n'
-                   f'[worker]\nidle_poll_seconds = 0.2\n')
+                   f'[worker]\nidle_poll_seconds = 0.2\ningest_processes = {processes}\n')
     return cfg
 
 
@@ -187,11 +187,12 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cpu(s), python {sys.version.split()[0]}, SQLite embedded default")
     corpus = make_corpus(args.messages)
     with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
-        for no_mail in (True, False):
-            fresh = Path(tmp) / f"fresh-{no_mail}"
+        for no_mail, processes in ((True, 2), (True, 1), (False, 2)):
+            fresh = Path(tmp) / f"fresh-{no_mail}-{processes}"
             fresh.mkdir()
-            bench_ingest(fresh, corpus, "fresh, --no-mail" if no_mail else "fresh, acks+agent mail planned",
-                         no_mail=no_mail)
+            label = ("fresh, --no-mail" if no_mail else "fresh, acks+agent mail planned") + \
+                (", one process" if processes == 1 else "")
+            bench_ingest(fresh, corpus, label, site_config(fresh, 0, processes), no_mail=no_mail)
         if not args.no_smtp:
             smtp_dir = Path(tmp) / "smtp"
             smtp_dir.mkdir()
