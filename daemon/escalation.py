@@ -137,14 +137,14 @@ class Escalator:
                                                         f"{ticket.queue}: {reason}"})
         else:
             name, reason, service, requested = row.policy, row.reason, row.service, row.requested
-        history = tx.history(ticket, name)
+        history, seen = tx.plan_inputs(ticket, name)
         policy = policy_for(settings, history)
         if fired is None:
             fired = self.fired_keys(tx, ticket.id)
         plans = plan_escalations(history, policy, now, fired)
         due = plans[0].due_at if plans else None
         tx.save_plan(ticket.id, policy=name, reason=reason, service=service, requested=requested, queue=ticket.queue,
-                     version=settings.version, next_due=due, now=now)
+                     version=settings.version, next_due=due, now=now, current=row, seen=seen)
         return history, policy, plans, row is None or row.next_due_at != due
 
     def after_commit(self, ticket_id: int | None) -> None:

@@ -14,7 +14,9 @@ SQLModel metadata as store/models.py):
   ticketmail       the requester's language, remembered for later mails.
 
 `Ledger` reads, inside the ticket transaction, what mail planning needs; `apply` writes
-what planning decided. `Outbox` is the sender side: claim, record, sweep, lookups.
+what planning decided. Both run prebuilt Core statements on the transaction's connection
+(the history is one UNION ALL), as store/saving.py does for the incoming message itself.
+`OutboxStore` is the sender side: claim, record, sweep, lookups.
 """
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import cache
 from typing import Iterable, Optional, Sequence
 
-from sqlalchemy import Column, Index, LargeBinary, Text, func, or_, update
+from sqlalchemy import (Column, Index, Integer, LargeBinary, Text, bindparam, case, func, insert, literal_column, null,
+                        or_, union_all, update)
+from sqlalchemy import cast as sa_cast
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -105,6 +111,66 @@ def _event(s: Session, ticket_id: int | None, at: datetime, kind: str, detail: d
 
 
 # ---------------------------------------------------------------------- planning side
+class _Sql:
+    """The planning side's statements, built once and run with parameters on the
+    transaction's Core connection (no statement building, no ORM unit of work per mail).
+    Built on first use: store.models is complete only after this module has loaded."""
+
+    def __init__(self):
+        from store import models as m
+        ob, rc, sup, tm = Outbox.__table__, OutboxRecipient.__table__, MailSuppression.__table__, TicketMail.__table__
+        msg, t = m.Message.__table__, m.Ticket.__table__
+        tid, emails = bindparam("b_tid"), bindparam("b_emails", expanding=True)
+        self.language = sa_select(tm.c.language).where(tm.c.ticket_id == tid)
+        # history: one round trip, rows of (part, text, number, number) - see Ledger.history
+        self.parts = {
+            "acks": sa_select(func.count()).select_from(ob).where(ob.c.ticket_id == tid, ob.c.kind == "ack")
+            .scalar_subquery(),
+            "language": self.language.scalar_subquery(),
+            "flood": sa_select(func.count()).select_from(t).where(t.c.requester == bindparam("b_sender"),
+                                                                  t.c.created_at >= bindparam("b_since"))
+            .scalar_subquery(),
+            "conversation": sa_select(_n(_CONVERSATION), msg.c.message_id, msg.c.id, _NULL_INT).where(
+                msg.c.ticket_id == tid, msg.c.message_id_synthetic == False),  # noqa: E712
+            "counts": sa_select(_n(_COUNTS), rc.c.email, func.count(),
+                                func.count(case((rc.c.planned_at >= bindparam("b_hour"), 1))))
+            .where(rc.c.email.in_(emails), rc.c.planned_at >= bindparam("b_day")).group_by(rc.c.email),
+            "bouncing": sa_select(_n(_BOUNCING), sup.c.email, _NULL_INT, _NULL_INT)
+            .where(sup.c.email.in_(emails), sup.c.until > bindparam("b_now"))}
+        self.history: dict[tuple[bool, bool, bool], object] = {}
+        self.outbox = insert(ob).returning(ob.c.id, sort_by_parameter_order=True)
+        self.recipients, self.keys = insert(rc), insert(m.ThreadKey.__table__)
+        self.events, self.ticketmail = insert(m.Event.__table__), insert(tm)
+        fuse, key = MailFuse.__table__, bindparam("b_key")
+        self.fuse = sa_select(fuse.c.until).where(fuse.c.key == key)
+        self.fuse_count = update(fuse).where(fuse.c.key == key).values(count=fuse.c.count + 1)
+        self.fuse_insert, self.fuse_reset = insert(fuse), update(fuse).where(fuse.c.key == key)
+
+    def history_for(self, ticket: bool, sender: bool, emails: bool):
+        """The history statement for what is asked: a UNION ALL of the parts that apply."""
+        key = (ticket, sender, emails)
+        if key not in self.history:
+            p = self.parts
+            state = sa_select(_n(_STATE), p["language"] if ticket else sa_cast(null(), Text),
+                              p["acks"] if ticket else _n(0), p["flood"] if sender else _n(0))
+            parts = [state] + ([p["conversation"]] if ticket else []) + ([p["counts"], p["bouncing"]] if emails else [])
+            self.history[key] = union_all(*parts) if len(parts) > 1 else state
+        return self.history[key]
+
+
+_STATE, _CONVERSATION, _COUNTS, _BOUNCING = range(4)
+_NULL_INT = sa_cast(null(), Integer)
+
+
+def _n(value: int):
+    return literal_column(str(value), Integer)
+
+
+@cache
+def _sql() -> _Sql:
+    return _Sql()
+
+
 class Ledger:
     """What mail planning may read, bound to the ticket transaction's session."""
 
@@ -112,36 +178,26 @@ class Ledger:
         self.s = s
 
     def history(self, ticket_id: int | None, recipients: Iterable[str], sender: str, now: datetime) -> MailHistory:
-        from store import models as m
-        s, now = self.s, _utc(now)
-        emails = sorted({e.lower() for e in recipients if e})
-        acks = 0
-        conversation: tuple[str, ...] = ()
-        language = None
-        if ticket_id is not None:
-            acks = s.exec(select(func.count()).select_from(Outbox)
-                          .where(Outbox.ticket_id == ticket_id, Outbox.kind == "ack")).one()
-            ids = s.exec(select(m.Message.message_id).where(m.Message.ticket_id == ticket_id,
-                                                            m.Message.message_id_synthetic == False)  # noqa: E712
-                         .order_by(m.Message.id)).all()
-            conversation = tuple(ids[:1] + ids[1:][-(CONVERSATION - 1):])
-            state = s.get(TicketMail, ticket_id)
-            language = state.language if state else None
-        hour, day = self._counts(emails, now - timedelta(hours=1)), self._counts(emails, now - timedelta(days=1))
-        bouncing = frozenset(s.exec(select(MailSuppression.email).where(
-            MailSuppression.email.in_(emails), MailSuppression.until > now)).all()) if emails else frozenset()
-        flood = s.exec(select(func.count()).select_from(m.Ticket).where(
-            m.Ticket.requester == sender, m.Ticket.created_at >= now - timedelta(hours=1))).one() if sender else 0
-        return MailHistory(acks=acks, last_hour=hour, last_day=day, bouncing=bouncing, sender_new_tickets=flood,
-                           conversation=conversation, language=language)
-
-    def _counts(self, emails: list[str], since: datetime) -> tuple[tuple[str, int], ...]:
-        if not emails:
-            return ()
-        q = (select(OutboxRecipient.email, func.count()).where(OutboxRecipient.email.in_(emails),
-                                                               OutboxRecipient.planned_at >= since)
-             .group_by(OutboxRecipient.email))
-        return tuple((e, n) for e, n in self.s.exec(q))
+        """One statement: (part, text, number, number) rows - the state row (language,
+        acks, tickets the sender opened in the last hour), the ticket's real message ids
+        (with their row id), per recipient its mails in the last day and hour, and the
+        recipients whose mail is suppressed."""
+        now, emails = _utc(now), sorted({e.lower() for e in recipients if e})
+        if ticket_id is None and not sender and not emails:
+            return MailHistory()
+        self.s.flush()                          # what the session holds counts too (as autoflush did)
+        rows = self.s.connection().execute(
+            _sql().history_for(ticket_id is not None, bool(sender), bool(emails)),
+            {"b_tid": ticket_id, "b_sender": sender, "b_since": now - timedelta(hours=1), "b_emails": emails,
+             "b_hour": now - timedelta(hours=1), "b_day": now - timedelta(days=1), "b_now": now}).all()
+        language, acks, flood = next((s, a, b) for part, s, a, b in rows if part == _STATE)
+        ids = [s for _, s in sorted((a, s) for part, s, a, _ in rows if part == _CONVERSATION)]
+        counts = sorted((s, a, b) for part, s, a, b in rows if part == _COUNTS)
+        return MailHistory(acks=acks, last_hour=tuple((e, h) for e, _, h in counts if h),
+                           last_day=tuple((e, d) for e, d, _ in counts),
+                           bouncing=frozenset(s for part, s, _, _ in rows if part == _BOUNCING),
+                           sender_new_tickets=flood if sender else 0,
+                           conversation=tuple(ids[:1] + ids[1:][-(CONVERSATION - 1):]), language=language)
 
 
 @dataclass(frozen=True)
@@ -153,53 +209,68 @@ class Applied:
 def apply(s: Session, effects: MailEffects, ticket_id: int | None, now: datetime) -> Applied:
     """Write what planning decided: outbox rows with recipients, thread keys for our
     Message-IDs, events, delivery reports, fuses; all inside the caller's transaction."""
-    from store import models as m
-    now = _utc(now)
-    rows = [Outbox(ticket_id=mail.ticket_id, kind=mail.kind, audience=mail.audience, template=mail.template,
-                   auto=mail.auto, message_id=mail.message_id, nonce=mail.nonce, mail_from=mail.mail_from,
-                   raw=mail.raw, created_at=now, next_attempt_at=now, enqueued_at=now)   # enqueued after commit
-            for mail in effects.mails]
-    s.add_all(rows)
-    if rows:
-        s.flush()
-    ids = [row.id for row in rows]
-    for row, mail in zip(rows, effects.mails):
-        for rcpt in dict.fromkeys(r.lower() for r in mail.recipients):
-            s.add(OutboxRecipient(outbox_id=row.id, email=rcpt, planned_at=now))
-        if mail.ticket_id is not None:
-            s.add(m.ThreadKey(key=mail.message_id, ticket_id=mail.ticket_id, ghost=False))
+    if not (effects.mails or effects.suppressed or effects.bounces or effects.alerts or effects.language):
+        return Applied()
+    q, now = _sql(), _utc(now)
+    s.flush()                                   # earlier writes of the transaction first (event order)
+    c = s.connection()
+    ids = c.execute(q.outbox, [{
+        "ticket_id": mail.ticket_id, "kind": mail.kind, "audience": mail.audience, "template": mail.template,
+        "auto": mail.auto, "message_id": mail.message_id, "nonce": mail.nonce, "mail_from": mail.mail_from,
+        "raw": mail.raw, "status": "pending", "attempts": 0, "created_at": now, "next_attempt_at": now,
+        "lease_until": None, "lease_token": "", "enqueued_at": now,            # enqueued after commit
+        "sent_at": None, "last_error": ""} for mail in effects.mails]).scalars().all() if effects.mails else []
+    rcpts = [{"outbox_id": i, "email": r, "status": "pending", "code": 0, "reason": "", "planned_at": now,
+              "updated_at": None} for i, mail in zip(ids, effects.mails)
+             for r in dict.fromkeys(x.lower() for x in mail.recipients)]
+    if rcpts:
+        c.execute(q.recipients, rcpts)
+    keys = [{"key": mail.message_id, "ticket_id": mail.ticket_id, "ghost": False} for mail in effects.mails
+            if mail.ticket_id is not None]
+    if keys:
+        c.execute(q.keys, keys)
+    events: list[dict] = []
     if effects.mails:
-        _event(s, ticket_id, now, "mail_queued", {"mails": [
+        _note(events, ticket_id, now, "mail_queued", {"mails": [
             {"outbox": i, "kind": x.kind, "to": list(x.recipients), "message_id": x.message_id, "template": x.template}
             for i, x in zip(ids, effects.mails)]})
     if effects.suppressed:
-        _event(s, ticket_id, now, "mail_held", {"why": list(effects.suppressed)})
+        _note(events, ticket_id, now, "mail_held", {"why": list(effects.suppressed)})
     for mark in effects.bounces:
-        _bounce(s, mark, now)
-    alerts = tuple(a for a in effects.alerts if _trip(s, a, now))
+        _bounce(s, mark, now, events)
+    alerts = tuple(a for a in effects.alerts if _trip(c, a, now))
     for alert in alerts:
-        _event(s, ticket_id, now, "alert", {"fuse": alert.key, "text": alert.text})
-    if effects.language and ticket_id is not None and s.get(TicketMail, ticket_id) is None:
-        s.add(TicketMail(ticket_id=ticket_id, language=effects.language))
+        _note(events, ticket_id, now, "alert", {"fuse": alert.key, "text": alert.text})
+    if events:
+        c.execute(q.events, events)
+    if effects.language and ticket_id is not None and \
+            c.execute(q.language, {"b_tid": ticket_id}).first() is None:
+        c.execute(q.ticketmail, {"ticket_id": ticket_id, "language": effects.language})
     return Applied(tuple(ids), alerts)
 
 
-def _trip(s: Session, alert: FuseAlert, now: datetime) -> bool:
+def _note(events: list[dict], ticket_id: int | None, at: datetime, kind: str, detail: dict) -> None:
+    """An event row for apply's one INSERT (in the order they happened)."""
+    if ticket_id is not None:
+        events.append({"ticket_id": ticket_id, "at": at, "kind": kind,
+                       "detail": json.dumps(detail, ensure_ascii=False)})
+
+
+def _trip(c, alert: FuseAlert, now: datetime) -> bool:
     """Count a fuse trip; True when it is the first in its window (then alert)."""
-    row = s.get(MailFuse, alert.key)
+    q = _sql()
+    row = c.execute(q.fuse, {"b_key": alert.key}).first()
     if row is not None and _aware(row.until) > now:
-        row.count += 1
-        s.add(row)
+        c.execute(q.fuse_count, {"b_key": alert.key})
         return False
     if row is None:
-        row = MailFuse(key=alert.key, until=_utc(alert.until), count=1)
+        c.execute(q.fuse_insert, {"key": alert.key, "until": _utc(alert.until), "count": 1})
     else:
-        row.until, row.count = _utc(alert.until), 1
-    s.add(row)
+        c.execute(q.fuse_reset, {"b_key": alert.key, "until": _utc(alert.until), "count": 1})
     return True
 
 
-def _bounce(s: Session, mark, now: datetime) -> None:
+def _bounce(s: Session, mark, now: datetime, events: list[dict]) -> None:
     row = s.get(Outbox, mark.outbox_id)
     if row is None:
         return
@@ -215,7 +286,7 @@ def _bounce(s: Session, mark, now: datetime) -> None:
                 suppress(s, r.email, now, mark.suppress_until, r.reason)
         s.add(r)
     kind = "mail_bounced" if mark.action == "failed" else "mail_delayed"
-    _event(s, row.ticket_id, now, kind, {"outbox": row.id, "message_id": row.message_id,
+    _note(events, row.ticket_id, now, kind, {"outbox": row.id, "message_id": row.message_id,
                                          "to": [r.email for r in hit], "status": mark.status,
                                          "diagnostic": mark.diagnostic[:300]})
 

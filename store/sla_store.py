@@ -31,9 +31,13 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 from typing import Iterable, Iterator, Optional, Sequence
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint, func, update
+from sqlalchemy import (Column, Index, Integer, Text, UniqueConstraint, bindparam, func, insert, literal_column, null,
+                        union_all, update)
+from sqlalchemy import cast as sa_cast
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
@@ -98,6 +102,7 @@ class SlaRow:
     version: str
     next_due_at: datetime | None
     planned_at: datetime
+    seen_event: int = 0                 # the ticket's last event this plan has seen
 
 
 @dataclass(frozen=True)
@@ -150,9 +155,9 @@ def _trow(t) -> TicketRow:
                      _aware(t.created_at), _aware(t.updated_at), t.message_count, t.rules_version)
 
 
-def _srow(r: TicketSla) -> SlaRow:
+def _srow(r) -> SlaRow:
     return SlaRow(r.ticket_id, r.policy, r.reason, r.service, r.requested, r.queue, r.version,
-                  _aware(r.next_due_at), _aware(r.planned_at))
+                  _aware(r.next_due_at), _aware(r.planned_at), r.seen_event)
 
 
 def _models():
@@ -160,12 +165,55 @@ def _models():
     return m
 
 
+class _Sql:
+    """What every ticket transaction runs (re-planning after each incoming message), built
+    once and run with parameters on the session's Core connection. Built on first use:
+    store.models is complete only after this module has loaded."""
+
+    def __init__(self):
+        m = _models()
+        ts, ev, msg, fired = TicketSla.__table__, m.Event.__table__, m.Message.__table__, SlaFired.__table__
+        tid = bindparam("b_tid")
+        self.row = sa_select(ts).where(ts.c.ticket_id == tid)
+        null_id, null_at, null_text = sa_cast(null(), Integer), sa_cast(null(), ev.c.at.type), sa_cast(null(), Text)
+        self.inputs = union_all(         # (part, id, at, detail): status events, agent replies, last event id
+            sa_select(_n(_STATUS), ev.c.id, ev.c.at, ev.c.detail).where(ev.c.ticket_id == tid, ev.c.kind == "status"),
+            sa_select(_n(_REPLY), null_id, msg.c.received_at, null_text).where(msg.c.ticket_id == tid,
+                                                                               *_reply_clause(m)),
+            sa_select(_n(_SEEN), func.max(ev.c.id), null_at, null_text).where(ev.c.ticket_id == tid))
+        self.fired_keys = sa_select(fired.c.key).where(fired.c.ticket_id == tid)
+        self.seen = sa_select(func.max(ev.c.id)).where(ev.c.ticket_id == tid)
+        self.insert = insert(ts)
+        self.update = update(ts).where(ts.c.ticket_id == tid)        # SET from the parameters' column names
+
+
+_STATUS, _REPLY, _SEEN = range(3)
+
+
+def _n(value: int):
+    return literal_column(str(value), Integer)
+
+
+@cache
+def _sql() -> _Sql:
+    return _Sql()
+
+
+_UNREAD = object()
+
+
 # ---------------------------------------------------------------------- one ticket transaction
 class SlaTx:
-    """SLA reads and writes bound to one session (one ticket transaction)."""
+    """SLA reads and writes bound to one session (one ticket transaction). The per-message
+    path (row, history, fired_keys, save_plan) runs prebuilt Core statements; the session's
+    pending ORM writes are flushed first, so they read what an ORM query would."""
 
     def __init__(self, s: Session):
         self.s = s
+
+    def _c(self):
+        self.s.flush()
+        return self.s.connection()
 
     def ticket(self, ticket_id: int, *, lock: bool = False) -> TicketRow | None:
         """The ticket; `lock` takes its row lock (PostgreSQL) so changes to it wait for us."""
@@ -175,17 +223,21 @@ class SlaTx:
         return _trow(row) if row is not None else None
 
     def row(self, ticket_id: int) -> SlaRow | None:
-        r = self.s.get(TicketSla, ticket_id)
+        r = self._c().execute(_sql().row, {"b_tid": ticket_id}).first()
         return _srow(r) if r is not None else None
 
     def history(self, ticket: TicketRow, policy: str) -> TicketHistory:
-        m = _models()
-        events = self.s.exec(select(m.Event.at, m.Event.detail).where(
-            m.Event.ticket_id == ticket.id, m.Event.kind == "status").order_by(m.Event.id)).all()
-        replies = self.s.exec(select(m.Message.received_at).where(
-            m.Message.ticket_id == ticket.id, *_reply_clause(m))).all()
-        statuses = [(at, to) for at, d in events if (to := status_of(d)) is not None]
-        return build_history(ticket, policy, statuses, replies)
+        return self.plan_inputs(ticket, policy)[0]
+
+    def plan_inputs(self, ticket: TicketRow, policy: str) -> tuple[TicketHistory, int]:
+        """The ticket's history and its last event id (what `save_plan` records as seen),
+        read in one statement."""
+        rows = self._c().execute(_sql().inputs, {"b_tid": ticket.id}).all()
+        events = sorted((i, at, d) for part, i, at, d in rows if part == _STATUS)
+        statuses = [(at, to) for _, at, d in events if (to := status_of(d)) is not None]
+        replies = [at for part, _, at, _ in rows if part == _REPLY]
+        seen = next((i for part, i, _, _ in rows if part == _SEEN), None) or 0
+        return build_history(ticket, policy, statuses, replies), seen
 
     def fired(self, ticket_id: int) -> list[FiredRow]:
         rows = self.s.exec(select(SlaFired).where(SlaFired.ticket_id == ticket_id).order_by(SlaFired.id)).all()
@@ -193,24 +245,29 @@ class SlaTx:
                 for r in rows]
 
     def fired_keys(self, ticket_id: int) -> frozenset[str]:
-        return frozenset(self.s.exec(select(SlaFired.key).where(SlaFired.ticket_id == ticket_id)).all())
+        return frozenset(self._c().execute(_sql().fired_keys, {"b_tid": ticket_id}).scalars())
 
     def save_plan(self, ticket_id: int, *, policy: str, reason: str, service: str | None, requested: str | None,
-                  queue: str, version: str, next_due: datetime | None, now: datetime) -> None:
-        """Store the plan (no write when nothing changed; planned_at = when it last did)."""
-        m = _models()
-        seen = self.s.exec(select(func.max(m.Event.id)).where(m.Event.ticket_id == ticket_id)).one() or 0
-        r = self.s.get(TicketSla, ticket_id)
+                  queue: str, version: str, next_due: datetime | None, now: datetime, current=_UNREAD,
+                  seen: int | None = None) -> None:
+        """Store the plan (no write when nothing changed; planned_at = when it last did).
+        `current` and `seen`: the ticket's plan row and last event id as just read in this
+        transaction, with no writes since (saves reading them again)."""
+        c, q = self._c(), _sql()
+        if seen is None:
+            seen = c.execute(q.seen, {"b_tid": ticket_id}).scalar() or 0
+        r = self.row(ticket_id) if current is _UNREAD else current
         due = _utc(next_due) if next_due else None
-        if r is not None and (r.policy, r.reason, r.service, r.requested, r.queue, r.version, _aware(r.next_due_at),
-                              r.seen_event) == (policy, reason[:500], service, requested, queue, version, due, seen):
+        values = {"policy": policy, "reason": reason[:500], "service": service, "requested": requested, "queue": queue,
+                  "version": version, "next_due_at": due, "seen_event": seen}
+        if r is not None and (r.policy, r.reason, r.service, r.requested, r.queue, r.version, r.next_due_at,
+                              r.seen_event) == tuple(values.values()):
             return
+        values["planned_at"] = _utc(now)
         if r is None:
-            r = TicketSla(ticket_id=ticket_id, policy=policy, planned_at=_utc(now))
-        r.policy, r.reason, r.service, r.requested, r.queue, r.version = policy, reason[:500], service, requested, \
-            queue, version
-        r.next_due_at, r.planned_at, r.seen_event = due, _utc(now), seen
-        self.s.add(r)
+            c.execute(q.insert, {"ticket_id": ticket_id, **values})
+        else:
+            c.execute(q.update, {"b_tid": ticket_id, **values})
 
     def record_fired(self, ticket_id: int, *, key: str, target: str, level: str, due_at: datetime,
                      now: datetime, detail: dict) -> None:
