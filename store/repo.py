@@ -139,9 +139,12 @@ class Store:
         return result
 
     def _plan(self, s: Session, result: SaveResult, plan: Plan, now: datetime) -> Saved:
-        ticket = s.get(m.Ticket, result.ticket_id) if result.ticket_id is not None else None
-        s.flush()
-        effects = plan(result.outcome, self._trow(ticket) if ticket is not None else None, outbox.Ledger(s))
+        s.flush()                                 # ORM changes (change_status) reach the row read next
+        row = saving.ticket_row(s.connection(), result.ticket_id) if result.ticket_id is not None else None
+        ticket = TicketRow(row.id, row.subject, row.type, row.status, row.priority, row.queue, row.requester,
+                           row.assignee, _aware(row.created_at), _aware(row.updated_at), row.message_count,
+                           row.rules_version) if row is not None else None
+        effects = plan(result.outcome, ticket, outbox.Ledger(s))
         done = outbox.apply(s, effects, result.ticket_id, now)
         return Saved(result.outcome, result.ticket_id, result.message_pk, result.message_id,
                      done.outbox_ids, done.alerts)

@@ -30,6 +30,7 @@ LINK, RAW = m.TicketLink.__table__, m.RawMessage.__table__
 INS_TICKET, INS_MESSAGE, INS_EVENTS = insert(T), insert(MSG), insert(EVT)
 INS_PARTS, INS_ATTS, INS_KEYS, INS_LINKS = insert(PART), insert(ATT), insert(TK), insert(LINK)
 SEL_STATUS = select(T.c.status).where(T.c.id == bindparam("b_tid"))
+SEL_TICKET = select(T).where(T.c.id == bindparam("b_tid"))
 SEL_DIGESTS = select(MSG.c.digest).where(MSG.c.message_id == bindparam("b_mid"))
 SEL_KNOWN = (select(TK.c.key, TK.c.ticket_id, TK.c.ghost, T.c.status)
              .join(T, T.c.id == TK.c.ticket_id).where(TK.c.key.in_(bindparam("b_keys", expanding=True))))
@@ -84,6 +85,11 @@ def glance(c: Connection, ticket_id: int) -> TicketGlance | None:
 def ticket_of_message(c: Connection, message_id: str) -> int | None:
     """The ticket holding a (real, not ghost) message with this id, for DSN mapping."""
     return c.execute(SEL_TICKET_OF, {"b_mid": message_id}).scalar()
+
+
+def ticket_row(c: Connection, ticket_id: int):
+    """The ticket's row (columns by name), or None."""
+    return c.execute(SEL_TICKET, {"b_tid": ticket_id}).first()
 
 
 def seen_digests(c: Connection, message_id: str) -> set[str]:
