@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from daemon.errors import ConfigError
-from daemon.pipeline.notify import outbound_address
+from daemon.pipeline.compose import outbound_address
 from store.outbox import RcptOutcome
 
 log = logging.getLogger(__name__)

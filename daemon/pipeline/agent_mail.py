@@ -11,7 +11,7 @@
                  registered address (`agent/rejected`), with a fresh reply address.
 
 Every agent mail carries that agent's reply token in Reply-To. Headers are built by
-daemon.pipeline.notify.compose from sanitised strings; nothing here does I/O.
+daemon.pipeline.compose from sanitised strings; nothing here does I/O.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from typing import Any, Callable, Mapping
 from daemon import tokens
 from daemon.model import Address, OutgoingMail
 from daemon.pipeline.addresses import sanitize
-from daemon.pipeline.notify import Desk, Headers, compose, outbound_address
+from daemon.pipeline.compose import Headers, compose, outbound_address
+from daemon.pipeline.notify import Desk
 from daemon.pipeline.thread import normalize_subject
 from daemon.render import Rendered, Templates, build_context, message_vars
 from daemon.rules.declarations import Agent

@@ -12,7 +12,7 @@ After `plan_escalations`/`due_now` (daemon.pipeline.sla) named a level due, the 
   escalation_vars    the `escalation` template variable (same keys as
                      daemon.render.ESCALATION_SAMPLE, which the template trial uses).
   build_escalation_mails  renders `<audience>/sla-*` templates and composes each mail
-                     like every other automatic mail (daemon.pipeline.notify.compose:
+                     like every other automatic mail (daemon.pipeline.compose:
                      Auto-Submitted, X-Loop, MAC'd Message-ID, VERP); recipients whose
                      mail bounces, or who reached the hourly cap, are held back.
 
@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 from daemon import tokens
 from daemon.model import Address, FuseAlert, MailEffects, MailHistory, OutgoingMail
-from daemon.pipeline.notify import Desk, Fuses, Headers, QueueInfo, compose
+from daemon.pipeline.compose import Headers, compose
+from daemon.pipeline.notify import Desk, Fuses, QueueInfo
 from daemon.pipeline.sla import Escalation, Policy, SlaState
 from daemon.pipeline.thread import normalize_subject
 from daemon.render import Templates, build_context

@@ -1,4 +1,4 @@
-"""notify.compose writes the header block itself: it must give the very bytes the email
+"""compose (daemon.pipeline.compose) writes the header block itself: it must give the very bytes the email
 package (EmailMessage, policy SMTP) gives for the same values, and parse back to them.
 
 `reference` is the previous composer, kept here as the oracle. Both draw the multipart
@@ -17,7 +17,7 @@ import pytest
 
 from daemon.model import Address
 from daemon.pipeline.addresses import sanitize
-from daemon.pipeline.notify import MAX_SUBJECT, POLICY, Headers, _ids, compose, outbound_address
+from daemon.pipeline.compose import MAX_SUBJECT, POLICY, Headers, _ids, compose, outbound_address
 from daemon.render import Rendered
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)

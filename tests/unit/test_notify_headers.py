@@ -13,8 +13,8 @@ import pytest
 
 from daemon import tokens
 from daemon.model import Address, MailHistory
-from daemon.pipeline.notify import (Desk, Fuses, Headers, QueueInfo, Trigger, build_mails, compose,
-                                    outbound_address, plan_notifications)
+from daemon.pipeline.compose import Headers, compose, outbound_address
+from daemon.pipeline.notify import Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
 from daemon.pipeline.parse import parse
 from daemon.render import Rendered, load_templates
 from daemon.rules.declarations import Agent
