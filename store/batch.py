@@ -30,7 +30,6 @@ class WriteBatch:
     def __init__(self, store):
         self.store = store
         self.session: Session | None = None
-        self.saved = 0
 
     def _s(self) -> Session:
         if self.session is None:
@@ -53,10 +52,8 @@ class WriteBatch:
     def save_incoming(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                       decision: ThreadDecision, routing: Routing, now: datetime,
                       *, own_addresses: frozenset[str] = frozenset(), plan=None) -> SaveResult:
-        result = self._guard(lambda: self.store.save_in(self._s(), msg, envelope, raw, raw_sha256, decision,
-                                                        routing, now, own_addresses=own_addresses, plan=plan))
-        self.saved += 1
-        return result
+        return self._guard(lambda: self.store.save_in(self._s(), msg, envelope, raw, raw_sha256, decision,
+                                                      routing, now, own_addresses=own_addresses, plan=plan))
 
     # ------------------------------------------------------------------ the transaction
     def commit(self) -> None:
@@ -67,7 +64,6 @@ class WriteBatch:
                 self._guard(session.commit)
             finally:
                 session.close()
-        self.saved = 0
 
     def rollback(self) -> None:
         """Forget every save since the last commit."""
@@ -77,4 +73,3 @@ class WriteBatch:
                 session.rollback()
             finally:
                 session.close()
-        self.saved = 0
