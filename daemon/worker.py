@@ -201,9 +201,10 @@ class Worker:
         allowed = (only if only is not None else self.spool.pending_bases()) - waiting
         return self.spool.claim(allowed) if allowed else None
 
-    def _handle(self, claim: Claim, raw: bytes, envelope: Envelope) -> Outcome:
+    def _handle(self, claim: Claim, raw: bytes, envelope: Envelope, msg: ParsedMessage | None = None) -> Outcome:
+        """Process one entry in its own transaction (`msg`: already parsed)."""
         try:
-            result = self.process(raw, envelope)
+            result = self.process(raw, envelope) if msg is None else self.process_parsed(msg, raw, envelope)
         except Exception as exc:
             return self._failed(claim, raw, envelope, exc)
         return self._stored(claim, result)
@@ -274,7 +275,7 @@ class Worker:
             except Exception as exc:
                 failed.append((claim, raw, envelope, exc))
         db = self.store.batch()
-        todo: list[tuple[Claim, bytes, Envelope]] = []          # saved in the open transaction
+        todo: list[tuple[Claim, bytes, Envelope, ParsedMessage]] = []   # saved in the open transaction
         results: list[SaveResult] = []
         try:
             for i, (claim, raw, envelope, msg) in enumerate(ready):
@@ -282,13 +283,14 @@ class Worker:
                     result = self.process_parsed(msg, raw, envelope, db)
                 except _OnItsOwn:
                     self._commit_batch(db, todo, results, outcomes)
-                    outcomes.append(self._handle(claim, raw, envelope))
+                    outcomes.append(self._handle(claim, raw, envelope, msg))
                     continue
                 except StoreUnavailable as exc:                   # nothing more can be stored now
                     db.rollback()
-                    for c, r, e, *_ in todo + ready[i:]:
+                    for c, r, e, _ in todo + ready[i:]:
                         outcomes.append(self._failed(c, r, e, exc))
-                    todo.clear(), results.clear()
+                    todo.clear()
+                    results.clear()
                     break
                 except Exception as exc:
                     if getattr(exc, "helpdesk_stage", "") != "store":
@@ -297,11 +299,12 @@ class Worker:
                     db.rollback()                                     # one by one, as run_once would
                     log.warning("batch of %d rolled back (%s: %s); its messages are handled one by one",
                                 len(todo) + 1, exc.__class__.__name__, exc)
-                    for c, r, e in todo + [(claim, raw, envelope)]:
-                        outcomes.append(self._handle(c, r, e))
-                    todo.clear(), results.clear()
+                    for c, r, e, m in todo + [(claim, raw, envelope, msg)]:
+                        outcomes.append(self._handle(c, r, e, m))
+                    todo.clear()
+                    results.clear()
                     continue
-                todo.append((claim, raw, envelope))
+                todo.append((claim, raw, envelope, msg))
                 results.append(result)
             self._commit_batch(db, todo, results, outcomes)
         finally:
@@ -317,13 +320,14 @@ class Worker:
         try:
             db.commit()
         except StoreUnavailable as exc:
-            for c, r, e in todo:
+            for c, r, e, _ in todo:
                 outcomes.append(self._failed(c, r, e, exc))
         else:
-            for (claim, _, _), result in zip(todo, results):
+            for (claim, *_), result in zip(todo, results):
                 self._after(result)
                 outcomes.append(self._stored(claim, result))
-        todo.clear(), results.clear()
+        todo.clear()
+        results.clear()
 
     def _read(self, claim: Claim) -> "tuple[Envelope, bytes] | Outcome":
         try:
