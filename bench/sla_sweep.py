@@ -38,6 +38,7 @@ from sqlalchemy import insert  # noqa: E402
 from sla import NOW, make_tickets  # noqa: E402  (bench/sla.py)
 from daemon.config import load_config  # noqa: E402
 from daemon.escalation import Escalator  # noqa: E402
+from daemon.outbound import desk_of, fuses_of  # noqa: E402
 from daemon.pipeline.sla import due_now, plan_escalations, policy_for  # noqa: E402
 from daemon.render import LiveTemplates  # noqa: E402
 from daemon.rules.live import LiveRules  # noqa: E402
@@ -114,7 +115,7 @@ def main() -> None:
     print(f"{len(tickets)} open tickets, {before} levels fired before; filled {engine.url.get_backend_name()} "
           f"in {fill_s:.1f} s")
     store = SlaStore(engine)
-    esc = Escalator(cfg, store, live, LiveTemplates(cfg.paths.templates),
+    esc = Escalator(desk_of(cfg), fuses_of(cfg), store, live, LiveTemplates(cfg.paths.templates),
                     tokens.load_keyring(cfg.state_dir, "", ""), clock=lambda: NOW, immediate=lambda: True)
     esc._planned_version = live.sla.version
     due_s, due = timed(lambda: store.due(NOW, 1_000_000))

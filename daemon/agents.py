@@ -1,16 +1,15 @@
-"""The agent desk: the spool worker's agent path (edge glue, like daemon.tasks.Outbound).
+"""The agent desk: the spool worker's agent path.
 
-For each message after threading, `AgentDesk.process` reads what it claims
-(daemon.pipeline.agent.claim_of). Mail with no agent claim returns None and goes on as a
-customer's - unless it is the requester replying with a command they may use (`#resolve`).
-Otherwise: check the reply token (daemon.tokens), authenticate the sender when a verdict
-depends on it (daemon.identity: DKIM or our MTA's Authentication-Results), decide (pure),
-and carry the verdict out: store and plan mail through store.tickets in one transaction,
-or quarantine with the reason and warn the agent. A DNS temperror raises AuthDeferred:
-the worker keeps the mail in the spool and retries (up to `[agents] defer_hours`).
-
-`attach_agents` wires it into a built App (called from daemon.tasks.attach_outbound): the
-worker gets the desk and every agent notification gets the agent's reply address.
+Per message, `prelude` (outside the write transaction, before any store read) reads what the
+mail claims (daemon.pipeline.agent.claim_of), strips the reply and parses its commands once,
+checks a reply token (daemon.tokens) and authenticates the sender when a verdict depends on it
+(daemon.identity: DKIM or our MTA's Authentication-Results - a DNS query never runs while the
+write transaction holds its lock). Inside the transaction `handle` decides (pure) and carries
+the verdict out through the worker's `store.writing.WriteTx`: store and plan mail, or
+quarantine with the reason and warn the agent. It answers `None` for mail that is not the
+agent path after all (it goes on as a customer's), or a `Handled` - `deferred` for a DNS
+temperror: the worker keeps the mail in the spool and retries (up to `[agents] defer_hours`).
+Mail planning for the path is daemon.agent_notices.
 """
 from __future__ import annotations
 
@@ -19,26 +18,25 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from daemon import tokens
-from daemon.errors import AuthDeferred
+from daemon.agent_notices import Acted, Notices
+from daemon.clock import utcnow
 from daemon.identity import Auth, Authenticator, AuthPolicy, dns_lookup, load_pinned, pinned_lookup
-from daemon.model import Envelope, MailEffects, OutgoingMail, ParsedMessage, ThreadDecision
+from daemon.model import Envelope, MailEffects, ParsedMessage, ThreadDecision
 from daemon.pipeline import agent as plan
-from daemon.pipeline.agent_mail import MailKit, Said, agent_mail, customer_reply
-from daemon.pipeline.commands import Commands, Refusal, Vocabulary, parse_commands, validate, validate_requester
+from daemon.pipeline.commands import Commands, Parsed, Refusal, Vocabulary, parse_commands, validate, \
+    validate_requester
 from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag
 from daemon.rules.declarations import Agent
 from store.records import SaveResult
-from store.tickets import AgentWrite, TicketStore, since_hour
+from store.tickets import AgentWrite
 
 log = logging.getLogger(__name__)
-ATTEMPTS = frozenset({"unexpected-sender", "token-invalid", "unauthenticated", "other-agent", "reply-to-agent",
-                      "display-name", "token-flood"})
 
 
 @dataclass(frozen=True)
@@ -76,59 +74,73 @@ class Flood:
             self.seen.setdefault(source, deque()).append(self.clock())
 
 
+@dataclass(frozen=True)
+class Prelude:
+    """What the agent path knows of a message before any store read (see module docstring):
+    the reply text stripped once, its command lines parsed once, the claim, the reply-token
+    check and the sender's authentication."""
+
+    text: str
+    parsed: Parsed
+    roster: dict
+    claim: plan.Claim
+    check: tokens.ReplyCheck | None = None
+    auth: Auth | None = None
+    flood: str = ""                      # the source, when it sent too many invalid tokens
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What the agent path did with a message: `recorded` (stored, `result`), `quarantined`,
+    or `deferred` (authentication must wait: keep it in the spool); with the outbox rows
+    and fuse alerts written in the transaction."""
+
+    kind: str
+    result: SaveResult | None = None
+    outbox_ids: tuple[int, ...] = ()
+    alerts: tuple = ()
+    reason: str = ""
+
+
 class AgentDesk:
     """See module docstring."""
 
-    def __init__(self, settings: AgentSettings, store, outbound, authenticator: Authenticator,
-                 rules: Callable[[], Any], clock: Callable[[], datetime]):
-        self.settings, self.outbound, self.auth, self.rules, self.clock = \
-            settings, outbound, authenticator, rules, clock
-        self.desk, self.ring = outbound.desk, outbound.ring
-        self.tickets = TicketStore(store, outbound.desk.prefix)
+    def __init__(self, settings: AgentSettings, desk, notices: Notices, outbound, authenticator: Authenticator,
+                 rules: Callable[[], Any], clock: Callable[[], datetime] = utcnow):
+        self.settings, self.desk, self.notices, self.outbound = settings, desk, notices, outbound
+        self.auth, self.rules, self.clock = authenticator, rules, clock
         self.flood = Flood(settings.max_bad_tokens_per_hour)
 
-    def reply_token(self, ticket_id: int, email: str, *, comment: bool = False) -> str:
-        expires = (self.clock() + timedelta(days=self.settings.token_days)).date()
-        return tokens.reply_token(self.ring, ticket_id, email, expires, comment=comment)
+    @property
+    def ring(self) -> tokens.Keyring:
+        return self.notices.ring
 
-    # ------------------------------------------------------------------ the path
-    def process(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, decision: ThreadDecision,
-                now: datetime) -> SaveResult | None:
-        """Handle `msg` if it is agent mail (or a requester's command); None otherwise."""
+    @ring.setter
+    def ring(self, ring: tokens.Keyring) -> None:          # a key rotation (tests use it)
+        self.notices.ring = self.notices.reply_token.ring = ring
+
+    # ------------------------------------------------------------------ before the transaction
+    def prelude(self, msg: ParsedMessage, envelope: Envelope, raw: bytes) -> Prelude | None:
+        """None for mail the agent path never handles (our own, bounces; no rules loaded)."""
         rules = self.rules()
         if rules is None or msg.machine.kind in ("loop", "bounce"):
             return None
+        text = strip_reply(msg.text)
         roster = plan.roster_of(rules.queues)
         claim = plan.claim_of(msg, envelope, roster, self.desk.address)
+        base = Prelude(text, parse_commands(text), roster, claim)
         if not claim.agent_path:
-            return self._requester(msg, envelope, raw, decision, now) if self._may_command(msg, decision) else None
-        check = tokens.check_reply_token(self.ring, claim.details[0], now.date()) if claim.details else None
+            return base
+        check = tokens.check_reply_token(self.ring, claim.details[0], self.clock().date()) if claim.details else None
         if check is not None and check.status == "invalid":
             source = envelope.peer or (msg.from_addr.email.lower() if msg.from_addr else "?")
             if self.flood.over(source):          # guessing tokens: no more work, no more warnings
-                verdict = plan.Verdict("quarantine", "token-flood", evidence=(f"source {source}",))
-                return self._quarantine(verdict, msg, envelope, raw, now, None)
+                return Prelude(text, base.parsed, roster, claim, check, None, source)
             self.flood.count(source)
             if self.flood.over(source):
                 log.warning("ALERT %d invalid reply addresses from %s within an hour; further ones are "
                             "quarantined as token-flood", self.settings.max_bad_tokens_per_hour, source)
-        ticket = self.tickets.state(self._ticket_id(msg, check, decision))
-        auth = self._authenticate(raw, msg, claim, check, roster)
-        verdict = plan.decide(msg, claim, check, auth, ticket, decision, roster, can_defer=self._can_defer(envelope))
-        log.info("agent path message_id=<%s> ticket=%s verdict=%s reason=%s agent=%s", msg.message_id,
-                 verdict.ticket_id, verdict.kind, verdict.reason, verdict.agent.email if verdict.agent else "-")
-        if verdict.kind == "none":
-            return None
-        if verdict.kind == "defer":
-            raise AuthDeferred(f"agent mail <{msg.message_id}>: {'; '.join(verdict.evidence)[:300]}")
-        if verdict.kind == "quarantine":
-            return self._quarantine(verdict, msg, envelope, raw, now, ticket)
-        return self._record(verdict, msg, envelope, raw, now, ticket, rules)
-
-    def _ticket_id(self, msg: ParsedMessage, check, decision: ThreadDecision) -> int | None:
-        if check is not None:
-            return check.tag.ticket_id if check.tag else None
-        return plan.note_ticket(decision, subject_tag(msg.subject, self.desk.prefix))
+        return Prelude(text, base.parsed, roster, claim, check, self._authenticate(raw, msg, claim, check, roster))
 
     def _authenticate(self, raw: bytes, msg: ParsedMessage, claim: plan.Claim, check, roster) -> Auth | None:
         """Only when a verdict depends on it (DKIM may cost a DNS query)."""
@@ -139,6 +151,38 @@ class AgentDesk:
             return None
         return self.auth.authenticate(raw)
 
+    # ------------------------------------------------------------------ inside the transaction
+    def handle(self, tx, msg: ParsedMessage, envelope: Envelope, raw: bytes, decision: ThreadDecision,
+               pre: Prelude | None, now: datetime) -> Handled | None:
+        """Carry out the agent path in the worker's transaction; None: a customer's mail."""
+        if pre is None:
+            return None
+        rules = self.rules()
+        if not pre.claim.agent_path:
+            return self._requester(tx, msg, envelope, raw, decision, pre, now) if self._may_command(msg, decision,
+                                                                                                  pre) else None
+        reads = tx.agent_reads()
+        if pre.flood:
+            verdict = plan.Verdict("quarantine", "token-flood", evidence=(f"source {pre.flood}",))
+            return self._quarantine(tx, verdict, msg, envelope, raw, now, None, rules)
+        ticket = reads.state(self._ticket_id(msg, pre.check, decision))
+        verdict = plan.decide(msg, pre.claim, pre.check, pre.auth, ticket, decision, pre.roster,
+                              can_defer=self._can_defer(envelope))
+        log.info("agent path message_id=<%s> ticket=%s verdict=%s reason=%s agent=%s", msg.message_id,
+                 verdict.ticket_id, verdict.kind, verdict.reason, verdict.agent.email if verdict.agent else "-")
+        if verdict.kind == "none":
+            return None
+        if verdict.kind == "defer":
+            return Handled("deferred", reason=f"agent mail <{msg.message_id}>: {'; '.join(verdict.evidence)[:300]}")
+        if verdict.kind == "quarantine":
+            return self._quarantine(tx, verdict, msg, envelope, raw, now, ticket, rules)
+        return self._record(tx, verdict, msg, envelope, raw, now, ticket, rules, pre)
+
+    def _ticket_id(self, msg: ParsedMessage, check, decision: ThreadDecision) -> int | None:
+        if check is not None:
+            return check.tag.ticket_id if check.tag else None
+        return plan.note_ticket(decision, subject_tag(msg.subject, self.desk.prefix))
+
     def _can_defer(self, envelope: Envelope) -> bool:
         try:
             arrived = datetime.fromisoformat(envelope.received_at)
@@ -148,202 +192,83 @@ class AgentDesk:
         return self.clock() - arrived < timedelta(hours=self.settings.defer_hours)
 
     # ------------------------------------------------------------------ carrying it out
-    def _record(self, verdict: plan.Verdict, msg, envelope, raw, now, ticket: plan.TicketState, rules):
-        text = strip_reply(msg.text)
+    def _commands(self, verdict: plan.Verdict, ticket: plan.TicketState, rules, pre: Prelude) -> Commands:
+        parsed, agent = pre.parsed, verdict.agent
+        if verdict.kind == "note":
+            why = "commands need the ticket's reply address (answer a ticket mail); not run"
+        elif not plan.has_rights(agent, ticket, rules.queues):
+            why = f"you are not an agent of queue {ticket.queue} nor the assignee; not run"
+        else:
+            vocab = Vocabulary(frozenset(rules.queues), frozenset(rules.types), frozenset(rules.tags),
+                               frozenset(pre.roster), tuple(rules.matrix.levels), self.desk.prefix)
+            return validate(parsed, vocab, sender=agent.email, ticket_id=ticket.id)
+        return Commands((), tuple(Refusal(line, why) for line, _, _ in parsed.lines), parsed.body)
+
+    def _record(self, tx, verdict: plan.Verdict, msg, envelope, raw, now, ticket: plan.TicketState, rules,
+                pre: Prelude) -> Handled:
         agent = verdict.agent
-        vocab = Vocabulary(frozenset(rules.queues), frozenset(rules.types), frozenset(rules.tags),
-                           frozenset(plan.roster_of(rules.queues)), tuple(rules.matrix.levels), self.desk.prefix)
-        parsed = parse_commands(text)
-        evidence = verdict.evidence
         if verdict.kind in ("unverified", "machine"):
             write = AgentWrite(ticket.id, "in", "internal", verdict.kind, agent.email if agent else "",
-                               verdict.why, text, evidence=evidence)
-            return self.tickets.record(msg, envelope, raw, _sha(raw), write, now,
-                                       self._mail_plan(verdict, msg, ticket, None, now, rules))
-        if verdict.kind == "note":
-            cmds = Commands((), tuple(Refusal(line, "commands need the ticket's reply address (answer a ticket "
-                                                    "mail); not run") for line, _, _ in parsed.lines), parsed.body)
-        elif not plan.has_rights(agent, ticket, rules.queues):
-            verdict = plan.Verdict("norights", "no rights on the ticket", ticket.id, agent, evidence=evidence)
-            cmds = Commands((), tuple(Refusal(line, f"you are not an agent of queue {ticket.queue} nor the "
-                                                    "assignee; not run") for line, _, _ in parsed.lines), parsed.body)
-        else:
-            cmds = validate(parsed, vocab, sender=agent.email, ticket_id=ticket.id)
+                               verdict.why, pre.text, evidence=verdict.evidence)
+            return self._write(tx, write, msg, envelope, raw, now, lambda done: self.notices.recorded(
+                tx, verdict, msg, ticket, None, done.ticket, rules, now))
+        if verdict.kind != "note" and not plan.has_rights(agent, ticket, rules.queues):
+            verdict = plan.Verdict("norights", "no rights on the ticket", ticket.id, agent, evidence=verdict.evidence)
+        cmds = self._commands(verdict, ticket, rules, pre)
         public = verdict.kind == "act" and not (verdict.comment or cmds.note) and bool(cmds.body.strip())
-        kind = {"act": "acted"}.get(verdict.kind, verdict.kind)
-        status = None
-        if public:
-            status = "pending" if cmds.status() == "pending" else "open"
-        write = AgentWrite(ticket.id, "out" if public else "in", "public" if public else "internal", kind,
-                           agent.email, verdict.why, cmds.body if cmds.body.strip() else text,
-                           cmds.commands, status, evidence)
-        return self.tickets.record(msg, envelope, raw, _sha(raw), write, now,
-                                   self._mail_plan(verdict, msg, ticket, (cmds, public), now, rules))
+        status = ("pending" if cmds.status() == "pending" else "open") if public else None
+        write = AgentWrite(ticket.id, "out" if public else "in", "public" if public else "internal",
+                           {"act": "acted"}.get(verdict.kind, verdict.kind), agent.email, verdict.why,
+                           cmds.body if cmds.body.strip() else pre.text, cmds.commands, status, verdict.evidence)
+        return self._write(tx, write, msg, envelope, raw, now, lambda done: self.notices.recorded(
+            tx, verdict, msg, ticket, Acted(cmds, public, done.results), done.ticket, rules, now))
 
-    def _mail_plan(self, verdict: plan.Verdict, msg: ParsedMessage, ticket: plan.TicketState, acted, now, rules):
-        templates = self.outbound.templates.current
-        kit = MailKit(self.desk, templates, self.ring, now, self.outbound.random, self.reply_token)
-        said = Said(msg.from_addr.name if msg.from_addr else "", msg.from_addr.email if msg.from_addr else "",
-                    msg.subject, "", msg.date)
-        cc_note = None
-        recipients: tuple[str, ...] = ()
-        if acted is not None and acted[1]:
-            recipients, cc_note = self._customers(ticket)
-        thread = self.tickets.thread_ids(ticket.id) if acted is not None and acted[1] else ()
+    def _write(self, tx, write: AgentWrite, msg, envelope, raw, now, effects) -> Handled:
+        """Store the message, then plan and apply the mail it causes (`effects(recorded)`)."""
+        done = tx.record_agent(msg, envelope, raw, _sha(raw), write, now, self.desk.prefix)
+        if done.result.outcome == "duplicate":
+            return Handled("recorded", done.result)
+        applied = tx.apply_mail(effects(done), done.result.ticket_id, now)
+        return Handled("recorded", done.result, applied.outbox_ids, applied.alerts)
 
-        def mail_plan(results, trow, ledger) -> MailEffects:
-            queue = rules.queues.get(trow.queue)
-            qinfo = {"name": trow.queue, "description": queue.description if queue else ""}
-            out: list[OutgoingMail] = []
-            held: list[str] = []
-            build = _Builder(kit, trow, qinfo, out, held)
-            if verdict.kind in ("unverified",) and verdict.warn and msg.machine.is_human:
-                self._warn(build, ledger, verdict, msg, now)
-            if acted is None:
-                return MailEffects(mails=tuple(out), suppressed=tuple(held))
-            cmds, public = acted
-            body = Said(said.from_name, said.from_email, msg.subject, cmds.body, msg.date)
-            if public:
-                build.add(lambda: customer_reply(kit, trow, verdict.agent, body, recipients, thread, qinfo))
-            elif (verdict.comment or cmds.note or verdict.kind == "note") and cmds.body.strip():
-                for other in self._colleagues(trow, verdict.agent, rules, ledger, now, held):
-                    build.add(lambda o=other: agent_mail(kit, "agent_note", "note", o, trow, body, qinfo, {},
-                                                         f"[{self.desk.prefix}-{trow.id}] Note: {trow.subject}"))
-            if cmds.written or cc_note:
-                extra = {"results": [{"command": r.command, "ok": r.ok, "detail": r.detail} for r in results]
-                         + [{"command": f.line, "ok": False, "detail": f.reason} for f in cmds.refused],
-                         "answered": public, "notes": [cc_note] if cc_note else []}
-                build.add(lambda: agent_mail(kit, "agent_confirm", "confirm", verdict.agent, trow, body, qinfo, extra,
-                                             f"[{self.desk.prefix}-{trow.id}] Commands: {trow.subject}"))
-            return MailEffects(mails=tuple(out), suppressed=tuple(held))
-        return mail_plan
-
-    def _customers(self, ticket: plan.TicketState) -> tuple[tuple[str, ...], str | None]:
-        """The requester, and the Cc participants only when the mail that named them was
-        authenticated as the requester (reliability F66: never from unauthenticated Cc)."""
-        ccs = tuple(c for c in self.tickets.cc_participants(ticket.id) if c not in self.desk.own)
-        if not ccs:
-            return (ticket.requester,), None
-        opening = self.tickets.opening_raw(ticket.id)
-        auth = self.auth.authenticate(opening) if opening else Auth("none")
-        if auth.passed and auth.address == ticket.requester.lower():
-            return (ticket.requester, *ccs), None
-        return (ticket.requester,), (f"not sent to the Cc participant(s) {', '.join(ccs)}: the mail that named "
-                                     f"them was not authenticated ({auth.result})")
-
-    def _colleagues(self, trow, sender: Agent, rules, ledger, now, held: list) -> list[Agent]:
-        queue = rules.queues.get(trow.queue)
-        pool = list(queue.agents if queue else ())
-        roster = plan.roster_of(rules.queues)
-        if trow.assignee and trow.assignee.lower() not in {a.email for a in pool}:
-            pool.append(roster.get(trow.assignee.lower(), Agent(trow.assignee.lower(), "", "agent")))
-        emails = [a.email for a in pool if a.email != sender.email]
-        history = ledger.history(trow.id, emails, "", now)
-        out = []
-        for a in pool:
-            if a.email == sender.email or a.email in self.desk.own or a in out:
-                continue
-            if a.email in history.bouncing or history.sent_hour(a.email) >= self.outbound.fuses.agent_hour:
-                held.append(f"note to {a.email} held back (bouncing or hourly cap)")
-                continue
-            out.append(a)
-        return out
-
-    def _warn(self, build: "_Builder", ledger, verdict: plan.Verdict, msg: ParsedMessage, now: datetime) -> None:
-        agent = verdict.warn
-        if ledger.alerts_since(agent.email, since_hour(now)) >= self.settings.max_warnings_per_hour:
-            build.held.append(f"warning to {agent.email} held back: {self.settings.max_warnings_per_hour} per hour")
-            return
-        extra = {"rejection": {"reason": verdict.why, "attempt": verdict.reason in ATTEMPTS,
-                               "from": str(msg.from_addr) if msg.from_addr else "(none)",
-                               "subject": msg.subject[:200], "message_id": msg.message_id,
-                               "evidence": list(verdict.evidence)[:5]}}
-        tid = build.ticket.id if build.ticket is not None else 0
-        subject = (f"[{self.desk.prefix}-{tid}] " if tid else "") + "Mail in your name not accepted"
-        build.add(lambda: agent_mail(build.kit, "agent_alert", "rejected", agent, build.ticket, None, build.queue,
-                                     extra, subject))
-
-    def _quarantine(self, verdict: plan.Verdict, msg, envelope, raw, now, ticket) -> SaveResult:
+    def _quarantine(self, tx, verdict: plan.Verdict, msg, envelope, raw, now, ticket, rules) -> Handled:
         detail = f"{verdict.why}; " + "; ".join(verdict.evidence)
-        templates = self.outbound.templates.current
-        kit = MailKit(self.desk, templates, self.ring, now, self.outbound.random, self.reply_token)
-        rules = self.rules()
-        queue = rules.queues.get(ticket.queue) if ticket is not None and rules is not None else None
-        qinfo = {"name": ticket.queue if ticket else "", "description": queue.description if queue else ""}
-
-        def warn_plan(ledger) -> MailEffects:
-            out: list[OutgoingMail] = []
-            held: list[str] = []
-            if verdict.warn is not None and msg.machine.is_human:
-                self._warn(_Builder(kit, ticket, qinfo, out, held), ledger, verdict, msg, now)
-            return MailEffects(mails=tuple(out), suppressed=tuple(held))
-        result = self.tickets.quarantine(raw, _sha(raw), envelope, f"agent: {verdict.reason}", detail, now,
-                                         str(msg.from_addr or "")[:500], msg.subject[:500], warn_plan)
+        qid, new = tx.quarantine(raw, _sha(raw), envelope, "agent", f"agent: {verdict.reason}", detail, now,
+                                 str(msg.from_addr or "")[:500], msg.subject[:500])
+        applied = tx.apply_mail(self.notices.refused(tx, verdict, msg, ticket, rules, now), None, now) if new \
+            else None
         log.warning("quarantined agent-path mail message_id=<%s> ticket=%s: %s", msg.message_id,
                     verdict.ticket_id, detail[:300])
-        return result
+        result = SaveResult("quarantined", None, None, f"quarantine:{qid}")
+        return Handled("quarantined", result, applied.outbox_ids if applied else (), reason=verdict.reason)
 
     # ------------------------------------------------------------------ requesters
-    def may_handle(self, msg: ParsedMessage, envelope: Envelope, decision: ThreadDecision) -> bool:
-        """Whether `process` could act on `msg`, decided from the message alone (no store
-        reads): False means `process` returns None. The batch worker hands such mail to
-        the one-at-a-time path, after committing what came before it."""
-        rules = self.rules()
-        if rules is None or msg.machine.kind in ("loop", "bounce"):
-            return False
-        if plan.claim_of(msg, envelope, plan.roster_of(rules.queues), self.desk.address).agent_path:
-            return True
-        return self._may_command(msg, decision)
-
-    def _may_command(self, msg: ParsedMessage, decision: ThreadDecision) -> bool:
+    def _may_command(self, msg: ParsedMessage, decision: ThreadDecision, pre: Prelude) -> bool:
         """A requester's mail that could carry commands for its ticket."""
         return bool(self.settings.requester_commands) and decision.action in ("append", "reopen") \
-            and msg.machine.is_human and bool(parse_commands(strip_reply(msg.text)).lines)
+            and msg.machine.is_human and bool(pre.parsed.lines)
 
-    def _requester(self, msg, envelope, raw, decision: ThreadDecision, now) -> SaveResult | None:
-        allowed = self.settings.requester_commands
-        text = strip_reply(msg.text)
-        parsed = parse_commands(text)
-        ticket = self.tickets.state(decision.ticket_id)
+    def _requester(self, tx, msg, envelope, raw, decision: ThreadDecision, pre: Prelude, now) -> Handled | None:
+        ticket = tx.agent_reads().state(decision.ticket_id)
         sender = msg.from_addr.email.lower() if msg.from_addr else ""
         if ticket is None or sender != (ticket.requester or "").lower():
             return None
-        cmds = validate_requester(parsed, allowed)
+        cmds = validate_requester(pre.parsed, self.settings.requester_commands)
         if not cmds.commands:
             return None
-        write = AgentWrite(ticket.id, "in", "public", "requester", "", "requester command", cmds.body or text,
+        write = AgentWrite(ticket.id, "in", "public", "requester", "", "requester command", cmds.body or pre.text,
                            cmds.commands, evidence=(f"From {sender} is the ticket's requester",))
-        status_plan = self.outbound.plan_status(now)
 
-        def mail_plan(results, trow, ledger) -> MailEffects:
-            resolved = trow.status == "resolved" and ticket.status != "resolved"
-            return status_plan("resolved", trow, ledger) if resolved else MailEffects()
-        return self.tickets.record(msg, envelope, raw, _sha(raw), write, now, mail_plan)
-
-
-@dataclass
-class _Builder:
-    """Collects built mails; a mail that cannot be built is named, not fatal."""
-
-    kit: MailKit
-    ticket: Any
-    queue: dict
-    mails: list
-    held: list
-
-    def add(self, make: Callable[[], OutgoingMail]) -> None:
-        try:
-            self.mails.append(make())
-        except Exception as exc:               # noqa: BLE001 - one bad mail must not block the ticket
-            self.held.append(f"not built: {exc.__class__.__name__}: {exc}")
-            log.error("ticket=%s agent mail not built: %s", getattr(self.ticket, "id", None), exc)
+        def effects(done) -> MailEffects:
+            resolved = done.ticket.status == "resolved" and ticket.status != "resolved"
+            return self.outbound.plan_status(tx, done.ticket, "resolved", now) if resolved else MailEffects()
+        return self._write(tx, write, msg, envelope, raw, now, effects)
 
 
 def _sha(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-# ---------------------------------------------------------------------- wiring
 def build_authenticator(cfg) -> Authenticator:
     a = cfg.agents
     policy = AuthPolicy(a.auth, dict(a.domains), frozenset(i.lower() for i in a.authserv_ids), a.authres_count,
@@ -354,14 +279,7 @@ def build_authenticator(cfg) -> Authenticator:
     return Authenticator(policy, lookup)
 
 
-def attach_agents(app, outbound, clock: Callable[[], datetime]) -> AgentDesk:
-    """Give the App's worker the agent path and agent notifications their reply address."""
-    cfg = app.config
+def agent_settings(cfg) -> AgentSettings:
     a = cfg.agents
-    settings = AgentSettings(a.token_days, a.dns_retry_seconds, a.defer_hours, tuple(a.requester_commands),
-                             a.max_warnings_per_hour, a.max_bad_tokens_per_hour)
-    desk = AgentDesk(settings, app.store, outbound, build_authenticator(cfg), outbound.rules, clock)
-    outbound.reply_token = desk.reply_token
-    app.worker.agents = desk
-    app.worker.settings = replace(app.worker.settings, auth_retry_seconds=a.dns_retry_seconds)
-    return desk
+    return AgentSettings(a.token_days, a.dns_retry_seconds, a.defer_hours, tuple(a.requester_commands),
+                         a.max_warnings_per_hour, a.max_bad_tokens_per_hour)

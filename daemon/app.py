@@ -1,7 +1,12 @@
-"""The composition root: builds store, spool, worker and intake from a Config.
+"""The composition root: builds everything a helpdeskd process runs from a Config.
 
-Nothing else constructs these; commands ask for an `App` and use its parts. `serve` runs
-the SMTP intake and the spool worker until told to stop.
+Nothing else constructs these; `serve`, `worker`, `ingest` and the CLI commands ask for an
+`App` and use its parts, each handed what it needs at construction: the clock, the store,
+the spool, the live rules and templates, the signing keys, the mail planner (Outbound),
+the agent desk, the SLA escalator, the delivery context of the queue and the spool worker.
+The queue's tasks get their context through the one `huey.bind` call here. `serve` runs
+the intake edges and the workers until told to stop; `run_queue_worker` is
+`helpdesk worker`.
 """
 from __future__ import annotations
 
@@ -13,24 +18,33 @@ import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
-from daemon import systemd, tasks
+from daemon import systemd, tasks, tokens
+from daemon.agent_notices import Notices, ReplyTokens
+from daemon.agents import AgentDesk, agent_settings, build_authenticator
+from daemon.clock import utcnow
 from daemon.config import Config
+from daemon.errors import HelpdeskError, SpoolError
+from daemon.escalation import Escalator, sweeper as sla_sweeper
 from daemon.health import Health
 from daemon.intake.imap import ImapPoller
 from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.outbound import Outbound, desk_of, fuses_of
 from daemon.pipeline.classify import Defaults
 from daemon.pipeline.parse import ParseLimits
-from daemon.errors import SpoolError
+from daemon.render import LiveTemplates, watch_templates
 from daemon.rules.live import LiveRules, watch
 from daemon.rules.tester import template_names
 from daemon.spool import Spool
 from daemon.worker import Worker, WorkerSettings
-from store.blobs import Blobs
 from store import imap_state  # noqa: F401  (registers the IMAP state tables before create_schema)
+from store.blobs import Blobs
 from store.db import create_schema, make_engine
 from store.repo import Store
+from store.sla_store import SlaStore
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +58,21 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         defaults=defaults_of(cfg),
         limits=ParseLimits(max_parts=cfg.limits.max_parts, max_depth=cfg.limits.max_depth,
                            max_headers=cfg.limits.max_headers, max_bytes=cfg.smtp.max_message_bytes * 2),
-        max_attempts=cfg.worker.max_attempts, retry_seconds=cfg.worker.retry_seconds)
+        max_attempts=cfg.worker.max_attempts, retry_seconds=cfg.worker.retry_seconds,
+        auth_retry_seconds=cfg.agents.dns_retry_seconds)
+
+
+@dataclass
+class Mail:
+    """The mail side of a process: keys, templates, the planner, the agent desk, the SLA
+    escalator and the queue's delivery context."""
+
+    ring: tokens.Keyring
+    templates: LiveTemplates
+    outbound: Outbound
+    agents: AgentDesk
+    escalator: Escalator
+    delivery: tasks.Delivery
 
 
 @dataclass
@@ -56,6 +84,8 @@ class App:
     spool: Spool
     worker: Worker
     rules: LiveRules | None = None
+    mail: Mail | None = None
+    clock: Callable[[], datetime] = utcnow
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     reload_requested: threading.Event = field(default_factory=threading.Event)
@@ -70,6 +100,12 @@ class App:
                 reload_one()
             except Exception:                       # a reload never takes the daemon down
                 log.exception("reload failed; the last good version stays live")
+
+    def close(self) -> None:
+        """Unbind the queue's context and release the database."""
+        if self.mail is not None and tasks.huey.context is self.mail.delivery:
+            tasks.huey.bind(None)
+        self.store.engine.dispose()
 
 
 def open_store(cfg: Config) -> Store:
@@ -89,21 +125,107 @@ def load_live_rules(cfg: Config) -> LiveRules:
                      defaults=defaults_of(cfg))
 
 
-def build_app(cfg: Config, *, outbound: bool = True) -> App:
-    """Everything a command needs. `outbound=False` plans no mail (archive imports)."""
+def open_spool(cfg: Config) -> Spool:
     try:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        spool = Spool(Path(cfg.state_dir) / "spool").ensure()
+        return Spool(Path(cfg.state_dir) / "spool").ensure()
     except OSError as exc:
         raise SpoolError(f"cannot use state directory {cfg.state_dir}: {exc.strerror or exc}") from exc
+
+
+def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], datetime]) -> Mail:
+    """Keys, templates (a RulesError refuses start), the queue backend and everything that
+    plans or sends mail; binds the queue's tasks to it."""
+    tokens.check_address(cfg.helpdesk.address)
+    ring = tokens.load_keyring(cfg.state_dir, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
+    templates = LiveTemplates(cfg.paths.templates)
+    tasks.configure_queue(cfg)
+    delivery = tasks.build_delivery(cfg, store.outbox, clock)
+    desk, fuses = desk_of(cfg), fuses_of(cfg)
+    send = tasks.send_outbox
+    escalator = Escalator(desk, fuses, SlaStore(store.engine), rules, templates, ring, clock=clock,
+                          enqueue_mail=lambda i: send(i))
+    replies = ReplyTokens(ring, cfg.agents.token_days, clock)
+    outbound = Outbound(store, desk, fuses, templates, ring, rules=lambda: rules.current, sla=escalator,
+                        bounce_days=cfg.outbound.bounce_suppress_days, enqueue=lambda i: send(i), clock=clock,
+                        reply_token=replies)
+    auth = build_authenticator(cfg)
+    notices = Notices(desk, fuses, templates, ring, os.urandom, replies, auth, cfg.agents.max_warnings_per_hour)
+    agents = AgentDesk(agent_settings(cfg), desk, notices, outbound, auth, rules=lambda: rules.current, clock=clock)
+    tasks.huey.bind(delivery, escalator)
+    return Mail(ring, templates, outbound, agents, escalator, delivery)
+
+
+def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetime] = utcnow) -> App:
+    """Everything a command needs. `outbound=False` plans no mail (archive imports)."""
+    spool = open_spool(cfg)
     rules = load_live_rules(cfg)
     store = open_store(cfg)
-    worker = Worker(spool, store, worker_settings(cfg), rules=lambda: rules.current)
-    app = App(cfg, store, spool, worker, rules=rules)
+    mail = build_mail(cfg, store, rules, clock) if outbound else None
+    worker = Worker(spool, store, worker_settings(cfg), clock=clock, rules=lambda: rules.current,
+                    mail=mail.outbound if mail else None, agents=mail.agents if mail else None)
+    app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock)
     app.reloaders.append(rules.reload)
-    if outbound:
-        tasks.attach_outbound(app)             # templates, keys and the relay; mail planned in the worker
+    if mail is not None:
+        app.reloaders.append(lambda: templates_reloaded(app, mail.templates.reload()))
     return app
+
+
+def templates_reloaded(app: App, problems: list[str]) -> None:
+    """After a good template reload the rules may name the new templates (`ack: ...`)."""
+    if not problems and app.rules is not None:
+        app.rules.reload(known_templates=template_names(app.config.paths.templates))
+
+
+def mail_threads(app: App, stop: threading.Event) -> list[threading.Thread]:
+    """The outbox and SLA sweeps, the template watcher and the queue's consumer threads."""
+    cfg, mail = app.config, app.mail
+    every = cfg.queue.sweep_seconds
+    return [threading.Thread(target=tasks.sweeper, args=(mail.delivery, stop, every), name="outbox-sweep",
+                             daemon=True),
+            threading.Thread(target=sla_sweeper, args=(mail.escalator, stop, every), name="sla-sweep", daemon=True),
+            threading.Thread(target=watch_templates, args=(mail.templates, stop), name="templates-watch",
+                             kwargs={"on_reload": lambda problems: templates_reloaded(app, problems)}, daemon=True),
+            *tasks.consumer_threads(stop, cfg.queue.workers)]
+
+
+def start_consumer(app: App) -> Callable[[], None]:
+    """Inside `helpdesk serve`: start the mail threads; returns the function that stops and joins them."""
+    stop = threading.Event()
+    threads = mail_threads(app, stop)
+    tasks.quiet_huey()
+    for t in threads:
+        t.start()
+    log.info("queue: %s backend, %d sender thread(s)", app.config.queue.backend,
+             0 if tasks.huey.immediate else app.config.queue.workers)
+
+    def stopper(timeout: float = 30.0) -> None:
+        stop.set()
+        for t in threads:
+            t.join(timeout)
+    return stopper
+
+
+def run_queue_worker(app: App) -> int:
+    """`helpdesk worker`: consume the queue (sqlite or redis) until SIGTERM/SIGINT, with the
+    outbox and SLA sweeps and the rules/templates watchers."""
+    cfg = app.config
+    if cfg.queue.backend == "immediate":
+        raise HelpdeskError("helpdesk worker needs queue.backend = \"sqlite\" or \"redis\"")
+    stop = threading.Event()
+    threads = [t for t in mail_threads(app, stop) if not t.name.startswith(("sender-", "queue-"))]
+    threads.append(threading.Thread(target=watch, args=(app.rules, stop), name="rules-watch", daemon=True))
+    for t in threads:
+        t.start()
+    tasks.quiet_huey()
+    log.info("ready: queue worker, %s backend, %d sender thread(s)", cfg.queue.backend, cfg.queue.workers)
+    systemd.notify(f"READY=1\nSTATUS=ready: queue worker, {cfg.queue.backend} backend")
+    try:
+        tasks.run_consumer(cfg.queue.workers)
+    finally:
+        stop.set()
+        app.close()
+    return 0
 
 
 def serve(app: App, *, ready: "callable | None" = None) -> int:
@@ -130,7 +252,7 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
                                         kwargs={"interval": 2.0}, daemon=True))
     for t in threads:
         t.start()
-    stop_consumer = tasks.start_consumer(app) if app.worker.mail is not None else (lambda: None)
+    stop_consumer = start_consumer(app) if app.mail is not None else (lambda: None)
 
     def _stop(signum, _frame):
         log.info("received %s, shutting down", signal.Signals(signum).name)

@@ -268,8 +268,8 @@ def cmd_sla(cfg: Config, args) -> int:
 
 
 def cmd_worker(cfg: Config, args) -> int:
-    from daemon import tasks
-    return tasks.run_worker(cfg)
+    from daemon.app import build_app, run_queue_worker
+    return run_queue_worker(build_app(cfg))
 
 
 def cmd_rules(cfg: Config, args) -> int:

@@ -1,7 +1,7 @@
 """SLA timers and escalations: the edge between the pure SLA stage, the store and the queue.
 
-  track      inside every ticket transaction the mail planner runs (a new message, a
-             status change): chooses the policy at creation (select_policy: the routing's
+  track      inside every ticket transaction the mail planner (daemon.outbound) runs (a new
+             message, a status change): chooses the policy at creation (select_policy: the routing's
              service policy wins), re-selects it when the queue changed, re-plans the
              clocks and stores the ticket's next due time (store.sla_store.ticketsla).
              Returns the `sla` template variable (the acknowledgement states the targets).
@@ -31,12 +31,13 @@ import os
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from huey import crontab
 from sqlalchemy.exc import DBAPIError
 
+from daemon.clock import utcnow
 from daemon.errors import HelpdeskError
 from daemon.pipeline.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
                                       with_changes)
@@ -52,16 +53,12 @@ MAX_ROUNDS = 10                       # levels fired in one transaction (a raise
 BATCH = 500
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 # ---------------------------------------------------------------------- tasks
 @huey.task()
 def escalate(ticket_id: int) -> None:
     """Fire whatever SLA escalation level is due on one ticket (nothing when none is)."""
     if huey.sla is None:
-        raise HelpdeskError("the task queue has no SLA context (attach_escalation not called)")
+        raise HelpdeskError("the task queue has no SLA context (the composition root did not bind it)")
     huey.sla.fire(ticket_id)
 
 
@@ -89,15 +86,12 @@ def domain_of(email: str | None) -> str | None:
 class Escalator:
     """The SLA side of a helpdeskd process (see module docstring)."""
 
-    def __init__(self, cfg, store: SlaStore, live, templates, ring, *, clock: Callable[[], datetime] = utcnow,
-                 enqueue_mail: Callable[[int], Any] = lambda i: None, random: Callable[[int], bytes] = os.urandom,
-                 immediate: Callable[[], bool] = lambda: huey.immediate):
-        hd, loops = cfg.helpdesk, cfg.loops
+    def __init__(self, desk: Desk, fuses: Fuses, store: SlaStore, live, templates, ring, *,
+                 clock: Callable[[], datetime] = utcnow, enqueue_mail: Callable[[int], Any] = lambda i: None,
+                 random: Callable[[int], bytes] = os.urandom, immediate: Callable[[], bool] = lambda: huey.immediate):
+        self.desk, self.fuses = desk, fuses
         self.store, self.live, self.templates, self.ring = store, live, templates, ring
         self.clock, self.enqueue_mail, self.random, self.immediate = clock, enqueue_mail, random, immediate
-        self.desk = Desk(hd.name, hd.address.lower(), hd.ticket_prefix, frozenset({hd.address.lower()}))
-        self.fuses = Fuses(loops.max_per_recipient_hour, loops.max_per_recipient_day,
-                           loops.max_new_tickets_per_sender_hour, loops.max_agent_mails_per_hour)
         self._pending: dict[int, datetime | None] = {}
         self._lock = threading.Lock()
         self._planned_version: str | None = None
@@ -110,13 +104,12 @@ class Escalator:
         return tx.fired_keys(ticket_id)
 
     # ------------------------------------------------------------------ inside a ticket transaction
-    def track(self, s, ticket: TicketRow, now: datetime, routing=None) -> dict[str, str] | None:
-        """Re-plan `ticket` in the caller's transaction (session `s`); the `sla` template
-        variable. `routing` (a new message's) chooses the policy when there is none yet."""
+    def track(self, tx: SlaTx, ticket: TicketRow, now: datetime, routing=None) -> dict[str, str] | None:
+        """Re-plan `ticket` in the caller's write transaction (its SLA rows `tx`); the `sla`
+        template variable. `routing` (a new message's) chooses the policy when there is none yet."""
         _, settings = self.settings()
         if settings is None:
             return None
-        tx = SlaTx(s)
         history, policy, plans, moved = self._replan(tx, ticket, settings, now, routing=routing)
         with self._lock:
             self._pending[ticket.id] = plans[0].due_at if plans and moved else None
@@ -288,46 +281,8 @@ class Escalator:
         return set(ids)
 
 
-# ---------------------------------------------------------------------- wiring
-def build_escalator(cfg, engine, live, templates, ring, *, clock: Callable[[], datetime] = utcnow,
-                    enqueue_mail: Callable[[int], Any] | None = None) -> Escalator:
-    from daemon.tasks import send_outbox
-    return Escalator(cfg, SlaStore(engine), live, templates, ring, clock=clock,
-                     enqueue_mail=enqueue_mail or (lambda i: send_outbox(i)))
-
-
-def attach_escalation(app, outbound, clock: Callable[[], datetime] = utcnow) -> Escalator | None:
-    """Give a built App's mail side its SLA timers (called from daemon.tasks.attach_outbound)."""
-    if app.rules is None:
-        return None
-    esc = build_escalator(app.config, app.store.engine, app.rules, outbound.templates, outbound.ring, clock=clock,
-                          enqueue_mail=outbound.enqueue)
-    outbound.sla = huey.sla = esc
-    return esc
-
-
 def sweeper(esc: Escalator, stop: threading.Event, every: float) -> None:
     """The SLA sweep loop (a thread in `helpdesk serve`); the first pass at once."""
     esc.sweep()
     while not stop.wait(every):
         esc.sweep()
-
-
-def attach_worker(cfg, store, stop: threading.Event) -> threading.Thread:
-    """`helpdesk worker`: what its consumer needs to run `escalate` tasks (rules and SLA
-    settings, templates, keys), their reload watchers and the SLA sweep."""
-    from daemon import tokens
-    from daemon.app import load_live_rules
-    from daemon.render import LiveTemplates, watch_templates
-    from daemon.rules.live import watch
-    live = load_live_rules(cfg)
-    templates = LiveTemplates(cfg.paths.templates)
-    ring = tokens.load_keyring(cfg.state_dir, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
-    huey.sla = build_escalator(cfg, store.engine, live, templates, ring)
-    for target, args in ((watch, (live, stop)), (watch_templates, (templates, stop))):
-        threading.Thread(target=target, args=args, daemon=True, name=f"{target.__name__}").start()
-    thread = threading.Thread(target=sweeper, args=(huey.sla, stop, cfg.queue.sweep_seconds), name="sla-sweep",
-                              daemon=True)
-    thread.start()
-    return thread
-

@@ -1,27 +1,26 @@
-"""The task queue (huey) that sends every mail, and the mail side of a helpdeskd process.
+"""The task queue (huey) that sends every mail, and the delivery context its tasks run with.
 
 huey only nudges; the outbox is the truth (huey is at-most-once: a task killed mid-run is
-lost). Flow: the spool worker stores a message and its outbox rows in one transaction
-(`Outbound.plan_message`), then enqueues `send_outbox(id)` per row. The task claims the
-row with a lease, sends it through the relay, records per-recipient results and, after
-a temporary failure, schedules itself again (the backoff of daemon.mailer). `sweep`
-re-enqueues rows that are due but were never (or too long ago) enqueued and rows whose
-lease expired (a killed sender); it runs every `[queue] sweep_seconds` and at start.
+lost). Flow: the spool worker stores a message and its outbox rows in one transaction,
+then enqueues `send_outbox(id)` per row. The task claims the row with a lease, sends it
+through the relay, records per-recipient results and, after a temporary failure,
+schedules itself again (the backoff of daemon.mailer). `sweep` re-enqueues rows that are
+due but were never (or too long ago) enqueued and rows whose lease expired (a killed
+sender); it runs every `[queue] sweep_seconds` and at start.
 
 `huey` is the one sanctioned module-level object. `configure_queue(cfg)` picks its
 storage: SqliteHuey in the state directory (consumer threads inside `helpdesk serve`),
-Redis (`helpdesk worker` processes; serve consumes too), or immediate (unit tests).
-Entry points for the composition root: `attach_outbound(app)`, `start_consumer(app)`,
-`run_worker(cfg)`.
+Redis (`helpdesk worker` processes; serve consumes too), or immediate (unit tests). The
+composition root (daemon.app) hands the tasks their context with one explicit
+`huey.bind(delivery, escalator)`; nothing else sets it.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable
 
 from huey import Huey, crontab
@@ -29,25 +28,16 @@ from huey.consumer import Scheduler, Worker as HueyWorker
 from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
 from sqlalchemy.exc import OperationalError
 
-from daemon import systemd, tokens
+from daemon.clock import utcnow
 from daemon.errors import HelpdeskError
 from daemon.mailer import RateLimit, Relay, RetryPolicy, relay_settings, settle
-from daemon.model import (BounceMark, Envelope, MachineVerdict, MailEffects, ParsedMessage, Routing,
-                          ThreadDecision)
-from daemon.pipeline.notify import (NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails,
-                                    plan_notifications)
-from daemon.render import LiveTemplates, watch_templates
-from store.outbox import OutboundRef, OutboxStore, RcptOutcome
+from store.outbox import OutboxStore, RcptOutcome
 
 log = logging.getLogger(__name__)
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class HelpdeskHuey(Huey):
-    """huey whose storage is chosen at run time, plus the delivery context tasks use."""
+    """huey whose storage is chosen at run time, plus the context its tasks run with."""
 
     context: "Delivery | None" = None
     sla: Any = None                     # daemon.escalation.Escalator: what `escalate` tasks need
@@ -56,9 +46,13 @@ class HelpdeskHuey(Huey):
         self.storage_class, self.storage_kwargs, self._immediate = storage_class, kwargs, immediate
         self.storage = self.create_storage()
 
+    def bind(self, delivery: "Delivery | None", escalator: Any = None) -> None:
+        """The one place the tasks' context is set (by the composition root; None unbinds)."""
+        self.context, self.sla = delivery, escalator
+
     def delivery(self) -> "Delivery":
         if self.context is None:
-            raise HelpdeskError("the task queue has no delivery context (attach_outbound/run_worker not called)")
+            raise HelpdeskError("the task queue has no delivery context (the composition root did not bind it)")
         return self.context
 
 
@@ -174,7 +168,7 @@ class Delivery:
         return len(ids)
 
 
-def build_delivery(cfg, outbox: OutboxStore, clock: Callable[[], datetime] = utcnow) -> Delivery:
+def build_delivery(cfg, outbox: OutboxStore, clock: Callable[[], datetime] = utcnow) -> "Delivery":
     o = cfg.outbound
     outbox.bounce_days = o.bounce_suppress_days
     return Delivery(outbox, Relay(relay_settings(cfg)),
@@ -183,207 +177,23 @@ def build_delivery(cfg, outbox: OutboxStore, clock: Callable[[], datetime] = utc
                     limit=RateLimit(o.max_per_minute) if o.max_per_minute > 0 else None)
 
 
-# ---------------------------------------------------------------------- planning glue
-class Outbound:
-    """The mail side of the spool worker: recognises our own mail and bounces of it, plans
-    the mail each stored message causes (pure stages, run inside the store transaction),
-    and hands new outbox rows to the queue after the commit."""
-
-    def __init__(self, cfg, store, templates: LiveTemplates, ring: tokens.Keyring,
-                 rules: Callable[[], Any] = lambda: None, clock: Callable[[], datetime] = utcnow,
-                 random: Callable[[int], bytes] = os.urandom, enqueue: Callable[[int], Any] | None = None):
-        hd, loops = cfg.helpdesk, cfg.loops
-        self.store, self.templates, self.ring, self.rules, self.clock, self.random = \
-            store, templates, ring, rules, clock, random
-        self.desk = Desk(hd.name, hd.address.lower(), hd.ticket_prefix, frozenset({hd.address.lower()}))
-        self.fuses = Fuses(loops.max_per_recipient_hour, loops.max_per_recipient_day,
-                           loops.max_new_tickets_per_sender_hour, loops.max_agent_mails_per_hour)
-        self.bounce_days = cfg.outbound.bounce_suppress_days
-        self.enqueue = enqueue or (lambda i: send_outbox(i))
-        self.loop_marker = tokens.loop_marker(self.desk.address)
-        self.reply_token: Callable[[int, str], str | None] | None = None   # agents' reply addresses (daemon.agents)
-        self.sla = None                     # daemon.escalation.Escalator: SLA clocks re-planned in each transaction
-
-    # -- before threading
-    def inspect(self, msg: ParsedMessage, envelope: Envelope) -> ParsedMessage:
-        """Our own mail becomes machine kind `loop`; mail to our bounce addresses a bounce."""
-        marker = next((v for k, v in msg.headers if k.lower() == "x-loop" and v.strip().lower() == self.loop_marker),
-                      None)
-        tag = tokens.read_message_id(self.ring, msg.message_id)
-        if marker or tag:
-            why = f"X-Loop: {marker}" if marker else f"Message-ID <{msg.message_id}> is ours (MAC verified)"
-            return replace(msg, machine=MachineVerdict("loop", (why,) + msg.machine.reasons, msg.machine.dsn,
-                                                       suppress_auto_reply=True))
-        if msg.machine.kind != "bounce" and self._verp(msg, envelope):
-            return replace(msg, machine=MachineVerdict("bounce", ("sent to our bounce address",), msg.machine.dsn,
-                                                       suppress_auto_reply=True))
-        return msg
-
-    def own_ticket(self, msg: ParsedMessage) -> int | None:
-        """The ticket named by our own (MAC-verified) Message-ID on a mail that came back."""
-        tag = tokens.read_message_id(self.ring, msg.message_id) if msg.machine.kind == "loop" else None
-        return tag.ticket_id if tag else None
-
-    def _verp(self, msg: ParsedMessage, envelope: Envelope) -> bytes | None:
-        candidates = (*envelope.rcpt_to, *(a.email for a in msg.to))
-        return next((n for n in (tokens.bounce_nonce(self.ring, r, self.desk.address) for r in candidates) if n),
-                    None)
-
-    def bounce_ref(self, msg: ParsedMessage, envelope: Envelope) -> OutboundRef | None:
-        """The outbox row a bounce is about: by its VERP token, else by a verified original
-        Message-ID in the delivery report."""
-        nonce = self._verp(msg, envelope)
-        if nonce is not None:
-            ref = self.store.outbox.find(nonce=nonce.hex())
-            if ref is not None:
-                return ref
-        original = msg.machine.dsn.original_message_id if msg.machine.dsn else None
-        if original and tokens.read_message_id(self.ring, original):
-            return self.store.outbox.find(message_id=original)
-        return None
-
-    # -- inside the transaction
-    def plan_message(self, msg: ParsedMessage, decision: ThreadDecision, routing: Routing, now: datetime,
-                     ref: OutboundRef | None = None):
-        """The store's `plan` callback for one incoming message."""
-        templates, rules = self.templates.current, self.rules()
-        if ref is not None:
-            dsn = msg.machine.dsn
-            until = now + timedelta(days=self.bounce_days)
-            mark = BounceMark(ref.id, dsn.recipients if dsn else (), dsn.action if dsn else "failed",
-                              dsn.status if dsn else "", dsn.diagnostic if dsn else "", until)
-            return lambda outcome, ticket, ledger: MailEffects(bounces=(mark,))
-        trigger = Trigger(
-            event="ignored" if routing.action != "ticket" else decision.action if decision.action == "bounce" else "",
-            sender=msg.from_addr, human=msg.machine.is_human, ours=msg.machine.kind == "loop",
-            no_auto_reply=msg.machine.no_auto_reply or routing.suppress_ack, ack_template=routing.ack_template,
-            message_id=None if msg.message_id_synthetic else msg.message_id, subject=msg.subject, text=msg.text,
-            received=now, language=language_of(msg))
-
-        def plan(outcome: str, ticket, ledger) -> MailEffects:
-            if ticket is None or trigger.event in ("ignored", "bounce"):
-                return MailEffects()
-            sla = self.sla.track(ledger.s, ticket, now, routing) if self.sla is not None else None
-            return self._effects(replace(trigger, event=outcome, sla=sla), ticket, ledger, templates, rules, now)
-        return plan
-
-    def plan_status(self, now: datetime):
-        """The `plan` callback for a status change (outcome `resolved` sends the notice)."""
-        templates, rules = self.templates.current, self.rules()
-
-        def plan(outcome: str, ticket, ledger) -> MailEffects:
-            if ticket is None:
-                return MailEffects()
-            sla = self.sla.track(ledger.s, ticket, now) if self.sla is not None else None
-            return self._effects(Trigger(event=outcome, human=False, sla=sla), ticket, ledger, templates, rules, now)
-        return plan
-
-    def _effects(self, trigger: Trigger, ticket, ledger, templates, rules, now: datetime) -> MailEffects:
-        queue = rules.queues.get(ticket.queue) if rules is not None else None
-        agents = queue.agents if queue is not None else ()
-        recipients = [ticket.requester, *(a.email for a in agents), *([ticket.assignee] if ticket.assignee else [])]
-        history = ledger.history(ticket.id, recipients, ticket.requester if trigger.event in NEW_EVENTS else "", now)
-        plan = plan_notifications(ticket, trigger, agents, history, self.desk, self.fuses, now)
-        built = build_mails(plan, ticket, trigger, history, self.desk, templates, self.ring,
-                            QueueInfo(ticket.queue, queue.description if queue else ""), now, self.random,
-                            reply_token=self.reply_token)
-        for problem in built.problems:
-            log.error("ticket=%s mail not built: %s", ticket.id, problem)
-        lang = trigger.language if trigger.event in NEW_EVENTS and trigger.language in templates.languages else None
-        return MailEffects(mails=built.mails, alerts=plan.alerts,
-                           suppressed=plan.suppressed + tuple(f"not built: {p}" for p in built.problems), language=lang)
-
-    # -- after the commit
-    def after_save(self, result) -> None:
-        """Enqueue the new outbox rows; log the alerts raised."""
-        for alert in getattr(result, "alerts", ()):
-            log.warning("ALERT ticket=%s %s (fuse %s)", result.ticket_id, alert.text, alert.key)
-        for i in getattr(result, "outbox_ids", ()):             # rows are stored as enqueued now
-            try:
-                self.enqueue(i)
-            except Exception as exc:              # the sweep picks it up after the grace period
-                log.warning("outbox=%s ticket=%s not enqueued (%s); the sweep will", i, result.ticket_id, exc)
-        if self.sla is not None:                  # schedule the ticket's next SLA check
-            self.sla.after_commit(getattr(result, "ticket_id", None))
-
-    def resolve(self, ticket_id: int, why: str = ""):
-        """Mark a ticket resolved and send the requester the resolve notice."""
-        now = self.clock()
-        result = self.store.change_status(ticket_id, "resolved", now, why=why, plan=self.plan_status(now))
-        self.after_save(result)
-        return result
+def consumer_threads(stop: threading.Event, workers: int) -> list[threading.Thread]:
+    """Inside `helpdesk serve`: the sender threads and the scheduler (retries, etas) of the
+    bound queue; not started. None for the immediate backend."""
+    if huey.immediate:
+        return []
+    threads = [threading.Thread(target=_run_process, name=f"sender-{i + 1}", daemon=True,
+                                args=(HueyWorker(huey, stop, default_delay=0.01, max_delay=0.1, backoff=1.5), stop))
+               for i in range(workers)]
+    threads.append(threading.Thread(target=_run_process, args=(Scheduler(huey, stop, 1, False), stop),
+                                    name="queue-scheduler", daemon=True))
+    return threads
 
 
-def language_of(msg: ParsedMessage) -> str | None:
-    """The sender's language: the parser's guess, else the first Content-Language tag."""
-    value = msg.language or msg.header("Content-Language") or ""
-    primary = value.split(",")[0].strip().split("-")[0].lower()
-    return primary if primary.isalpha() and 2 <= len(primary) <= 3 else None
-
-
-# ---------------------------------------------------------------------- wiring
-def attach_outbound(app, *, clock: Callable[[], datetime] = utcnow) -> Outbound:
-    """Give a built App its mail side: keys, templates (a RulesError refuses start), the
-    queue backend, the delivery context, and the spool worker's planner."""
-    existing = getattr(app.worker, "mail", None)
-    if isinstance(existing, Outbound):
-        return existing
-    cfg = app.config
-    tokens.check_address(cfg.helpdesk.address)
-    ring = tokens.load_keyring(cfg.state_dir, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
-    templates = LiveTemplates(cfg.paths.templates)
-    configure_queue(cfg)
-    huey.context = build_delivery(cfg, app.store.outbox, clock)
-    rules = app.rules
-    outbound = Outbound(cfg, app.store, templates, ring, rules=lambda: rules.current if rules else None, clock=clock)
-    app.worker.mail = outbound
-    from daemon.agents import attach_agents          # the agent path: tokens, DKIM, commands
-    attach_agents(app, outbound, clock)
-    from daemon.escalation import attach_escalation  # SLA clocks and escalations
-    attach_escalation(app, outbound, clock)
-    app.reloaders.append(lambda: _templates_reloaded(app, templates.reload()))
-    return outbound
-
-
-def _templates_reloaded(app, problems: list[str]) -> None:
-    """After a good template reload the rules may name the new templates (`ack: ...`)."""
-    if not problems and app.rules is not None:
-        from daemon.rules.tester import template_names
-        app.rules.reload(known_templates=template_names(app.config.paths.templates))
-
-
-def start_consumer(app) -> Callable[[], None]:
-    """Inside `helpdesk serve`: sender threads, the scheduler (retries), the sweep and the
-    template watcher. Returns the function that stops and joins them."""
-    outbound = attach_outbound(app)
-    cfg, stop = app.config, threading.Event()
-    threads = [threading.Thread(target=_sweeper, args=(huey.delivery(), stop, cfg.queue.sweep_seconds),
-                                name="outbox-sweep", daemon=True),
-               threading.Thread(target=watch_templates, args=(outbound.templates, stop), name="templates-watch",
-                                kwargs={"on_reload": lambda problems: _templates_reloaded(app, problems)},
-                                daemon=True)]
-    if outbound.sla is not None:
-        from daemon.escalation import sweeper
-        threads.append(threading.Thread(target=sweeper, args=(outbound.sla, stop, cfg.queue.sweep_seconds),
-                                        name="sla-sweep", daemon=True))
-    if not huey.immediate:
-        for i in range(cfg.queue.workers):
-            worker = HueyWorker(huey, stop, default_delay=0.01, max_delay=0.1, backoff=1.5)
-            threads.append(threading.Thread(target=_run_process, args=(worker, stop), name=f"sender-{i + 1}",
-                                            daemon=True))
-        threads.append(threading.Thread(target=_run_process, args=(Scheduler(huey, stop, 1, False), stop),
-                                        name="queue-scheduler", daemon=True))
+def quiet_huey() -> None:
+    """One log line per task is ours: huey's own INFO lines go (unless debugging)."""
     if logging.getLogger("huey").level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("huey").setLevel(logging.WARNING)          # one line per task is ours
-    for t in threads:
-        t.start()
-    log.info("queue: %s backend, %d sender thread(s)", cfg.queue.backend, 0 if huey.immediate else cfg.queue.workers)
-
-    def stopper(timeout: float = 30.0) -> None:
-        stop.set()
-        for t in threads:
-            t.join(timeout)
-    return stopper
+        logging.getLogger("huey").setLevel(logging.WARNING)
 
 
 def _run_process(process, stop: threading.Event) -> None:
@@ -396,35 +206,15 @@ def _run_process(process, stop: threading.Event) -> None:
             stop.wait(1.0)
 
 
-def _sweeper(delivery: Delivery, stop: threading.Event, every: float) -> None:
+def sweeper(delivery: Delivery, stop: threading.Event, every: float) -> None:
+    """The outbox sweep loop (a thread): the first pass at once."""
     delivery.sweep()
     while not stop.wait(every):
         delivery.sweep()
 
 
-def run_worker(cfg) -> int:
-    """`helpdesk worker`: consume the queue (sqlite or redis) until SIGTERM/SIGINT."""
-    from daemon.app import open_store
-    if cfg.queue.backend == "immediate":
-        raise HelpdeskError("helpdesk worker needs queue.backend = \"sqlite\" or \"redis\"")
-    store = open_store(cfg)
-    configure_queue(cfg)
-    huey.context = build_delivery(cfg, store.outbox)
-    stop = threading.Event()
-    sweeper = threading.Thread(target=_sweeper, args=(huey.context, stop, cfg.queue.sweep_seconds),
-                               name="outbox-sweep", daemon=True)
-    sweeper.start()
-    from daemon.escalation import attach_worker      # `escalate` tasks and the SLA sweep
-    attach_worker(cfg, store, stop)
-    if logging.getLogger("huey").level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("huey").setLevel(logging.WARNING)
-    consumer = huey.create_consumer(workers=cfg.queue.workers, worker_type="thread", initial_delay=0.01,
+def run_consumer(workers: int) -> None:
+    """`helpdesk worker`: consume the bound queue until SIGTERM/SIGINT."""
+    consumer = huey.create_consumer(workers=workers, worker_type="thread", initial_delay=0.01,
                                     max_delay=0.1, backoff=1.5, graceful_signal="TERM", shutdown_timeout=60)
-    log.info("ready: queue worker, %s backend, %d sender thread(s)", cfg.queue.backend, cfg.queue.workers)
-    systemd.notify(f"READY=1\nSTATUS=ready: queue worker, {cfg.queue.backend} backend")
-    try:
-        consumer.run()
-    finally:
-        stop.set()
-        store.engine.dispose()
-    return 0
+    consumer.run()

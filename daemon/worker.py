@@ -1,17 +1,22 @@
 """The spool worker: claims durable messages and runs them through the pipeline.
 
-parse -> (bounce mapping | thread) -> [agent path] -> classify -> store, one message at a time. With a
-mail planner (`mail`, see daemon.tasks.Outbound) our own mail coming back is recognised
-first (stored without triggers), bounces are matched to the outbox row they are about, and
-the mail each message causes is planned into the outbox inside the store transaction and
-enqueued after the commit. A parse
-failure quarantines at once (it will not get better); a database outage puts the message
-back without counting it and backs off; any other failure is retried with a growing delay
-and quarantined with its stage and reason after `max_attempts`. The worker never dies of
-a message. Mail that involves an agent (reply token, comment address, an agent's From)
-is handled by `agents` (daemon.agents) after threading; a DNS temperror there
-(AuthDeferred) puts the message back without counting it.
-This is the only place besides the intake edges that catches broadly.
+One path for a batch of one or many (group commit): entries are claimed and read, then
+parsed and given their agent-path prelude (daemon.agents: reply token, sender
+authentication) outside the write transaction, where nothing holds a lock; then, in one
+`store.writing.WriteTx`, each message is threaded, routed (the agent path, or classified as
+a customer's), saved, and its planned effects (mail into the outbox, SLA timers) applied.
+One commit makes the lot durable; only then are spool entries removed and mail enqueued.
+
+A parse failure quarantines at once (it will not get better); a database outage (or a
+full attachment volume) puts the entries back without counting them and backs off; an
+agent mail whose sender cannot be authenticated yet (DNS temperror) waits in the spool; any
+other failure while writing rolls the transaction back and the batch's entries are done
+one by one, so a failing message takes only itself to retry and, after `max_attempts`,
+to quarantine with its stage and reason. An entry tried before (it may have killed a
+batch) is handled alone. The worker never dies of a message. With a mail planner (`mail`,
+daemon.outbound) our own mail coming back is recognised before threading and bounces are
+matched to the outbox row they are about. This is the only place besides the intake edges
+that catches broadly.
 """
 from __future__ import annotations
 
@@ -20,11 +25,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Mapping
 
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from daemon.agents import AgentDesk, Prelude
+from daemon.clock import utcnow
 from daemon.errors import AuthDeferred, ParseError, StoreUnavailable
 from daemon.model import Envelope, ParsedMessage, ThreadDecision
+from daemon.outbound import Outbound
 from daemon.pipeline import classify as classify_mod
 from daemon.pipeline.parse import DEFAULT_LIMITS, ParseLimits, parse
 from daemon.pipeline.strip import strip_reply
@@ -33,12 +43,9 @@ from daemon.rules.loader import RuleSet
 from daemon.spool import Claim, Spool
 from store.records import SaveResult
 from store.repo import Store
+from store.writing import Saved, WriteTx
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -66,80 +73,108 @@ class Outcome:
     reason: str = ""
 
 
+@dataclass
+class Entry:
+    """One message on its way through the pipeline: from the spool (`claim`, or None for a
+    message handed to `process`), parsed (`msg`) or refused (`error`), with its prelude."""
+
+    claim: Claim | None
+    raw: bytes
+    envelope: Envelope
+    msg: ParsedMessage | None = None
+    pre: Prelude | None = None
+    error: Exception | None = None
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class Done:
+    """What the transaction did for one entry: the save result and the outbox rows and
+    fuse alerts to hand on after the commit; or `deferred` (wait in the spool)."""
+
+    result: SaveResult | None
+    outbox_ids: tuple[int, ...] = ()
+    alerts: tuple = ()
+    deferred: str = ""
+
+
+class _Failed(Exception):
+    """A message failed inside the transaction at `stage` (carries the cause)."""
+
+    def __init__(self, stage: str, cause: Exception):
+        super().__init__(f"{stage}: {cause}")
+        self.stage, self.cause = stage, cause
+
+
 class Worker:
     """Drains a spool into the store (see module docstring)."""
 
-    def __init__(self, spool: Spool, store: Store, settings: WorkerSettings,
-                 clock: Callable[[], datetime] = utcnow,
-                 rules: Callable[[], "RuleSet | None"] = lambda: None, mail=None):
+    def __init__(self, spool: Spool, store: Store, settings: WorkerSettings, *,
+                 clock: Callable[[], datetime] = utcnow, rules: Callable[[], "RuleSet | None"] = lambda: None,
+                 mail: Outbound | None = None, agents: AgentDesk | None = None):
         self.spool, self.store, self.settings, self.clock = spool, store, settings, clock
         self.rules = rules                   # read once per message: one rule-set version
-        self.mail = mail                     # daemon.tasks.Outbound, or None: no mail is planned
-        self.agents = None                   # daemon.agents.AgentDesk, or None: no agent path
+        self.mail, self.agents = mail, agents
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
 
-    # ------------------------------------------------------------------ one message
-    def process(self, raw: bytes, envelope: Envelope, db=None) -> SaveResult:
-        """Run one message through the pipeline and store it. Raises on failure."""
-        return self.process_parsed(self.parse(raw, envelope), raw, envelope, db)
-
-    def parse(self, raw: bytes, envelope: Envelope, ahead: "ParsedMessage | ParseError | None" = None) -> ParsedMessage:
-        """The parse stage (no store access): raises ParseError for mail we cannot read.
-        `ahead` is this message already parsed (or refused) by a helper process."""
-        if isinstance(ahead, ParseError):
-            raise ahead
+    # ------------------------------------------------------------------ before the transaction
+    def prepare(self, entry: Entry, ahead: "ParsedMessage | ParseError | None" = None) -> Entry:
+        """Parse (unless a helper did: `ahead`) and compute the agent prelude; a failure is
+        kept on the entry (`error`, with its stage)."""
         try:
-            msg = ahead if ahead is not None else parse(raw, limits=self.settings.limits or DEFAULT_LIMITS,
-                                                        envelope_mail_from=envelope.mail_from)
-            return self.mail.inspect(msg, envelope) if self.mail is not None else msg   # our own mail coming back
-        except ParseError:
-            raise
+            if isinstance(ahead, ParseError):
+                raise ahead
+            msg = ahead if ahead is not None else parse(entry.raw, limits=self.settings.limits or DEFAULT_LIMITS,
+                                                        envelope_mail_from=entry.envelope.mail_from)
+            entry.msg = self.mail.inspect(msg, entry.envelope) if self.mail is not None else msg
         except Exception as exc:
-            exc.helpdesk_stage = "parse"        # type: ignore[attr-defined]
-            raise
-
-    def process_parsed(self, msg: ParsedMessage, raw: bytes, envelope: Envelope, db=None) -> SaveResult:
-        """Thread, classify and store a parsed message. `db` is where threading reads and the
-        message is saved: the Store (its own transaction) or an open store.batch.WriteBatch,
-        which hands agent mail back (_OnItsOwn)."""
-        db = db if db is not None else self.store
-        stage = "thread"
+            entry.error = exc if isinstance(exc, ParseError) else _Failed("parse", exc)
+            return entry
         try:
-            ref = self.mail.bounce_ref(msg, envelope) if self.mail and msg.machine.kind == "bounce" else None
-            decision = self._decide(msg, ref, db)
+            entry.pre = self.agents.prelude(entry.msg, entry.envelope, entry.raw) if self.agents else None
+        except Exception as exc:
+            entry.error = _Failed("agent", exc)
+        return entry
+
+    # ------------------------------------------------------------------ inside the transaction
+    def store_one(self, tx: WriteTx, e: Entry) -> Done:
+        """Thread, route, save and plan one prepared message in `tx`. Raises _Failed with the
+        stage, or StoreUnavailable."""
+        msg, stage = e.msg, "thread"
+        try:
+            ref = self.mail.bounce_ref(tx, msg, e.envelope) if self.mail and msg.machine.kind == "bounce" else None
+            decision = self._decide(tx, msg, ref)
             stage = "agent"
-            if self.agents is not None and db is not self.store and self.agents.may_handle(msg, envelope, decision):
-                raise _OnItsOwn()
-            handled = self.agents.process(msg, envelope, raw, decision, self.clock()) if self.agents else None
-            if handled is not None:              # an agent's mail (or one claiming to be): daemon.agents
-                self._after(handled)
-                return handled
+            handled = self.agents.handle(tx, msg, e.envelope, e.raw, decision, e.pre, self.clock()) \
+                if self.agents else None
+            if handled is not None:
+                return Done(handled.result, handled.outbox_ids, handled.alerts,
+                            handled.reason if handled.kind == "deferred" else "")
             stage = "classify"
             routing = classify_mod.classify(msg, decision, self.rules(), self.settings.defaults,
-                                            now=self._arrival(envelope), envelope_rcpts=envelope.rcpt_to)
+                                            now=self._arrival(e.envelope), envelope_rcpts=e.envelope.rcpt_to)
             if decision.action in ("append", "reopen"):
-                stage = "strip"
-                msg = replace(msg, text=strip_reply(msg.text))
+                msg = replace(msg, text=e.pre.text if e.pre is not None else _strip(msg.text))
             stage = "store"
-            own = self.settings.own_addresses | {r.lower() for r in envelope.rcpt_to}
-            now = self.clock()
-            plan = self.mail.plan_message(msg, decision, routing, now, ref) if self.mail is not None else None
-            result = db.save_incoming(msg, envelope, raw, hashlib.sha256(raw).hexdigest(),
-                                      decision, routing, now, own_addresses=own, plan=plan)
-        except (ParseError, StoreUnavailable, _OnItsOwn):
+            return self._save(tx, e, msg, decision, routing, ref)
+        except StoreUnavailable:
             raise
         except Exception as exc:
-            exc.helpdesk_stage = stage          # type: ignore[attr-defined]
-            raise
-        if db is self.store:                     # committed: hand its mail to the queue now
-            self._after(result)
-        return result
+            raise _Failed(stage, exc) from exc
 
-    def _after(self, result: SaveResult) -> None:
-        """After the commit: hand the new outbox rows to the queue."""
-        if self.mail is not None and result.outcome != "duplicate":
-            self.mail.after_save(result)
+    def _save(self, tx: WriteTx, e: Entry, msg: ParsedMessage, decision: ThreadDecision, routing, ref) -> Done:
+        own = self.settings.own_addresses | {r.lower() for r in e.envelope.rcpt_to}
+        now = self.clock()
+        result = tx.save_message(msg, e.envelope, e.raw, e.sha, decision, routing, now, own)
+        if self.mail is None or result.outcome == "duplicate":
+            return Done(result)
+        effects = self.mail.plan_message(tx, msg, decision, routing, result.outcome, result.ticket_id, now, ref)
+        applied = tx.apply_mail(effects, result.ticket_id, now)
+        return Done(result, applied.outbox_ids, applied.alerts)
 
     def _arrival(self, envelope: Envelope) -> datetime:
         """When the message reached us (a retry is judged at the same time), else now."""
@@ -148,18 +183,18 @@ class Worker:
         except (TypeError, ValueError):
             return self.clock()
 
-    def _decide(self, msg: ParsedMessage, ref, db) -> ThreadDecision:
+    def _decide(self, tx: WriteTx, msg: ParsedMessage, ref) -> ThreadDecision:
         own = self.mail.own_ticket(msg) if self.mail is not None else None
         if own is not None:                             # our own mail came back: file it, trigger nothing
             return ThreadDecision("append", own, f"our own mail <{msg.message_id}> came back (verified Message-ID)")
         keys = thread_keys(msg) + (msg.message_id,)     # own id: a reply may have come first
         tag = subject_tag(msg.subject, self.settings.tag_prefix)
-        candidates = db.thread_candidates(keys, tag)
+        candidates = tx.thread_candidates(keys, tag)
         if msg.machine.kind == "bounce":
-            return self._bounce_decision(msg, candidates, ref, db)
+            return self._bounce_decision(tx, msg, candidates, ref)
         return thread(msg, candidates, tag_prefix=self.settings.tag_prefix)
 
-    def _bounce_decision(self, msg: ParsedMessage, candidates, ref, db) -> ThreadDecision:
+    def _bounce_decision(self, tx: WriteTx, msg: ParsedMessage, candidates, ref) -> ThreadDecision:
         """A bounce never opens a ticket: it is filed (internal) on the ticket of the mail it
         reports on - our outbox row (VERP token or verified original Message-ID) first."""
         if ref is not None and ref.ticket_id is not None:
@@ -167,7 +202,7 @@ class Worker:
                                                            f"(outbox #{ref.id})")
         dsn = msg.machine.dsn
         if dsn and dsn.original_message_id:
-            ticket = db.ticket_of_message(dsn.original_message_id)
+            ticket = tx.ticket_of_message(dsn.original_message_id)
             if ticket is not None:
                 return ThreadDecision("bounce", ticket, f"dsn original message <{dsn.original_message_id}>")
         real = [k for k in candidates.known if not k.ghost] or list(candidates.known)
@@ -175,23 +210,123 @@ class Worker:
             return ThreadDecision("bounce", real[0].ticket_id, f"bounce references <{real[0].message_id}>")
         return ThreadDecision("bounce", None, "bounce for no known message")
 
-    # ------------------------------------------------------------------ spool loop
+    def _after(self, done: Done) -> None:
+        """After the commit: hand the new outbox rows to the queue, schedule the SLA check."""
+        if self.mail is not None and done.result is not None and done.result.outcome != "duplicate":
+            self.mail.after_commit(done.result.ticket_id, done.outbox_ids, done.alerts)
+
+    # ------------------------------------------------------------------ one message, no spool
+    def process(self, raw: bytes, envelope: Envelope) -> SaveResult:
+        """Run one message through the pipeline in a transaction of its own (commands,
+        tests, benchmarks). Raises on failure (the cause, not the stage wrapper)."""
+        e = self.prepare(Entry(None, raw, envelope))
+        if e.error is not None:
+            raise _cause(e.error)
+        try:
+            with self.store.write() as tx:
+                done = self.store_one(tx, e)
+                tx.commit()
+        except _Failed as exc:
+            if isinstance(exc.cause, IntegrityError) and self.store.is_duplicate(e.msg.message_id,
+                                                                                 e.msg.content_digest):
+                return SaveResult("duplicate", None, None, e.msg.message_id)
+            raise exc.cause from exc
+        if done.deferred:
+            raise AuthDeferred(done.deferred)
+        self._after(done)
+        return _saved(done)
+
+    # ------------------------------------------------------------------ the spool loop
     def run_once(self, only: set[str] | None = None) -> Outcome | None:
         """Claim and handle one entry; None when nothing is ready."""
-        claim = self._claim_ready(only)
-        if claim is None:
-            return None
-        entry = self._read(claim)
-        if isinstance(entry, Outcome):
-            return entry
-        envelope, raw = entry
-        return self._one(claim, raw, envelope)
+        outcomes = self.run_batch(only, limit=1)
+        return outcomes[0] if outcomes else None
 
-    def _one(self, claim: Claim, raw: bytes, envelope: Envelope) -> Outcome:
-        if claim.attempt > self.settings.max_attempts:
-            return self._quarantine(claim, raw, envelope, "worker", "crashed",
-                                    f"processing was interrupted {claim.attempt - 1} times")
-        return self._handle(claim, raw, envelope)
+    def run_batch(self, only: set[str] | None = None, limit: int = 100, seconds: float = 0.5,
+                  parsed: "Mapping[str, ParsedMessage | ParseError] | None" = None) -> list[Outcome]:
+        """Claim up to `limit` ready entries (claiming for at most about `seconds`), prepare
+        them, and store them in one transaction (see module docstring). `parsed`: entries
+        already parsed ahead by helper processes (daemon.intake.parallel), by spool base.
+        Returns the outcomes ([] when nothing is ready)."""
+        outcomes: list[Outcome] = []
+        ready: list[Entry] = []
+        refused: list[Entry] = []
+        alone = self._gather(only, limit, seconds, parsed or {}, outcomes, ready, refused)
+        outcomes += self._transact(ready)
+        outcomes += [self._failed(e, e.error) for e in refused]
+        if alone is not None:
+            outcomes += self._alone(alone)
+        return outcomes
+
+    def _gather(self, only, limit: int, seconds: float, parsed: Mapping, outcomes: list, ready: list,
+                refused: list) -> Entry | None:
+        """Claim, read and prepare entries; an entry tried before is returned to be handled
+        alone, after the batch (it may be the one that killed a batch)."""
+        deadline = time.monotonic() + seconds
+        while len(outcomes) + len(ready) + len(refused) < limit and time.monotonic() < deadline:
+            claim = self._claim_ready(only)
+            if claim is None:
+                break
+            entry = self._read(claim)
+            if isinstance(entry, Outcome):
+                outcomes.append(entry)
+                continue
+            if claim.attempt > 1:
+                return entry
+            self.prepare(entry, parsed.get(claim.base))
+            (refused if entry.error is not None else ready).append(entry)
+        return None
+
+    def _alone(self, e: Entry) -> list[Outcome]:
+        if e.claim.attempt > self.settings.max_attempts:
+            return [self._quarantine(e, "worker", "crashed", f"processing was interrupted {e.claim.attempt - 1} times")]
+        self.prepare(e)
+        return [self._failed(e, e.error)] if e.error is not None else self._transact([e])
+
+    def _transact(self, ready: list[Entry]) -> list[Outcome]:
+        """Store prepared entries in one transaction; after a failing write, one by one."""
+        if not ready:
+            return []
+        done: list[tuple[Entry, Done]] = []
+        later: list[Outcome] = []
+        with self.store.write() as tx:
+            for e in ready:
+                try:
+                    d = self.store_one(tx, e)
+                except StoreUnavailable as exc:               # nothing more can be stored now
+                    tx.rollback()
+                    return [self._failed(x, exc) for x in ready]
+                except _Failed as exc:
+                    if not _wrote(exc):                       # nothing written for it: the batch goes on
+                        later.append(self._failed(e, exc))
+                        continue
+                    tx.rollback()
+                    return self._one_by_one(ready, e, exc, later)
+                if d.deferred:
+                    later.append(self._defer(e, d.deferred))
+                else:
+                    done.append((e, d))
+            try:
+                tx.commit()
+            except StoreUnavailable as exc:
+                return [self._failed(x, exc) for x, _ in done] + later
+        return [self._stored(e, d) for e, d in done] + later
+
+    def _one_by_one(self, ready: list[Entry], failing: Entry, exc: "_Failed", later: list[Outcome]) -> list[Outcome]:
+        """After a failing write rolled the transaction back: each entry alone (the ones
+        already finished stay finished)."""
+        if len(ready) == 1:
+            if isinstance(exc.cause, IntegrityError) and self.store.is_duplicate(failing.msg.message_id,
+                                                                                 failing.msg.content_digest):
+                return [self._stored(failing, Done(SaveResult("duplicate", None, None, failing.msg.message_id)))]
+            return [self._failed(failing, exc)]
+        log.warning("batch of %d rolled back (%s); its messages are handled one by one", len(ready), exc)
+        finished = {o.base for o in later}
+        out = list(later)
+        for e in ready:
+            if e.claim.base not in finished:
+                out += self._transact([e])
+        return out
 
     def _claim_ready(self, only: set[str] | None) -> Claim | None:
         now = time.monotonic()
@@ -201,156 +336,65 @@ class Worker:
         allowed = (only if only is not None else self.spool.pending_bases()) - waiting
         return self.spool.claim(allowed) if allowed else None
 
-    def _handle(self, claim: Claim, raw: bytes, envelope: Envelope, msg: ParsedMessage | None = None) -> Outcome:
-        """Process one entry in its own transaction (`msg`: already parsed)."""
+    def _read(self, claim: Claim) -> "Entry | Outcome":
         try:
-            result = self.process(raw, envelope) if msg is None else self.process_parsed(msg, raw, envelope)
-        except Exception as exc:
-            return self._failed(claim, raw, envelope, exc)
-        return self._stored(claim, result)
-
-    def _failed(self, claim: Claim, raw: bytes, envelope: Envelope, exc: Exception) -> Outcome:
-        """Quarantine, or put back for a retry, a message whose processing raised `exc`."""
-        if isinstance(exc, ParseError):
-            return self._quarantine(claim, raw, envelope, "parse", exc.reason, exc.detail)
-        if isinstance(exc, (StoreUnavailable, AuthDeferred)):   # not the message's fault: not counted
-            self.spool.release(claim, count_attempt=False)
-            unavailable = isinstance(exc, StoreUnavailable)
-            delay = self.settings.retry_seconds if unavailable else self.settings.auth_retry_seconds
-            self._not_before[claim.base] = time.monotonic() + delay
-            self.stats["retry"] += 1
-            log.warning("%s, message %s kept in spool: %s", "store unavailable" if unavailable
-                        else "sender not authenticated yet", claim.base, exc)
-            return Outcome("retry", claim.base, reason=str(exc))
-        stage = getattr(exc, "helpdesk_stage", "worker")
-        reason = f"{exc.__class__.__name__}: {exc}"
-        log.error("message %s failed at %s (attempt %d)", claim.base, stage, claim.attempt, exc_info=exc)
-        if claim.attempt >= self.settings.max_attempts:
-            return self._quarantine(claim, raw, envelope, stage, "failed", reason)
-        self.spool.release(claim)
-        self._not_before[claim.base] = time.monotonic() + self.settings.retry_seconds * 2 ** (claim.attempt - 1)
-        self.stats["retry"] += 1
-        return Outcome("retry", claim.base, reason=reason)
-
-    def _stored(self, claim: Claim, result: SaveResult) -> Outcome:
-        """The message is committed: forget the spool copy."""
-        self.spool.done(claim)
-        self._not_before.pop(claim.base, None)
-        self.stats["duplicate" if result.outcome == "duplicate" else "stored"] += 1
-        log.info("stored message_id=<%s> ticket=%s outcome=%s", result.message_id, result.ticket_id, result.outcome)
-        return Outcome("stored", claim.base, result=result)
-
-    # ------------------------------------------------------------------ group commit
-    def run_batch(self, only: set[str] | None = None, limit: int = 100, seconds: float = 0.5,
-                  parsed: "Mapping[str, ParsedMessage | ParseError] | None" = None) -> list[Outcome]:
-        """Claim and handle up to `limit` ready entries (claiming for at most about `seconds`)
-        with one commit for the lot (group commit, store.batch). They are parsed first, outside
-        the write transaction (another process may write meanwhile), then threaded, classified
-        and saved in one transaction. After the commit each entry is finished as `run_once`
-        would. A message that fails while writing rolls the batch back and its entries are
-        handled one by one; agent mail commits what came before it and is handled on its own.
-        An entry tried before (it may be the one that killed a batch) ends the batch and is
-        handled alone, so a message that kills the process only ever takes itself down.
-        `parsed`: entries already parsed ahead by helper processes (daemon.intake.parallel),
-        by spool base. Returns the outcomes ([] when nothing is ready)."""
-        outcomes: list[Outcome] = []
-        failed: list[tuple[Claim, bytes, Envelope, Exception]] = []  # finished after the commit
-        ready: list[tuple[Claim, bytes, Envelope, ParsedMessage]] = []
-        alone: tuple[Claim, bytes, Envelope] | None = None
-        deadline = time.monotonic() + seconds
-        while len(outcomes) + len(failed) + len(ready) < limit and time.monotonic() < deadline:
-            claim = self._claim_ready(only)
-            if claim is None:
-                break
-            entry = self._read(claim)
-            if isinstance(entry, Outcome):
-                outcomes.append(entry)
-                continue
-            envelope, raw = entry
-            if claim.attempt > 1:        # tried before (it may have killed a batch): on its own, after
-                alone = (claim, raw, envelope)
-                break
-            try:
-                ready.append((claim, raw, envelope, self.parse(raw, envelope, (parsed or {}).get(claim.base))))
-            except Exception as exc:
-                failed.append((claim, raw, envelope, exc))
-        db = self.store.batch()
-        todo: list[tuple[Claim, bytes, Envelope, ParsedMessage]] = []   # saved in the open transaction
-        results: list[SaveResult] = []
-        try:
-            for i, (claim, raw, envelope, msg) in enumerate(ready):
-                try:
-                    result = self.process_parsed(msg, raw, envelope, db)
-                except _OnItsOwn:
-                    self._commit_batch(db, todo, results, outcomes)
-                    outcomes.append(self._handle(claim, raw, envelope, msg))
-                    continue
-                except StoreUnavailable as exc:                   # nothing more can be stored now
-                    db.rollback()
-                    for c, r, e, _ in todo + ready[i:]:
-                        outcomes.append(self._failed(c, r, e, exc))
-                    todo.clear()
-                    results.clear()
-                    break
-                except Exception as exc:
-                    if getattr(exc, "helpdesk_stage", "") != "store":
-                        failed.append((claim, raw, envelope, exc))    # nothing written for it
-                        continue
-                    db.rollback()                                     # one by one, as run_once would
-                    log.warning("batch of %d rolled back (%s: %s); its messages are handled one by one",
-                                len(todo) + 1, exc.__class__.__name__, exc)
-                    for c, r, e, m in todo + [(claim, raw, envelope, msg)]:
-                        outcomes.append(self._handle(c, r, e, m))
-                    todo.clear()
-                    results.clear()
-                    continue
-                todo.append((claim, raw, envelope, msg))
-                results.append(result)
-            self._commit_batch(db, todo, results, outcomes)
-        finally:
-            db.rollback()
-        for claim, raw, envelope, exc in failed:
-            outcomes.append(self._failed(claim, raw, envelope, exc))
-        if alone is not None:
-            outcomes.append(self._one(*alone))
-        return outcomes
-
-    def _commit_batch(self, db, todo: list, results: list, outcomes: list[Outcome]) -> None:
-        """Commit the open batch and finish its entries."""
-        try:
-            db.commit()
-        except StoreUnavailable as exc:
-            for c, r, e, _ in todo:
-                outcomes.append(self._failed(c, r, e, exc))
-        else:
-            for (claim, *_), result in zip(todo, results):
-                self._after(result)
-                outcomes.append(self._stored(claim, result))
-        todo.clear()
-        results.clear()
-
-    def _read(self, claim: Claim) -> "tuple[Envelope, bytes] | Outcome":
-        try:
-            return self.spool.read(claim)
+            envelope, raw = self.spool.read(claim)
+            return Entry(claim, raw, envelope)
         except Exception as exc:                             # a damaged spool file
             self.spool.set_aside(claim, f"unreadable spool entry: {exc}")
             log.error("spool entry %s unreadable, set aside: %s", claim.base, exc)
             return Outcome("set_aside", claim.base, reason=str(exc))
 
-    def _quarantine(self, claim: Claim, raw: bytes, envelope: Envelope, stage: str, reason: str,
-                    detail: str) -> Outcome:
+    # ------------------------------------------------------------------ finishing an entry
+    def _stored(self, e: Entry, d: Done) -> Outcome:
+        """The message is committed: forget the spool copy, hand its mail on."""
+        self.spool.done(e.claim)
+        self._not_before.pop(e.claim.base, None)
+        result = _saved(d)
+        self.stats["duplicate" if result.outcome == "duplicate" else "stored"] += 1
+        log.info("stored message_id=<%s> ticket=%s outcome=%s", result.message_id, result.ticket_id, result.outcome)
+        self._after(d)
+        return Outcome("stored", e.claim.base, result=result)
+
+    def _later(self, e: Entry, delay: float, counted: bool) -> None:
+        self.spool.release(e.claim, count_attempt=counted)
+        self._not_before[e.claim.base] = time.monotonic() + delay
+        self.stats["retry"] += 1
+
+    def _defer(self, e: Entry, reason: str) -> Outcome:
+        """Not the message's fault (its sender cannot be authenticated yet): not counted."""
+        self._later(e, self.settings.auth_retry_seconds, False)
+        log.warning("sender not authenticated yet, message %s kept in spool: %s", e.claim.base, reason)
+        return Outcome("retry", e.claim.base, reason=reason)
+
+    def _failed(self, e: Entry, exc: Exception) -> Outcome:
+        """Quarantine, or put back for a retry, an entry whose processing raised `exc`."""
+        if isinstance(exc, ParseError):
+            return self._quarantine(e, "parse", exc.reason, exc.detail)
+        if isinstance(exc, StoreUnavailable):               # not the message's fault: not counted
+            self._later(e, self.settings.retry_seconds, False)
+            log.warning("store unavailable, message %s kept in spool: %s", e.claim.base, exc)
+            return Outcome("retry", e.claim.base, reason=str(exc))
+        stage, cause = (exc.stage, exc.cause) if isinstance(exc, _Failed) else ("worker", exc)
+        reason = f"{cause.__class__.__name__}: {cause}"
+        log.error("message %s failed at %s (attempt %d)", e.claim.base, stage, e.claim.attempt, exc_info=cause)
+        if e.claim.attempt >= self.settings.max_attempts:
+            return self._quarantine(e, stage, "failed", reason)
+        self._later(e, self.settings.retry_seconds * 2 ** (e.claim.attempt - 1), True)
+        return Outcome("retry", e.claim.base, reason=reason)
+
+    def _quarantine(self, e: Entry, stage: str, reason: str, detail: str) -> Outcome:
         try:
-            qid = self.store.quarantine(raw, hashlib.sha256(raw).hexdigest(), envelope, stage, reason, detail,
-                                        self.clock(), *_peek_headers(raw))
+            qid = self.store.quarantine(e.raw, e.sha, e.envelope, stage, reason, detail, self.clock(),
+                                        *_peek_headers(e.raw))
         except StoreUnavailable as exc:
-            self.spool.release(claim, count_attempt=False)
-            self._not_before[claim.base] = time.monotonic() + self.settings.retry_seconds
-            return Outcome("retry", claim.base, reason=str(exc))
-        self.spool.done(claim)
-        self._not_before.pop(claim.base, None)
+            self._later(e, self.settings.retry_seconds, False)
+            return Outcome("retry", e.claim.base, reason=str(exc))
+        self.spool.done(e.claim)
+        self._not_before.pop(e.claim.base, None)
         self.stats["quarantined"] += 1
-        log.warning("quarantined %s as #%d: stage=%s reason=%s %s", claim.base, qid, stage, reason, detail[:200])
-        return Outcome("quarantined", claim.base, quarantine_id=qid, reason=reason)
+        log.warning("quarantined %s as #%d: stage=%s reason=%s %s", e.claim.base, qid, stage, reason, detail[:200])
+        return Outcome("quarantined", e.claim.base, quarantine_id=qid, reason=reason)
 
     def drain(self, only: set[str] | None = None, stop: threading.Event | None = None) -> int:
         """Handle entries until none is ready, a batch at a time (group commit: a backlog
@@ -386,8 +430,22 @@ class Worker:
             wake.clear()
 
 
-class _OnItsOwn(Exception):
-    """Raised inside a batch for agent mail: it is handled alone, after a commit."""
+def _wrote(exc: "_Failed") -> bool:
+    """Whether the failing message may have written in the transaction (then it is unusable)."""
+    return exc.stage in ("agent", "store") or isinstance(exc.cause, SQLAlchemyError)
+
+
+def _cause(exc: Exception) -> Exception:
+    return exc.cause if isinstance(exc, _Failed) else exc
+
+
+def _saved(d: Done) -> SaveResult:
+    r = d.result
+    return Saved(r.outcome, r.ticket_id, r.message_pk, r.message_id, d.outbox_ids, d.alerts)
+
+
+def _strip(text: str) -> str:
+    return strip_reply(text)
 
 
 def _peek_headers(raw: bytes) -> tuple[str, str]:

@@ -447,16 +447,8 @@ class OutboxStore:
 
     def find(self, *, message_id: str | None = None, nonce: str | None = None) -> OutboundRef | None:
         """Our outgoing mail by its Message-ID or its bounce-token nonce."""
-        if not message_id and not nonce:
-            return None
         with Session(self.engine) as s:
-            q = select(Outbox).where(Outbox.message_id == message_id.strip("<>")) if message_id \
-                else select(Outbox).where(Outbox.nonce == nonce)
-            row = s.exec(q).first()
-            if row is None:
-                return None
-            rcpts = s.exec(select(OutboxRecipient.email).where(OutboxRecipient.outbox_id == row.id)).all()
-            return OutboundRef(row.id, row.ticket_id, row.message_id, tuple(rcpts))
+            return find_ref(s, message_id=message_id, nonce=nonce)
 
     def get(self, outbox_id: int) -> OutboxView | None:
         with Session(self.engine) as s:
@@ -482,6 +474,19 @@ class OutboxStore:
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as s:
             return dict(s.exec(select(Outbox.status, func.count()).group_by(Outbox.status)).all())
+
+
+def find_ref(s: Session, *, message_id: str | None = None, nonce: str | None = None) -> OutboundRef | None:
+    """Our outgoing mail by its Message-ID or its bounce-token nonce, in session `s`."""
+    if not message_id and not nonce:
+        return None
+    q = select(Outbox).where(Outbox.message_id == message_id.strip("<>")) if message_id \
+        else select(Outbox).where(Outbox.nonce == nonce)
+    row = s.exec(q).first()
+    if row is None:
+        return None
+    rcpts = s.exec(select(OutboxRecipient.email).where(OutboxRecipient.outbox_id == row.id)).all()
+    return OutboundRef(row.id, row.ticket_id, row.message_id, tuple(rcpts))
 
 
 def _row_status(statuses: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Group commit: the worker's batches (Worker.run_batch over store.batch.WriteBatch) through
+"""Group commit: the worker's batches (Worker.run_batch over store.writing.WriteTx) through
 the real spool, store and pipeline - one commit per batch, replies threaded into tickets
 opened earlier in the same batch, a failing write rolled back and retried one by one, an
 outage putting everything back uncounted, agent mail taken out of the batch in order, and
@@ -18,7 +18,7 @@ from daemon.errors import ParseError, StoreUnavailable
 from daemon.intake.parallel import ParseAhead
 from daemon.model import Envelope
 from daemon.pipeline.parse import parse
-from store.repo import Store
+from store.writing import WriteTx
 from tests.agentkit import agent_reply, reply_address, sign
 from tests.integration.test_agents import desk  # noqa: F401  (fixture: a desk with agents and DKIM)
 from tests.integration.test_agents import sent_to
@@ -93,13 +93,13 @@ def test_a_duplicate_inside_one_batch_is_stored_once(plain):
 
 def test_a_failing_write_rolls_the_batch_back_and_each_message_is_handled_alone(plain, monkeypatch):
     bases = spool(plain, conversation_mail(3, 1))                 # m0 m1 m2 r0 r100 r200
-    real = Store.save_in
+    real = WriteTx.save_message
 
-    def save_in(self, s, msg, *a, **kw):
+    def save_in(self, msg, *a, **kw):
         if msg.message_id == "r100.ann@example.org":
             raise RuntimeError("disk on fire")
-        return real(self, s, msg, *a, **kw)
-    monkeypatch.setattr(Store, "save_in", save_in)
+        return real(self, msg, *a, **kw)
+    monkeypatch.setattr(WriteTx, "save_message", save_in)
     commits = count_commits(monkeypatch)
     outcomes = plain.app.worker.run_batch(set(bases))
     kinds = {o.base: o.kind for o in outcomes}
@@ -108,7 +108,7 @@ def test_a_failing_write_rolls_the_batch_back_and_each_message_is_handled_alone(
     assert plain.store.counts() == {"tickets": 3, "messages": 5}
     [retry] = [b for b, k in kinds.items() if k == "retry"]
     assert retry in plain.app.spool.pending_bases()
-    monkeypatch.setattr(Store, "save_in", real)
+    monkeypatch.setattr(WriteTx, "save_message", real)
     plain.app.worker._not_before.clear()                          # its retry delay is over
     again = plain.app.worker.run_batch()
     assert [o.result.outcome for o in again] == ["appended"]
@@ -118,20 +118,20 @@ def test_a_failing_write_rolls_the_batch_back_and_each_message_is_handled_alone(
 
 def test_a_database_outage_in_a_batch_puts_every_message_back_uncounted(plain, monkeypatch):
     bases = spool(plain, conversation_mail(4, 0))
-    real, seen = Store.save_in, []
+    real, seen = WriteTx.save_message, []
 
-    def save_in(self, s, msg, *a, **kw):
+    def save_in(self, msg, *a, **kw):
         seen.append(msg.message_id)
         if len(seen) == 3:
             raise StoreUnavailable("database unavailable: disk I/O error")
-        return real(self, s, msg, *a, **kw)
-    monkeypatch.setattr(Store, "save_in", save_in)
+        return real(self, msg, *a, **kw)
+    monkeypatch.setattr(WriteTx, "save_message", save_in)
     outcomes = plain.app.worker.run_batch(set(bases))
     assert [o.kind for o in outcomes] == ["retry"] * 4
     assert plain.store.counts() == {"tickets": 0, "messages": 0}  # the first two were rolled back too
     names = sorted(p.name for p in plain.app.spool.new.iterdir())
     assert len(names) == 4 and all(".a0" in n for n in names)     # attempts not counted
-    monkeypatch.setattr(Store, "save_in", real)
+    monkeypatch.setattr(WriteTx, "save_message", real)
     plain.app.worker._not_before.clear()
     assert len(plain.app.worker.run_batch()) == 4 and plain.store.counts() == {"tickets": 4, "messages": 4}
 

@@ -16,11 +16,13 @@ import pytest
 from sqlmodel import Session, select
 
 from daemon import tasks, tokens
-from daemon.app import build_app
+from daemon.app import build_app, start_consumer
 from daemon.config import load_config
 from daemon.mailer import RcptResult
 from daemon.model import Envelope, MailEffects, OutgoingMail
+from daemon.outbound import Outbound
 from store.outbox import MailSuppression
+from store.writing import Saved
 from tests.conftest import REDIS_URL, missing, write_site_config
 from tests.integration.test_outbox_relay import Sink
 
@@ -54,7 +56,7 @@ class FakeRelay:
 @dataclass
 class Desk:
     app: object
-    outbound: tasks.Outbound
+    outbound: Outbound
     clock: Clock
     relay: FakeRelay
 
@@ -78,18 +80,17 @@ class Desk:
 
 def make_desk(tmp_path: Path, db_url: str = "", extra: str = "") -> Desk:
     cfg = load_config(str(write_site_config(tmp_path, '[queue]\nbackend = "immediate"\n' + extra, db_url=db_url)))
-    app = build_app(cfg, outbound=False)
     clock = Clock()
-    app.worker.clock = clock
-    outbound = tasks.attach_outbound(app, clock=clock)
+    app = build_app(cfg, clock=clock)
+    outbound = app.mail.outbound
     relay = FakeRelay()
     tasks.huey.delivery().relay = relay
     return Desk(app, outbound, clock, relay)
 
 
 def close_desk(desk: Desk) -> None:
-    desk.app.store.engine.dispose()
-    tasks.huey.context = tasks.huey.sla = None
+    desk.app.close()
+    tasks.huey.bind(None)
     tasks.huey.use(tasks.MemoryStorage, True)
 
 
@@ -155,6 +156,18 @@ def test_a_replayed_message_sends_nothing_twice(desk):
     assert len(desk.rows()) == 3 and len(desk.relay.sent) == 3
 
 
+def save_planned(desk, msg, raw, now, plan):
+    """Save a new-ticket message and the mail `plan(outcome, ticket, None)` returns in one
+    transaction, as the worker does (store.writing.WriteTx)."""
+    from daemon.model import Routing, ThreadDecision
+    with desk.store.write() as tx:
+        r = tx.save_message(msg, Envelope("a@x", ()), raw, hashlib.sha256(raw).hexdigest(),
+                            ThreadDecision("new", None, "t"), Routing("incident", "general", "P3"), now)
+        applied = tx.apply_mail(plan(r.outcome, tx.ticket(r.ticket_id), None), r.ticket_id, now)
+        tx.commit()
+    return Saved(r.outcome, r.ticket_id, r.message_pk, r.message_id, applied.outbox_ids, applied.alerts)
+
+
 def test_a_failing_plan_rolls_back_the_ticket_too(desk):
     def bad_plan(outcome, ticket, ledger):
         raise RuntimeError("planning exploded")
@@ -163,9 +176,7 @@ def test_a_failing_plan_rolls_back_the_ticket_too(desk):
     raw = new_mail(5)
     msg = parse(raw)
     with pytest.raises(RuntimeError):
-        desk.store.save_incoming(msg, Envelope("a@x", ()), raw, hashlib.sha256(raw).hexdigest(),
-                                 ThreadDecision("new", None, "t"), Routing("incident", "general", "P3"), START,
-                                 plan=bad_plan)
+        save_planned(desk, msg, raw, START, bad_plan)
     assert desk.store.counts() == {"tickets": 0, "messages": 0} and desk.rows() == []
 
 
@@ -180,9 +191,7 @@ def test_duplicate_message_id_in_the_outbox_rolls_back(desk):
                                                ("x@example.org",), b"x"),))
     raw = new_mail(6)
     with pytest.raises(Exception):
-        desk.store.save_incoming(parse(raw), Envelope("a@x", ()), raw, hashlib.sha256(raw).hexdigest(),
-                                 ThreadDecision("new", None, "t"), Routing("incident", "general", "P3"), START,
-                                 plan=clash)
+        save_planned(desk, parse(raw), raw, START, clash)
     assert desk.store.counts()["tickets"] == 1 and len(desk.rows()) == 3 and r.ticket_id == 1
 
 
@@ -213,9 +222,7 @@ def test_case_41_partial_acceptance_never_resends_accepted(desk):
     from daemon.pipeline.parse import parse
     from daemon.model import Routing, ThreadDecision
     raw = new_mail(7)
-    res = desk.store.save_incoming(parse(raw), Envelope("a@x", ()), raw, hashlib.sha256(raw).hexdigest(),
-                                   ThreadDecision("new", None, "t"), Routing("incident", "general", "P3"),
-                                   desk.clock(), plan=two)
+    res = save_planned(desk, parse(raw), raw, desk.clock(), two)
     desk.relay.answer = lambda rcpts: [RcptResult(r, "sent", 250) if r.startswith("a")
                                        else RcptResult(r, "temp", 451, "grey") for r in rcpts]
     tasks.send_outbox(res.outbox_ids[0])
@@ -417,7 +424,7 @@ def test_huey_backend_delivers_to_a_real_relay(tmp_path, queue_backend):
         app = build_app(cfg)
         try:
             tasks.huey.storage.flush_all()
-            stop = tasks.start_consumer(app)
+            stop = start_consumer(app)
             try:
                 r = app.worker.process(new_mail(), Envelope("ann@example.org", ("support@example.com",), "smtp"))
                 got = sink.handler.wait_for(3, timeout=30)
@@ -445,8 +452,9 @@ def test_helpdesk_worker_process_sends_and_stops_on_sigterm(tmp_path, queue_back
             tasks.huey.storage.flush_all()
             app.worker.process(new_mail(), Envelope("ann@example.org", ("support@example.com",), "smtp"))
             assert sink.handler.messages == []                    # nobody consumes yet
-            code = ("import sys; from daemon.config import load_config; from daemon.tasks import run_worker; "
-                    "sys.exit(run_worker(load_config(sys.argv[1])))")
+            code = ("import sys; from daemon.config import load_config; "
+                    "from daemon.app import build_app, run_queue_worker; "
+                    "sys.exit(run_queue_worker(build_app(load_config(sys.argv[1]))))")
             env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
             proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], env=env, start_new_session=True,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -31,11 +31,10 @@ MANAGER = datetime(2026, 3, 2, 15, 30, tzinfo=timezone.utc)      # 150 %
 def desk(request, tmp_path):
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
     d = make_desk(tmp_path, url)
-    d.esc, d.others = tasks.huey.sla, []
+    d.esc, d.others = d.app.mail.escalator, []
     yield d
     for other in d.others:
         other.store.engine.dispose()
-    tasks.huey.sla = None
     close_desk(d)
 
 
@@ -64,7 +63,7 @@ def agent_answer(desk, ticket_id: int, n: int = 1, status: str = "open") -> None
                        implicit_status=status)
     result = TicketStore(desk.store).record(parse(raw), Envelope("ana@example.com", ()), raw,
                                             hashlib.sha256(raw).hexdigest(), write, desk.clock())
-    desk.outbound.after_save(result)               # what the worker does after the agent path stored it
+    desk.outbound.after_commit(result.ticket_id)   # what the worker does after the agent path stored it
 
 
 # ---------------------------------------------------------------------- policy and deadlines
@@ -131,13 +130,12 @@ def test_resolved_and_paused_tickets_never_escalate_and_a_pause_moves_the_deadli
     b = desk.mail(new_mail(2, frm="bob@example.org"))
     desk.clock.now = START + timedelta(hours=1)
     desk.outbound.resolve(a.ticket_id)
-    desk.store.change_status(b.ticket_id, "pending", desk.clock(), plan=desk.outbound.plan_status(desk.clock()))
-    desk.outbound.after_save(type("R", (), {"ticket_id": b.ticket_id})())
+    desk.outbound.change_status(b.ticket_id, "pending")
     at(desk, MANAGER + timedelta(hours=2))
     assert escalations(desk) == []
     # the customer answers two hours later: the clock resumes, 1h used, warn at 3h
     desk.clock.now = START + timedelta(hours=3)
-    desk.store.change_status(b.ticket_id, "open", desk.clock(), plan=desk.outbound.plan_status(desk.clock()))
+    desk.outbound.change_status(b.ticket_id, "open")
     assert SlaStore(desk.store.engine).next_due(b.ticket_id) == START + timedelta(hours=5)
     at(desk, START + timedelta(hours=5) - timedelta(seconds=1))
     assert escalations(desk) == []
@@ -169,8 +167,8 @@ def second_firer(desk, *, stale: bool) -> Escalator:
     """Another worker process: its own escalator, engine and clock reading."""
     from store.db import make_engine
     engine = make_engine(desk.store.engine.url.render_as_string(hide_password=False))
-    other = (Blind if stale else Escalator)(desk.app.config, SlaStore(engine), desk.esc.live, desk.esc.templates,
-                                            desk.esc.ring, clock=desk.clock)
+    other = (Blind if stale else Escalator)(desk.esc.desk, desk.esc.fuses, SlaStore(engine), desk.esc.live,
+                                            desk.esc.templates, desk.esc.ring, clock=desk.clock)
     desk.others.append(other)
     return other
 

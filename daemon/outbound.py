@@ -1,0 +1,172 @@
+"""The mail side of the spool worker: what mail (and which SLA timers) a stored change causes.
+
+Before threading, `inspect` recognises our own mail coming back (X-Loop, or a Message-ID
+with our MAC) and mail to our bounce addresses; `bounce_ref` finds the outbox row a bounce
+is about. Inside the worker's write transaction, `plan_message` / `plan_status` read the
+rows planning needs from it (the ticket as it now is, its mail history, the SLA inputs),
+run the pure planners (daemon.pipeline.notify, daemon.pipeline.sla via the Escalator) and
+return the effects; the worker hands them to the transaction (`WriteTx.apply_mail`).
+After the commit `after_commit` gives the new outbox rows to the queue.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from daemon import tokens
+from daemon.clock import utcnow
+from daemon.model import BounceMark, Envelope, MachineVerdict, MailEffects, ParsedMessage, Routing, ThreadDecision
+from daemon.pipeline.notify import NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
+from store.outbox import OutboundRef
+from store.records import TicketRow
+from store.writing import Saved
+
+log = logging.getLogger(__name__)
+
+
+def desk_of(cfg) -> Desk:
+    hd = cfg.helpdesk
+    return Desk(hd.name, hd.address.lower(), hd.ticket_prefix, frozenset({hd.address.lower()}))
+
+
+def fuses_of(cfg) -> Fuses:
+    loops = cfg.loops
+    return Fuses(loops.max_per_recipient_hour, loops.max_per_recipient_day, loops.max_new_tickets_per_sender_hour,
+                 loops.max_agent_mails_per_hour)
+
+
+def language_of(msg: ParsedMessage) -> str | None:
+    """The sender's language: the parser's guess, else the first Content-Language tag."""
+    value = msg.language or msg.header("Content-Language") or ""
+    primary = value.split(",")[0].strip().split("-")[0].lower()
+    return primary if primary.isalpha() and 2 <= len(primary) <= 3 else None
+
+
+class Outbound:
+    """See module docstring. Built once by the composition root (daemon.app)."""
+
+    def __init__(self, store, desk: Desk, fuses: Fuses, templates, ring: tokens.Keyring, *,
+                 rules: Callable[[], Any] = lambda: None, sla=None, bounce_days: int = 7,
+                 enqueue: Callable[[int], Any] = lambda i: None, clock: Callable[[], datetime] = utcnow,
+                 random: Callable[[int], bytes] = os.urandom,
+                 reply_token: Callable[..., str | None] | None = None):
+        self.store, self.desk, self.fuses, self.templates, self.ring, self.rules = \
+            store, desk, fuses, templates, ring, rules
+        self.sla, self.bounce_days, self.enqueue, self.clock, self.random = sla, bounce_days, enqueue, clock, random
+        self.reply_token = reply_token
+        self.loop_marker = tokens.loop_marker(desk.address)
+
+    # ------------------------------------------------------------------ before threading
+    def inspect(self, msg: ParsedMessage, envelope: Envelope) -> ParsedMessage:
+        """Our own mail becomes machine kind `loop`; mail to our bounce addresses a bounce."""
+        marker = next((v for k, v in msg.headers if k.lower() == "x-loop" and v.strip().lower() == self.loop_marker),
+                      None)
+        tag = tokens.read_message_id(self.ring, msg.message_id)
+        if marker or tag:
+            why = f"X-Loop: {marker}" if marker else f"Message-ID <{msg.message_id}> is ours (MAC verified)"
+            return replace(msg, machine=MachineVerdict("loop", (why,) + msg.machine.reasons, msg.machine.dsn,
+                                                       suppress_auto_reply=True))
+        if msg.machine.kind != "bounce" and self._verp(msg, envelope):
+            return replace(msg, machine=MachineVerdict("bounce", ("sent to our bounce address",), msg.machine.dsn,
+                                                       suppress_auto_reply=True))
+        return msg
+
+    def own_ticket(self, msg: ParsedMessage) -> int | None:
+        """The ticket named by our own (MAC-verified) Message-ID on a mail that came back."""
+        tag = tokens.read_message_id(self.ring, msg.message_id) if msg.machine.kind == "loop" else None
+        return tag.ticket_id if tag else None
+
+    def _verp(self, msg: ParsedMessage, envelope: Envelope) -> bytes | None:
+        candidates = (*envelope.rcpt_to, *(a.email for a in msg.to))
+        return next((n for n in (tokens.bounce_nonce(self.ring, r, self.desk.address) for r in candidates) if n),
+                    None)
+
+    def bounce_ref(self, tx, msg: ParsedMessage, envelope: Envelope) -> OutboundRef | None:
+        """The outbox row a bounce is about: by its VERP token, else by a verified original
+        Message-ID in the delivery report."""
+        nonce = self._verp(msg, envelope)
+        if nonce is not None:
+            ref = tx.outbox_ref(nonce=nonce.hex())
+            if ref is not None:
+                return ref
+        original = msg.machine.dsn.original_message_id if msg.machine.dsn else None
+        if original and tokens.read_message_id(self.ring, original):
+            return tx.outbox_ref(message_id=original)
+        return None
+
+    # ------------------------------------------------------------------ inside the transaction
+    def plan_message(self, tx, msg: ParsedMessage, decision: ThreadDecision, routing: Routing, outcome: str,
+                     ticket_id: int | None, now: datetime, ref: OutboundRef | None = None) -> MailEffects:
+        """The mail one stored incoming message causes (and its ticket's SLA re-plan)."""
+        if ref is not None:
+            dsn = msg.machine.dsn
+            return MailEffects(bounces=(BounceMark(ref.id, dsn.recipients if dsn else (),
+                                                   dsn.action if dsn else "failed", dsn.status if dsn else "",
+                                                   dsn.diagnostic if dsn else "",
+                                                   now + timedelta(days=self.bounce_days)),))
+        if routing.action != "ticket" or decision.action == "bounce" or ticket_id is None:
+            return MailEffects()
+        ticket = tx.ticket(ticket_id)
+        sla = self.sla.track(tx.sla, ticket, now, routing) if self.sla is not None else None
+        trigger = Trigger(
+            event=outcome, sender=msg.from_addr, human=msg.machine.is_human, ours=msg.machine.kind == "loop",
+            no_auto_reply=msg.machine.no_auto_reply or routing.suppress_ack, ack_template=routing.ack_template,
+            message_id=None if msg.message_id_synthetic else msg.message_id, subject=msg.subject, text=msg.text,
+            received=now, language=language_of(msg), sla=sla)
+        return self.effects(tx, trigger, ticket, now)
+
+    def plan_status(self, tx, ticket: TicketRow | None, outcome: str, now: datetime) -> MailEffects:
+        """The mail a status change causes (outcome `resolved` sends the resolve notice)."""
+        if ticket is None:
+            return MailEffects()
+        sla = self.sla.track(tx.sla, ticket, now) if self.sla is not None else None
+        return self.effects(tx, Trigger(event=outcome, human=False, sla=sla), ticket, now)
+
+    def effects(self, tx, trigger: Trigger, ticket: TicketRow, now: datetime) -> MailEffects:
+        """Read the ticket's mail history, then plan and build (pure)."""
+        templates, rules = self.templates.current, self.rules()
+        queue = rules.queues.get(ticket.queue) if rules is not None else None
+        agents = queue.agents if queue is not None else ()
+        recipients = [ticket.requester, *(a.email for a in agents), *([ticket.assignee] if ticket.assignee else [])]
+        history = tx.mail_history(ticket.id, recipients, ticket.requester if trigger.event in NEW_EVENTS else "", now)
+        plan = plan_notifications(ticket, trigger, agents, history, self.desk, self.fuses, now)
+        built = build_mails(plan, ticket, trigger, history, self.desk, templates, self.ring,
+                            QueueInfo(ticket.queue, queue.description if queue else ""), now, self.random,
+                            reply_token=self.reply_token)
+        for problem in built.problems:
+            log.error("ticket=%s mail not built: %s", ticket.id, problem)
+        lang = trigger.language if trigger.event in NEW_EVENTS and trigger.language in templates.languages else None
+        return MailEffects(mails=built.mails, alerts=plan.alerts,
+                           suppressed=plan.suppressed + tuple(f"not built: {p}" for p in built.problems), language=lang)
+
+    # ------------------------------------------------------------------ after the commit
+    def after_commit(self, ticket_id: int | None, outbox_ids=(), alerts=()) -> None:
+        """Enqueue the new outbox rows; log the alerts raised; schedule the next SLA check."""
+        for alert in alerts:
+            log.warning("ALERT ticket=%s %s (fuse %s)", ticket_id, alert.text, alert.key)
+        for i in outbox_ids:                      # rows are stored as enqueued now
+            try:
+                self.enqueue(i)
+            except Exception as exc:              # the sweep picks it up after the grace period
+                log.warning("outbox=%s ticket=%s not enqueued (%s); the sweep will", i, ticket_id, exc)
+        if self.sla is not None:
+            self.sla.after_commit(ticket_id)
+
+    def change_status(self, ticket_id: int, status: str, why: str = "") -> Saved:
+        """Set a ticket's status in a transaction of its own, with the mail it causes."""
+        now = self.clock()
+        with self.store.write() as tx:
+            outcome = tx.change_status(ticket_id, status, now, why)
+            if outcome == "unchanged":
+                return Saved("unchanged", ticket_id, None, "")
+            applied = tx.apply_mail(self.plan_status(tx, tx.ticket(ticket_id), outcome, now), ticket_id, now)
+            tx.commit()
+        self.after_commit(ticket_id, applied.outbox_ids, applied.alerts)
+        return Saved(outcome, ticket_id, None, "", applied.outbox_ids, applied.alerts)
+
+    def resolve(self, ticket_id: int, why: str = "") -> Saved:
+        """Mark a ticket resolved and send the requester the resolve notice."""
+        return self.change_status(ticket_id, "resolved", why)

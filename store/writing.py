@@ -1,0 +1,199 @@
+"""The write transaction: one object the worker drives for a batch of one or many messages.
+
+Everything a stored message changes goes through one `WriteTx`, in this order, per message:
+the reads threading and planning need (thread candidates, the ticket a delivery report is
+about, the ticket row, its mail history, the agent path's ticket state), the message itself
+(`save_message`, or `record_agent` with its commands), then the effects planning decided
+(`apply_mail`; the SLA plan through `sla`). The store applies what it is handed and never
+calls back into daemon/. A reply sees the ticket its parent opened earlier in the same
+transaction; `commit` makes the lot durable at once (group commit: one fsync for a backlog),
+and nothing is acknowledged before it returns. A failure while writing leaves the
+transaction unusable: the caller rolls it back (see daemon.worker).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from daemon.errors import NotFound, StoreUnavailable
+from daemon.model import Envelope, MailEffects, MailHistory, ParsedMessage, Routing, ThreadCandidates, ThreadDecision
+from store import outbox, saving, tickets
+from store import models as m
+from store.records import SaveResult, TicketRow
+from store.sla_store import SlaTx
+from daemon.clock import aware, to_utc
+
+
+@dataclass(frozen=True)
+class Saved(SaveResult):
+    """A SaveResult plus what went into the outbox in the same transaction: the new rows
+    to enqueue and the fuse alerts raised (first trip of a window only)."""
+
+    outbox_ids: tuple[int, ...] = ()
+    alerts: tuple = ()
+
+
+def unavailable(exc: Exception) -> StoreUnavailable:
+    """The error the worker treats as "not the message's fault" (kept in the spool)."""
+    orig = getattr(exc, "orig", None) or exc
+    return StoreUnavailable(f"database unavailable: {orig.__class__.__name__}: {orig}")
+
+
+def ticket_row(row) -> TicketRow:
+    """A TicketRow from a ticket's row (Core row or ORM object)."""
+    return TicketRow(row.id, row.subject, row.type, row.status, row.priority, row.queue, row.requester,
+                     row.assignee, aware(row.created_at), aware(row.updated_at), row.message_count,
+                     row.rules_version)
+
+
+class WriteTx:
+    """One open write transaction (see module docstring). Use as a context manager: leaving
+    it without `commit` rolls back."""
+
+    def __init__(self, engine, blobs):
+        self._writer, self.blobs = engine, blobs
+        self._s: Session | None = None
+
+    # ------------------------------------------------------------------ the transaction
+    @property
+    def s(self) -> Session:
+        if self._s is None:
+            self._s = Session(self._writer, expire_on_commit=False)
+        return self._s
+
+    def _c(self):
+        self.s.flush()
+        return self.s.connection()
+
+    def _guard(self, call):
+        try:
+            return call()
+        except OperationalError as exc:
+            raise unavailable(exc) from exc
+
+    def commit(self) -> None:
+        """Make every write so far durable; the object can go on with a new transaction."""
+        if self._s is not None:
+            s, self._s = self._s, None
+            try:
+                self._guard(s.commit)
+            finally:
+                s.close()
+
+    def rollback(self) -> None:
+        """Forget every write since the last commit."""
+        if self._s is not None:
+            s, self._s = self._s, None
+            try:
+                s.rollback()
+            finally:
+                s.close()
+
+    def __enter__(self) -> "WriteTx":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.rollback()
+
+    # ------------------------------------------------------------------ reads
+    def thread_candidates(self, keys: tuple[str, ...], tag: int | None) -> ThreadCandidates:
+        return self._guard(lambda: saving.thread_candidates(self._c(), keys, tag))
+
+    def ticket_of_message(self, message_id: str) -> int | None:
+        return self._guard(lambda: saving.ticket_of_message(self._c(), message_id))
+
+    def ticket(self, ticket_id: int | None) -> TicketRow | None:
+        """The ticket as this transaction sees it (its own writes included)."""
+        if ticket_id is None:
+            return None
+        row = self._guard(lambda: saving.ticket_row(self._c(), ticket_id))
+        return ticket_row(row) if row is not None else None
+
+    def mail_history(self, ticket_id: int | None, recipients, sender: str, now: datetime) -> MailHistory:
+        return self._guard(lambda: outbox.Ledger(self.s).history(ticket_id, recipients, sender, now))
+
+    def alerts_since(self, email: str, since: datetime) -> int:
+        return self._guard(lambda: tickets.alerts_since(self.s, email, since))
+
+    def outbox_ref(self, *, nonce: str | None = None, message_id: str | None = None):
+        return self._guard(lambda: outbox.find_ref(self.s, nonce=nonce, message_id=message_id))
+
+    @property
+    def sla(self) -> SlaTx:
+        """The SLA plan rows of this transaction (store.sla_store)."""
+        return SlaTx(self.s)
+
+    def agent_reads(self) -> "tickets.Reads":
+        return tickets.Reads(self.s)
+
+    # ------------------------------------------------------------------ writes
+    def save_message(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
+                     decision: ThreadDecision, routing: Routing, now: datetime,
+                     own_addresses: frozenset[str] = frozenset()) -> SaveResult:
+        """An incoming customer message and its ticket change; attachment bytes are made
+        durable on disk first. A message already stored is recognised (`duplicate`)."""
+        for part in msg.attachments:
+            self.blobs.put(part.data, part.sha256 or None)
+
+        def write() -> SaveResult:
+            c = self._c()
+            digests = saving.seen_digests(c, msg.message_id)
+            if msg.content_digest in digests:
+                return SaveResult("duplicate", None, None, msg.message_id)
+            return saving.save_message(c, msg, envelope, raw, raw_sha256, decision, routing, to_utc(now),
+                                       own_addresses, reuse=bool(digests))
+        return self._guard(write)
+
+    def record_agent(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
+                     write: "tickets.AgentWrite", now: datetime, prefix: str) -> "tickets.Recorded":
+        """An agent-path message with its commands (store.agent_writes)."""
+        for part in msg.attachments:
+            self.blobs.put(part.data, part.sha256 or None)
+        return self._guard(lambda: tickets.record(self.s, msg, envelope, raw, raw_sha256, write,
+                                                       to_utc(now), prefix))
+
+    def quarantine(self, raw: bytes, raw_sha256: str, envelope: Envelope, stage: str, reason: str, detail: str,
+                   now: datetime, header_from: str = "", header_subject: str = "") -> tuple[int, bool]:
+        """Keep a message we will not process; (id, whether it is new). The same held bytes
+        are kept once."""
+        def write() -> tuple[int, bool]:
+            found = self.s.exec(select(m.Quarantine.id).where(m.Quarantine.raw_sha256 == raw_sha256,
+                                                              m.Quarantine.status == "held")).first()
+            if found is not None:
+                return found, False
+            saving.Writer(self._c(), to_utc(now)).raw(raw_sha256, raw)
+            row = m.Quarantine(created_at=to_utc(now), stage=stage, reason=reason, detail=detail[:2000],
+                               raw_sha256=raw_sha256, size=len(raw), envelope=json.dumps(asdict(envelope)),
+                               header_from=header_from[:500], header_subject=header_subject[:500])
+            self.s.add(row)
+            self.s.flush()
+            return row.id, True
+        return self._guard(write)
+
+    def change_status(self, ticket_id: int, status: str, now: datetime, why: str = "") -> str:
+        """Set a ticket's status (event `status`); the outcome: the new status, or `unchanged`."""
+        def write() -> str:
+            ticket = self.s.get(m.Ticket, ticket_id)
+            if ticket is None:
+                raise NotFound(f"ticket {ticket_id} not found")
+            old = ticket.status
+            if old == status:
+                return "unchanged"
+            ticket.status, ticket.updated_at = status, to_utc(now)
+            self.s.add(ticket)
+            self.s.add(m.Event(ticket_id=ticket_id, at=to_utc(now), kind="status",
+                               detail=json.dumps({"from": old, "to": status, "why": why}, ensure_ascii=False)))
+            return status
+        return self._guard(write)
+
+    def apply_mail(self, effects: MailEffects, ticket_id: int | None, now: datetime) -> outbox.Applied:
+        """Write the mail planning decided (outbox rows, bounce marks, fuses) for `ticket_id`."""
+        return self._guard(lambda: outbox.apply(self.s, effects, ticket_id, now))
+
+    def count(self, table) -> int:
+        return self._guard(lambda: self.s.exec(select(func.count()).select_from(table)).one())
