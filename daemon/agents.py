@@ -32,7 +32,6 @@ from daemon.pipeline.commands import Commands, Parsed, Refusal, Vocabulary, pars
     validate_requester
 from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag
-from daemon.rules.declarations import Agent
 from store.records import SaveResult
 from store.tickets import AgentWrite
 

@@ -39,7 +39,8 @@ from daemon.render import LiveTemplates, watch_templates
 from daemon.rules.live import LiveRules, watch
 from daemon.rules.tester import template_names
 from daemon.spool import Spool
-from daemon.worker import Worker, WorkerSettings
+from daemon.message_path import WorkerSettings
+from daemon.worker import Worker
 from store import imap_state  # noqa: F401  (registers the IMAP state tables before create_schema)
 from store.blobs import Blobs
 from store.db import create_schema, make_engine

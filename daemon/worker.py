@@ -20,45 +20,28 @@ that catches broadly.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Mapping
 
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
-from daemon.agents import AgentDesk, Prelude
+from daemon.agents import AgentDesk
 from daemon.clock import utcnow
 from daemon.errors import AuthDeferred, ParseError, StoreUnavailable
-from daemon.model import Envelope, ParsedMessage, ThreadDecision
+from daemon.message_path import (Done, Entry, MessagePath, StageFailed, WorkerSettings, cause, saved,
+                                 wrote)
+from daemon.model import Envelope, ParsedMessage
 from daemon.outbound import Outbound
-from daemon.pipeline import classify as classify_mod
-from daemon.pipeline.parse import DEFAULT_LIMITS, ParseLimits, parse
-from daemon.pipeline.strip import strip_reply
-from daemon.pipeline.thread import subject_tag, thread, thread_keys
 from daemon.rules.loader import RuleSet
 from daemon.spool import Claim, Spool
 from store.records import SaveResult
 from store.repo import Store
-from store.writing import Saved, WriteTx
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """What the worker needs from config."""
-
-    tag_prefix: str = "HD"
-    own_addresses: frozenset[str] = frozenset()
-    defaults: classify_mod.Defaults = classify_mod.Defaults()
-    limits: ParseLimits | None = None
-    max_attempts: int = 5
-    retry_seconds: float = 10.0
-    auth_retry_seconds: float = 60.0     # [agents] dns_retry_seconds: a DNS temperror is retried after this
 
 
 @dataclass(frozen=True)
@@ -73,142 +56,18 @@ class Outcome:
     reason: str = ""
 
 
-@dataclass
-class Entry:
-    """One message on its way through the pipeline: from the spool (`claim`, or None for a
-    message handed to `process`), parsed (`msg`) or refused (`error`), with its prelude."""
-
-    claim: Claim | None
-    raw: bytes
-    envelope: Envelope
-    msg: ParsedMessage | None = None
-    pre: Prelude | None = None
-    error: Exception | None = None
-
-    @property
-    def sha(self) -> str:
-        return hashlib.sha256(self.raw).hexdigest()
-
-
-@dataclass(frozen=True)
-class Done:
-    """What the transaction did for one entry: the save result and the outbox rows and
-    fuse alerts to hand on after the commit; or `deferred` (wait in the spool)."""
-
-    result: SaveResult | None
-    outbox_ids: tuple[int, ...] = ()
-    alerts: tuple = ()
-    deferred: str = ""
-
-
-class _Failed(Exception):
-    """A message failed inside the transaction at `stage` (carries the cause)."""
-
-    def __init__(self, stage: str, cause: Exception):
-        super().__init__(f"{stage}: {cause}")
-        self.stage, self.cause = stage, cause
-
-
 class Worker:
-    """Drains a spool into the store (see module docstring)."""
+    """Drains a spool into the store (see module docstring); each message takes the
+    MessagePath (daemon.message_path)."""
 
     def __init__(self, spool: Spool, store: Store, settings: WorkerSettings, *,
                  clock: Callable[[], datetime] = utcnow, rules: Callable[[], "RuleSet | None"] = lambda: None,
                  mail: Outbound | None = None, agents: AgentDesk | None = None):
-        self.spool, self.store, self.settings, self.clock = spool, store, settings, clock
-        self.rules = rules                   # read once per message: one rule-set version
-        self.mail, self.agents = mail, agents
+        self.spool, self.store, self.settings = spool, store, settings
+        self.path = MessagePath(settings, clock=clock, rules=rules, mail=mail, agents=agents)
+        self.clock, self.mail, self.agents = clock, mail, agents
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
-
-    # ------------------------------------------------------------------ before the transaction
-    def prepare(self, entry: Entry, ahead: "ParsedMessage | ParseError | None" = None) -> Entry:
-        """Parse (unless a helper did: `ahead`) and compute the agent prelude; a failure is
-        kept on the entry (`error`, with its stage)."""
-        try:
-            if isinstance(ahead, ParseError):
-                raise ahead
-            msg = ahead if ahead is not None else parse(entry.raw, limits=self.settings.limits or DEFAULT_LIMITS,
-                                                        envelope_mail_from=entry.envelope.mail_from)
-            entry.msg = self.mail.inspect(msg, entry.envelope) if self.mail is not None else msg
-        except Exception as exc:
-            entry.error = exc if isinstance(exc, ParseError) else _Failed("parse", exc)
-            return entry
-        try:
-            entry.pre = self.agents.prelude(entry.msg, entry.envelope, entry.raw) if self.agents else None
-        except Exception as exc:
-            entry.error = _Failed("agent", exc)
-        return entry
-
-    # ------------------------------------------------------------------ inside the transaction
-    def store_one(self, tx: WriteTx, e: Entry) -> Done:
-        """Thread, route, save and plan one prepared message in `tx`. Raises _Failed with the
-        stage, or StoreUnavailable."""
-        msg, stage = e.msg, "thread"
-        try:
-            ref = self.mail.bounce_ref(tx, msg, e.envelope) if self.mail and msg.machine.kind == "bounce" else None
-            decision = self._decide(tx, msg, ref)
-            stage = "agent"
-            handled = self.agents.handle(tx, msg, e.envelope, e.raw, decision, e.pre, self.clock()) \
-                if self.agents else None
-            if handled is not None:
-                return Done(handled.result, handled.outbox_ids, handled.alerts,
-                            handled.reason if handled.kind == "deferred" else "")
-            stage = "classify"
-            routing = classify_mod.classify(msg, decision, self.rules(), self.settings.defaults,
-                                            now=self._arrival(e.envelope), envelope_rcpts=e.envelope.rcpt_to)
-            if decision.action in ("append", "reopen"):
-                msg = replace(msg, text=e.pre.text if e.pre is not None else _strip(msg.text))
-            stage = "store"
-            return self._save(tx, e, msg, decision, routing, ref)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            raise _Failed(stage, exc) from exc
-
-    def _save(self, tx: WriteTx, e: Entry, msg: ParsedMessage, decision: ThreadDecision, routing, ref) -> Done:
-        own = self.settings.own_addresses | {r.lower() for r in e.envelope.rcpt_to}
-        now = self.clock()
-        result = tx.save_message(msg, e.envelope, e.raw, e.sha, decision, routing, now, own)
-        if self.mail is None or result.outcome == "duplicate":
-            return Done(result)
-        effects = self.mail.plan_message(tx, msg, decision, routing, result.outcome, result.ticket_id, now, ref)
-        applied = tx.apply_mail(effects, result.ticket_id, now)
-        return Done(result, applied.outbox_ids, applied.alerts)
-
-    def _arrival(self, envelope: Envelope) -> datetime:
-        """When the message reached us (a retry is judged at the same time), else now."""
-        try:
-            return datetime.fromisoformat(envelope.received_at)
-        except (TypeError, ValueError):
-            return self.clock()
-
-    def _decide(self, tx: WriteTx, msg: ParsedMessage, ref) -> ThreadDecision:
-        own = self.mail.own_ticket(msg) if self.mail is not None else None
-        if own is not None:                             # our own mail came back: file it, trigger nothing
-            return ThreadDecision("append", own, f"our own mail <{msg.message_id}> came back (verified Message-ID)")
-        keys = thread_keys(msg) + (msg.message_id,)     # own id: a reply may have come first
-        tag = subject_tag(msg.subject, self.settings.tag_prefix)
-        candidates = tx.thread_candidates(keys, tag)
-        if msg.machine.kind == "bounce":
-            return self._bounce_decision(tx, msg, candidates, ref)
-        return thread(msg, candidates, tag_prefix=self.settings.tag_prefix)
-
-    def _bounce_decision(self, tx: WriteTx, msg: ParsedMessage, candidates, ref) -> ThreadDecision:
-        """A bounce never opens a ticket: it is filed (internal) on the ticket of the mail it
-        reports on - our outbox row (VERP token or verified original Message-ID) first."""
-        if ref is not None and ref.ticket_id is not None:
-            return ThreadDecision("bounce", ref.ticket_id, f"delivery report for our mail <{ref.message_id}> "
-                                                           f"(outbox #{ref.id})")
-        dsn = msg.machine.dsn
-        if dsn and dsn.original_message_id:
-            ticket = tx.ticket_of_message(dsn.original_message_id)
-            if ticket is not None:
-                return ThreadDecision("bounce", ticket, f"dsn original message <{dsn.original_message_id}>")
-        real = [k for k in candidates.known if not k.ghost] or list(candidates.known)
-        if real:
-            return ThreadDecision("bounce", real[0].ticket_id, f"bounce references <{real[0].message_id}>")
-        return ThreadDecision("bounce", None, "bounce for no known message")
 
     def _after(self, done: Done) -> None:
         """After the commit: hand the new outbox rows to the queue, schedule the SLA check."""
@@ -219,14 +78,14 @@ class Worker:
     def process(self, raw: bytes, envelope: Envelope) -> SaveResult:
         """Run one message through the pipeline in a transaction of its own (commands,
         tests, benchmarks). Raises on failure (the cause, not the stage wrapper)."""
-        e = self.prepare(Entry(None, raw, envelope))
+        e = self.path.prepare(Entry(None, raw, envelope))
         if e.error is not None:
-            raise _cause(e.error)
+            raise cause(e.error)
         try:
             with self.store.write() as tx:
-                done = self.store_one(tx, e)
+                done = self.path.store_one(tx, e)
                 tx.commit()
-        except _Failed as exc:
+        except StageFailed as exc:
             if isinstance(exc.cause, IntegrityError) and self.store.is_duplicate(e.msg.message_id,
                                                                                  e.msg.content_digest):
                 return SaveResult("duplicate", None, None, e.msg.message_id)
@@ -234,7 +93,7 @@ class Worker:
         if done.deferred:
             raise AuthDeferred(done.deferred)
         self._after(done)
-        return _saved(done)
+        return saved(done)
 
     # ------------------------------------------------------------------ the spool loop
     def run_once(self, only: set[str] | None = None) -> Outcome | None:
@@ -273,14 +132,14 @@ class Worker:
                 continue
             if claim.attempt > 1:
                 return entry
-            self.prepare(entry, parsed.get(claim.base))
+            self.path.prepare(entry, parsed.get(claim.base))
             (refused if entry.error is not None else ready).append(entry)
         return None
 
     def _alone(self, e: Entry) -> list[Outcome]:
         if e.claim.attempt > self.settings.max_attempts:
             return [self._quarantine(e, "worker", "crashed", f"processing was interrupted {e.claim.attempt - 1} times")]
-        self.prepare(e)
+        self.path.prepare(e)
         return [self._failed(e, e.error)] if e.error is not None else self._transact([e])
 
     def _transact(self, ready: list[Entry]) -> list[Outcome]:
@@ -292,12 +151,12 @@ class Worker:
         with self.store.write() as tx:
             for e in ready:
                 try:
-                    d = self.store_one(tx, e)
+                    d = self.path.store_one(tx, e)
                 except StoreUnavailable as exc:               # nothing more can be stored now
                     tx.rollback()
                     return [self._failed(x, exc) for x in ready]
-                except _Failed as exc:
-                    if not _wrote(exc):                       # nothing written for it: the batch goes on
+                except StageFailed as exc:
+                    if not wrote(exc):                       # nothing written for it: the batch goes on
                         later.append(self._failed(e, exc))
                         continue
                     tx.rollback()
@@ -312,7 +171,7 @@ class Worker:
                 return [self._failed(x, exc) for x, _ in done] + later
         return [self._stored(e, d) for e, d in done] + later
 
-    def _one_by_one(self, ready: list[Entry], failing: Entry, exc: "_Failed", later: list[Outcome]) -> list[Outcome]:
+    def _one_by_one(self, ready: list[Entry], failing: Entry, exc: "StageFailed", later: list[Outcome]) -> list[Outcome]:
         """After a failing write rolled the transaction back: each entry alone (the ones
         already finished stay finished)."""
         if len(ready) == 1:
@@ -350,7 +209,7 @@ class Worker:
         """The message is committed: forget the spool copy, hand its mail on."""
         self.spool.done(e.claim)
         self._not_before.pop(e.claim.base, None)
-        result = _saved(d)
+        result = saved(d)
         self.stats["duplicate" if result.outcome == "duplicate" else "stored"] += 1
         log.info("stored message_id=<%s> ticket=%s outcome=%s", result.message_id, result.ticket_id, result.outcome)
         self._after(d)
@@ -375,7 +234,7 @@ class Worker:
             self._later(e, self.settings.retry_seconds, False)
             log.warning("store unavailable, message %s kept in spool: %s", e.claim.base, exc)
             return Outcome("retry", e.claim.base, reason=str(exc))
-        stage, cause = (exc.stage, exc.cause) if isinstance(exc, _Failed) else ("worker", exc)
+        stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageFailed) else ("worker", exc)
         reason = f"{cause.__class__.__name__}: {cause}"
         log.error("message %s failed at %s (attempt %d)", e.claim.base, stage, e.claim.attempt, exc_info=cause)
         if e.claim.attempt >= self.settings.max_attempts:
@@ -428,24 +287,6 @@ class Worker:
                 wait = min(wait, max(retry, 0.05))
             wake.wait(wait)
             wake.clear()
-
-
-def _wrote(exc: "_Failed") -> bool:
-    """Whether the failing message may have written in the transaction (then it is unusable)."""
-    return exc.stage in ("agent", "store") or isinstance(exc.cause, SQLAlchemyError)
-
-
-def _cause(exc: Exception) -> Exception:
-    return exc.cause if isinstance(exc, _Failed) else exc
-
-
-def _saved(d: Done) -> SaveResult:
-    r = d.result
-    return Saved(r.outcome, r.ticket_id, r.message_pk, r.message_id, d.outbox_ids, d.alerts)
-
-
-def _strip(text: str) -> str:
-    return strip_reply(text)
 
 
 def _peek_headers(raw: bytes) -> tuple[str, str]:

@@ -1,9 +1,13 @@
-"""The database tables (sqlmodel). Only store/repo.py queries them.
+"""The database tables (sqlmodel): every table of the schema, in one module.
 
 Tickets own messages, participants, thread keys and an append-only event log. Raw mail is
 kept in `rawmessage` keyed by its sha256; attachment bytes live on disk, content-addressed
 (store/blobs.py), and `attachment` rows only describe them. `quarantine` holds mail that
-could not be processed, with the stage and reason.
+could not be processed, with the stage and reason. The outbox tables (one row per mail we
+send, its recipients, suppressions, fuses, the requester's language), the agent path's
+(ticket tags, agent-mail verdicts) and the SLA plans (policy and next due time per ticket,
+fired escalation levels, the sweep's cursor) are queried by store/outbox.py, tickets.py and
+sla_store.py; the IMAP intake's state tables live in store/imap_state.py.
 """
 from __future__ import annotations
 
@@ -130,11 +134,106 @@ class Quarantine(SQLModel, table=True):
     released_at: Optional[datetime] = None
 
 
-# The outbox tables live with their SQL in store/outbox.py; importing it registers them on
-# this metadata, so create_schema() makes them too.
-from store import outbox as _outbox  # noqa: E402,F401
-# Likewise the agent path's tables (ticket tags, agent-mail verdicts) in store/tickets.py.
-from store import tickets as _tickets  # noqa: E402,F401
-# The SLA tables (policy and next due time per ticket, fired escalation levels) live with
-# their SQL in store/sla_store.py; importing it registers them here too.
-from store import sla_store as _sla_store  # noqa: E402,F401
+# ---------------------------------------------------------------------- the outbox (SQL: store/outbox.py)
+class Outbox(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: Optional[int] = Field(default=None, foreign_key="ticket.id", index=True)
+    kind: str                                   # ack | reopen | resolve | agent_new | agent_message
+    audience: str                               # requester | agent
+    template: str = ""
+    auto: str = "auto-generated"
+    message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    nonce: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    mail_from: str
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = "pending"                     # pending | sending | sent | partial | failed
+    attempts: int = 0
+    created_at: datetime
+    next_attempt_at: datetime
+    lease_until: Optional[datetime] = None
+    lease_token: str = ""
+    enqueued_at: Optional[datetime] = None
+    sent_at: Optional[datetime] = None
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class OutboxRecipient(SQLModel, table=True):
+    __table_args__ = (Index("ix_outboxrcpt_email_time", "email", "planned_at"),)
+    outbox_id: int = Field(foreign_key="outbox.id", primary_key=True)
+    email: str = Field(primary_key=True)
+    status: str = "pending"                     # pending | sent | failed | bounced | suppressed
+    code: int = 0
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    planned_at: datetime
+    updated_at: Optional[datetime] = None
+
+
+class MailSuppression(SQLModel, table=True):
+    email: str = Field(primary_key=True)
+    until: datetime
+    since: datetime
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class MailFuse(SQLModel, table=True):
+    key: str = Field(primary_key=True)
+    until: datetime
+    count: int = 0
+
+
+class TicketMail(SQLModel, table=True):
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    language: Optional[str] = None
+
+
+# ---------------------------------------------------------------------- the agent path (SQL: store/tickets.py)
+class TicketTag(SQLModel, table=True):
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    tag: str = Field(primary_key=True)
+
+
+class AgentMessage(SQLModel, table=True):
+    message_pk: int = Field(foreign_key="message.id", primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    verdict: str
+    agent: str = ""
+    reason: str = ""
+    evidence: str = "[]"              # JSON list
+
+
+# ---------------------------------------------------------------------- SLA plans (SQL: store/sla_store.py)
+class TicketSla(SQLModel, table=True):
+    __tablename__ = "ticketsla"
+    __table_args__ = (Index("ix_ticketsla_next_due", "next_due_at"),)
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    policy: str
+    reason: str = ""
+    service: Optional[str] = None
+    requested: Optional[str] = None
+    queue: str = ""
+    version: str = ""
+    next_due_at: Optional[datetime] = None
+    planned_at: datetime
+    seen_event: int = 0
+
+
+class SlaFired(SQLModel, table=True):
+    __tablename__ = "slafired"
+    __table_args__ = (UniqueConstraint("ticket_id", "key", name="uq_slafired_ticket_key"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id")
+    key: str
+    target: str
+    level: str
+    due_at: datetime
+    fired_at: datetime
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+
+
+class SlaCursor(SQLModel, table=True):
+    __tablename__ = "slacursor"
+    name: str = Field(primary_key=True)
+    low: int = 0                        # the sweep before last saw events up to here
+    high: int = 0                       # the last sweep saw events up to here

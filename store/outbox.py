@@ -23,89 +23,31 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import cache
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
-from sqlalchemy import (Column, Index, Integer, LargeBinary, Text, bindparam, case, func, insert, literal_column, null,
+from sqlalchemy import (Integer, Text, bindparam, case, func, insert, literal_column, null,
                         or_, union_all, update)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, select
 
+from daemon.clock import aware as _aware
+from daemon.clock import to_utc as _utc
 from daemon.model import FuseAlert, MailEffects, MailHistory
+from store import models as m
+from store.models import Event, MailFuse, MailSuppression, Outbox, OutboxRecipient, TicketMail  # noqa: F401
 
 CONVERSATION = 10                     # message ids of a ticket put into References
-
-
-class Outbox(SQLModel, table=True):
-    __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
-    ticket_id: Optional[int] = Field(default=None, foreign_key="ticket.id", index=True)
-    kind: str                                   # ack | reopen | resolve | agent_new | agent_message
-    audience: str                               # requester | agent
-    template: str = ""
-    auto: str = "auto-generated"
-    message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
-    nonce: str = Field(sa_column=Column(Text, nullable=False, unique=True))
-    mail_from: str
-    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    status: str = "pending"                     # pending | sending | sent | partial | failed
-    attempts: int = 0
-    created_at: datetime
-    next_attempt_at: datetime
-    lease_until: Optional[datetime] = None
-    lease_token: str = ""
-    enqueued_at: Optional[datetime] = None
-    sent_at: Optional[datetime] = None
-    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-
-
-class OutboxRecipient(SQLModel, table=True):
-    __table_args__ = (Index("ix_outboxrcpt_email_time", "email", "planned_at"),)
-    outbox_id: int = Field(foreign_key="outbox.id", primary_key=True)
-    email: str = Field(primary_key=True)
-    status: str = "pending"                     # pending | sent | failed | bounced | suppressed
-    code: int = 0
-    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    planned_at: datetime
-    updated_at: Optional[datetime] = None
-
-
-class MailSuppression(SQLModel, table=True):
-    email: str = Field(primary_key=True)
-    until: datetime
-    since: datetime
-    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-
-
-class MailFuse(SQLModel, table=True):
-    key: str = Field(primary_key=True)
-    until: datetime
-    count: int = 0
-
-
-class TicketMail(SQLModel, table=True):
-    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
-    language: Optional[str] = None
 
 
 OPEN = ("pending", "sending")
 RCPT_OPEN = ("pending",)
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
-
-
 def _event(s: Session, ticket_id: int | None, at: datetime, kind: str, detail: dict) -> None:
-    from store.models import Event
     if ticket_id is not None:
         s.add(Event(ticket_id=ticket_id, at=at, kind=kind, detail=json.dumps(detail, ensure_ascii=False)))
 
@@ -113,11 +55,9 @@ def _event(s: Session, ticket_id: int | None, at: datetime, kind: str, detail: d
 # ---------------------------------------------------------------------- planning side
 class _Sql:
     """The planning side's statements, built once and run with parameters on the
-    transaction's Core connection (no statement building, no ORM unit of work per mail).
-    Built on first use: store.models is complete only after this module has loaded."""
+    transaction's Core connection (no statement building, no ORM unit of work per mail)."""
 
     def __init__(self):
-        from store import models as m
         ob, rc, sup, tm = Outbox.__table__, OutboxRecipient.__table__, MailSuppression.__table__, TicketMail.__table__
         msg, t = m.Message.__table__, m.Ticket.__table__
         tid, emails = bindparam("b_tid"), bindparam("b_emails", expanding=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from datetime import datetime
+from typing import Iterator
 
 from sqlalchemy import func, or_
 from sqlalchemy.engine import Engine
@@ -26,7 +26,7 @@ from store import outbox, saving
 from store import tickets as tickets_mod
 from store.blobs import Blobs
 from store.records import AttachmentRow, EventRow, MessageRow, QuarantineRow, SaveResult, TicketDetail, TicketRow
-from store.writing import Saved, WriteTx, unavailable  # noqa: F401  (Saved: re-exported)
+from store.writing import WriteTx, unavailable
 
 
 class Store:

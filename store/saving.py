@@ -25,6 +25,7 @@ from store.records import SaveResult
 T, MSG, EVT = m.Ticket.__table__, m.Message.__table__, m.Event.__table__
 TK, PART, ATT = m.ThreadKey.__table__, m.Participant.__table__, m.Attachment.__table__
 LINK, RAW = m.TicketLink.__table__, m.RawMessage.__table__
+INS_TAGS = insert(m.TicketTag.__table__)
 
 # ---------------------------------------------------------------------- prebuilt statements
 INS_TICKET, INS_MESSAGE, INS_EVENTS = insert(T), insert(MSG), insert(EVT)
@@ -154,8 +155,7 @@ class Writer:
             "rules_version": routing.rules_version}).inserted_primary_key[0]
         self._participants(tid, requester, msg, own)
         if routing.tags:
-            from store.tickets import TicketTag         # registered by store.models (no cycle at call time)
-            self.c.execute(insert(TicketTag.__table__), [{"ticket_id": tid, "tag": t}
+            self.c.execute(INS_TAGS, [{"ticket_id": tid, "tag": t}
                                                          for t in dict.fromkeys(routing.tags)])
         self.event(tid, "created", {"evidence": decision.evidence, "routing": {
             "type": routing.type, "queue": routing.queue, "priority": routing.priority,

@@ -30,61 +30,31 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import cache
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import (Column, Index, Integer, Text, UniqueConstraint, bindparam, func, insert, literal_column, null,
+from sqlalchemy import (Integer, Text, bindparam, func, insert, literal_column, null,
                         union_all, update)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, select
 
+from daemon.clock import aware as _aware
+from daemon.clock import to_utc as _utc
 from daemon.errors import HelpdeskError
 from daemon.pipeline.sla import STOPPED, StatusChange, TicketHistory
+from store import models as m
+from store import outbox
+from store.models import SlaCursor, SlaFired, TicketSla, TicketTag  # noqa: F401  (re-exported)
 from store.records import TicketRow
 
 AGENT_REPLY = {"direction": "out", "visibility": "public"}
 STOPPED_STATUSES = tuple(sorted(STOPPED))
 QUIET_EVENTS = ("mail_queued", "mail_sent", "mail_deferred", "mail_failed", "mail_held", "mail_bounced",
                 "mail_delayed", "alert", "sla_escalation")     # they change nothing the clocks read
-
-
-class TicketSla(SQLModel, table=True):
-    __tablename__ = "ticketsla"
-    __table_args__ = (Index("ix_ticketsla_next_due", "next_due_at"),)
-    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
-    policy: str
-    reason: str = ""
-    service: Optional[str] = None
-    requested: Optional[str] = None
-    queue: str = ""
-    version: str = ""
-    next_due_at: Optional[datetime] = None
-    planned_at: datetime
-    seen_event: int = 0
-
-
-class SlaFired(SQLModel, table=True):
-    __tablename__ = "slafired"
-    __table_args__ = (UniqueConstraint("ticket_id", "key", name="uq_slafired_ticket_key"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
-    ticket_id: int = Field(foreign_key="ticket.id")
-    key: str
-    target: str
-    level: str
-    due_at: datetime
-    fired_at: datetime
-    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
-
-
-class SlaCursor(SQLModel, table=True):
-    __tablename__ = "slacursor"
-    name: str = Field(primary_key=True)
-    low: int = 0                        # the sweep before last saw events up to here
-    high: int = 0                       # the last sweep saw events up to here
 
 
 class AlreadyFired(HelpdeskError):
@@ -113,14 +83,6 @@ class FiredRow:
     due_at: datetime
     fired_at: datetime
     detail: dict
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
 
 
 def is_agent_reply(direction: str, visibility: str) -> bool:
@@ -160,18 +122,11 @@ def _srow(r) -> SlaRow:
                   _aware(r.next_due_at), _aware(r.planned_at), r.seen_event)
 
 
-def _models():
-    from store import models as m          # store.models imports this module at its end
-    return m
-
-
 class _Sql:
     """What every ticket transaction runs (re-planning after each incoming message), built
-    once and run with parameters on the session's Core connection. Built on first use:
-    store.models is complete only after this module has loaded."""
+    once and run with parameters on the session's Core connection."""
 
     def __init__(self):
-        m = _models()
         ts, ev, msg, fired = TicketSla.__table__, m.Event.__table__, m.Message.__table__, SlaFired.__table__
         tid = bindparam("b_tid")
         self.row = sa_select(ts).where(ts.c.ticket_id == tid)
@@ -217,7 +172,6 @@ class SlaTx:
 
     def ticket(self, ticket_id: int, *, lock: bool = False) -> TicketRow | None:
         """The ticket; `lock` takes its row lock (PostgreSQL) so changes to it wait for us."""
-        m = _models()
         q = select(m.Ticket).where(m.Ticket.id == ticket_id)
         row = self.s.exec(q.with_for_update() if lock else q).first()
         return _trow(row) if row is not None else None
@@ -282,7 +236,6 @@ class SlaTx:
 
     def change_ticket(self, ticket_id: int, now: datetime, *, assignee: str | None = None,
                       priority: str | None = None) -> None:
-        m = _models()
         t = self.s.get(m.Ticket, ticket_id)
         if assignee is not None:
             t.assignee = assignee
@@ -293,24 +246,20 @@ class SlaTx:
 
     def add_tag(self, ticket_id: int, tag: str) -> bool:
         """Add a tag (store/tickets.py's table); False when the ticket has it already."""
-        from store.tickets import TicketTag
         if self.s.get(TicketTag, (ticket_id, tag)) is not None:
             return False
         self.s.add(TicketTag(ticket_id=ticket_id, tag=tag))
         return True
 
     def event(self, ticket_id: int, at: datetime, kind: str, detail: dict) -> None:
-        m = _models()
         self.s.add(m.Event(ticket_id=ticket_id, at=_utc(at), kind=kind, detail=json.dumps(detail, ensure_ascii=False)))
 
     def mail(self, effects, ticket_id: int, now: datetime):
         """Write planned mail into the outbox (same transaction); store.outbox.Applied."""
-        from store import outbox
         return outbox.apply(self.s, effects, ticket_id, now)
 
     @property
     def ledger(self):
-        from store import outbox
         return outbox.Ledger(self.s)
 
 
@@ -349,7 +298,6 @@ class SlaStore:
 
     def unplanned(self, version: str, after: int = 0, limit: int = 500) -> list[int]:
         """Open tickets (id > after) with no plan, or one made with other SLA settings."""
-        m = _models()
         with self._read() as s:
             q = (select(m.Ticket.id).join(TicketSla, TicketSla.ticket_id == m.Ticket.id, isouter=True)
                  .where(m.Ticket.id > after, m.Ticket.status.not_in(STOPPED_STATUSES),
@@ -361,7 +309,6 @@ class SlaStore:
         """Tickets with events since the sweep before last (a lag of one sweep covers
         transactions that committed out of id order) that their plan has not seen;
         advances the cursor."""
-        m = _models()
         with Session(self.writer, expire_on_commit=False) as s:
             cur = s.get(SlaCursor, name)
             if cur is None:
@@ -390,7 +337,6 @@ class SlaStore:
             if ticket is None:
                 return None
             row = tx.row(ticket_id)
-            from store.tickets import TicketTag
             tags = s.exec(select(TicketTag.tag).where(TicketTag.ticket_id == ticket_id).order_by(TicketTag.tag)).all()
             return ticket, row, tx.history(ticket, row.policy if row else ""), tx.fired(ticket_id), list(tags)
 
@@ -404,7 +350,6 @@ class SlaStore:
                   batch: int = 1000) -> Iterator[tuple[TicketHistory, bool, str]]:
         """(history, has a stored policy, requester) of every ticket created in [start,
         end), in bounded batches; the policy is "" where none was stored."""
-        m = _models()
         last = 0
         while True:
             with self._read() as s:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, select
 
 from daemon.clock import aware, to_utc
 from daemon.errors import NotFound
@@ -27,24 +27,11 @@ from daemon.model import Envelope, ParsedMessage
 from daemon.pipeline.agent import TicketState
 from daemon.pipeline.commands import Command
 from store import models as m
+from store.models import AgentMessage, TicketTag  # noqa: F401  (re-exported)
 from store import outbox
 from store.records import SaveResult, TicketRow
 
 THREAD = 10                           # customer message ids put into References of a reply
-
-
-class TicketTag(SQLModel, table=True):
-    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
-    tag: str = Field(primary_key=True)
-
-
-class AgentMessage(SQLModel, table=True):
-    message_pk: int = Field(foreign_key="message.id", primary_key=True)
-    ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    verdict: str
-    agent: str = ""
-    reason: str = ""
-    evidence: str = "[]"              # JSON list
 
 
 @dataclass(frozen=True)

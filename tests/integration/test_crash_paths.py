@@ -93,7 +93,7 @@ def test_message_that_kills_the_worker_every_time_is_quarantined(setup):
     assert q.stage == "worker" and q.reason == "crashed" and f"{attempts} times" in q.detail
 
 
-KILL_ON_POISON = ("import daemon.worker as W\n"
+KILL_ON_POISON = ("import daemon.message_path as W\n"
                   "_parse = W.parse\n"
                   "def _poisoned(raw, **kw):\n"
                   "    if b'POISON' in raw:\n"

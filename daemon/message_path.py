@@ -1,0 +1,194 @@
+"""One message's path through the pipeline, for the spool worker (daemon.worker).
+
+`prepare` runs before the write transaction: parse (unless a helper process did), recognise
+our own mail (daemon.outbound), and the agent path's prelude (daemon.agents: reply token,
+sender authentication - DNS never runs while the transaction holds its lock). `store_one`
+runs inside the worker's `store.writing.WriteTx`: thread (or map a bounce to the mail it
+reports on), the agent path or classify by the rules, save, plan the mail and SLA timers
+the change causes and apply them. Each stage runs once per message; a failure comes out as
+`StageFailed` naming the stage.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from daemon.agents import AgentDesk, Prelude
+from daemon.clock import utcnow
+from daemon.errors import ParseError, StoreUnavailable
+from daemon.model import Envelope, ParsedMessage, ThreadDecision
+from daemon.outbound import Outbound
+from daemon.pipeline import classify as classify_mod
+from daemon.pipeline.parse import DEFAULT_LIMITS, ParseLimits, parse
+from daemon.pipeline.strip import strip_reply
+from daemon.pipeline.thread import subject_tag, thread, thread_keys
+from daemon.rules.loader import RuleSet
+from daemon.spool import Claim
+from store.records import SaveResult
+from store.writing import Saved, WriteTx
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What the worker needs from config."""
+
+    tag_prefix: str = "HD"
+    own_addresses: frozenset[str] = frozenset()
+    defaults: classify_mod.Defaults = classify_mod.Defaults()
+    limits: ParseLimits | None = None
+    max_attempts: int = 5
+    retry_seconds: float = 10.0
+    auth_retry_seconds: float = 60.0     # [agents] dns_retry_seconds: a DNS temperror is retried after this
+
+
+@dataclass
+class Entry:
+    """One message on its way through the pipeline: from the spool (`claim`, or None for a
+    message handed to `process`), parsed (`msg`) or refused (`error`), with its prelude."""
+
+    claim: Claim | None
+    raw: bytes
+    envelope: Envelope
+    msg: ParsedMessage | None = None
+    pre: Prelude | None = None
+    error: Exception | None = None
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class Done:
+    """What the transaction did for one entry: the save result and the outbox rows and
+    fuse alerts to hand on after the commit; or `deferred` (wait in the spool)."""
+
+    result: SaveResult | None
+    outbox_ids: tuple[int, ...] = ()
+    alerts: tuple = ()
+    deferred: str = ""
+
+
+class StageFailed(Exception):
+    """A message failed inside the transaction at `stage` (carries the cause)."""
+
+    def __init__(self, stage: str, cause: Exception):
+        super().__init__(f"{stage}: {cause}")
+        self.stage, self.cause = stage, cause
+
+
+class MessagePath:
+    """See module docstring."""
+
+    def __init__(self, settings: WorkerSettings, *, clock: Callable[[], datetime] = utcnow,
+                 rules: Callable[[], "RuleSet | None"] = lambda: None, mail: Outbound | None = None,
+                 agents: AgentDesk | None = None):
+        self.settings, self.clock, self.rules, self.mail, self.agents = settings, clock, rules, mail, agents
+
+    # ------------------------------------------------------------------ before the transaction
+    def prepare(self, entry: Entry, ahead: "ParsedMessage | ParseError | None" = None) -> Entry:
+        """Parse (unless a helper did: `ahead`) and compute the agent prelude; a failure is
+        kept on the entry (`error`, with its stage)."""
+        try:
+            if isinstance(ahead, ParseError):
+                raise ahead
+            msg = ahead if ahead is not None else parse(entry.raw, limits=self.settings.limits or DEFAULT_LIMITS,
+                                                        envelope_mail_from=entry.envelope.mail_from)
+            entry.msg = self.mail.inspect(msg, entry.envelope) if self.mail is not None else msg
+        except Exception as exc:
+            entry.error = exc if isinstance(exc, ParseError) else StageFailed("parse", exc)
+            return entry
+        try:
+            entry.pre = self.agents.prelude(entry.msg, entry.envelope, entry.raw) if self.agents else None
+        except Exception as exc:
+            entry.error = StageFailed("agent", exc)
+        return entry
+
+    # ------------------------------------------------------------------ inside the transaction
+    def store_one(self, tx: WriteTx, e: Entry) -> Done:
+        """Thread, route, save and plan one prepared message in `tx`. Raises StageFailed with the
+        stage, or StoreUnavailable."""
+        msg, stage = e.msg, "thread"
+        try:
+            ref = self.mail.bounce_ref(tx, msg, e.envelope) if self.mail and msg.machine.kind == "bounce" else None
+            decision = self._decide(tx, msg, ref)
+            stage = "agent"
+            handled = self.agents.handle(tx, msg, e.envelope, e.raw, decision, e.pre, self.clock()) \
+                if self.agents else None
+            if handled is not None:
+                return Done(handled.result, handled.outbox_ids, handled.alerts,
+                            handled.reason if handled.kind == "deferred" else "")
+            stage = "classify"
+            routing = classify_mod.classify(msg, decision, self.rules(), self.settings.defaults,
+                                            now=self._arrival(e.envelope), envelope_rcpts=e.envelope.rcpt_to)
+            if decision.action in ("append", "reopen"):
+                msg = replace(msg, text=e.pre.text if e.pre is not None else strip_reply(msg.text))
+            stage = "store"
+            return self._save(tx, e, msg, decision, routing, ref)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StageFailed(stage, exc) from exc
+
+    def _save(self, tx: WriteTx, e: Entry, msg: ParsedMessage, decision: ThreadDecision, routing, ref) -> Done:
+        own = self.settings.own_addresses | {r.lower() for r in e.envelope.rcpt_to}
+        now = self.clock()
+        result = tx.save_message(msg, e.envelope, e.raw, e.sha, decision, routing, now, own)
+        if self.mail is None or result.outcome == "duplicate":
+            return Done(result)
+        effects = self.mail.plan_message(tx, msg, decision, routing, result.outcome, result.ticket_id, now, ref)
+        applied = tx.apply_mail(effects, result.ticket_id, now)
+        return Done(result, applied.outbox_ids, applied.alerts)
+
+    def _arrival(self, envelope: Envelope) -> datetime:
+        """When the message reached us (a retry is judged at the same time), else now."""
+        try:
+            return datetime.fromisoformat(envelope.received_at)
+        except (TypeError, ValueError):
+            return self.clock()
+
+    def _decide(self, tx: WriteTx, msg: ParsedMessage, ref) -> ThreadDecision:
+        own = self.mail.own_ticket(msg) if self.mail is not None else None
+        if own is not None:                             # our own mail came back: file it, trigger nothing
+            return ThreadDecision("append", own, f"our own mail <{msg.message_id}> came back (verified Message-ID)")
+        keys = thread_keys(msg) + (msg.message_id,)     # own id: a reply may have come first
+        tag = subject_tag(msg.subject, self.settings.tag_prefix)
+        candidates = tx.thread_candidates(keys, tag)
+        if msg.machine.kind == "bounce":
+            return self._bounce_decision(tx, msg, candidates, ref)
+        return thread(msg, candidates, tag_prefix=self.settings.tag_prefix)
+
+    def _bounce_decision(self, tx: WriteTx, msg: ParsedMessage, candidates, ref) -> ThreadDecision:
+        """A bounce never opens a ticket: it is filed (internal) on the ticket of the mail it
+        reports on - our outbox row (VERP token or verified original Message-ID) first."""
+        if ref is not None and ref.ticket_id is not None:
+            return ThreadDecision("bounce", ref.ticket_id, f"delivery report for our mail <{ref.message_id}> "
+                                                           f"(outbox #{ref.id})")
+        dsn = msg.machine.dsn
+        if dsn and dsn.original_message_id:
+            ticket = tx.ticket_of_message(dsn.original_message_id)
+            if ticket is not None:
+                return ThreadDecision("bounce", ticket, f"dsn original message <{dsn.original_message_id}>")
+        real = [k for k in candidates.known if not k.ghost] or list(candidates.known)
+        if real:
+            return ThreadDecision("bounce", real[0].ticket_id, f"bounce references <{real[0].message_id}>")
+        return ThreadDecision("bounce", None, "bounce for no known message")
+
+
+
+def wrote(exc: StageFailed) -> bool:
+    """Whether the failing message may have written in the transaction (then it is unusable)."""
+    return exc.stage in ("agent", "store") or isinstance(exc.cause, SQLAlchemyError)
+
+
+def cause(exc: Exception) -> Exception:
+    return exc.cause if isinstance(exc, StageFailed) else exc
+
+
+def saved(d: Done) -> SaveResult:
+    r = d.result
+    return Saved(r.outcome, r.ticket_id, r.message_pk, r.message_id, d.outbox_ids, d.alerts)
