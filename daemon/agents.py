@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -73,19 +74,24 @@ class Flood:
             self.seen.setdefault(source, deque()).append(self.clock())
 
 
-@dataclass(frozen=True)
 class Prelude:
     """What the agent path knows of a message before any store read (see module docstring):
-    the reply text stripped once, its command lines parsed once, the claim, the reply-token
-    check and the sender's authentication."""
+    the claim, the reply-token check and the sender's authentication; the reply text is
+    stripped and its command lines parsed once, when first asked for (a new ticket's mail
+    is never stripped)."""
 
-    text: str
-    parsed: Parsed
-    roster: dict
-    claim: plan.Claim
-    check: tokens.ReplyCheck | None = None
-    auth: Auth | None = None
-    flood: str = ""                      # the source, when it sent too many invalid tokens
+    def __init__(self, body: str, roster: dict, claim: plan.Claim, check: tokens.ReplyCheck | None = None,
+                 auth: Auth | None = None, flood: str = ""):
+        self.body, self.roster, self.claim, self.check, self.auth = body, roster, claim, check, auth
+        self.flood = flood                   # the source, when it sent too many invalid tokens
+
+    @cached_property
+    def text(self) -> str:
+        return strip_reply(self.body)
+
+    @cached_property
+    def parsed(self) -> Parsed:
+        return parse_commands(self.text)
 
 
 @dataclass(frozen=True)
@@ -124,22 +130,20 @@ class AgentDesk:
         rules = self.rules()
         if rules is None or msg.machine.kind in ("loop", "bounce"):
             return None
-        text = strip_reply(msg.text)
         roster = plan.roster_of(rules.queues)
         claim = plan.claim_of(msg, envelope, roster, self.desk.address)
-        base = Prelude(text, parse_commands(text), roster, claim)
         if not claim.agent_path:
-            return base
+            return Prelude(msg.text, roster, claim)
         check = tokens.check_reply_token(self.ring, claim.details[0], self.clock().date()) if claim.details else None
         if check is not None and check.status == "invalid":
             source = envelope.peer or (msg.from_addr.email.lower() if msg.from_addr else "?")
             if self.flood.over(source):          # guessing tokens: no more work, no more warnings
-                return Prelude(text, base.parsed, roster, claim, check, None, source)
+                return Prelude(msg.text, roster, claim, check, None, source)
             self.flood.count(source)
             if self.flood.over(source):
                 log.warning("ALERT %d invalid reply addresses from %s within an hour; further ones are "
                             "quarantined as token-flood", self.settings.max_bad_tokens_per_hour, source)
-        return Prelude(text, base.parsed, roster, claim, check, self._authenticate(raw, msg, claim, check, roster))
+        return Prelude(msg.text, roster, claim, check, self._authenticate(raw, msg, claim, check, roster))
 
     def _authenticate(self, raw: bytes, msg: ParsedMessage, claim: plan.Claim, check, roster) -> Auth | None:
         """Only when a verdict depends on it (DKIM may cost a DNS query)."""
@@ -219,8 +223,19 @@ class AgentDesk:
         write = AgentWrite(ticket.id, "out" if public else "in", "public" if public else "internal",
                            {"act": "acted"}.get(verdict.kind, verdict.kind), agent.email, verdict.why,
                            cmds.body if cmds.body.strip() else pre.text, cmds.commands, status, verdict.evidence)
-        return self._write(tx, write, msg, envelope, raw, now, lambda done: self.notices.recorded(
+        return self._write(tx, write, msg, envelope, raw, now, lambda done: self._acted(
             tx, verdict, msg, ticket, Acted(cmds, public, done.results), done.ticket, rules, now))
+
+    def _acted(self, tx, verdict: plan.Verdict, msg, ticket: plan.TicketState, acted: Acted, trow, rules,
+               now) -> MailEffects:
+        """The agent-path mail, plus the resolve notice when the agent resolved the ticket
+        without answering the customer (an answer already tells them)."""
+        effects = self.notices.recorded(tx, verdict, msg, ticket, acted, trow, rules, now)
+        if trow.status != "resolved" or ticket.status == "resolved" or acted.public:
+            return effects
+        notice = self.outbound.plan_status(tx, trow, "resolved", now)
+        return MailEffects(mails=effects.mails + notice.mails, alerts=effects.alerts + notice.alerts,
+                           suppressed=effects.suppressed + notice.suppressed)
 
     def _write(self, tx, write: AgentWrite, msg, envelope, raw, now, effects) -> Handled:
         """Store the message, then plan and apply the mail it causes (`effects(recorded)`)."""

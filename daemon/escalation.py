@@ -69,14 +69,23 @@ def sla_sweep_periodically() -> None:
         huey.sla.sweep()
 
 
-def sla_vars(state: SlaState | None) -> dict[str, str] | None:
-    """The `sla` template variable: both due times, or None (no targets, or paused)."""
+def sla_vars(state: SlaState | None, *, promise: bool = False) -> dict[str, str] | None:
+    """The `sla` template variable: both due times, or None (no targets, or paused).
+    `promise` (mail that tells the customer when we answer): `response_due` is the next
+    answer we owe - the first response while it runs, else the resolution (a reopened
+    ticket was answered already) - and None when that time has passed: never a deadline
+    in the past."""
     if state is None:
         return None
     fr, res = state.clock("first_response"), state.clock("resolution")
     if fr is None or res is None or res.due_at is None:
         return None
-    return {"response_due": stamp(fr.due_at or fr.done_at), "resolution_due": stamp(res.due_at)}
+    if not promise:
+        return {"response_due": stamp(fr.due_at or fr.done_at), "resolution_due": stamp(res.due_at)}
+    answer = fr.due_at if fr.due_at is not None and fr.done_at is None and not fr.breached else res.due_at
+    if answer <= state.at or res.due_at <= state.at:
+        return None
+    return {"response_due": stamp(answer), "resolution_due": stamp(res.due_at)}
 
 
 def domain_of(email: str | None) -> str | None:
@@ -113,7 +122,7 @@ class Escalator:
         history, policy, plans, moved = self._replan(tx, ticket, settings, now, routing=routing)
         with self._lock:
             self._pending[ticket.id] = plans[0].due_at if plans and moved else None
-        return sla_vars(sla_state(history, policy, now))
+        return sla_vars(sla_state(history, policy, now), promise=True)
 
     def _replan(self, tx: SlaTx, ticket: TicketRow, settings: SlaSettings, now: datetime, *, routing=None,
                 fired: frozenset[str] | None = None) -> tuple[TicketHistory, Policy, tuple[Escalation, ...], bool]:

@@ -396,3 +396,24 @@ def test_f77_ticket_trick_signup_mail_to_a_reply_address_is_quarantined(desk):
     assert q.reason == "agent: unexpected-sender"
     assert all("123456" not in x.as_string() for x in sent_to(desk, "ann@example.org"))
     assert detail(desk).ticket.message_count == 1
+
+
+def test_an_agents_resolve_alone_tells_the_customer(desk):
+    """Issue 17: `#resolve` with no text sends the requester the resolve notice, once."""
+    notice = opened(desk)
+    n = len(customer_mails(desk))
+    send_agent(desk, agent_reply(notice, "#resolve"))
+    assert detail(desk).ticket.status == "resolved"
+    told = customer_mails(desk)[n:]
+    assert len(told) == 1 and "Resolved" in str(told[0]["Subject"])
+    send_agent(desk, agent_reply(notice, "#resolve", n=2))            # already resolved: nothing again
+    assert len(customer_mails(desk)) == n + 1
+
+
+def test_an_agents_answer_with_resolve_is_one_mail_to_the_customer(desk):
+    notice = opened(desk)
+    n = len(customer_mails(desk))
+    send_agent(desk, agent_reply(notice, "#resolve\nHello Ann,\nthe printer has a new drum now.\n\nRegards, Ana"))
+    assert detail(desk).ticket.status == "resolved"
+    told = customer_mails(desk)[n:]
+    assert len(told) == 1 and "new drum" in told[0].get_body(("plain",)).get_content()
