@@ -33,13 +33,11 @@ from daemon.health import Health
 from daemon.intake.imap import ImapPoller
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.outbound import Outbound, desk_of, fuses_of
-from daemon.pipeline.classify import Defaults
-from daemon.pipeline.parse import ParseLimits
 from daemon.render import LiveTemplates, watch_templates
 from daemon.rules.live import LiveRules, watch
 from daemon.rules.tester import template_names
+from daemon.settings import defaults_of, worker_settings  # noqa: F401  (worker_settings: for commands)
 from daemon.spool import Spool
-from daemon.message_path import WorkerSettings
 from daemon.worker import Worker
 from store import imap_state  # noqa: F401  (registers the IMAP state tables before create_schema)
 from store.blobs import Blobs
@@ -50,17 +48,6 @@ from store.sla_store import SlaStore
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL = 0.0005            # seconds; see serve()
-
-
-def worker_settings(cfg: Config) -> WorkerSettings:
-    hd = cfg.helpdesk
-    return WorkerSettings(
-        tag_prefix=hd.ticket_prefix, own_addresses=frozenset({hd.address.lower()}),
-        defaults=defaults_of(cfg),
-        limits=ParseLimits(max_parts=cfg.limits.max_parts, max_depth=cfg.limits.max_depth,
-                           max_headers=cfg.limits.max_headers, max_bytes=cfg.smtp.max_message_bytes * 2),
-        max_attempts=cfg.worker.max_attempts, retry_seconds=cfg.worker.retry_seconds,
-        auth_retry_seconds=cfg.agents.dns_retry_seconds)
 
 
 @dataclass
@@ -113,11 +100,6 @@ def open_store(cfg: Config) -> Store:
     engine = make_engine(cfg.database_url, echo=cfg.database.echo)
     create_schema(engine)
     return Store(engine, Blobs(cfg.state_dir / "attachments"))
-
-
-def defaults_of(cfg: Config) -> Defaults:
-    hd = cfg.helpdesk
-    return Defaults(hd.default_type, hd.default_queue, hd.default_priority)
 
 
 def load_live_rules(cfg: Config) -> LiveRules:

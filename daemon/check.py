@@ -17,6 +17,7 @@ from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
 from daemon.rules.sla import SLA_FILE, load_sla
 from daemon.render import load_templates
 from daemon.rules.tester import template_names
+from daemon.settings import defaults_of
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -55,7 +56,6 @@ def _check_yaml(path: Path) -> list[str]:
 
 def check(cfg: Config) -> tuple[list[str], str]:
     """Every problem found, and a one-line summary for when there is none."""
-    from daemon.app import defaults_of
     problems: list[str] = []
     rules_dir, tpl_dir = cfg.paths.rules, cfg.paths.templates
     rule_files: list[Path] = []

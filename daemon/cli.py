@@ -108,7 +108,8 @@ def cmd_serve(cfg: Config, args) -> int:
 
 
 def cmd_ingest(cfg: Config, args) -> int:
-    from daemon.app import build_app, worker_settings
+    from daemon.app import build_app
+    from daemon.settings import worker_settings
     from daemon.intake.ingest import ingest
     from daemon.intake.parallel import ParseAhead
     # parsing helpers are forked first: before any database connection or thread exists

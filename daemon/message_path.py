@@ -23,26 +23,14 @@ from daemon.errors import ParseError, StoreUnavailable
 from daemon.model import Envelope, ParsedMessage, ThreadDecision
 from daemon.outbound import Outbound
 from daemon.pipeline import classify as classify_mod
-from daemon.pipeline.parse import DEFAULT_LIMITS, ParseLimits, parse
+from daemon.pipeline.parse import DEFAULT_LIMITS, parse
 from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag, thread, thread_keys
 from daemon.rules.loader import RuleSet
+from daemon.settings import WorkerSettings
 from daemon.spool import Claim
 from store.records import SaveResult
 from store.writing import Saved, WriteTx
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """What the worker needs from config."""
-
-    tag_prefix: str = "HD"
-    own_addresses: frozenset[str] = frozenset()
-    defaults: classify_mod.Defaults = classify_mod.Defaults()
-    limits: ParseLimits | None = None
-    max_attempts: int = 5
-    retry_seconds: float = 10.0
-    auth_retry_seconds: float = 60.0     # [agents] dns_retry_seconds: a DNS temperror is retried after this
 
 
 @dataclass

@@ -32,8 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from daemon.agents import AgentDesk
 from daemon.clock import utcnow
 from daemon.errors import AuthDeferred, ParseError, StoreUnavailable
-from daemon.message_path import (Done, Entry, MessagePath, StageFailed, WorkerSettings, cause, saved,
-                                 wrote)
+from daemon.message_path import Done, Entry, MessagePath, StageFailed, cause, saved, wrote
+from daemon.settings import WorkerSettings
 from daemon.model import Envelope, ParsedMessage
 from daemon.outbound import Outbound
 from daemon.rules.loader import RuleSet
