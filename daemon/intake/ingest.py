@@ -87,7 +87,7 @@ def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead
     now = lambda: datetime.now(timezone.utc).isoformat()  # noqa: E731
 
     def work(bases: list[str], jobs: list) -> None:
-        parsed = ParseAhead.collect(bases, jobs) if jobs else None
+        parsed = helpers.gather(bases, jobs) if jobs and helpers else None
         left.update(_drain(app, set(bases), bar, patience=0.0, parsed=parsed))
 
     def flush() -> None:
