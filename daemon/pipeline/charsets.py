@@ -50,8 +50,8 @@ _ALIASES = {
 }
 # Codecs Python accepts for bytes.decode() that are not charsets at all.
 _NOT_CHARSETS = {"unicode_escape", "raw_unicode_escape", "undefined", "idna", "punycode",
-                 "unicode_internal", "palmos", "mbcs", "oem", "base64_codec", "hex_codec",
-                 "zlib_codec", "bz2_codec", "uu_codec", "quopri_codec", "rot-13"}
+                 "unicode_internal", "palmos", "mbcs", "oem", "base64", "hex", "zlib", "bz2",
+                 "uu", "quopri", "rot_13", "raw_unicode_escape", "unicode_escape"}
 # A broken label ("utf-8;", "'iso-8859-1'", "us-ascii format=flowed"): its first word.
 _LABEL = re.compile(r"[\w.:+-]{1,40}")
 _SINGLE_BYTE = ("ascii", "cp1", "cp4", "cp8", "iso8859", "latin", "koi8", "mac-")
@@ -79,7 +79,7 @@ def codec_for(charset: str | None) -> str | None:
         name = codecs.lookup(_ALIASES.get(label, label)).name
     except (LookupError, ValueError, TypeError):
         return None
-    return None if name in _NOT_CHARSETS else name
+    return None if name.replace("-", "_") in _NOT_CHARSETS else name
 
 
 def _try_decode(data: bytes, codec: str | None) -> str | None:
