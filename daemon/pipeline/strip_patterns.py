@@ -102,10 +102,11 @@ TAGLINE = re.compile(r"""[\s(<\[*]*+(?:
     | diese\s+nachricht\s+wurde\s+von\s | inviato\s+da | sendt\s+fra\s | enviado\s+(?:do|desde|de)\s
     | verzonden\s+(?:met|vanaf|van)\s | verstuurd\s+(?:met|vanaf|van)\s | skickat\s+från\s
     | från\s+min\s | wysłane\s+z\s | wysłano\s+z\s | отправлено\s+(?:с|из)\s | lähetetty\s
-    | odesláno\s+z\s | odoslané\s+z\s | \S{1,30}\s+gönderildi | 從我的 | 发自我的 | 从我的 | \S{1,20}から送信
+    | odesláno\s+z\s | odoslané\s+z\s | 從我的 | 发自我的 | 从我的 | \S{1,20}から送信
     | (?:get|obtenir|obtener|scarica|baixe\s+o|obter\s+o|hanki|skaffa|få|získat|получить)\s+outlook\s
     | outlook\s+(?:für|voor)\s | pobierz\s+(?:aplikację\s+)?outlook)""",
                      re.IGNORECASE | re.VERBOSE)
+_SUFFIX_TAGLINES = ("gönderildi", "adresinden gönderildi")
 DEVICE = re.compile(
     r"\b(?:iphone|ipad|ipod|android|blackberry|mobil|phone|smartphone|cell|galaxy|samsung|htc|"
     r"nokia|pixel|huawei|xiaomi|alcatel|motorola|lumia|windows|outlook|mail|device|tablet|"
@@ -207,6 +208,8 @@ def is_tagline(line: str) -> bool:
     if len(line) > 200:
         return False
     text = clean_tagline(line) if ("[" in line or "http" in line) else line.strip()
+    if text.endswith(_SUFFIX_TAGLINES):             # "iPhone'umdan gönderildi"
+        return len(text.split()) <= 4
     if not TAGLINE.match(text):
         return False
     if len(text.split()) <= 4:
