@@ -14,10 +14,16 @@ from __future__ import annotations
 import re
 
 MAX_ITEMS = 1000
+MAX_CHARS = 64 * 1024      # of one header value; a longer one is cut (no real list is that long)
 
 _ENCODED_WORD = re.compile(r"=\?[^?\s]{1,64}\?[QqBb]\?[^?]*\?=")
-_ANGLE = re.compile(r"<([^<>]*)>?")
-_TEXT = re.compile(r'[^",;:<(=\\]+|.', re.S)
+_ANGLE = re.compile(r"<+([^<>]*)>*")
+# a run of text, of '=' not opening an encoded word, of backslashes or of stray ')' / '>'
+_TEXT = re.compile(r'[^",;:<(=\\]+|(?:=(?!\?))+|\\+|.', re.S)
+_SEPARATORS = re.compile(r"[,;:\s]+")
+_PAREN_OR_ESCAPE = re.compile(r"\\.|[()]", re.S)
+_LITERAL_RUN = re.compile(r'[^,;:<"]*')
+_BAD_WORDS = re.compile(r'(?:=\?[^",;:<(=\\]*)+')
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
 _ADDRESS_INSIDE = re.compile(r"<[^<>]*@[^<>]*>")
 
@@ -26,17 +32,12 @@ def _paren_matches(value: str) -> dict[int, int]:
     """Position of each `(` -> position of its `)`, for balanced pairs (with `\\` escapes)."""
     matches: dict[int, int] = {}
     stack: list[int] = []
-    i, n = 0, len(value)
-    while i < n:
-        c = value[i]
-        if c == "\\":
-            i += 2
-            continue
+    for m in _PAREN_OR_ESCAPE.finditer(value):
+        c = m.group(0)
         if c == "(":
-            stack.append(i)
+            stack.append(m.start())
         elif c == ")" and stack:
-            matches[stack.pop()] = i
-        i += 1
+            matches[stack.pop()] = m.start()
     return matches
 
 
@@ -60,7 +61,10 @@ def _angle_text(inner: str) -> str:
 
 
 def split_mailboxes(value: str) -> list[tuple[str, str, str]]:
-    """(phrase, angle-addr, first comment) of each mailbox in `value`, in order."""
+    """(phrase, angle-addr, first comment) of each mailbox in `value`, in order. Each
+    step takes a whole run (of text, separators, unbalanced `(`), so the Python loop
+    runs once per token, not per character of a flood."""
+    value = value[:MAX_CHARS]
     items: list[tuple[str, str, str]] = []
     phrase: list[str] = []
     angle: str | None = None
@@ -71,10 +75,11 @@ def split_mailboxes(value: str) -> list[tuple[str, str, str]]:
     while i < n and len(items) < MAX_ITEMS:
         c = value[i]
         if c in ",;" or (c == ":" and angle is None):
-            if c != ":" and (phrase or angle is not None or comment):
+            run = _SEPARATORS.match(value, i).group(0)
+            if (";" in run or "," in run) and (phrase or angle is not None or comment):
                 items.append(("".join(phrase), angle or "", comment))
             phrase, angle, comment, at_seen = [], None, "", False
-            i += 1
+            i += len(run)
         elif c == '"':
             end = _quote_end(value, i)
             if angle is None:
@@ -84,9 +89,11 @@ def split_mailboxes(value: str) -> list[tuple[str, str, str]]:
             end = parens.get(i, -1)
             inner = value[i + 1:end] if end > 0 else ""
             if end < 0 or _ADDRESS_INSIDE.search(inner):
-                if angle is None:
-                    phrase.append("(")           # unbalanced, or it would swallow an address
-                i += 1
+                j = _LITERAL_RUN.match(value, i + 1).end()  # unbalanced, or it would swallow
+                if angle is None:                           # an address: text up to the next
+                    phrase.append(value[i:j])               # separator, quote or angle
+                    at_seen = at_seen or "@" in value[i:j]
+                i = j
             else:                                # the one after the address names it
                 comment = inner if (at_seen or not comment) else comment
                 i = end + 1
@@ -96,7 +103,9 @@ def split_mailboxes(value: str) -> list[tuple[str, str, str]]:
                 angle = _angle_text(m.group(1)).strip()
             i = m.end()
         else:
-            m = _ENCODED_WORD.match(value, i) if value.startswith("=?", i) else None
+            m = None
+            if value.startswith("=?", i):          # an encoded word, or "=?" junk (one run)
+                m = _ENCODED_WORD.match(value, i) or _BAD_WORDS.match(value, i)
             m = m or _TEXT.match(value, i)
             if angle is None:
                 phrase.append(m.group(0))

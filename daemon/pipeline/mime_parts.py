@@ -43,7 +43,7 @@ _CTE_NAMES = {"quoted-printable": "quoted-printable", "quoted_printable": "quote
               "x-uue": "x-uuencode", "uue": "x-uuencode"}
 _ENCODED_WORD = re.compile(rb"=\?[^?\s]{1,64}\?[QqBb]\?[^?]*\?=")
 _QP_HIGH = re.compile(rb"=[89A-F][0-9A-F]")
-_HIDDEN_DELIMITER = re.compile(r"^--([^\s\"]{1,200})[ \t]*\n(?=content-[\w-]+[ \t]*:)",
+_HIDDEN_DELIMITER = re.compile(rb"^--([^\s\"]{1,200})[ \t]*\n(?=content-[\w-]+[ \t]*:)",
                                re.I | re.M)
 _UU_BEGIN = re.compile(r"^begin [0-7]{3,4} ([^\n]{1,255})\n", re.M)
 _UU_END = re.compile(r"^end[ \t]*$", re.M)
@@ -76,10 +76,11 @@ AS_RECEIVED = AsReceived()
 
 
 def children(part: Message) -> list[Message]:
-    payload = part.get_payload()
-    if not isinstance(payload, list) or part.get_content_type() == "message/delivery-status":
+    """The sub-parts of a multipart or message/* part (never decodes a leaf's payload:
+    compat32 would run it through its declared charset, which may be `idna`)."""
+    if not part.is_multipart() or part.get_content_type() == "message/delivery-status":
         return []
-    return [p for p in payload if isinstance(p, Message)]
+    return [p for p in part.get_payload() if isinstance(p, Message)]
 
 
 @dataclass
@@ -128,17 +129,19 @@ class BodyParts:
     def _recover(self, part: Message, ctype: str) -> Message | None:
         """A multipart re-read with the boundary its delimiter lines show, when the
         declared one was not found or the part claims to be text."""
-        payload = part.get_payload()
-        if not isinstance(payload, str) or self.recoveries >= _MAX_RECOVERIES or not (
+        if part.is_multipart() or self.recoveries >= _MAX_RECOVERIES or not (
                 ctype.startswith("multipart/") or (ctype == "text/plain" and _filename(part) is None)):
+            return None
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or b"\n--" not in payload[:65536] and not payload.startswith(b"--"):
             return None
         m = _HIDDEN_DELIMITER.search(payload, 0, 65536)
         if m is None or (ctype == "text/plain" and (len(payload[:m.start()].strip()) > 200 or (
-                "\n--" + m.group(1) + "--") not in payload)):
+                b"\n--" + m.group(1) + b"--") not in payload)):
             return None                      # a text part that quotes MIME source is text
         subtype = ctype if ctype.startswith("multipart/") else "multipart/mixed"
-        head = f'Content-Type: {subtype}; boundary="{m.group(1)}"\n\n'.encode("ascii", "replace")
-        tree = message_from_bytes(head + payload.encode("ascii", "surrogateescape"), policy=AS_RECEIVED)
+        head = f'Content-Type: {subtype}; boundary="'.encode() + m.group(1) + b'"\n\n'
+        tree = message_from_bytes(head + payload, policy=AS_RECEIVED)
         if not tree.is_multipart() or not children(tree):
             return None
         self.check(tree)
@@ -314,13 +317,13 @@ def param(part: Message, name: str) -> str:
 def _part_bytes(part: Message, ctype: str, defects: list[str]) -> bytes:
     """The decoded content of a part; an attached message as .eml bytes (decoding a
     base64/quoted-printable message/rfc822, which RFC 2046 forbids but mailers send)."""
-    payload = part.get_payload()
-    if not isinstance(payload, list):
+    if not part.is_multipart():
         return payload_bytes(part, ctype, defects, sniff_qp=False)
-    inner = [p for p in payload if isinstance(p, Message)]
+    inner = [p for p in part.get_payload() if isinstance(p, Message)]
     cte = transfer_encoding(part)
     if len(inner) == 1 and cte in ("base64", "quoted-printable") and not inner[0].keys():
-        encoded = str(inner[0].get_payload()).encode("ascii", "surrogateescape")
+        encoded = inner[0].get_payload(decode=True) if not inner[0].is_multipart() else b""
+        encoded = encoded if isinstance(encoded, bytes) else b""
         try:
             return binascii.a2b_base64(encoded) if cte == "base64" else binascii.a2b_qp(encoded)
         except (binascii.Error, ValueError):
@@ -340,10 +343,9 @@ def _entity_bytes(msg: Message) -> bytes:
 def _view_text(part: Message, ctype: str) -> str:
     """What machine detection reads from a non-body part: the fields of report parts
     and the header block of an attached message; decoded text of text/* parts."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
+    if part.is_multipart():
         blocks = ["\n".join(f"{k}: {v}" for k, v in p.raw_items())
-                  for p in payload if isinstance(p, Message)]
+                  for p in part.get_payload() if isinstance(p, Message)]
         text = "\n\n".join(blocks)
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:VIEW_CHARS]
     if ctype.startswith("text/") or ctype.startswith("message/"):
