@@ -18,7 +18,6 @@ message holds (bench/strip.py measures it).  No I/O, no logging.
 """
 from __future__ import annotations
 
-import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import accumulate
