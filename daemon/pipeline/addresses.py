@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -229,6 +230,7 @@ def _unquote(phrase: str) -> str:
     return phrase.replace('"', "")
 
 
+@lru_cache(maxsize=64)                # machine detection asks again for the same headers
 def parse_addresses(value: str) -> tuple[Address, ...]:
     """Mailboxes from an unfolded address header value (RFC 2047 words still encoded,
     so an encoded comma or bracket cannot forge a second address). Groups such as

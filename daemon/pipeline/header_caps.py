@@ -25,14 +25,15 @@ _FIELD_START = re.compile(rb"\n(?![ \t])")
 _MESSAGE_TYPE = re.compile(rb"(?:^|\n)content-type:[ \t]*message/", re.I)
 
 
-def cap_headers(text: bytes) -> tuple[bytes, list[str]]:
+def cap_headers(text: bytes, starts: list[int] | None = None) -> tuple[bytes, list[str]]:
     """`text` (LF line ends, starting with a header block) with over-long header fields
-    and parameter floods cut, and one defect line per kind of cut."""
-    starts = _block_starts(text)
+    and parameter floods cut, and one defect line per kind of cut. `starts`: where the
+    header blocks after delimiter lines begin, when the caller found them already."""
+    starts = _block_starts(text) if starts is None else starts
     out: list[bytes] = []
     defects: dict[str, None] = {}
     pos = 0
-    queue = sorted(starts)
+    queue = sorted(starts)[:MAX_BLOCKS]
     seen = set(queue)
     while queue and len(seen) <= MAX_BLOCKS:
         start = queue.pop(0)

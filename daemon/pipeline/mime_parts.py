@@ -113,9 +113,9 @@ class BodyParts:
         while stack:
             part, attached = stack.pop()
             ctype = part.get_content_type()
-            found = self._recover(part, ctype) if not attached else None
-            if found is not None:
-                part, ctype = found, found.get_content_type()
+            if not attached and not part.is_multipart() and ctype.startswith("multipart/"):
+                found = self._recover(part, ctype, part.get_payload(decode=True))
+                part, ctype = (found, found.get_content_type()) if found is not None else (part, ctype)
             if part.is_multipart() and ctype.startswith("multipart/"):
                 if (boundary := part.get_boundary()) and len(boundary) >= 4:
                     self.boundaries.add(boundary)     # a short one could match text
@@ -123,17 +123,14 @@ class BodyParts:
                 report = param(part, "report-type") if ctype == "multipart/report" else ""
                 self.views.append(PartView(ctype, report_type=report))
                 stack.extend((p, attached) for p in reversed(children(part)))
-            else:
-                self._leaf(part, ctype, attached)
+            elif (found := self._leaf(part, ctype, attached)) is not None:
+                stack.append((found, attached))   # a text part that was MIME parts
 
-    def _recover(self, part: Message, ctype: str) -> Message | None:
+    def _recover(self, part: Message, ctype: str, payload: object) -> Message | None:
         """A multipart re-read with the boundary its delimiter lines show, when the
-        declared one was not found or the part claims to be text."""
-        if part.is_multipart() or self.recoveries >= _MAX_RECOVERIES or not (
-                ctype.startswith("multipart/") or (ctype == "text/plain" and _filename(part) is None)):
-            return None
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes) or b"\n--" not in payload[:65536] and not payload.startswith(b"--"):
+        declared one was not found or the part claims to be text (`payload`: its bytes)."""
+        if self.recoveries >= _MAX_RECOVERIES or not isinstance(payload, bytes) or (
+                b"\n--" not in payload[:65536] and not payload.startswith(b"--")):
             return None
         m = _HIDDEN_DELIMITER.search(payload, 0, 65536)
         if m is None or (ctype == "text/plain" and (len(payload[:m.start()].strip()) > 200 or (
@@ -149,12 +146,17 @@ class BodyParts:
         self.defects.append(f"{ctype} re-read as {subtype} with boundary found in its body")
         return tree
 
-    def _leaf(self, part: Message, ctype: str, attached: bool) -> None:
+    def _leaf(self, part: Message, ctype: str, attached: bool) -> Message | None:
+        """Sort one leaf; a text part whose body turns out to be MIME parts is returned
+        as the tree re-read from it, to be walked."""
         filename = _filename(part)
         as_file = attached or filename is not None or \
             part.get_content_disposition() == "attachment" or ctype.startswith("message/")
         if not as_file and (ctype == "text/plain" or ctype.startswith("multipart/")):
-            self.texts.append(self._text_part(part, ctype))
+            data = payload_bytes(part, ctype, self.defects)
+            if ctype == "text/plain" and (tree := self._recover(part, ctype, data)) is not None:
+                return tree
+            self.texts.append(self._text_part(part, ctype, data))
             self.views.append(PartView("text/plain", self.texts[-1][:VIEW_CHARS]))
         elif not as_file and ctype == "text/html" and self.html is None:
             self.html = self._decode(part, ctype, keep_whole=True)
@@ -165,6 +167,7 @@ class BodyParts:
                 self.named_inline = (ctype, self._decode(part, ctype))
             self._attach(part, ctype, filename, _part_bytes(part, ctype, self.defects))
             self.views.append(PartView(ctype, _view_text(part, ctype)))
+        return None
 
     def _attach(self, part: Message, ctype: str, filename: str | None, data: bytes) -> None:
         disposition = part.get_content_disposition()
@@ -173,9 +176,9 @@ class BodyParts:
             content_type=ctype, data=data, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
             inline=disposition == "inline" or (disposition is None and "Content-ID" in part)))
 
-    def _text_part(self, part: Message, ctype: str) -> str:
+    def _text_part(self, part: Message, ctype: str, data: bytes) -> str:
         """A body text part: decoded, cut at a leaked delimiter, uuencoded files taken out."""
-        text = self._decode(part, ctype, keep_whole=True)
+        text = self._decode(part, ctype, keep_whole=True, data=data)
         for boundary in self.boundaries:
             if ("--" + boundary) in text and (m := _delimiter_line(boundary).search(text)):
                 text = text[:m.start()]
@@ -204,8 +207,9 @@ class BodyParts:
         kept.append(text[pos:])
         return "".join(kept) if pos else text
 
-    def _decode(self, part: Message, ctype: str, keep_whole: bool = False) -> str:
-        data = payload_bytes(part, ctype, self.defects)
+    def _decode(self, part: Message, ctype: str, keep_whole: bool = False,
+                data: bytes | None = None) -> str:
+        data = payload_bytes(part, ctype, self.defects) if data is None else data
         declared = part.get_content_charset()
         text, used = hdr.decode_text(data, declared)
         if declared and used != hdr.codec_for(declared):
@@ -275,7 +279,7 @@ def _looks_qp(data: bytes) -> bool:
     characters, and either soft line breaks at the line-length limit or escaped 8-bit
     bytes (outside encoded words) that read as UTF-8."""
     sample = data[:65536]
-    if b"=" not in sample or not sample.isascii():
+    if b"=\n" not in sample and not _QP_HIGH.search(sample) or not sample.isascii():
         return False
     lines = sample.split(b"\n")
     if max(map(len, lines)) > 78:

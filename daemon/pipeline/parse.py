@@ -89,14 +89,15 @@ def _parse(raw: bytes, limits: ParseLimits, envelope_mail_from: str | None) -> P
     text = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     fields, header_end = hdr.scan_header_block(text, max_fields=limits.max_headers,
                                                max_bytes=limits.max_header_bytes)
-    _estimate_structure(text, limits)
+    delimiters = _estimate_structure(text, limits)
     rest = text[header_end:].rstrip(b"\n") + b"\n"
     digest = hashlib.sha256(b"".join(f.raw for f in fields if not _is_trace(f.name)))
     digest.update(rest)
     mime = b"".join(f.raw for f in fields if f.name.lower().startswith(_MIME_FIELDS))
     if not mime and not rest.startswith(b"\n"):
         mime = b"\n"                  # no MIME headers: the body must not pass for headers
-    content, defects = cap_headers(mime + rest)
+    shift = len(mime) - header_end         # offsets in text -> offsets in mime + rest
+    content, defects = cap_headers(mime + rest, [0] + [p + shift for p in delimiters if p >= header_end])
     msg, library_defects = _mime_tree(content, limits)
     hint = _charset_hint(text)
     headers = tuple((f.name, hdr.header_text(f.value, hint)) for f in fields
@@ -156,17 +157,21 @@ def _message_id(fields: list[hdr.Field], digest: str) -> tuple[str, bool]:
 
 # -- limits on the structure --------------------------------------------------------------
 
-def _estimate_structure(text: bytes, limits: ParseLimits) -> None:
+def _estimate_structure(text: bytes, limits: ParseLimits) -> list[int]:
     """Cheap bounds, so a 10,000-part or 1,000-deep message never reaches the parser:
     depth from how the spans of the declared boundaries' delimiter lines nest, parts
     from the number of delimiter lines plus message/* types. A borderline estimate
     (many attached messages, or a few too many delimiters) is settled by building the
-    tree with the stdlib and counting exactly."""
+    tree with the stdlib and counting exactly. Returns where the line after each opening
+    delimiter line starts (a part's header block)."""
     declared = {a or b for a, b in _BOUNDARY.findall(text)}
     spans: dict[bytes, list[int]] = {}
+    opening: list[int] = []
     for m in _DELIMITER.finditer(text) if declared else ():
         line = m.group(1).rstrip(b" \t")
-        if line not in declared and line.endswith(b"--"):
+        if line in declared:
+            opening.append(m.end() + 1)
+        elif line.endswith(b"--"):
             line = line[:-2]
         if line in declared:
             spans.setdefault(line, []).append(m.start())
@@ -183,6 +188,7 @@ def _estimate_structure(text: bytes, limits: ParseLimits) -> None:
         raise ParseError("too_many_parts", f"about {parts} MIME parts")
     if parts > limits.max_parts or deepest + messages > limits.max_depth:
         _exact_structure(_stdlib_tree(text), limits)
+    return opening
 
 
 def _stdlib_tree(content: bytes) -> Message:
