@@ -10,7 +10,8 @@ reproducible) and runs every mutant through the real pipeline: parse under the t
 budget (daemon.parse_guard) -> thread -> classify -> store, into a temporary SQLite
 store built the way the tests build an App (no mail is planned). Mail the parser refuses
 is quarantined in that store, with its reason. Prints: mutants, stored (by outcome),
-quarantined (by reason), crashed, lost (neither stored nor quarantined), the slowest
+quarantined (by reason; a mutant over smtp.max_message_bytes counts as refused at intake,
+as SMTP answers 552 before spooling it), crashed, lost (neither stored nor quarantined), the slowest
 message and the p50/p99 per-message time. A crashed or over-budget mutant is written to
 --out (default ./fuzz-out) with its seed and mutators, to be replayed with `helpdesk
 rules test` or `parse()`. Exit 1 when anything crashed or was lost.
@@ -150,11 +151,15 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="helpdesk-fuzz-"))
     app = build_app(tmp)
     limits = app.worker.settings.limits
+    max_bytes = app.config.smtp.max_message_bytes
     outcomes, reasons, crashes = Counter(), Counter(), Counter()
     times: list[tuple[float, int, list[str]]] = []
     started = time.monotonic()
     for n in range(args.count):
         raw, how = mutate(rng, rng.choice(corpus))
+        if len(raw) > max_bytes:                   # SMTP refuses it (552): never spooled
+            reasons["552 at intake (over smtp.max_message_bytes)"] += 1
+            continue
         env = Envelope("fuzz@example.org", ("support@example.com",), "fuzz", f"mutant {n}",
                        datetime.now(timezone.utc).isoformat())
         t0 = time.perf_counter()
@@ -176,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
             _keep(out, n, args.seed, how, raw, f"over the budget: {elapsed:.2f} s")
         if args.progress and n and n % 1000 == 0:
             print(f"  {n} mutants, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        if args.report_every and n and n % args.report_every == 0:
+            _report(argparse.Namespace(**{**vars(args), "count": n}), outcomes, reasons, crashes, times,
+                    app, time.monotonic() - started)
     guard.close()
     _report(args, outcomes, reasons, crashes, times, app, time.monotonic() - started)
     return 1 if crashes or _lost(args.count, outcomes, reasons, crashes) else 0
@@ -217,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=10.0, help="parse budget per message (s)")
     parser.add_argument("--out", default="fuzz-out", help="where crashed / over-budget mutants go")
     parser.add_argument("--progress", action="store_true", help="a line on stderr every 1,000")
+    parser.add_argument("--report-every", type=int, default=0, help="the figures so far every N mutants")
     return run(parser.parse_args(argv))
 
 

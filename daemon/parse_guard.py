@@ -34,16 +34,22 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SECONDS = 10.0
 DEFAULT_PROCESSES = 2
+_ORPHAN_CHECK_SECONDS = 2.0        # an idle child looks this often whether its parent lives
 
 
-def _child(conn: Connection, hang_marker: bytes | None) -> None:
-    """A parse process: answers (raw, limits, mail_from) jobs until its pipe closes.
-    Stop signals are the parent's business (a terminal's Ctrl-C reaches the whole group)."""
+def _child(conn: Connection, hang_marker: bytes | None, parent: int) -> None:
+    """A parse process: answers (raw, limits, mail_from) jobs until its pipe closes or
+    its parent is gone (a forked child also holds copies of the parent's pipe ends, so
+    EOF alone cannot be trusted to come). Stop signals are the parent's business (a
+    terminal's Ctrl-C reaches the whole process group)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     while True:
         try:
+            while not conn.poll(_ORPHAN_CHECK_SECONDS):
+                if os.getppid() != parent:
+                    return
             raw, limits, mail_from = conn.recv()
         except (EOFError, OSError):
             return
@@ -144,7 +150,7 @@ class ParseGuard:
         if method == "forkserver":
             ctx.set_forkserver_preload(["daemon.parse_guard"])
         ours, theirs = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_child, args=(theirs, self.hang_marker), daemon=True,
+        process = ctx.Process(target=_child, args=(theirs, self.hang_marker, os.getpid()), daemon=True,
                               name="helpdesk-parse")
         process.start()
         theirs.close()
