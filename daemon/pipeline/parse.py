@@ -159,7 +159,8 @@ def _message_id(fields: list[hdr.Field], digest: str) -> tuple[str, bool]:
 
 def _estimate_structure(text: bytes, limits: ParseLimits) -> list[int]:
     """Cheap bounds, so a 10,000-part or 1,000-deep message never reaches the parser:
-    depth from how the spans of the declared boundaries' delimiter lines nest, parts
+    depth from how the spans of the declared boundaries' delimiter lines nest (one with
+    no closing delimiter reaches to the end), parts
     from the number of delimiter lines plus message/* types. A borderline estimate
     (many attached messages, or a few too many delimiters) is settled by building the
     tree with the stdlib and counting exactly. Returns where the line after each opening
@@ -167,15 +168,19 @@ def _estimate_structure(text: bytes, limits: ParseLimits) -> list[int]:
     declared = {a or b for a, b in _BOUNDARY.findall(text)}
     spans: dict[bytes, list[int]] = {}
     opening: list[int] = []
+    closed: set[bytes] = set()
     for m in _DELIMITER.finditer(text) if declared else ():
         line = m.group(1).rstrip(b" \t")
         if line in declared:
             opening.append(m.end() + 1)
         elif line.endswith(b"--"):
             line = line[:-2]
+            closed.add(line)
         if line in declared:
             spans.setdefault(line, []).append(m.start())
-    events = sorted([(p[0], 1) for p in spans.values()] + [(p[-1] + 1, -1) for p in spans.values()])
+    # a multipart never closed (a truncated message) stays open to the end of the text
+    events = sorted([(p[0], 1) for p in spans.values()] +
+                    [(p[-1] + 1 if b in closed else len(text), -1) for b, p in spans.items()])
     depth = deepest = 0
     for _, step in events:
         depth += step

@@ -14,6 +14,7 @@ import zipfile
 
 import pytest
 
+from daemon.errors import ParseError
 from daemon.model import Address
 from daemon.pipeline import addresses as hdr
 from daemon.pipeline.charsets import codec_for, decode_text
@@ -238,3 +239,15 @@ def test_an_attached_message_with_a_huge_8bit_subject_keeps_its_attachment() -> 
     assert msg.text == "see attached" and att.filename == "inner.eml"
     assert att.data.startswith(b"From: b@example.org\nSubject: \xe9\xe9") and att.data.endswith(b"\n\nhi")
     assert any("field cut" in d for d in msg.defects)
+
+
+def test_a_truncated_deep_nest_is_refused_by_the_estimate_before_any_parse() -> None:
+    """400 nested multiparts cut before their closing delimiters: each boundary counts as
+    open to the end, so the cheap estimate refuses it (the stdlib needed seconds)."""
+    opening = "".join(f'--n{i}\nContent-Type: multipart/mixed; boundary="n{i + 1}"\n\n' for i in range(400))
+    raw = mail(HEAD + 'Subject: s\nContent-Type: multipart/mixed; boundary="n0"\n', opening + "--n400\n\nhi\n")
+    with pytest.raises(ParseError) as deep:
+        parse(raw)
+    assert deep.value.reason == "too_deep" and deep.value.detail.startswith("about")
+    one_unclosed = mail(MIXED, "--mix-2\nContent-Type: text/plain\n\nstill read\n")
+    assert parse(one_unclosed).text.strip() == "still read"
