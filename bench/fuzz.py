@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         if args.progress and n and n % 1000 == 0:
             print(f"  {n} mutants, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         if args.report_every and n and n % args.report_every == 0:
-            _report(argparse.Namespace(**{**vars(args), "count": n}), outcomes, reasons, crashes, times,
+            _report(argparse.Namespace(**{**vars(args), "count": n + 1}), outcomes, reasons, crashes, times,
                     app, time.monotonic() - started)
     guard.close()
     _report(args, outcomes, reasons, crashes, times, app, time.monotonic() - started)

@@ -4,11 +4,15 @@ The first stage of the pure pipeline and the only importer of mail-parser. Cheap
 run on the bytes first (size, header block, an upper bound on MIME parts and depth).
 The top header block is cut from the original bytes and decoded by `addresses` (handing
 every address, Received and Date header to mail-parser would triple the cost for values
-we decode ourselves anyway), so mail-parser gets the MIME headers and the body and
-builds the MIME tree; exact part and depth limits are then checked on that tree. Bodies
-and attachments come from the tree through our charset fallback chain. The content
-digest covers the message without transport trace headers. Mail we cannot process
-raises `ParseError(reason, detail)`; no other exception escapes.
+we decode ourselves anyway), so mail-parser gets the MIME headers and the body, after
+`header_caps` has cut parameter floods and over-long fields in every part's header
+block (the stdlib is quadratic on them); the tree is built with a policy that writes
+headers back as they came (linear), and exact part and depth limits are checked on it.
+Bodies and attachments come from the tree through `mime_parts` (which also repairs
+slightly broken structures) and the charset alias and repair layer (`charsets`). The
+content digest covers the message without transport trace headers. Mail we cannot
+process raises `ParseError(reason, detail)`; no other exception escapes. A caller that
+must not trust the parser to return uses daemon.parse_guard (a time budget).
 """
 from __future__ import annotations
 
