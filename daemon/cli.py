@@ -113,12 +113,14 @@ def cmd_ingest(cfg: Config, args) -> int:
     from daemon.intake.ingest import ingest
     from daemon.intake.parallel import ParseAhead
     # parsing helpers are forked first: before any database connection or thread exists
-    helpers = ParseAhead.for_import(args.paths, worker_settings(cfg).limits, cfg.worker.ingest_processes)
+    helpers = ParseAhead.for_import(args.paths, worker_settings(cfg).limits, cfg.worker.ingest_processes,
+                                    cfg.limits.parse_seconds)
     try:
         app = build_app(cfg, outbound=not args.no_mail)
         app.spool.recover()
         # mail planned here is queued; the daemon's consumer (or `helpdesk worker`) sends it
-        return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty(), helpers=helpers)
+        return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty(), helpers=helpers,
+                      archive=args.no_mail)
     finally:
         if helpers is not None:
             helpers.close()

@@ -131,6 +131,7 @@ class LimitsSection:
     max_parts: int
     max_depth: int
     max_headers: int
+    parse_seconds: float = 10.0
 
 
 @dataclass(frozen=True)

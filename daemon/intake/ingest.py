@@ -7,6 +7,12 @@ stored (daemon.intake.parallel). Exit 0 only when every
 message is stored (or quarantined: kept with a reason); 75 when the spool could not take
 them or the database stayed unavailable, so an MTA piping to us retries (the retry is
 recognised as a duplicate). A progress line is drawn on a terminal.
+
+An archive import (`--no-mail`, from files) dates each message by the mail's own time
+(daemon.pipeline.archive_date: its Date, checked against its Received chain; the import
+time when both are absurd): the envelope's `received_at` carries it, with source
+"archive", so the store can date the ticket and its SLA clocks by it and fire no
+escalation for the past.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from daemon.errors import SpoolError
 from daemon.intake.files import iter_messages
 from daemon.intake.parallel import ParseAhead
 from daemon.model import Envelope
+from daemon.pipeline.archive_date import archive_date_of_raw
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +84,29 @@ def _drain(app, bases: set[str], progress: Progress, patience: float = 5.0, pars
     return bases
 
 
-def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead | None = None) -> int:
+def envelope_for(raw: bytes, origin: str, imported_at: datetime, archive: bool) -> Envelope:
+    """The envelope of a message read from a file or stdin; an archived one is dated by
+    its own time (source "archive")."""
+    if origin.startswith("stdin"):
+        return Envelope(None, (), "stdin", origin, imported_at.isoformat())
+    if not archive:
+        return Envelope(None, (), "ingest", origin, imported_at.isoformat())
+    when = archive_date_of_raw(raw, imported_at).when.astimezone(timezone.utc)
+    return Envelope(None, (), "archive", origin, when.isoformat())
+
+
+def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead | None = None,
+           archive: bool = False) -> int:
     """Spool and process every message in `paths` (stdin when empty). With `helpers`, each
-    batch is parsed by them while the batch before it is stored."""
+    batch is parsed by them while the batch before it is stored; with `archive`, messages
+    from files are dated by their own time (see the module docstring)."""
     bar = Progress(progress)
     left: set[str] = set()
     batch: list[tuple[bytes, Envelope]] = []
     waiting: list[tuple[list[str], list]] = []     # spooled batches: bases, parse-ahead jobs
-    now = lambda: datetime.now(timezone.utc).isoformat()  # noqa: E731
 
     def work(bases: list[str], jobs: list) -> None:
-        parsed = ParseAhead.collect(bases, jobs) if jobs else None
+        parsed = helpers.gather(bases, jobs) if jobs and helpers else None
         left.update(_drain(app, set(bases), bar, patience=0.0, parsed=parsed))
 
     def flush() -> None:
@@ -102,8 +121,8 @@ def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead
 
     try:
         for incoming in iter_messages(paths):
-            source = "stdin" if incoming.origin.startswith("stdin") else "ingest"
-            batch.append((incoming.raw, Envelope(None, (), source, incoming.origin, now())))
+            envelope = envelope_for(incoming.raw, incoming.origin, datetime.now(timezone.utc), archive)
+            batch.append((incoming.raw, envelope))
             bar.read += 1
             if len(batch) >= BATCH:
                 flush()

@@ -11,31 +11,18 @@ raises, with the parse stage's own `ParseError`.
 from __future__ import annotations
 
 import binascii
-import codecs
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 from daemon.errors import ParseError
 from daemon.model import Address
+from daemon.pipeline.mailboxes import split_mailboxes
+from daemon.pipeline.charsets import codec_for, decode_bytes, decode_text, guess_legacy  # noqa: F401 (re-exported)
 
-# Charset labels that mail uses for a superset, or that Python spells differently.
-_CHARSET_ALIASES = {
-    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "euc-cn": "gb18030",
-    "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "iso8859-1": "cp1252",
-    "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "shift_jis": "cp932", "sjis": "cp932",
-    "shift-jis": "cp932", "x-sjis": "cp932", "big5": "cp950", "iso-8859-8-i": "iso-8859-8",
-    "windows-874": "cp874", "tis-620": "cp874", "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8",
-}
-# Codecs Python accepts for bytes.decode() that are not charsets at all.
-_NOT_CHARSETS = {"unicode_escape", "raw_unicode_escape", "undefined", "idna", "punycode",
-                 "unicode_internal", "palmos", "mbcs", "oem"}
-_SINGLE_BYTE = ("ascii", "cp1", "cp4", "cp8", "iso8859", "latin", "koi8", "mac-")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_HIGH_RUN = re.compile(rb"[\xc0-\xff]{3,}")
-_ASCII = bytes(range(128))
-_RU_FREQUENT = "оеаинтсрвлОЕАИНТСРВЛ"
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _CTRLS = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]    # C0, DEL, C1, LS, PS
 _CTRL_TABLE = {c: " " for c in _CTRLS}
@@ -58,8 +45,8 @@ _EXTENSIONS = {
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([QqBb])\?([^?]*)\?=")
 _DOMAIN_OK = re.compile(r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[^\s@<>()\[\],;:\\\"]{1,253})$")
 _LOCAL_OK = re.compile(r'^(?:"[^"\\]*(?:\\.[^"\\]*)*"|[^\s@<>()\[\],;:\\"]{1,64})$')
-_ADDR_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|\((?:[^()\\]|\\.)*\)?|<[^<>]*>?|[,;:]|[^",;:<(]+|.',
-                         re.S)
+_RAW_WORD = re.compile(rb"=\?([^?\s]{1,64})\?([QqBb])\?([^?]*)\?=")
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")        # email.feedparser.headerRE
 _FIELD_START = re.compile(rb"(?<=\n)(?![ \t])")
 _LATE_MIME = re.compile(rb"\n(?:content-type|mime-version|content-transfer-encoding):", re.I)
@@ -125,82 +112,52 @@ def strip_bidi(text: str) -> str:
     return text.translate(_BIDI_TABLE)
 
 
-def codec_for(charset: str | None) -> str | None:
-    """The Python codec name for a MIME charset label, or None if unknown/unsafe."""
-    if not charset:
-        return None
-    label = charset.strip().strip("\"'").lower().split("*", 1)[0]
-    try:
-        name = codecs.lookup(_CHARSET_ALIASES.get(label, label)).name
-    except (LookupError, ValueError, TypeError):
-        return None
-    return None if name in _NOT_CHARSETS else name
-
-
-def _try_decode(data: bytes, codec: str | None) -> str | None:
-    if codec is None:
-        return None
-    try:
-        text = data.decode(codec)
-    except (UnicodeError, LookupError, ValueError, TypeError):
-        return None
-    if codec not in ("utf-8", "ascii", "cp1252", "latin-1") and _SURROGATE.search(text):
-        return None
-    return text
-
-
-def guess_legacy(data: bytes) -> str:
-    """Best guess for 8-bit text with no usable charset: when the high bytes form whole
-    words (Cyrillic) KOI8-R or cp1251, whichever yields more of the commonest Russian
-    letters; otherwise windows-1252."""
-    sample = data[:65536]
-    high = sample.translate(None, _ASCII)
-    if not high or sum(map(len, _HIGH_RUN.findall(sample))) * 10 < len(high) * 6:
-        return "cp1252"
-    high = high[:4096]
-    koi = sum(map(high.decode("koi8_r").count, _RU_FREQUENT))
-    cp = sum(map(high.decode("cp1251", "replace").count, _RU_FREQUENT))
-    return "koi8_r" if koi > cp else "cp1251"
-
-
-def decode_text(data: bytes, declared: str | None = None, *,
-                utf8_first: bool = False) -> tuple[str, str]:
-    """Decode text bytes, never raising, and name the codec used: declared charset ->
-    utf-8 -> utf-8 with a few bad sequences replaced -> legacy guess -> latin-1.
-    Valid multi-byte UTF-8 beats a declared single-byte charset (which cannot fail, so
-    could not reveal the lie); `utf8_first` (raw 8-bit headers, RFC 6532) tries utf-8
-    before the declared charset."""
-    codec = codec_for(declared)
-    if utf8_first or (codec and codec.startswith(_SINGLE_BYTE) and not data.isascii()):
-        order: tuple[str | None, ...] = ("utf-8", codec)
-    else:
-        order = (codec, "utf-8")
-    for name in order:
-        text = _try_decode(data, name)
-        if text is not None:
-            return text, str(name)
-    text = data.decode("utf-8", "replace")
-    if text.count("\ufffd") * 20 <= len(data.translate(None, _ASCII)):   # <= 5% of 8-bit
-        return text, "utf-8 (repaired)"
-    guess = guess_legacy(data)
-    text = _try_decode(data, guess)
-    return (text, guess) if text is not None else (data.decode("latin-1"), "latin-1")
-
-
-def decode_bytes(data: bytes, declared: str | None = None, *, utf8_first: bool = False) -> str:
-    """`decode_text` without the codec name."""
-    return decode_text(data, declared, utf8_first=utf8_first)[0]
-
-
-def _word_bytes(encoding: str, payload: str) -> bytes | None:
+def _word_bytes(encoding: str, payload: str, charset: str) -> bytes | None:
+    """The bytes an encoded word's payload stands for. Raw 8-bit text inside the word
+    (old clients send `=?iso-8859-1?q?caf\xe9?=`) is taken as text of the word's own
+    charset: surrogate escapes back to their bytes, decoded characters re-encoded."""
     try:
         raw = payload.encode("ascii")
+    except UnicodeError:
+        return _raw_word_bytes(payload, charset)
+    try:
         if encoding in "Bb":
             raw = raw.rstrip(b"=")
             return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4))
         return binascii.a2b_qp(raw, header=True)
-    except (binascii.Error, UnicodeError, ValueError):
+    except (binascii.Error, ValueError):
         return None
+
+
+def _raw_word_bytes(payload: str, charset: str) -> bytes:
+    try:
+        return payload.encode("ascii", "surrogateescape")
+    except UnicodeError:
+        pass
+    try:
+        return payload.encode(codec_for(charset) or "utf-8")
+    except (UnicodeError, LookupError):
+        return payload.encode("utf-8", "surrogateescape")
+
+
+def _escape_high(m: re.Match) -> bytes:
+    return b"=%02X" % m.group(0)[0]
+
+
+def repair_raw_words(raw: bytes) -> bytes:
+    """A raw header value whose encoded words carry raw 8-bit bytes, with those bytes
+    written as `=XX` (a B word of raw text becomes a Q word), so they are decoded by the
+    word's own charset and not by the guess made for the whole header."""
+    def fix(m: re.Match) -> bytes:
+        payload = m.group(3)
+        if payload.isascii():
+            return m.group(0)
+        if m.group(2) in b"Bb":
+            payload = b"".join(b"=%02X" % c for c in payload)
+        else:
+            payload = _HIGH_BYTE.sub(_escape_high, payload)
+        return b"=?" + m.group(1) + b"?Q?" + payload + b"?="
+    return _RAW_WORD.sub(fix, raw)
 
 
 def decode_words(value: str) -> str:
@@ -213,11 +170,11 @@ def decode_words(value: str) -> str:
     pending_cs = ""
     pos = 0
     for m in _ENCODED_WORD.finditer(value):
-        data = _word_bytes(m.group(2), m.group(3))
+        charset = m.group(1).split("*", 1)[0]
+        data = _word_bytes(m.group(2), m.group(3), charset)
         if data is None:
             continue                      # stays literal, as part of the next gap
         gap = value[pos:m.start()]
-        charset = m.group(1).split("*", 1)[0]
         between_words = pos > 0 and not gap.strip()   # RFC 2047: that space is dropped
         if not (between_words and charset.lower() == pending_cs.lower()):
             if pending:
@@ -235,39 +192,20 @@ def decode_words(value: str) -> str:
 
 
 def unfolded(raw: bytes, hint: str | None = None) -> str:
-    """A raw header value as text, unfolded (RFC 5322), encoded words still encoded."""
-    text = raw.decode("ascii") if raw.isascii() else decode_bytes(raw, hint, utf8_first=True)
+    """A raw header value as text, unfolded (RFC 5322), encoded words still encoded.
+    Raw ISO-2022-JP (7-bit, with escape sequences) is decoded as such."""
+    if not raw.isascii() and b"=?" in raw:
+        raw = repair_raw_words(raw)
+    if raw.isascii():
+        text = decode_bytes(raw, "iso-2022-jp") if b"\x1b" in raw else raw.decode("ascii")
+    else:
+        text = decode_bytes(raw, hint, utf8_first=True)
     return text.replace("\n", "")
 
 
 def header_text(raw: bytes | str, hint: str | None = None) -> str:
     """A raw header value (bytes from the wire, or str) as one clean line of text."""
     return sanitize(decode_words(unfolded(raw, hint) if isinstance(raw, bytes) else raw))
-
-
-def _split_mailboxes(value: str) -> list[tuple[str, str, str]]:
-    """Split an address list into (phrase, angle-addr, comment) items, skipping group
-    names; tolerant of unbalanced quotes and brackets; linear time."""
-    items: list[tuple[str, str, str]] = []
-    phrase: list[str] = []
-    angle = comment = ""
-    for m in _ADDR_TOKEN.finditer(value):
-        tok = m.group(0)
-        if tok in ",;" or (tok == ":" and not angle):
-            if tok != ":" and (phrase or angle or comment):
-                items.append(("".join(phrase), angle, comment))
-            phrase, angle, comment = [], "", ""
-            if len(items) >= MAX_ADDRESSES:
-                return items
-        elif tok[0] == "<":
-            angle = tok[1:].rstrip(">")
-        elif tok[0] == "(":
-            comment = comment or tok[1:].rstrip(")")
-        elif not angle:
-            phrase.append(tok)
-    if phrase or angle or comment:
-        items.append(("".join(phrase), angle, comment))
-    return items
 
 
 def clean_email(addr: str) -> str | None:
@@ -292,20 +230,34 @@ def _unquote(phrase: str) -> str:
     return phrase.replace('"', "")
 
 
+@lru_cache(maxsize=64)                # machine detection asks again for the same headers
 def parse_addresses(value: str) -> tuple[Address, ...]:
     """Mailboxes from an unfolded address header value (RFC 2047 words still encoded,
     so an encoded comma or bracket cannot forge a second address). Groups such as
     `undisclosed-recipients:;` are flattened; unusable entries and repeats dropped."""
     found: list[Address] = []
     seen: set[str] = set()
-    for phrase, angle, comment in _split_mailboxes(value):
+    for phrase, angle, comment in split_mailboxes(value):
         email = clean_email(angle) if angle else clean_email(phrase)
+        name = _unquote(phrase) if angle else _QUOTED_PAIR.sub(r"\1", comment)
+        if email is None and not angle:
+            email, name = _bare_after_name(phrase, comment)
         if email is None or email.lower() in seen:
             continue
-        name = _unquote(phrase) if angle else comment
         seen.add(email.lower())
         found.append(Address(name=strip_bidi(sanitize(decode_words(name))), email=email))
     return tuple(found)
+
+
+def _bare_after_name(phrase: str, comment: str) -> tuple[str | None, str]:
+    """`John Smith john@example.org` (no angle brackets): the last word that is an
+    address, with the other words as the name."""
+    words = phrase.split()
+    for k in range(len(words) - 1, -1, -1):
+        if "@" in words[k] and (email := clean_email(words[k].strip("<>[]'\",;"))):
+            name = " ".join(words[:k] + words[k + 1:])
+            return email, _unquote(name) or comment
+    return None, comment
 
 
 def message_ids(value: str) -> tuple[str, ...]:

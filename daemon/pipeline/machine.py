@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from daemon.model import DsnReport, MachineVerdict
-from daemon.pipeline.addresses import clean_email, parse_addresses, sanitize
+from daemon.model import MachineVerdict
+from daemon.pipeline.addresses import parse_addresses
+from daemon.pipeline.machine_reports import (  # noqa: F401 (PartView re-exported)
+    ANGLE_LINE, DAEMON_LOCAL, ORIGINAL_MARKER, PartView, dsn_report, notice_text, part_text,
+    report_fields, text_dsn)
 
-_DAEMON_LOCAL = re.compile(
-    r"^(mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|post_master|mdaemon|"
-    r"mail\.delivery\.system|mailadmin)$", re.I)
 _DAEMON_TEXT = re.compile(r"mailer[- _]?daemon|postmaster|post_master|mail delivery|"
                           r"delivery subsystem|mail administrator|system administrator|"
                           r"\bndr\b|smtp", re.I)
@@ -57,52 +56,11 @@ _LIST_ADMIN_LOCAL = re.compile(r"[-+_.](admin|owner|request)$|^owner[-+_.]", re.
 _BOUNCE_LOCAL = re.compile(r"(^|[-+_.])bounces?([-+_.=]|$)", re.I)
 _FORWARDED = re.compile(r"^\W*(re|fwd?|fw|wg|aw|tr|sv|vs|rv|enc|i|r)\s*(\[\d+\])?\s*:", re.I)
 _FEEDBACK_HEADERS = ("x-hmxmroriginalrecipient", "x-apple-unsubscribe")
-_DELAY = re.compile(r"\bdelay|not yet been delivered|will (continue|keep) (to )?try|"
-                    r"still trying", re.I)
 _AUTO_REPLY_SUBJECT = re.compile(
     r"^\W*(auto(matic|matische)?[ -]?(reply|response|antwort|respuesta)|autoreply|"
     r"out of (the )?office|abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica|"
     r"risposta automatica|away from (the )?office|on vacation)\b", re.I)
-_SMTP_CODE = re.compile(r"\b[45]\d\d[ -]")
-_PERMANENT = re.compile(r"permanent|fatal", re.I)
-_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-_ADDR = r"[^\s<>()\[\]\"',;:@]+@[^\s<>()\[\]\"',;:@]+\.[A-Za-z0-9-]+"
-_ANGLE_LINE = re.compile(r"^\s*<(" + _ADDR + r")>\s*(?:[:.,]|\.\.\.|$)", re.M)
-_RCPT_TO = re.compile(r"rcpt to:\s*<(" + _ADDR + r")>", re.I)
-_SMTP_PREFIX = re.compile(r"^(smtp|rfc-?822)=", re.I)
-_TRIGGER = re.compile(
-    r"following (recipients?|addresse?s?|users?|destinations?)(\(e?s\))?|permanent fatal errors|"
-    r"failed recipients|(could not|couldn't|unable to|was not|cannot) (be )?deliver(ed)?( \w+){0,3} to|"
-    r"did not reach|addressed to|was addressed|intended recipient|delivery to|your message to|"
-    r"delivery of (e-?mail|(your )?message) to|"
-    r"not (be )?(delivered|reached)", re.I)
-_ALONE_LINE = re.compile(r"^\s*<?(" + _ADDR + r")>?\s*:?\s*$", re.M)
-_ANY_ADDR = re.compile(r"<?(" + _ADDR + r")>?")
-_FAILURE_WORDS = re.compile(
-    r"unknown|not exist|no such|invalid|reject|fail|undeliver|not (be )?delivered|"
-    r"mailbox|quota|unavailable|not found|refused|permanent|denied|disabled|"
-    r"error|bad destination|not listed|inactive|expired|delay", re.I)
-_ORIGINAL_MARKER = re.compile(
-    r"^[\s>|*=_-]*(start of |begin )?(below this line is a copy of|(a )?copy of (the |your )?"
-    r"(original |returned )?message|(the )?(original|returned|undelivered|unsent|bounced) "
-    r"(message|mail)\b(?! (to|was|could))|message headers? follows?|headers? of (the )?original "
-    r"message|the header of the original message|old message:)", re.I | re.M)
-_MESSAGE_ID_LINE = re.compile(r"^message-id:\s*<?([^\s<>]{3,900})>?", re.I | re.M)
-_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)\s*:\s*(.*)$")
 _XARS = {"all", "oof", "autoreply"}
-_RECIPIENT_FIELDS = {"final-recipient", "original-recipient"}
-_MAX_SCAN = 65536
-
-
-@dataclass(frozen=True)
-class PartView:
-    """One MIME entity as machine detection sees it, in document order. `text` is the
-    decoded text of body text parts and report parts (for an attached message, its
-    header block); `report_type` is set on multipart/report."""
-
-    content_type: str
-    text: str = ""
-    report_type: str = ""
 
 
 def judge(headers: Sequence[tuple[str, str]], parts: Sequence[PartView] = (), *,
@@ -147,10 +105,10 @@ def _reports(h: dict[str, list[str]], parts: Sequence[PartView]) -> MachineVerdi
     reports = {p.report_type.lower() for p in parts if p.report_type}
     if types & {"message/delivery-status", "message/global-delivery-status"} or \
             "delivery-status" in reports:
-        dsn = _dsn(h, parts)
+        dsn = dsn_report(h, parts)
         return MachineVerdict("bounce", (f"DSN: {dsn.action} {dsn.status}".strip(),), dsn)
     if "message/feedback-report" in types or "feedback-report" in reports:
-        fields = _fields(_part_text(parts, "message/feedback-report"))
+        fields = report_fields(part_text(parts, "message/feedback-report"))
         kind = next((v for k, v in fields if k == "feedback-type"), "unknown")
         return MachineVerdict("feedback", (_why("Feedback-Type", kind),))
     for name in _FEEDBACK_HEADERS:             # non-ARF complaints (Hotmail JMRP, iCloud)
@@ -164,106 +122,13 @@ def _receipt(parts: Sequence[PartView]) -> MachineVerdict | None:
     types = {p.content_type for p in parts}
     if "message/disposition-notification" in types or "disposition-notification" in {
             p.report_type.lower() for p in parts}:
-        fields = _fields(_part_text(parts, "message/disposition-notification"))
+        fields = report_fields(part_text(parts, "message/disposition-notification"))
         disp = next((v for k, v in fields if k == "disposition"), "")
         return MachineVerdict("auto_generated", (_why("Disposition", disp),))
     return None
 
 
-def _part_text(parts: Sequence[PartView], *types: str) -> str:
-    return next((p.text for p in parts if p.content_type in types), "")
-
-
-def _fields(text: str) -> list[tuple[str, str]]:
-    """`name: value` fields of a report block; continuation lines are joined and a
-    blank line is kept as ("", "") so callers can see record boundaries."""
-    out: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        if not line.strip():
-            out.append(("", ""))
-        elif line[0] in " \t" and out and out[-1][0]:
-            out[-1] = (out[-1][0], out[-1][1] + " " + line.strip())
-        elif m := _FIELD.match(line):
-            out.append((m.group(1).lower(), m.group(2).strip()))
-    return out
-
-
-def _recipient_records(text: str) -> list[dict[str, str]]:
-    """Per-recipient field groups of a delivery-status part. A group ends at a blank
-    line, when one of its fields repeats, or at an Original-Recipient after a group
-    that already has its Action/Status (some MTAs omit the blank lines)."""
-    records: list[dict[str, str]] = []
-    cur: dict[str, str] = {}
-    for name, value in _fields(text) + [("", "")]:
-        starts = name in cur or (name == "original-recipient" and "final-recipient" in cur
-                                 and ("action" in cur or "status" in cur))
-        if (not name or starts) and _RECIPIENT_FIELDS & cur.keys():
-            records.append(cur)
-            cur = {}
-        if name and name not in cur:
-            cur[name] = value
-    return records
-
-
-def _address_of(value: str) -> str | None:
-    """The address of an rfc822-typed recipient field; None for x400 and the like."""
-    kind, _, addr = value.rpartition(";")
-    if kind.strip().lower() not in ("", "rfc822", "utf-8"):
-        return None
-    return clean_email(addr.strip().strip("<>").strip())
-
-
-def _action_of(rec: dict[str, str]) -> str:
-    action = rec.get("action", "").split()[0].lower() if rec.get("action") else ""
-    if action:
-        return action
-    status = _STATUS.search(rec.get("status", "") + " " + rec.get("diagnostic-code", ""))
-    return {"5": "failed", "4": "delayed", "2": "delivered"}.get(
-        status.group(1)[0] if status else "5", "failed")
-
-
-def _dsn(h: dict[str, list[str]], parts: Sequence[PartView]) -> DsnReport:
-    text = "\n\n".join(p.text for p in parts if p.content_type.endswith("delivery-status"))
-    records = [(r, _action_of(r)) for r in _recipient_records(text)]
-    actions = [a for _, a in records]
-    action = next((a for a in ("failed", "delayed") if a in actions), actions[0] if actions
-                  else _text_action(h, parts))
-    chosen = [r for r, a in records if a == action]
-    recipients = [_address_of(r.get("original-recipient", "")) or
-                  _address_of(r.get("final-recipient", "")) for r in chosen]
-    found = [r for r in recipients if r] or _failed_from_headers(h)
-    if not records and not found:
-        found = _failed_from_text(h, parts)
-    first = chosen[0] if chosen else {}
-    status = _STATUS.search(first.get("status", "") + " " + first.get("diagnostic-code", ""))
-    return DsnReport(
-        action=action, status=status.group(1) if status else _text_status(parts),
-        recipients=tuple(dict.fromkeys(found)), original_message_id=_original_id(parts),
-        diagnostic=sanitize(first.get("diagnostic-code", "").split(";", 1)[-1])[:500])
-
-
-def _original_id(parts: Sequence[PartView]) -> str | None:
-    for p in parts:
-        if p.content_type in ("message/rfc822", "message/global", "text/rfc822-headers",
-                              "message/rfc822-headers", "message/global-headers"):
-            if m := _MESSAGE_ID_LINE.search(p.text):
-                return m.group(1)
-    notice = _notice_text(parts)
-    marker = _ORIGINAL_MARKER.search(notice)
-    if marker and (m := _MESSAGE_ID_LINE.search(notice, marker.end())):
-        return m.group(1)
-    return None
-
-
 # -- non-standard bounces and auto-replies ------------------------------------------------
-
-def _notice_text(parts: Sequence[PartView]) -> str:
-    """The human-readable notification: the first text/plain part (or the first text
-    part), limited in size."""
-    text = _part_text(parts, "text/plain") or next(
-        (p.text for p in parts if p.content_type.startswith("text/") and p.text), "")
-    return text[:_MAX_SCAN]
-
 
 def _from_parts(h: dict[str, list[str]]) -> tuple[str, str]:
     """(local part of the From address, the whole From value)."""
@@ -293,21 +158,21 @@ def _bounce_or_reply(h: dict[str, list[str]], parts: Sequence[PartView],
     failed = h.get("x-failed-recipients")
     local, from_value = _from_parts(h)
     subject = (h.get("subject") or [""])[0]
-    daemon = bool(_DAEMON_LOCAL.match(local) or _DAEMON_TEXT.search(from_value))
+    daemon = bool(DAEMON_LOCAL.match(local) or _DAEMON_TEXT.search(from_value))
     null = _null_sender(h, envelope)
     sender = daemon or null is not None or bool(_NOREPLY_LOCAL.match(local))
     subject_hit = bool(_BOUNCE_SUBJECT.search(subject))
     replied = next((v for v in h.get("auto-submitted", [])
                     if v.strip().lower().startswith("auto-replied")), None)
-    notice = _notice_text(parts) if failed or sender or subject_hit else ""
-    body_hit = bool(_BOUNCE_BODY.search(notice) or _ANGLE_LINE.search(notice))
+    notice = notice_text(parts) if failed or sender or subject_hit else ""
+    body_hit = bool(_BOUNCE_BODY.search(notice) or ANGLE_LINE.search(notice))
     if replied and not failed and not (daemon and subject_hit):
         return MachineVerdict("auto_reply", (_why("Auto-Submitted", replied),))
     sender = sender or _automated(h)
     weak = bool(_LIST_ADMIN_LOCAL.search(local)) or _to_bounce_address(h)
     if not notice and weak and subject_hit:
-        notice = _notice_text(parts)
-        body_hit = bool(_BOUNCE_BODY.search(notice) or _ANGLE_LINE.search(notice))
+        notice = notice_text(parts)
+        body_hit = bool(_BOUNCE_BODY.search(notice) or ANGLE_LINE.search(notice))
     if not (failed or (sender and (subject_hit or body_hit)) or (subject_hit and body_hit and (
             weak or (not _FORWARDED.match(subject) and _has_returned_message(parts))))):
         return None
@@ -316,7 +181,7 @@ def _bounce_or_reply(h: dict[str, list[str]], parts: Sequence[PartView],
         _why("From", from_value) if daemon else "", null or "",
         _why("Subject", subject) if subject_hit else "",
         "bounce wording in the text" if body_hit else "") if e]
-    return MachineVerdict("bounce", tuple(evidence), _text_dsn(h, parts))
+    return MachineVerdict("bounce", tuple(evidence), text_dsn(h, parts))
 
 
 def _to_bounce_address(h: dict[str, list[str]]) -> bool:
@@ -334,66 +199,7 @@ def _automated(h: dict[str, list[str]]) -> bool:
 
 def _has_returned_message(parts: Sequence[PartView]) -> bool:
     return any(p.content_type in ("message/rfc822", "text/rfc822-headers") for p in parts) \
-        or bool(_ORIGINAL_MARKER.search(_notice_text(parts)))
-
-
-def _text_action(h: dict[str, list[str]], parts: Sequence[PartView]) -> str:
-    subject = (h.get("subject") or [""])[0]
-    head = _notice_text(parts)[:2000]
-    return "delayed" if _DELAY.search(subject) or (
-        _DELAY.search(head) and not _PERMANENT.search(head)) else "failed"
-
-
-def _text_status(parts: Sequence[PartView]) -> str:
-    m = _STATUS.search(_notice_text(parts)[:8000])
-    return m.group(1) if m else ""
-
-
-def _text_dsn(h: dict[str, list[str]], parts: Sequence[PartView]) -> DsnReport:
-    notice = _notice_text(parts)
-    diag = next((ln for ln in notice.splitlines() if _SMTP_CODE.search(ln)), "")
-    return DsnReport(action=_text_action(h, parts), status=_text_status(parts),
-                     recipients=tuple(_failed_from_headers(h) or _failed_from_text(h, parts)),
-                     original_message_id=_original_id(parts), diagnostic=sanitize(diag)[:500])
-
-
-def _failed_from_headers(h: dict[str, list[str]]) -> list[str]:
-    values = ",".join(h.get("x-failed-recipients", []))
-    return [a.email for a in parse_addresses(values)]
-
-
-def _failed_from_text(h: dict[str, list[str]], parts: Sequence[PartView]) -> list[str]:
-    """Failed recipients named in a bounce's own text (before any returned message).
-    In order of trust: `<addr>:` lines and `RCPT TO:<addr>`, plus addresses in the
-    paragraph after a phrase like "the following addresses failed"; then addresses
-    alone on a line; then addresses on lines that speak of failure. The bounce's own
-    From/To/Reply-To/Sender are never among them."""
-    notice = _notice_text(parts)
-    if m := _ORIGINAL_MARKER.search(notice):
-        notice = notice[:m.start()]
-    own = {a.email.lower() for n in ("from", "to", "reply-to", "sender")
-           for a in parse_addresses(", ".join(h.get(n, [])))}
-    trusted = _ANGLE_LINE.findall(notice) + _RCPT_TO.findall(notice)
-    for trigger in _TRIGGER.finditer(notice):
-        trusted += _paragraph_addresses(notice, trigger.end())
-    weak = [a for ln in notice.splitlines() if _FAILURE_WORDS.search(ln)
-            for a in _ANY_ADDR.findall(ln)]
-    for group in (trusted, _ALONE_LINE.findall(notice), weak):
-        found = [e for e in (clean_email(_SMTP_PREFIX.sub("", a).strip(".")) for a in group)
-                 if e and e.lower() not in own and not _DAEMON_LOCAL.match(e.rsplit("@", 1)[0])]
-        if found:
-            return list(dict.fromkeys(found))[:50]
-    return []
-
-
-def _paragraph_addresses(text: str, start: int) -> list[str]:
-    """Addresses from `start` to the first blank line that follows an address."""
-    found: list[str] = []
-    for line in text[start:start + 2000].split("\n"):
-        if not line.strip() and found:
-            break
-        found += _ANY_ADDR.findall(line)
-    return found
+        or bool(ORIGINAL_MARKER.search(notice_text(parts)))
 
 
 # -- headers that say "automatic" -------------------------------------------------------
@@ -438,6 +244,6 @@ def _senders(h: dict[str, list[str]], envelope: str | None) -> MachineVerdict | 
     if null:
         return MachineVerdict("auto_generated", (null,))
     local, value = _from_parts(h)
-    if _DAEMON_LOCAL.match(local) or _NOREPLY_LOCAL.match(local):
+    if DAEMON_LOCAL.match(local) or _NOREPLY_LOCAL.match(local):
         return MachineVerdict("auto_generated", (_why("From", value),))
     return None

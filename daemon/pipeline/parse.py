@@ -4,32 +4,35 @@ The first stage of the pure pipeline and the only importer of mail-parser. Cheap
 run on the bytes first (size, header block, an upper bound on MIME parts and depth).
 The top header block is cut from the original bytes and decoded by `addresses` (handing
 every address, Received and Date header to mail-parser would triple the cost for values
-we decode ourselves anyway), so mail-parser gets the MIME headers and the body and
-builds the MIME tree; exact part and depth limits are then checked on that tree. Bodies
-and attachments come from the tree through our charset fallback chain. The content
-digest covers the message without transport trace headers. Mail we cannot process
-raises `ParseError(reason, detail)`; no other exception escapes.
+we decode ourselves anyway), so mail-parser gets the MIME headers and the body, after
+`header_caps` has cut parameter floods and over-long fields in every part's header
+block (the stdlib is quadratic on them); the tree is built with a policy that writes
+headers back as they came (linear), and exact part and depth limits are checked on it.
+Bodies and attachments come from the tree through `mime_parts` (which also repairs
+slightly broken structures) and the charset alias and repair layer (`charsets`). The
+content digest covers the message without transport trace headers. Mail we cannot
+process raises `ParseError(reason, detail)`; no other exception escapes. A caller that
+must not trust the parser to return uses daemon.parse_guard (a time budget).
 """
 from __future__ import annotations
 
-import binascii
 import hashlib
-import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import message_from_bytes
-from email.generator import BytesGenerator
 from email.message import Message
-from email.policy import Compat32
-from html.parser import HTMLParser
 
 import mailparser
 from mailparser.exceptions import MailParserRecursionError
 
 from daemon.errors import ParseError
-from daemon.model import Address, AttachmentPart, ParsedMessage
+from daemon.model import Address, ParsedMessage
 from daemon.pipeline import addresses as hdr
+from daemon.pipeline.header_caps import cap_headers
+from daemon.pipeline.html_text import html_to_text  # noqa: F401 (part of this stage's API)
 from daemon.pipeline.machine import PartView, judge
+from daemon.pipeline.mime_parts import AS_RECEIVED, BodyParts
+from daemon.pipeline.mime_parts import children as _children
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,12 @@ _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\n]{1,200})"|([^\s;"]{1,200}))'
 _DELIMITER = re.compile(rb"\n--([^\n]{1,210})")
 _MESSAGE_TYPE = re.compile(rb"content-type:[ \t]*message/", re.I)
 _CHARSET = re.compile(rb'charset\s*=\s*"?([\w.:-]{1,40})', re.I)
-_RAW_FILENAME = re.compile(r'(?:^|;)\s*(?:file)?name\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.I)
 _TRACE_FIELDS = {"received", "return-path", "delivered-to", "x-original-to", "envelope-to",
                  "authentication-results", "x-received", "received-spf", "x-virus-scanned",
                  "x-greylist", "status", "x-status", "x-keywords", "x-uid", "x-mozilla-status",
                  "x-mozilla-status2", "x-mozilla-keys"}
 _TRACE_PREFIXES = ("x-envelope-", "arc-", "x-spam-", "x-helpdesk-")
 _MIME_FIELDS = ("content-", "mime-version")
-_BLANK_RUN = re.compile(r"\n{3,}")
 _PARTS_SLACK = 4            # an estimate this far over the part limit is not parsed at all
 _SYNTHETIC_DOMAIN = "synthetic.helpdeskd.invalid"
 _VIEW_CHARS = 65536
@@ -92,21 +93,24 @@ def _parse(raw: bytes, limits: ParseLimits, envelope_mail_from: str | None) -> P
     text = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     fields, header_end = hdr.scan_header_block(text, max_fields=limits.max_headers,
                                                max_bytes=limits.max_header_bytes)
-    _estimate_structure(text, limits)
+    delimiters = _estimate_structure(text, limits)
     rest = text[header_end:].rstrip(b"\n") + b"\n"
     digest = hashlib.sha256(b"".join(f.raw for f in fields if not _is_trace(f.name)))
     digest.update(rest)
     mime = b"".join(f.raw for f in fields if f.name.lower().startswith(_MIME_FIELDS))
     if not mime and not rest.startswith(b"\n"):
         mime = b"\n"                  # no MIME headers: the body must not pass for headers
-    msg, defects = _mime_tree(mime + rest, limits)
+    shift = len(mime) - header_end         # offsets in text -> offsets in mime + rest
+    content, defects = cap_headers(mime + rest, [0] + [p + shift for p in delimiters if p >= header_end])
+    msg, library_defects = _mime_tree(content, limits)
     hint = _charset_hint(text)
     headers = tuple((f.name, hdr.header_text(f.value, hint)) for f in fields
                     if not f.name.lower().startswith("x-helpdesk-"))
-    body = _Body(limits.max_text_chars)
+    body = BodyParts(limits.max_text_chars, lambda tree: _exact_structure(tree, limits))
     body.collect(msg)
     body_text = body.text()
-    views = body.views if body.texts or not body_text else \
+    defects += library_defects
+    views = body.views if any(t.strip() for t in body.texts) or not body_text else \
         [*body.views, PartView("text/plain", body_text[:_VIEW_CHARS])]
     mid, synthetic = _message_id(fields, digest.hexdigest())
 
@@ -157,21 +161,30 @@ def _message_id(fields: list[hdr.Field], digest: str) -> tuple[str, bool]:
 
 # -- limits on the structure --------------------------------------------------------------
 
-def _estimate_structure(text: bytes, limits: ParseLimits) -> None:
+def _estimate_structure(text: bytes, limits: ParseLimits) -> list[int]:
     """Cheap bounds, so a 10,000-part or 1,000-deep message never reaches the parser:
-    depth from how the spans of the declared boundaries' delimiter lines nest, parts
+    depth from how the spans of the declared boundaries' delimiter lines nest (one with
+    no closing delimiter reaches to the end), parts
     from the number of delimiter lines plus message/* types. A borderline estimate
     (many attached messages, or a few too many delimiters) is settled by building the
-    tree with the stdlib and counting exactly."""
+    tree with the stdlib and counting exactly. Returns where the line after each opening
+    delimiter line starts (a part's header block)."""
     declared = {a or b for a, b in _BOUNDARY.findall(text)}
     spans: dict[bytes, list[int]] = {}
+    opening: list[int] = []
+    closed: set[bytes] = set()
     for m in _DELIMITER.finditer(text) if declared else ():
         line = m.group(1).rstrip(b" \t")
-        if line not in declared and line.endswith(b"--"):
+        if line in declared:
+            opening.append(m.end() + 1)
+        elif line.endswith(b"--"):
             line = line[:-2]
+            closed.add(line)
         if line in declared:
             spans.setdefault(line, []).append(m.start())
-    events = sorted([(p[0], 1) for p in spans.values()] + [(p[-1] + 1, -1) for p in spans.values()])
+    # a multipart never closed (a truncated message) stays open to the end of the text
+    events = sorted([(p[0], 1) for p in spans.values()] +
+                    [(p[-1] + 1 if b in closed else len(text), -1) for b, p in spans.items()])
     depth = deepest = 0
     for _, step in events:
         depth += step
@@ -184,20 +197,14 @@ def _estimate_structure(text: bytes, limits: ParseLimits) -> None:
         raise ParseError("too_many_parts", f"about {parts} MIME parts")
     if parts > limits.max_parts or deepest + messages > limits.max_depth:
         _exact_structure(_stdlib_tree(text), limits)
+    return opening
 
 
 def _stdlib_tree(content: bytes) -> Message:
     try:
-        return message_from_bytes(content)
+        return message_from_bytes(content, policy=AS_RECEIVED)
     except RecursionError:
         raise ParseError("too_deep", "MIME nesting too deep to parse") from None
-
-
-def _children(part: Message) -> list[Message]:
-    payload = part.get_payload()
-    if not isinstance(payload, list) or part.get_content_type() == "message/delivery-status":
-        return []
-    return [p for p in payload if isinstance(p, Message)]
 
 
 def _exact_structure(msg: Message, limits: ParseLimits) -> None:
@@ -214,11 +221,12 @@ def _exact_structure(msg: Message, limits: ParseLimits) -> None:
 
 
 def _mime_tree(content: bytes, limits: ParseLimits) -> tuple[Message, list[str]]:
-    """Parse with mail-parser. If its own post-processing fails on a tree the stdlib
-    built fine (e.g. a missing start boundary with no epilogue), use that same stdlib
-    tree and record the failure as a defect."""
+    """Parse with mail-parser, on a tree built with a policy that writes headers back
+    as they came (linear; compat32's own folding is quadratic). If mail-parser's own
+    post-processing fails on a tree the stdlib built fine (e.g. a missing start boundary
+    with no epilogue), use that same stdlib tree and record the failure as a defect."""
     try:
-        parsed = mailparser.MailParser.from_bytes(content)
+        parsed = mailparser.MailParser(_stdlib_tree(content))
         msg, defects = parsed.message, _library_defects(parsed.defects)
     except (MailParserRecursionError, RecursionError):
         raise ParseError("too_deep", "MIME nesting too deep to parse") from None
@@ -251,205 +259,3 @@ def _tree_defects(msg: Message) -> list[str]:
     return out
 
 
-@dataclass
-class _Body:
-    """Collects text, HTML, attachments and machine views while walking the tree."""
-
-    max_chars: int
-    texts: list[str] = field(default_factory=list)
-    html: str | None = None
-    attachments: list[AttachmentPart] = field(default_factory=list)
-    views: list[PartView] = field(default_factory=list)
-    defects: list[str] = field(default_factory=list)
-    named_inline: tuple[str, str] | None = None    # (type, text) of a named inline text part
-
-    def text(self) -> str:
-        if self.texts:
-            return "\n\n".join(self.texts)
-        ctype, text = ("text/html", self.html) if self.html else self.named_inline or ("", "")
-        return html_to_text(text) if ctype == "text/html" else text
-
-    def collect(self, msg: Message) -> None:
-        stack: list[tuple[Message, bool]] = [(msg, False)]
-        while stack:
-            part, attached = stack.pop()
-            ctype = part.get_content_type()
-            if part.is_multipart() and ctype.startswith("multipart/"):
-                attached = attached or part.get_content_disposition() == "attachment"
-                report = _param(part, "report-type") if ctype == "multipart/report" else ""
-                self.views.append(PartView(ctype, report_type=report))
-                stack.extend((p, attached) for p in reversed(_children(part)))
-            else:
-                self._leaf(part, ctype, attached)
-
-    def _leaf(self, part: Message, ctype: str, attached: bool) -> None:
-        filename = _filename(part)
-        as_file = attached or filename is not None or \
-            part.get_content_disposition() == "attachment" or ctype.startswith("message/")
-        if not as_file and (ctype == "text/plain" or ctype.startswith("multipart/")):
-            self.texts.append(self._decode(part))
-            self.views.append(PartView("text/plain", self.texts[-1][:_VIEW_CHARS]))
-        elif not as_file and ctype == "text/html" and self.html is None:
-            self.html = self._decode(part)
-            self.views.append(PartView(ctype, ""))
-        else:
-            if self.named_inline is None and not attached and ctype in ("text/plain", "text/html") \
-                    and part.get_content_disposition() != "attachment":
-                self.named_inline = (ctype, self._decode(part))
-            self.attachments.append(_attachment(part, ctype, filename, len(self.attachments) + 1))
-            self.views.append(PartView(ctype, _view_text(part, ctype)))
-
-    def _decode(self, part: Message) -> str:
-        data = part.get_payload(decode=True)
-        declared = part.get_content_charset()
-        text, used = hdr.decode_text(data if isinstance(data, bytes) else b"", declared)
-        if declared and used != hdr.codec_for(declared):
-            self.defects.append(hdr.sanitize(f"charset {declared} unusable, read as {used}")[:160])
-        if len(text) > self.max_chars:
-            text = text[:self.max_chars]
-            self.defects.append(f"body cut at {self.max_chars} characters")
-        return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-
-
-def _filename(part: Message) -> str | None:
-    """The filename/name parameter; raw 8-bit bytes are kept for our own decoding
-    (compat32 turns them into U+FFFD). A blank name (KMail: name=" ") is no name."""
-    name = part.get_filename()
-    if name and "\ufffd" in name:
-        raw = dict((k.lower(), v) for k, v in reversed(list(part.raw_items())))
-        for value in (raw.get("content-disposition"), raw.get("content-type")):
-            if isinstance(value, str) and (m := _RAW_FILENAME.search(value)):
-                name = m.group(1).strip().strip('"')
-                break
-    return name if name and name.strip() else None
-
-
-def _param(part: Message, name: str) -> str:
-    value = part.get_param(name)
-    if isinstance(value, tuple):
-        value = value[2]
-    return hdr.sanitize(str(value or ""))
-
-
-def _attachment(part: Message, ctype: str, filename: str | None, index: int) -> AttachmentPart:
-    data = _part_bytes(part, ctype)
-    disposition = part.get_content_disposition()
-    return AttachmentPart(
-        filename=hdr.display_filename(filename, index, ctype), content_type=ctype, data=data,
-        sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-        inline=disposition == "inline" or (disposition is None and "Content-ID" in part))
-
-
-def _part_bytes(part: Message, ctype: str) -> bytes:
-    """The decoded content of a part; an attached message as .eml bytes (decoding a
-    base64/quoted-printable message/rfc822, which RFC 2046 forbids but mailers send)."""
-    payload = part.get_payload()
-    if not isinstance(payload, list):
-        data = part.get_payload(decode=True)
-        return data if isinstance(data, bytes) else b""
-    inner = [p for p in payload if isinstance(p, Message)]
-    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    if len(inner) == 1 and cte in ("base64", "quoted-printable") and not inner[0].keys():
-        encoded = str(inner[0].get_payload()).encode("ascii", "surrogateescape")
-        try:
-            return binascii.a2b_base64(encoded) if cte == "base64" else binascii.a2b_qp(encoded)
-        except (binascii.Error, ValueError):
-            return encoded
-    return b"\n".join(_entity_bytes(p) for p in inner)
-
-
-class _AsReceived(Compat32):
-    """Write parsed header values back as they arrived (compat32 re-encodes each one
-    through email.header.Header, which is slow and can change the bytes)."""
-
-    def fold_binary(self, name: str, value: object) -> bytes:
-        if isinstance(value, str):
-            try:
-                return f"{name}: {value}{self.linesep}".encode("ascii", "surrogateescape")
-            except UnicodeError:
-                pass
-        return super().fold_binary(name, value)
-
-
-_AS_RECEIVED = _AsReceived()
-
-
-def _entity_bytes(msg: Message) -> bytes:
-    buf = io.BytesIO()
-    try:
-        BytesGenerator(buf, mangle_from_=False, policy=_AS_RECEIVED).flatten(msg)
-    except (LookupError, UnicodeError, ValueError, TypeError, AttributeError):
-        return b""                    # an attached message the generator cannot write
-    return buf.getvalue()
-
-
-def _view_text(part: Message, ctype: str) -> str:
-    """What machine detection reads from a non-body part: the fields of report parts
-    and the header block of an attached message; decoded text of text/* parts."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        blocks = ["\n".join(f"{k}: {v}" for k, v in p.raw_items())
-                  for p in payload if isinstance(p, Message)]
-        text = "\n\n".join(blocks)
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:_VIEW_CHARS]
-    if ctype.startswith("text/") or ctype.startswith("message/"):
-        data = part.get_payload(decode=True)
-        data = data[:_VIEW_CHARS * 2] if isinstance(data, bytes) else b""
-        return hdr.decode_bytes(data, part.get_content_charset())[:_VIEW_CHARS]
-    return ""
-
-
-class _HTMLText(HTMLParser):
-    """Readable text from HTML: script/style dropped, block elements become newlines,
-    link text kept (followed by the http(s) target when the text does not show it)."""
-
-    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
-              "ul", "ol", "blockquote", "pre", "hr", "section", "article", "header",
-              "footer", "address", "dd", "dt", "dl", "title", "form", "center"}
-    _SKIP = {"script", "style", "head", "template", "noscript", "svg"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.skip = 0
-        self.links: list[tuple[str, int]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self.skip += 1
-        elif tag in self._BLOCK:
-            self.out.append("\n- " if tag == "li" else "\n")
-        elif tag in ("td", "th"):
-            self.out.append(" ")
-        if tag == "a":
-            self.links.append((next((v or "" for k, v in attrs if k == "href"), ""),
-                               len(self.out)))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self.skip = max(0, self.skip - 1)
-        elif tag in self._BLOCK and tag not in ("li", "br"):
-            self.out.append("\n")
-        elif tag == "a" and self.links:
-            href, start = self.links.pop()
-            shown = "".join(self.out[start:]).strip()
-            if shown and href.startswith(("http:", "https:")) and href not in shown:
-                self.out.append(f" <{href}>")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip:           # collapse white space, keeping one at either edge
-            words = " ".join(data.split())
-            self.out.append(f"{' ' if data[:1].isspace() else ''}{words}"
-                            f"{' ' if data[-1:].isspace() and words else ''}")
-
-
-def html_to_text(html: str) -> str:
-    """Plain-text rendering of an HTML body (stdlib html.parser; never raises)."""
-    parser = _HTMLText()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # noqa: BLE001 - keep whatever was read before the fault
-        pass
-    lines = (" ".join(ln.split()) for ln in "".join(parser.out).split("\n"))
-    return _BLANK_RUN.sub("\n\n", "\n".join(lines)).strip()

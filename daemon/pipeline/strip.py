@@ -18,17 +18,17 @@ message holds (bench/strip.py measures it).  No I/O, no logging.
 """
 from __future__ import annotations
 
-import html
-import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import accumulate
 
 from daemon.pipeline import strip_patterns as P
+from daemon.pipeline.strip_html import html_text
 
 BLANK, QUOTE, HEADER, RULE, TAGLINE, TEXT = "e", "q", "h", "d", "s", "t"
 INLINE_MIN_TEXT = 7  # this many text lines after a quote mean the quote is answered inline
 JOIN_MAX_LINES = 5   # an attribution may wrap over this many lines ("On ...\n<a@b>\nwrote:")
+TAGLINE_BLOCK_LINES = 6  # a tagline with this many lines under it opens the signature
 MAX_LINES = 20_000   # lines examined; what lies below is history, or kept if no end was seen
 
 
@@ -92,7 +92,7 @@ def split_thread(text: str) -> tuple[Reply, ...]:
 
 def strip_reply_html(markup: str) -> str:
     """strip_reply() for an HTML-only body: blockquotes become '>' quotes, tags go."""
-    return strip_reply(_html_text(markup))
+    return strip_reply(html_text(markup))
 
 
 # --- line analysis --------------------------------------------------------------------
@@ -160,9 +160,30 @@ def _find_headers(lines: _Lines) -> list[tuple[int, int, int]]:
         end = 0
         if P.may_be_header(text) and not lines.fenced[i] and len(text) <= P.MAX_SCAN:
             end = _header_at(lines, i, text)
-        spans += [(i, end, lines.depth[i])] if end else []
+        if end:
+            first = _wrapped_start(lines, i, text, spans[-1][1] if spans else 0)
+            spans.append((first, end, lines.depth[i]))
         i = end or i + 1
     return spans
+
+
+def _wrapped_start(lines: _Lines, i: int, text: str, floor: int) -> int:
+    """First line of an attribution found at line i whose opening is on the line or two
+    above ("ma 6.1.2025 klo 9.14 Bob Smith\n<bob@example.com> kirjoitti:"): line i
+    when none is."""
+    first = i
+    for k in (1, 2):
+        j = i - k
+        if j < floor or lines.depth[j] != lines.depth[i] or lines.fenced[j]:
+            break
+        above = lines.content[j].strip()
+        if not above or len(above) > 120 or above[-1:] in ".!?;,":
+            break
+        joined = " ".join(lines.content[x].strip() for x in range(j, i)) + " " + text
+        if P.could_start_attribution(above) and P.is_attribution(joined) and (
+                P.starts_with_lead(above) or P.DATE_START.match(above)):
+            first = j
+    return first
 
 
 def _header_at(lines: _Lines, i: int, text: str) -> int:
@@ -289,8 +310,11 @@ def _reply_below(region: list[int], kinds: list[str]) -> list[int]:
 
 def _finish(lines: _Lines, region: list[int], kinds: list[str],
             header: str) -> tuple[Reply, str]:
-    """The lines of one message as a Reply, and as body plus closing (what strip keeps)."""
+    """The lines of one message as a Reply, and as body plus closing (what strip keeps).
+    A signature starts at the first rule line, or at a mobile tagline opening a short
+    last block ("Sent from my iPhone\nBob Smith\nIT")."""
     rule = next((k for k, i in enumerate(region) if kinds[i] == RULE), len(region))
+    rule = min(rule, _tagline_block(region, kinds))
     before, after = region[:rule], region[rule:]
     last_text = max((k for k, i in enumerate(before) if kinds[i] == TEXT), default=-1)
     body = before[:last_text + 1]
@@ -306,6 +330,21 @@ def _finish(lines: _Lines, region: list[int], kinds: list[str],
                  closing=_join(lines.raw, body[split:]),
                  signature=_join(lines.raw, signature),
                  header=header), _join(lines.raw, body)
+
+
+def _tagline_block(region: list[int], kinds: list[str]) -> int:
+    """Index in `region` of a mobile tagline that opens a paragraph after some text and
+    has at most TAGLINE_BLOCK_LINES lines under it; len(region) when there is none."""
+    seen_text = False
+    for k, i in enumerate(region):
+        if kinds[i] == TEXT:
+            seen_text = True
+        elif kinds[i] == TAGLINE and seen_text and k and kinds[region[k - 1]] == BLANK:
+            below = sum(1 for x in region[k + 1:] if kinds[x] != BLANK)
+            return k if below <= TAGLINE_BLOCK_LINES else len(region)
+        elif kinds[i] in (RULE, QUOTE, HEADER):
+            break
+    return len(region)
 
 
 def _closing_start(lines: _Lines, body: list[int]) -> int:
@@ -327,73 +366,3 @@ def _join(raw: tuple[str, ...], indexes) -> str:
     first = next((k for k, line in enumerate(picked) if line.strip()), len(picked))
     last = next((k for k in range(len(picked) - 1, -1, -1) if picked[k].strip()), -1)
     return "\n".join(picked[first:last + 1]).rstrip()
-
-
-# --- HTML to text -----------------------------------------------------------------------
-# A small tokenizer on str.find: linear on any input.  (html.parser in CPython 3.11 is
-# quadratic on unterminated "<!--" or "</": 400 KB of "<!--" took a minute.)
-
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote center dd div dl dt fieldset figcaption figure footer "
-    "form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tbody td tfoot th "
-    "thead tr ul".split())
-_SKIP_END = re.compile(r"</\s*(?:head|style|script|title|template)\s*>", re.IGNORECASE)
-_TAG = re.compile(r"(/?)\s*([A-Za-z][A-Za-z0-9:-]{0,30})")
-
-
-def _html_text(markup: str) -> str:
-    """Text of an HTML mail: one line per block or <br>, '> ' per enclosing blockquote."""
-    out = _HtmlLines()
-    pos, n = 0, len(markup)
-    while pos < n:
-        lt = markup.find("<", pos)
-        out.parts.append(html.unescape(markup[pos:n if lt < 0 else lt]))
-        if lt < 0:
-            break
-        if markup.startswith("<!--", lt):
-            end = markup.find("-->", lt + 4)
-            pos = n if end < 0 else end + 3
-            continue
-        gt = markup.find(">", lt + 1)
-        if gt < 0:
-            break  # an unterminated tag hides the rest, as in a browser
-        pos = gt + 1
-        m = _TAG.match(markup, lt + 1, gt)
-        if not m:
-            continue  # <!DOCTYPE>, <?xml?>, stray "<"
-        name = m.group(2).lower()
-        if not m.group(1) and name in ("head", "style", "script", "title", "template"):
-            end = _SKIP_END.search(markup, pos)
-            pos = n if end is None else end.end()
-        else:
-            out.tag(name, closing=bool(m.group(1)))
-    return out.text()
-
-
-class _HtmlLines:
-    """Collects text into lines for _html_text."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.parts: list[str] = []
-        self.quote = self.pre = 0
-
-    def flush(self, always: bool = False) -> None:
-        line = "".join(self.parts)
-        line = line.rstrip() if self.pre else " ".join(line.split())
-        self.parts = []
-        if line or always:
-            self.lines.append(("> " * min(self.quote, 16) + line).rstrip())  # bounded prefix
-
-    def tag(self, name: str, closing: bool) -> None:
-        if name == "br":
-            self.flush(always=not closing)
-        elif name in _BLOCK_TAGS:
-            self.flush()
-            step = -1 if closing else 1
-            self.quote = max(0, self.quote + step * (name == "blockquote"))
-            self.pre = max(0, self.pre + step * (name == "pre"))
-
-    def text(self) -> str:
-        self.flush()
-        return "\n".join(self.lines)

@@ -34,18 +34,21 @@ _LATIN_VERBS = _alt(
     "wrote|writes|schrieb|schrieben Sie|hat geschrieben|geschrieben|a écrit|nous a dit|"
     "escribió|escreveu|ha scritto|scrisse|het volgende geschreven|schreef|geschreven|"
     "skrev følgende|skrev|napisał(a)|napisała|napisał|napsal|kirjoitti|írta|"
-    "написал(а)|написала|написал|пише|написав")
-_CJK_VERBS = "写道|寫道|書きました|のメッセージ"
+    "написал(а)|написала|написал|пишет|пише|написав|писал|pisze|píše|napsala|napsal(a)|"
+    "έγραψε|yazdı|a scris|va escriure|escrigué")
+_CJK_VERBS = "写道|寫道|書きました|のメッセージ|のメール|님이 작성"
 _VERB_STEMS = ("wrote", "writes", "schrieb", "geschrieben", "écrit", "a dit", "escribi",
                "escreveu", "scritto", "scrisse", "schreef", "skrev", "napisa", "napsal",
-               "kirjoitti", "írta", "написа", "пише", "写道", "寫道", "書きました", "のメッセージ")
+               "kirjoitti", "írta", "написа", "пише", "писал", "pisze", "píše", "έγραψε", "yazdı",
+               "a scris", "escriure", "escrigué", "写道", "寫道", "書きました", "のメッセージ",
+               "のメール", "작성")
 _VERB = rf"(?:(?<![^\W\d_])(?:{_LATIN_VERBS})|{_CJK_VERBS})"
 HAS_VERB = re.compile(_VERB, re.IGNORECASE)
 ENDS_VERB = re.compile(_VERB + r"[\s:：.\-–—>*)]*$", re.IGNORECASE)
 ENDS_COLON = re.compile(r"[:：]\s*$")
 # Words that open an attribution (case-sensitive on purpose: "On", not "on").
-LEAD = re.compile(r"[\s>*\-–—]*+(?:On|Am|Le|El|Em|Il|Op|Den|Dnia|Dňa|W\s+dniu|At|"
-                  r"In\s+message|在)(?:\s|$)")
+LEAD = re.compile(r"[\s>*\-–—]*+(?:On|Am|Le|El|Em|Il|Op|Den|Dne|Dnia|Dňa|W\s+dniu|At|"
+                  r"In\s+message|Στις|Pe|在)(?:\s|$)")
 LEAD_VERB_INSIDE = re.compile(r"[\s>*]*+(?:Am|Den|Op)\s")  # "Am <date> schrieb <name>:"
 DATE_START = re.compile(r"[\s>*]*+(?:\d|[^\W\d_]{2,12}\.?,?\s+\d)")  # "2016-..", "Thu, 26"
 DATEISH = re.compile(r"\d{1,2}:\d{2}|\d{4}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
@@ -65,6 +68,8 @@ _FORWARD_WORDS = _alt(
     "Oorspronkelijk bericht|Origineel bericht|Doorgestuurd bericht|Oprindelig meddelelse|"
     "Videresendt meddelelse|Opprinnelig melding|Videresendt melding|Ursprungligt meddelande|"
     "Vidarebefordrat meddelande|Oryginalna wiadomość|Wiadomość oryginalna|"
+    "Välitetty viesti|Přeposlaná zpráva|Videresendt besked|Videresendt e-mail|"
+    "転送メッセージ|转发邮件|轉寄郵件|Doorgestuurde e-mail|Weitergeleitete E-Mail|"
     "Przekazana wiadomość|Исходное сообщение|Пересылаемое сообщение|Пересланное сообщение|"
     "Оригінальне повідомлення|Původní zpráva|Alkuperäinen viesti|Eredeti üzenet|"
     "原始邮件|原始郵件|转发的邮件|転送されたメッセージ|元のメッセージ")
@@ -73,16 +78,17 @@ FORWARD = re.compile(rf"[\s>]*+\*?(?:[-=_]{{2,}}\s*)?(?:{_FORWARD_WORDS})\s*(?:[
 
 # --- Outlook-style header blocks: "From: ...", "Sent: ...", "To: ...", "Subject: ..." ---
 _FIELDS = {
-    "from": "From|Von|De|Da|Van|Fra|Från|Od|От|Від|Lähettäjä|Feladó|Expéditeur|"
+    "from": "From|Von|De|Da|Van|Fra|Från|Od|От|Від|Lähettäjä|Feladó|Expéditeur|Odesílatel|"
             "Remitente|Kimden|发件人|寄件者|差出人",
     "date": "Sent|Date|Datum|Dato|Gesendet|Envoyé|Enviado|Enviada|Enviada em|Fecha|Data|"
             "Inviato|Verzonden|Verstuurd|Sendt|Skickat|Wysłano|Wysłane|Отправлено|Дата|"
-            "Надіслано|Lähetetty|Elküldve|Tarih|发送时间|日期|傳送時間|送信日時|日時",
+            "Надіслано|Lähetetty|Elküldve|Tarih|Odesláno|Datum odeslání|Wysłany|"
+            "发送时间|日期|傳送時間|送信日時|日時",
     "to": "To|An|À|A|Para|Aan|Til|Till|Do|Komu|Кому|Vastaanottaja|Címzett|Kime|"
           "Destinataire|Reply-To|Répondre à|Risposta|Antwort an|Beantwoorden - Aan|"
           "收件人|收件者|宛先",
     "cc": "Cc|Bcc|Kopie|Kopia|Kopi|DW|UDW|Копия|Копія|抄送|副本",
-    "subject": "Subject|Betreff|Objet|Asunto|Assunto|Oggetto|Onderwerp|Emne|Ämne|Temat|"
+    "subject": "Subject|Betreff|Objet|Asunto|Assunto|Oggetto|Onderwerp|Emne|Ämne|Temat|Předmět|"
                "Тема|Aihe|Tárgy|Konu|主题|主旨|件名",
 }
 _FIELD_KIND = {w.lower(): k for k, ws in _FIELDS.items() for w in ws.split("|")}
@@ -91,12 +97,16 @@ FIELD = re.compile(r"[*_]{0,2}(" + _alt("|".join(_FIELDS.values()))
 
 # --- mobile taglines: "Sent from my iPhone", "Von meinem iPhone gesendet" --------------
 TAGLINE = re.compile(r"""[\s(<\[*]*+(?:
-      sent\s+(?:from|via|with|by|using)\s | get\s+outlook\s+for\s | [^\W\d_]+\s+from\s+mobile\b
+      sent\s+(?:from|via|with|by|using)\s | [^\W\d_]+\s+from\s+mobile\b
     | from\s+my\s | envoyé\s+(?:depuis|de|avec)\s | von\s+meine[mr]?\s | gesendet\s+(?:von|mit)\s
     | diese\s+nachricht\s+wurde\s+von\s | inviato\s+da | sendt\s+fra\s | enviado\s+(?:do|desde|de)\s
     | verzonden\s+(?:met|vanaf|van)\s | verstuurd\s+(?:met|vanaf|van)\s | skickat\s+från\s
-    | från\s+min\s | wysłane\s+z\s | отправлено\s+с\s | 從我的 | 发自我的 | \S{1,20}から送信)""",
+    | från\s+min\s | wysłane\s+z\s | wysłano\s+z\s | отправлено\s+(?:с|из)\s | lähetetty\s
+    | odesláno\s+z\s | odoslané\s+z\s | 從我的 | 发自我的 | 从我的 | \S{1,20}から送信
+    | (?:get|obtenir|obtener|scarica|baixe\s+o|obter\s+o|hanki|skaffa|få|získat|получить)\s+outlook\s
+    | outlook\s+(?:für|voor)\s | pobierz\s+(?:aplikację\s+)?outlook)""",
                      re.IGNORECASE | re.VERBOSE)
+_SUFFIX_TAGLINES = ("gönderildi", "adresinden gönderildi")
 DEVICE = re.compile(
     r"\b(?:iphone|ipad|ipod|android|blackberry|mobil|phone|smartphone|cell|galaxy|samsung|htc|"
     r"nokia|pixel|huawei|xiaomi|alcatel|motorola|lumia|windows|outlook|mail|device|tablet|"
@@ -198,6 +208,8 @@ def is_tagline(line: str) -> bool:
     if len(line) > 200:
         return False
     text = clean_tagline(line) if ("[" in line or "http" in line) else line.strip()
+    if text.endswith(_SUFFIX_TAGLINES):             # "iPhone'umdan gönderildi"
+        return len(text.split()) <= 4
     if not TAGLINE.match(text):
         return False
     if len(text.split()) <= 4:

@@ -354,3 +354,107 @@ def test_long_quote_completes_with_the_new_text() -> None:
     assert result.endswith("I am currently using the Java HTTP API.\n\n-Abhishek Kona")
     assert "riak-users" not in result  # the mailing-list footer under the rule is gone
     assert split_reply(text).closing == "-Abhishek Kona"
+
+
+# --- the language table: attributions, header blocks and mobile taglines (issue 15) ----
+
+ATTRIBUTIONS = {
+    'wrapped-4': 'Fixed now.\n\nOn Mon, Jan 6, 2025 at 9:14 AM\nBob Smith\n<bob@example.com>\nwrote:\n\n> old\n',
+    'it-wrapped': 'Risolto.\n\nIl giorno lun 6 gen 2025 alle ore 09:14 Bob Smith <\nbob@example.com> ha scritto:\n\n> old\n',
+    'fi': 'Korjattu.\n\nma 6.1.2025 klo 9.14 Bob Smith (bob@example.com) kirjoitti:\n\n> old\n',
+    'fi-wrapped': 'Korjattu.\n\nma 6.1.2025 klo 9.14 Bob Smith\n<bob@example.com> kirjoitti:\n\n> old\n',
+    'fi-3-lines': 'Korjattu.\n\nma 6.1.2025 klo 9.14\nBob Smith\n<bob@example.com> kirjoitti:\n\n> old\n',
+    'cs': 'Opraveno.\n\nDne po 6. 1. 2025 9:14 uživatel Bob Smith <bob@example.com> napsal:\n\n> old\n',
+    'cs-gmail': 'Opraveno.\n\npo 6. 1. 2025 v 9:14 odesílatel Bob Smith <bob@example.com> napsal:\n\n> old\n',
+    'cs-tb': 'Opraveno.\n\nDne 06. 01. 25 v 9:14 Bob Smith napsal(a):\n\n> old\n',
+    'ru-tb': 'Исправлено.\n\n06.01.2025 9:14, Bob Smith пишет:\n\n> old\n',
+    'ru-gmail': 'Исправлено.\n\nпн, 6 янв. 2025 г. в 09:14, Bob Smith <bob@example.com>:\n\n> old\n',
+    'no': 'Fikset.\n\nman. 6. jan. 2025 kl. 09:14 skrev Bob Smith <bob@example.com>:\n\n> old\n',
+    'zh-gmail': '已修复。\n\nBob Smith <bob@example.com> 于2025年1月6日周一 09:14写道：\n\n> old\n',
+    'zh-tw': '已修復。\n\nBob Smith <bob@example.com> 於 2025年1月6日 週一 上午9:14寫道：\n\n> old\n',
+    'ja-gmail': '直りました。\n\n2025年1月6日(月) 9:14 Bob Smith <bob@example.com>:\n\n> old\n',
+    'ja-apple': '直りました。\n\n2025/01/06 9:14、Bob Smith <bob@example.com>のメール:\n\n> old\n',
+    'pl-tb': 'Naprawione.\n\nW dniu 6.01.2025 o 09:14, Bob Smith pisze:\n\n> old\n',
+    'pl-gmail': 'Naprawione.\n\npon., 6 sty 2025 o 09:14 Bob Smith <bob@example.com> napisał(a):\n\n> old\n',
+    'pt-br': 'Resolvido.\n\nEm seg., 6 de jan. de 2025 às 09:14, Bob Smith <bob@example.com>\nescreveu:\n\n> old\n',
+    'fr-wrapped': 'Réparé.\n\nLe lun. 6 janv. 2025 à 09:14, Bob Smith <bob@example.com> a\nécrit :\n\n> old\n',
+    'de-tb': 'Behoben.\n\nAm 06.01.25 um 09:14 schrieb Bob Smith:\n\n> old\n',
+    'nl-gmail': 'Opgelost.\n\nOp ma 6 jan 2025 om 09:14 schreef Bob Smith <\nbob@example.com>:\n\n> old\n',
+    'sv-gmail': 'Fixat.\n\nmån 6 jan. 2025 kl. 09:14 skrev Bob Smith <bob@example.com>:\n\n> old\n',
+    'da-apple': 'Løst.\n\n> Den 6. jan. 2025 kl. 09.14 skrev Bob Smith <bob@example.com>:\n> \n> old\n',
+    'es-wrapped': 'Arreglado.\n\nEl lun, 6 ene 2025 a las 9:14, Bob Smith (<bob@example.com>)\nescribió:\n\n> old\n',
+    'en-apple': 'Fixed.\n\n> On 6 Jan 2025, at 09:14, Bob Smith <bob@example.com> wrote:\n> \n> old\n',
+    'en-outlook-web': 'Fixed.\n\n________________________________\nFrom: Bob Smith <bob@example.com>\nSent: Monday, January 6, 2025 9:14 AM\nTo: Help\nSubject: Printer\n\nold\n',
+    'sv-outlook': 'Fixat.\n\nFrån: Bob Smith <bob@example.com>\nSkickat: den 6 januari 2025 09:14\nTill: Help\nÄmne: Skrivare\n\nold\n',
+    'cs-outlook': 'Opraveno.\n\nOd: Bob Smith <bob@example.com>\nOdesláno: pondělí 6. ledna 2025 9:14\nKomu: Help\nPředmět: Tiskárna\n\nold\n',
+    'fi-outlook': 'Korjattu.\n\nLähettäjä: Bob Smith <bob@example.com>\nLähetetty: maanantai 6. tammikuuta 2025 9.14\nVastaanottaja: Help\nAihe: Tulostin\n\nold\n',
+    'it-outlook': 'Risolto.\n\nDa: Bob Smith <bob@example.com>\nInviato: lunedì 6 gennaio 2025 09:14\nA: Help\nOggetto: Stampante\n\nold\n',
+    'pl-outlook': 'Naprawione.\n\nOd: Bob Smith <bob@example.com>\nWysłano: poniedziałek, 6 stycznia 2025 09:14\nDo: Help\nTemat: Drukarka\n\nold\n',
+    'ru-outlook': 'Исправлено.\n\nОт: Bob Smith <bob@example.com>\nОтправлено: 6 января 2025 г. 9:14\nКому: Help\nТема: Принтер\n\nold\n',
+    'ja-outlook': '直りました。\n\n差出人: Bob Smith <bob@example.com>\n送信日時: 2025年1月6日 9:14\n宛先: Help\n件名: プリンター\n\nold\n',
+    'zh-outlook': '已修复。\n\n发件人: Bob Smith <bob@example.com>\n发送时间: 2025年1月6日 9:14\n收件人: Help\n主题: 打印机\n\nold\n',
+    'cs-fwd': 'Posílám dál.\n\n---------- Přeposlaná zpráva ---------\nOd: Bob <bob@example.com>\nDate: po 6. 1. 2025 9:14\nSubject: Tiskárna\n\nold\n',
+}
+TAGLINES = {
+    'en': 'Sent from my iPhone',
+    'en-app': 'Sent with Spark',
+    'en-outlook': 'Get Outlook for iOS<https://aka.ms/o0ukef>',
+    'de': 'Von meinem iPhone gesendet',
+    'de-app': 'Gesendet mit der GMX Mail App',
+    'de-outlook': 'Outlook für iOS beziehen<https://aka.ms/o0ukef>',
+    'fr': 'Envoyé de mon iPhone',
+    'fr-outlook': 'Obtenir Outlook pour Android<https://aka.ms/ghei36>',
+    'es': 'Enviado desde mi iPhone',
+    'es-outlook': 'Obtener Outlook para iOS',
+    'it': 'Inviato da iPhone',
+    'it-outlook': 'Scarica Outlook per Android',
+    'pt': 'Enviado do meu iPhone',
+    'pt-outlook': 'Obter o Outlook para Android',
+    'nl': 'Verstuurd vanaf mijn iPhone',
+    'nl-outlook': 'Outlook voor iOS downloaden',
+    'sv': 'Skickat från min iPhone',
+    'no': 'Sendt fra min iPhone',
+    'da': 'Sendt fra min iPhone',
+    'fi': 'Lähetetty iPhonesta',
+    'pl': "Wysłano z mojego iPhone'a",
+    'pl2': "Wysłane z iPhone'a",
+    'cs': 'Odesláno z iPhonu',
+    'ru': 'Отправлено с iPhone',
+    'ru-mailru': 'Отправлено из мобильной Почты Mail.ru',
+    'ja': 'iPhoneから送信',
+    'zh': '发自我的iPhone',
+    'zh2': '从我的 iPhone 发送',
+    'zh-tw': '從我的 iPhone 傳送',
+    'samsung': 'Sent from my Galaxy',
+    'android': 'Sent from my Android device',
+}
+
+
+@pytest.mark.parametrize("message", ATTRIBUTIONS.values(), ids=ATTRIBUTIONS.keys())
+def test_attributions_and_header_blocks_in_many_languages_and_layouts(message: str) -> None:
+    """Single-line and wrapped forms of Gmail, Outlook, Apple Mail, Thunderbird and
+    mobile clients; the name and the address may stand on lines of their own."""
+    assert strip_reply(message) == message.split("\n\n")[0]
+
+
+@pytest.mark.parametrize("tagline", TAGLINES.values(), ids=TAGLINES.keys())
+def test_mobile_taglines_in_many_languages_and_apps(tagline: str) -> None:
+    assert strip_reply("Thanks!\n\n" + tagline) == "Thanks!"
+    with_text_after = ("Thanks!\n\n" + tagline + "\nBob Smith\nIT desk, floor 3\n\n"
+                       "On Mon, Jan 6, 2025 at 9:14 AM Bob <bob@example.com> wrote:\n> old")
+    assert strip_reply(with_text_after) == "Thanks!"
+    reply = split_reply("Thanks!\n\n" + tagline + "\nBob Smith")
+    assert reply.body == "Thanks!" and reply.signature == tagline + "\nBob Smith"
+
+
+def test_a_tagline_with_a_long_text_under_it_is_not_a_signature() -> None:
+    message = ("Printer broken.\n\nSent from my iPhone while walking to the office\n"
+               + "".join(f"Step {i}: I pressed the button and nothing happened.\n" for i in range(8)))
+    assert strip_reply(message) == message.strip()
+
+
+def test_a_line_above_an_attribution_joins_it_only_when_it_opens_one() -> None:
+    message = "Call me tomorrow\n<bob@example.com> wrote:\n> old question"
+    assert strip_reply(message) == "Call me tomorrow"
+    wrapped = "Fine.\n\nma 6.1.2025 klo 9.14\nBob Smith\n<bob@example.com> kirjoitti:\n> old"
+    assert split_thread(wrapped)[1].header == "ma 6.1.2025 klo 9.14\nBob Smith\n<bob@example.com> kirjoitti:"
