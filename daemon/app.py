@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import uuid
+from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from daemon.health import Health
 from daemon.intake.imap import ImapPoller
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.outbound import Outbound, desk_of, fuses_of
+from daemon.parse_guard import ParseGuard
 from daemon.render import LiveTemplates, watch_templates
 from daemon.rules.live import LiveRules, watch
 from daemon.rules.tester import template_names
@@ -79,6 +81,7 @@ class App:
     reload_requested: threading.Event = field(default_factory=threading.Event)
     reloaders: list = field(default_factory=list)
     imap: list = field(default_factory=list)
+    guard: ParseGuard | None = None
 
     def reload(self) -> None:
         """Rebuild rules and templates (SIGHUP); each keeps its last good version on error."""
@@ -93,6 +96,8 @@ class App:
         """Unbind the queue's context and release the database."""
         if self.mail is not None and tasks.huey.context is self.mail.delivery:
             tasks.huey.bind(None)
+        if self.guard is not None:
+            self.guard.close()
         self.store.engine.dispose()
 
 
@@ -145,9 +150,11 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     rules = load_live_rules(cfg)
     store = open_store(cfg)
     mail = build_mail(cfg, store, rules, clock) if outbound else None
+    guard = ParseGuard(processes=1)                 # forked on first use: commands that parse nothing pay nothing
     worker = Worker(spool, store, worker_settings(cfg), clock=clock, rules=lambda: rules.current,
-                    mail=mail.outbound if mail else None, agents=mail.agents if mail else None)
-    app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock)
+                    mail=mail.outbound if mail else None, agents=mail.agents if mail else None,
+                    parse=partial(guard.parse, seconds=cfg.limits.parse_seconds))
+    app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock, guard=guard)
     app.reloaders.append(rules.reload)
     if mail is not None:
         app.reloaders.append(lambda: templates_reloaded(app, mail.templates.reload()))

@@ -74,8 +74,9 @@ class MessagePath:
 
     def __init__(self, settings: WorkerSettings, *, clock: Callable[[], datetime] = utcnow,
                  rules: Callable[[], "RuleSet | None"] = lambda: None, mail: Outbound | None = None,
-                 agents: AgentDesk | None = None):
+                 agents: AgentDesk | None = None, parse: Callable[..., ParsedMessage] = parse):
         self.settings, self.clock, self.rules, self.mail, self.agents = settings, clock, rules, mail, agents
+        self.parse = parse                   # daemon.parse_guard.ParseGuard.parse in a daemon (a time budget)
 
     # ------------------------------------------------------------------ before the transaction
     def prepare(self, entry: Entry, ahead: "ParsedMessage | ParseError | None" = None) -> Entry:
@@ -84,8 +85,8 @@ class MessagePath:
         try:
             if isinstance(ahead, ParseError):
                 raise ahead
-            msg = ahead if ahead is not None else parse(entry.raw, limits=self.settings.limits or DEFAULT_LIMITS,
-                                                        envelope_mail_from=entry.envelope.mail_from)
+            msg = ahead if ahead is not None else self.parse(entry.raw, limits=self.settings.limits or DEFAULT_LIMITS,
+                                                             envelope_mail_from=entry.envelope.mail_from)
             entry.msg = self.mail.inspect(msg, entry.envelope) if self.mail is not None else msg
         except Exception as exc:
             entry.error = exc if isinstance(exc, ParseError) else StageFailed("parse", exc)

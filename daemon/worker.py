@@ -62,9 +62,10 @@ class Worker:
 
     def __init__(self, spool: Spool, store: Store, settings: WorkerSettings, *,
                  clock: Callable[[], datetime] = utcnow, rules: Callable[[], "RuleSet | None"] = lambda: None,
-                 mail: Outbound | None = None, agents: AgentDesk | None = None):
+                 mail: Outbound | None = None, agents: AgentDesk | None = None, parse=None):
         self.spool, self.store, self.settings = spool, store, settings
-        self.path = MessagePath(settings, clock=clock, rules=rules, mail=mail, agents=agents)
+        self.path = MessagePath(settings, clock=clock, rules=rules, mail=mail, agents=agents,
+                                **({"parse": parse} if parse is not None else {}))
         self.clock, self.mail, self.agents = clock, mail, agents
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}

@@ -78,7 +78,7 @@ def app(config):
     from daemon.app import build_app
     a = build_app(config)
     yield a
-    a.store.engine.dispose()
+    a.close()
 
 
 @pytest.fixture(scope="session")

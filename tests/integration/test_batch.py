@@ -44,7 +44,7 @@ def plain(request, tmp_path):
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
     app = build_app(load_config(str(write_site_config(tmp_path, db_url=url))), outbound=False)
     yield Plain(app)
-    app.store.engine.dispose()
+    app.close()
 
 
 def conversation_mail(n_roots: int, replies_each: int) -> list[bytes]:

@@ -47,7 +47,7 @@ def setup(tmp_path):
     cfg_path = write_site_config(tmp_path)
     app = build_app(load_config(str(cfg_path)))
     yield cfg_path, app
-    app.store.engine.dispose()
+    app.close()
 
 
 def finish(app):
@@ -93,17 +93,17 @@ def test_message_that_kills_the_worker_every_time_is_quarantined(setup):
     assert q.stage == "worker" and q.reason == "crashed" and f"{attempts} times" in q.detail
 
 
-KILL_ON_POISON = ("import daemon.message_path as W\n"
-                  "_parse = W.parse\n"
-                  "def _poisoned(raw, **kw):\n"
-                  "    if b'POISON' in raw:\n"
+KILL_ON_POISON = ("import daemon.message_path as W\n"        # dies while threading, inside the batch
+                  "_thread = W.thread\n"
+                  "def _poisoned(msg, *a, **kw):\n"
+                  "    if 'POISON' in msg.text:\n"
                   "        os.kill(os.getpid(), signal.SIGKILL)\n"
-                  "    return _parse(raw, **kw)\n"
-                  "W.parse = _poisoned")
+                  "    return _thread(msg, *a, **kw)\n"
+                  "W.thread = _poisoned")
 
 
 def test_a_poison_message_in_a_batch_takes_only_itself_down(setup):
-    """Six messages in one batch, the third kills the worker whenever it is parsed: the
+    """Six messages in one batch, the third kills the worker whenever it is threaded: the
     batch dies once, then every entry that was in it is handled alone - the five good ones
     are stored, the poison one is quarantined as crashed, no good one is."""
     cfg_path, app = setup
