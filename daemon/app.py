@@ -148,12 +148,22 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGHUP, _hup)
     where = f"smtp {cfg.smtp.host}:{cfg.smtp.port}" if controller else "smtp disabled"
+    # --- MTA intake and observability (issue 13): LMTP listener, metrics + /metrics + /healthz,
+    # SIGUSR1 wakes the worker (pipe hand-off); stopped by `observer.stop()` and `lmtp.stop()` below
+    from daemon.intake.lmtp import start_lmtp
+    from daemon.observe import observe_serve
+    health = Health(app, cfg.state_dir / "status.json")
+    lmtp = start_lmtp(cfg, app.spool, app.wake)
+    observer = observe_serve(app, health)
+    where += f", {lmtp.where}" if lmtp else ""
+    where += f", http {observer.http.where}" if observer.http else ""
+    health.tick()                                  # the process file the pipe hand-off looks for
+    # ---
     log.info("ready: %s, state %s, spool depth %d", where, cfg.state_dir, app.spool.depth())
     systemd.notify(f"READY=1\nSTATUS=ready: {where}")
     if ready is not None:
         ready()
     ping = systemd.watchdog_interval()
-    health = Health(app, cfg.state_dir / "status.json")
     while not app.stop.wait(min(ping or 1.0, 1.0)):
         if ping:
             systemd.notify("WATCHDOG=1")
@@ -164,6 +174,9 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
     systemd.notify("STOPPING=1")
     if controller is not None:
         controller.shutdown(grace=10.0)
+    if lmtp is not None:                           # issue 13
+        lmtp.stop(grace=10.0)
+    observer.stop()                                # issue 13
     for t in imap_threads:
         t.join(timeout=15)
     for t in threads:

@@ -98,6 +98,7 @@ class Spool:
         self.tmp, self.new, self.cur, self.bad = (self.root / d for d in ("tmp", "new", "cur", "bad"))
         self.host = socket.gethostname().replace(",", "_").replace("@", "_").replace("/", "_")
         self._queue: list[str] = []
+        self.observer = None             # daemon.metrics.SpoolObserver: told of each read and done entry
 
     def ensure(self) -> "Spool":
         for d in (self.tmp, self.new, self.cur, self.bad):
@@ -182,7 +183,10 @@ class Spool:
         return None
 
     def read(self, claim: Claim) -> tuple[Envelope, bytes]:
-        return decode_entry(claim.path.read_bytes())
+        envelope, raw = decode_entry(claim.path.read_bytes())
+        if self.observer is not None:
+            self.observer.read(claim, envelope)
+        return envelope, raw
 
     def done(self, claim: Claim) -> None:
         """The message is committed to the store: forget the spool copy."""
@@ -190,6 +194,8 @@ class Spool:
             claim.path.unlink()
         except FileNotFoundError:
             pass
+        if self.observer is not None:
+            self.observer.done(claim)
 
     def release(self, claim: Claim, *, count_attempt: bool = True) -> None:
         """Give an entry back to new/ for a later retry (a temporary failure)."""

@@ -77,9 +77,13 @@ def _drain(app, bases: set[str], progress: Progress, patience: float = 5.0, pars
     return bases
 
 
-def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead | None = None) -> int:
+def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead | None = None,
+           sender: str | None = None, recipients: "list[str] | tuple[str, ...]" = ()) -> int:
     """Spool and process every message in `paths` (stdin when empty). With `helpers`, each
-    batch is parsed by them while the batch before it is stored."""
+    batch is parsed by them while the batch before it is stored. `sender`/`recipients`:
+    the envelope an MTA gave (`--sender`, `--recipient`)."""
+    from daemon.handoff import envelope_sender
+    mail_from, rcpts = envelope_sender(sender), tuple(r.strip().strip("<>") for r in recipients)
     bar = Progress(progress)
     left: set[str] = set()
     batch: list[tuple[bytes, Envelope]] = []
@@ -103,7 +107,7 @@ def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead
     try:
         for incoming in iter_messages(paths):
             source = "stdin" if incoming.origin.startswith("stdin") else "ingest"
-            batch.append((incoming.raw, Envelope(None, (), source, incoming.origin, now())))
+            batch.append((incoming.raw, Envelope(mail_from, rcpts, source, incoming.origin, now())))
             bar.read += 1
             if len(batch) >= BATCH:
                 flush()

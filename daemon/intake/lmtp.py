@@ -165,3 +165,16 @@ class LmtpController:
         if self.socket_path is not None:
             return None
         return self.inner.server.sockets[0].getsockname()[1]
+
+
+def start_lmtp(cfg, spool: Spool, wake: threading.Event) -> LmtpController | None:
+    """The LMTP listener of `serve` from [lmtp] (and [smtp]'s domains and limits), started;
+    None when disabled."""
+    if not cfg.lmtp.enabled:
+        return None
+    handler = LmtpHandler(spool, cfg.smtp.domains, max_recipients=cfg.smtp.max_recipients,
+                          on_stored=lambda _base: wake.set(), data_budget=cfg.smtp.data_budget_seconds)
+    ctl = LmtpController(handler, socket=cfg.lmtp.socket, host=cfg.lmtp.host, port=cfg.lmtp.port,
+                         max_message_bytes=cfg.smtp.max_message_bytes, timeout=cfg.smtp.command_timeout_seconds)
+    ctl.start()
+    return ctl
