@@ -150,8 +150,12 @@ def outbox_state(engine, retry_first_seconds: float, now: datetime) -> tuple[dic
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
         return None, f"unreachable: {exc.__class__.__name__}: {reason}"
     iso = lambda dt: dt.isoformat() if dt else None  # noqa: E731
+    # failing "for a while": at least the first retry interval, not one refused attempt a moment ago
+    failing = fig.relay_failing and fig.failing_since is not None and \
+        (now - fig.failing_since).total_seconds() >= retry_first_seconds
     return {"pending": fig.pending, "oldest_pending_at": iso(fig.oldest_pending_at), "overdue": fig.overdue,
-            "relay_failing": fig.relay_failing, "last_relay_error": fig.last_error or None,
+            "relay_failing": failing, "relay_failing_since": iso(fig.failing_since) if fig.relay_failing else None,
+            "last_relay_error": fig.last_error or None,
             "last_relay_error_at": iso(fig.last_error_at), "last_sent_at": iso(fig.last_sent_at)}, "ok"
 
 
@@ -190,7 +194,7 @@ def problems(snap: dict, first_retry_seconds: float = 300.0) -> list[str]:
         out.append(f"database {snap['database']}")
     box = snap.get("outbox") or {}
     if box.get("relay_failing"):
-        out.append(f"the relay has been failing since {box['last_relay_error_at']}: {box['last_relay_error']}")
+        out.append(f"the relay has been failing since {box['relay_failing_since']}: {box['last_relay_error']}")
     if box.get("overdue"):
         out.append(f"{box['overdue']} mail(s) wait in the outbox past their first retry ({first_retry_seconds:.0f}s; "
                    f"oldest queued {box['oldest_pending_at']})")

@@ -3,7 +3,8 @@
 One function, a few aggregate queries; nothing here writes. `relay_failing` is true when
 the newest delivery attempt on record was a temporary failure (a recipient still pending
 with a reason) later than the newest successful delivery: mail is waiting because the
-relay keeps refusing or cannot be reached.
+relay keeps refusing or cannot be reached. `failing_since` is when the oldest mail still
+failing that way was queued (its first attempt): how long the relay has been failing.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class OutboxFigures:
     last_error: str
     last_error_at: datetime | None
     last_sent_at: datetime | None
+    failing_since: datetime | None = None
 
     @property
     def relay_failing(self) -> bool:
@@ -47,8 +49,13 @@ def outbox_figures(engine: Engine, overdue_before: datetime) -> OutboxFigures:
         pending, oldest = c.execute(select(func.count(), func.min(ob.c.created_at)).where(waiting)).one()
         overdue = c.execute(select(func.count()).where(waiting, ob.c.created_at <= cutoff)).scalar_one()
         last_sent = c.execute(select(func.max(rc.c.updated_at)).where(rc.c.status == "sent")).scalar_one()
-        err = c.execute(select(rc.c.reason, rc.c.updated_at)
-                        .where(rc.c.status == "pending", rc.c.reason != "", rc.c.updated_at.is_not(None))
+        failed = (rc.c.status == "pending") & (rc.c.reason != "") & rc.c.updated_at.is_not(None)
+        err = c.execute(select(rc.c.reason, rc.c.updated_at).where(failed)
                         .order_by(rc.c.updated_at.desc()).limit(1)).first()
+        since = None
+        if err is not None:
+            still = failed if last_sent is None else failed & (rc.c.updated_at > last_sent)
+            since = c.execute(select(func.min(ob.c.created_at)).select_from(rc.join(ob, ob.c.id == rc.c.outbox_id))
+                              .where(still)).scalar_one()
     return OutboxFigures(int(pending), _aware(oldest), int(overdue), err[0] if err else "",
-                         _aware(err[1]) if err else None, _aware(last_sent))
+                         _aware(err[1]) if err else None, _aware(last_sent), _aware(since))

@@ -130,3 +130,15 @@ retry_max_seconds = 1.0
     assert list((tmp_path / "state" / "run").glob("*.json")) == []
     st = helpdesk(cfg, "status")
     assert st.returncode == 1 and b"daemon not running" in st.stdout
+
+
+def test_json_log_lines_carry_message_id_and_ticket(tmp_path):
+    cfg = write_site_config(tmp_path, '[log]\nformat = "json"\n\n[queue]\nbackend = "immediate"\n')
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(mail("json logs", "j-1"))
+    proc = helpdesk(cfg, "ingest", str(eml))
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
+    stored = [x for x in lines if x["message"].startswith("stored ")]
+    assert stored and stored[0]["message_id"] == "j-1@example.org" and stored[0]["ticket"] == 1

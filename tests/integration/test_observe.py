@@ -103,3 +103,10 @@ def test_status_never_creates_a_database(tmp_path):
     proc = helpdesk(cfg, "status")
     assert proc.returncode == 1 and b"database unreachable: no database at" in proc.stdout
     assert not (tmp_path / "state" / "helpdesk.db").exists()
+
+
+def test_one_refusal_a_moment_ago_is_not_yet_a_failing_relay(config, app):
+    add_outbox(app.store.engine, age=timedelta(seconds=20), n=1, reason="connection refused")
+    box = report(config)["outbox"]
+    assert box["relay_failing"] is False and box["relay_failing_since"] is not None
+    assert box["last_relay_error"] == "connection refused"

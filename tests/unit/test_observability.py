@@ -113,7 +113,7 @@ def test_problems_name_each_cause():
     assert problems(healthy(database="unreachable: OperationalError: connection refused", outbox=None)) == \
         ["database unreachable: OperationalError: connection refused"]
     box = {"pending": 3, "overdue": 2, "relay_failing": True, "last_relay_error": "connection refused",
-           "last_relay_error_at": "2026-01-01T00:00:00+00:00", "oldest_pending_at": "2026-01-01T00:00:00+00:00"}
+           "relay_failing_since": "2026-01-01T00:00:00+00:00", "oldest_pending_at": "2026-01-01T00:00:00+00:00"}
     found = problems(healthy(outbox=box), 300)
     assert found[0] == "the relay has been failing since 2026-01-01T00:00:00+00:00: connection refused"
     assert found[1].startswith("2 mail(s) wait in the outbox past their first retry (300s")
