@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,15 +34,19 @@ PYTHON3 = os.path.realpath(getattr(sys, "_base_executable", sys.executable))   #
 MSG = b"From: ann@example.org\nTo: support@example.com\nSubject: printer\n\nIt jams.\n"
 
 
-def timed(argv: list[str], env: dict, stdin: bytes | None = None) -> float:
+def timed(argv: list[str], env: dict, stdin: bytes | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child): CPU time is steadier on a busy machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, input=stdin, capture_output=True, env=env)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
     if proc.stderr:
         raise SystemExit(f"{argv[0]} wrote to stderr: {proc.stderr.decode()[-500:]}")
-    return took
+    return took, cpu
 
 
 def plain_install(tmp: Path) -> Path | None:
@@ -92,12 +97,13 @@ def main() -> None:
                 base.append(timed([PYTHON3, "-c", "pass"], env))
                 for name, argv in variants.items():
                     times[name].append(timed(argv, env, MSG))
-            ref = statistics.median(base)
-            print(f"python3 = {PYTHON3}")
-            print(f"python3 -c pass: median {ref * 1000:.1f} ms of {args.n}")
-            for name, runs in times.items():
-                med = statistics.median(runs)
-                print(f"pipe hand-off, {name}: median {med * 1000:.1f} ms = {med / ref:.2f} x python3 -c pass")
+            print(f"python3 = {PYTHON3}; load average {os.getloadavg()[0]:.1f}; medians of {args.n}")
+            for i, what in ((0, "wall"), (1, "CPU")):
+                ref = statistics.median(t[i] for t in base)
+                print(f"{what}: python3 -c pass {ref * 1000:.1f} ms")
+                for name, runs in times.items():
+                    med = statistics.median(t[i] for t in runs)
+                    print(f"{what}: pipe hand-off, {name}: {med * 1000:.1f} ms = {med / ref:.2f} x python3 -c pass")
             deadline = time.monotonic() + 60
             while any((tmp / "state" / "spool" / "new").iterdir()) and time.monotonic() < deadline:
                 time.sleep(0.1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ RUN_DIR = "run"
 
 
 def host_name() -> str:
-    return socket.gethostname().replace("/", "_").replace("-", "_")
+    return os.uname().nodename.replace("/", "_").replace("-", "_")    # = gethostname(), without socket
 
 
 @dataclass(frozen=True)

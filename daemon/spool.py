@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,7 +95,7 @@ class Spool:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.tmp, self.new, self.cur, self.bad = (self.root / d for d in ("tmp", "new", "cur", "bad"))
-        self.host = socket.gethostname().replace(",", "_").replace("@", "_").replace("/", "_")
+        self.host = os.uname().nodename.replace(",", "_").replace("@", "_").replace("/", "_")
         self._queue: list[str] = []
         self.observer = None             # daemon.metrics.SpoolObserver: told of each read and done entry
 
