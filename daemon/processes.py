@@ -4,7 +4,8 @@
 (kind, pid, host, start time, last beat, their http port and a few figures) and remove
 it when they stop. `helpdesk status` lists them; the pipe hand-off
 (`daemon.handoff`) finds a running `serve` to wake. A file whose process is gone (a
-kill -9) or whose beat is older than `stale_after` is reported as dead, never trusted.
+kill -9) or whose beat is older than `stale_after` is reported as dead, never trusted,
+until a process of the same host starts on the state directory and clears it.
 Edge module: files and the clock; stdlib only, since the pipe path imports it.
 """
 from __future__ import annotations
@@ -32,19 +33,26 @@ class Seen:
     info: dict
     alive: bool
     why: str                      # "" when alive, else why it is not trusted
+    path: Path | None = None
 
 
 class ProcessFile:
     """This process's entry; `beat()` rewrites it atomically, `remove()` at a clean stop."""
 
-    def __init__(self, state_dir: Path, kind: str, started_at: str, **info):
+    def __init__(self, state_dir: Path, kind: str, started_at: str, *, pid: int | None = None, **info):
         self.dir = Path(state_dir) / RUN_DIR
-        self.kind, self.pid, self.host = kind, os.getpid(), host_name()
+        self.kind, self.pid, self.host = kind, pid or os.getpid(), host_name()
         self.path = self.dir / f"{kind}-{self.host}-{self.pid}.json"
         self.base = {"kind": kind, "pid": self.pid, "host": self.host, "started_at": started_at, **info}
+        self._pruned = False
 
     def beat(self, **figures) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        if not self._pruned:                   # the first beat clears this host's dead entries
+            self._pruned = True
+            for seen in read_all(self.dir.parent, stale_after=float("inf")):
+                if seen.host == self.host and seen.why == "process gone" and seen.path is not None:
+                    seen.path.unlink(missing_ok=True)
         data = {**self.base, **figures, "beat_at": time.time()}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, default=str))
@@ -89,7 +97,7 @@ def read_all(state_dir: Path, stale_after: float, now: float | None = None) -> l
             why = "process gone"
         elif age > stale_after:
             why = f"no beat for {age:.0f}s"
-        out.append(Seen(kind, pid, host, info, not why, why))
+        out.append(Seen(kind, pid, host, info, not why, why, Path(state_dir) / RUN_DIR / name))
     return sorted(out, key=lambda s: str(s.info.get("started_at", "")))
 
 

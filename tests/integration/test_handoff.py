@@ -118,9 +118,7 @@ def test_unwritable_spool_is_exit_75_for_the_mta(tmp_path):
 def test_without_a_daemon_the_mail_is_processed_here_with_only_errors_on_stderr(tmp_path):
     cfg_path = write_site_config(tmp_path)
     cfg = load_config(str(cfg_path))
-    dead = ProcessFile(cfg.state_dir, "serve", "2026-01-01T00:00:00+00:00")
-    dead.pid = dead.base["pid"] = 2 ** 22 + 7                    # no such process
-    dead.beat()
+    ProcessFile(cfg.state_dir, "serve", "2026-01-01T00:00:00+00:00", pid=2 ** 22 + 7).beat()   # no such process
     proc = run_ingest(cfg_path, "--sender", "ann@example.org", "--recipient", "support@example.com")
     assert proc.returncode == 0 and proc.stderr == b""
     import sqlite3
@@ -135,9 +133,7 @@ def test_without_a_daemon_the_mail_is_processed_here_with_only_errors_on_stderr(
 def test_process_files_alive_dead_and_stale(tmp_path):
     me = ProcessFile(tmp_path, "worker", "2026-01-01T00:00:00+00:00", http="127.0.0.1:9425")
     me.beat()
-    gone = ProcessFile(tmp_path, "serve", "2026-01-02T00:00:00+00:00")
-    gone.pid = gone.base["pid"] = 2 ** 22 + 9
-    gone.beat()
+    ProcessFile(tmp_path, "serve", "2026-01-02T00:00:00+00:00", pid=2 ** 22 + 9).beat()
     seen = read_all(tmp_path, stale_after=60)
     assert [(s.kind, s.alive, s.why) for s in seen] == [("worker", True, ""), ("serve", False, "process gone")]
     assert running_serve(tmp_path, 60) is None
@@ -145,4 +141,7 @@ def test_process_files_alive_dead_and_stale(tmp_path):
     assert stale[0].why.startswith("no beat for")
     me.remove()
     assert [s.kind for s in read_all(tmp_path, 60)] == ["serve"]
+    again = ProcessFile(tmp_path, "serve", "2026-01-03T00:00:00+00:00")
+    again.beat()                                                     # a new start clears the dead entry
+    assert [(s.kind, s.pid, s.alive) for s in read_all(tmp_path, 60)] == [("serve", again.pid, True)]
     assert signal.SIGUSR1                                           # the wake signal exists here
