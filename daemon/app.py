@@ -32,7 +32,10 @@ from daemon.errors import HelpdeskError, SpoolError
 from daemon.escalation import Escalator, sweeper as sla_sweeper
 from daemon.health import Health
 from daemon.intake.imap import ImapPoller
+from daemon.intake.lmtp import start_lmtp
 from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.metrics import Metrics
+from daemon.observe import observe_serve, observe_worker
 from daemon.outbound import Outbound, desk_of, fuses_of
 from daemon.parse_guard import ParseGuard
 from daemon.render import LiveTemplates, watch_templates
@@ -82,6 +85,7 @@ class App:
     reloaders: list = field(default_factory=list)
     imap: list = field(default_factory=list)
     guard: ParseGuard | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     def reload(self) -> None:
         """Rebuild rules and templates (SIGHUP); each keeps its last good version on error."""
@@ -121,18 +125,18 @@ def open_spool(cfg: Config) -> Spool:
         raise SpoolError(f"cannot use state directory {cfg.state_dir}: {exc.strerror or exc}") from exc
 
 
-def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], datetime]) -> Mail:
+def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], datetime], metrics: Metrics) -> Mail:
     """Keys, templates (a RulesError refuses start), the queue backend and everything that
     plans or sends mail; binds the queue's tasks to it."""
     tokens.check_address(cfg.helpdesk.address)
     ring = tokens.load_keyring(cfg.state_dir, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
     templates = LiveTemplates(cfg.paths.templates)
     tasks.configure_queue(cfg)
-    delivery = tasks.build_delivery(cfg, store.outbox, clock)
+    delivery = tasks.build_delivery(cfg, store.outbox, clock, metrics)
     desk, fuses = desk_of(cfg), fuses_of(cfg)
     send = tasks.send_outbox
     escalator = Escalator(desk, fuses, SlaStore(store.engine), rules, templates, ring, clock=clock,
-                          enqueue_mail=lambda i: send(i))
+                          enqueue_mail=lambda i: send(i), metrics=metrics)
     replies = ReplyTokens(ring, cfg.agents.token_days, clock)
     outbound = Outbound(store, desk, fuses, templates, ring, rules=lambda: rules.current, sla=escalator,
                         bounce_days=cfg.outbound.bounce_suppress_days, enqueue=lambda i: send(i), clock=clock,
@@ -149,12 +153,13 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     spool = open_spool(cfg)
     rules = load_live_rules(cfg)
     store = open_store(cfg)
-    mail = build_mail(cfg, store, rules, clock) if outbound else None
+    metrics = Metrics()                              # this process's registry (daemon.metrics)
+    mail = build_mail(cfg, store, rules, clock, metrics) if outbound else None
     guard = ParseGuard(processes=1)                 # forked on first use: commands that parse nothing pay nothing
     worker = Worker(spool, store, worker_settings(cfg), clock=clock, rules=lambda: rules.current,
                     mail=mail.outbound if mail else None, agents=mail.agents if mail else None,
                     parse=partial(guard.parse, seconds=cfg.limits.parse_seconds))
-    app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock, guard=guard)
+    app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock, guard=guard, metrics=metrics)
     app.reloaders.append(rules.reload)
     if mail is not None:
         app.reloaders.append(lambda: templates_reloaded(app, mail.templates.reload()))
@@ -207,6 +212,7 @@ def run_queue_worker(app: App) -> int:
     threads.append(threading.Thread(target=watch, args=(app.rules, stop), name="rules-watch", daemon=True))
     for t in threads:
         t.start()
+    observer = observe_worker(cfg, app.store, stop, app.metrics)
     tasks.quiet_huey()
     log.info("ready: queue worker, %s backend, %d sender thread(s)", cfg.queue.backend, cfg.queue.workers)
     systemd.notify(f"READY=1\nSTATUS=ready: queue worker, {cfg.queue.backend} backend")
@@ -214,6 +220,7 @@ def run_queue_worker(app: App) -> int:
         tasks.run_consumer(cfg.queue.workers)
     finally:
         stop.set()
+        observer.stop()
         app.close()
     return 0
 
@@ -260,12 +267,20 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGHUP, _hup)
     where = f"smtp {cfg.smtp.host}:{cfg.smtp.port}" if controller else "smtp disabled"
+    # --- MTA intake and observability (issue 13): LMTP listener, metrics + /metrics + /healthz,
+    # SIGUSR1 wakes the worker (pipe hand-off); stopped by `observer.stop()` and `lmtp.stop()` below
+    health = Health(app, cfg.state_dir / "status.json")
+    lmtp = start_lmtp(cfg, app.spool, app.wake)
+    observer = observe_serve(app, health)
+    where += f", {lmtp.where}" if lmtp else ""
+    where += f", http {observer.http.where}" if observer.http else ""
+    health.tick()                                  # the process file the pipe hand-off looks for
+    # ---
     log.info("ready: %s, state %s, spool depth %d", where, cfg.state_dir, app.spool.depth())
     systemd.notify(f"READY=1\nSTATUS=ready: {where}")
     if ready is not None:
         ready()
     ping = systemd.watchdog_interval()
-    health = Health(app, cfg.state_dir / "status.json")
     while not app.stop.wait(min(ping or 1.0, 1.0)):
         if ping:
             systemd.notify("WATCHDOG=1")
@@ -276,6 +291,9 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
     systemd.notify("STOPPING=1")
     if controller is not None:
         controller.shutdown(grace=10.0)
+    if lmtp is not None:                           # issue 13
+        lmtp.stop(grace=10.0)
+    observer.stop()                                # issue 13
     for t in imap_threads:
         t.join(timeout=15)
     for t in threads:

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
-import traceback
 from datetime import datetime, timedelta, timezone
 
-from daemon import views
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
 
+# logging, views and everything heavy are imported where used: `helpdesk ingest` from an
+# MTA's pipe must start fast (daemon.handoff)
 EX_OK, EX_ERROR, EX_USAGE, EX_TEMPFAIL = 0, 1, 2, 75
-log = logging.getLogger("daemon.cli")
 
 
 class UsageError(HelpdeskError):
@@ -33,20 +31,53 @@ def _common_options(p: argparse.ArgumentParser, default) -> None:
                    help="debug logging and tracebacks for unexpected errors")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _top() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, "argparse._SubParsersAction"]:
     p = argparse.ArgumentParser(prog="helpdesk", description="helpdeskd: an email-driven IT service desk")
     _common_options(p, default=None)
     # the same options after the command; SUPPRESS keeps a value given before the command
     common = argparse.ArgumentParser(add_help=False)
     _common_options(common, default=argparse.SUPPRESS)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("serve", parents=[common], help="run the daemon in the foreground")
-    sub.add_parser("worker", parents=[common], help="run only the task-queue worker (scale-out)")
+    return p, common, p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def _add_ingest(sub, common) -> None:
     ing = sub.add_parser("ingest", parents=[common], help="take mail from .eml, mbox, Maildir or stdin")
     ing.add_argument("paths", nargs="*", metavar="PATH")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
     ing.add_argument("--no-mail", action="store_true",
                      help="send no acknowledgements or notifications (importing an archive)")
+    ing.add_argument("--sender", metavar="ADDR", help="envelope sender, as an MTA passes ${sender} ('' or "
+                                                      "MAILER-DAEMON: the null sender)")
+    ing.add_argument("--recipient", metavar="ADDR", action="extend", nargs="+", default=[],
+                     help="envelope recipient(s), as an MTA passes ${recipient}; repeatable")
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command word of `argv`, skipping the options that may come before it."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--config":
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return word
+    return None
+
+
+def _ingest_parser() -> argparse.ArgumentParser:
+    """Only `ingest`: what an MTA's pipe runs, without building (importing) the rest."""
+    p, common, sub = _top()
+    _add_ingest(sub, common)
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    p, common, sub = _top()
+    sub.add_parser("serve", parents=[common], help="run the daemon in the foreground")
+    sub.add_parser("worker", parents=[common], help="run only the task-queue worker (scale-out)")
+    _add_ingest(sub, common)
     sub.add_parser("check", parents=[common], help="validate config, rules and templates")
     st = sub.add_parser("status", parents=[common], help="is the daemon healthy: accounts, spool, quarantine")
     st.add_argument("--json", action="store_true")
@@ -88,10 +119,13 @@ def parse_ref(text: str, prefix: str) -> int:
     return int(m.group(1))
 
 
-def _setup_logging(cfg: Config | None, debug: bool) -> None:
+def _setup_logging(cfg: Config | None, debug: bool, *, errors_only: bool = False) -> None:
+    import logging
     level = logging.DEBUG if debug else getattr(logging, (cfg.log.level if cfg else "info").upper())
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if errors_only and not debug:                 # an MTA's pipe: its delivery status shows only errors
+        level = max(level, logging.ERROR)
+    from daemon.logfmt import install
+    install(level, cfg.log.format if cfg else "text")
     if not debug:
         for noisy in ("mail.log", "mailparser", "mailparser.core", "mailparser.utils"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -108,6 +142,21 @@ def cmd_serve(cfg: Config, args) -> int:
 
 
 def cmd_ingest(cfg: Config, args) -> int:
+    piped = not args.paths or args.paths == ["-"]
+    if piped:                                     # an MTA's pipe: hand off to a running daemon
+        from daemon.handoff import hand_off, replay_stdin
+        data = sys.stdin.buffer.read()
+        if hand_off(cfg, data, args.sender, args.recipient) is not None:
+            if not data:
+                sys.stderr.write("helpdesk: no message on standard input\n")
+                return EX_ERROR
+            return EX_OK
+        replay_stdin(data)
+    _setup_logging(cfg, args.debug, errors_only=piped)
+    return _ingest_fully(cfg, args)
+
+
+def _ingest_fully(cfg: Config, args) -> int:
     from daemon.app import build_app
     from daemon.settings import worker_settings
     from daemon.intake.ingest import ingest
@@ -120,7 +169,7 @@ def cmd_ingest(cfg: Config, args) -> int:
         app.spool.recover()
         # mail planned here is queued; the daemon's consumer (or `helpdesk worker`) sends it
         return ingest(app, args.paths, progress=not args.quiet and sys.stderr.isatty(), helpers=helpers,
-                      archive=args.no_mail)
+                      archive=args.no_mail, sender=args.sender, recipients=args.recipient)
     finally:
         if helpers is not None:
             helpers.close()
@@ -138,23 +187,14 @@ def cmd_check(cfg: Config, args) -> int:
 
 
 def cmd_status(cfg: Config, args) -> int:
-    """Exit 0 when the daemon runs without alerts; 1 when it is down, stale or alerting."""
-    path = cfg.state_dir / "status.json"
-    snap: dict = {}
-    try:
-        snap = json.loads(path.read_text())
-        age = (datetime.now(timezone.utc) - datetime.fromisoformat(snap["written_at"])).total_seconds()
-        running = snap.get("state") == "running" and age < 3 * cfg.health.status_seconds + 5
-    except (OSError, ValueError, KeyError):
-        running = False
-    snap["running"] = running
-    if not running:
-        snap["state"] = "not running"
-    if args.json:
-        _out(json.dumps(snap, indent=1))
-    else:
-        _out(views.status_text(snap))
-    return EX_OK if running and not snap.get("alerts") else EX_ERROR
+    """Exit 0 when the daemon runs and nothing is wrong; 1 saying why otherwise."""
+    from daemon.health import report, status_text
+    snap = report(cfg)
+    _out(json.dumps(snap, indent=1, default=str) if args.json else status_text(snap))
+    if snap["problems"] and args.json:
+        for line in snap["problems"]:
+            sys.stderr.write(f"helpdesk: {line}\n")
+    return EX_ERROR if snap["problems"] else EX_OK
 
 
 def _store(cfg: Config):
@@ -163,6 +203,7 @@ def _store(cfg: Config):
 
 
 def cmd_tickets(cfg: Config, args) -> int:
+    from daemon import views
     rows = _store(cfg).list_tickets(status=args.status, queue=args.queue, type=args.type, limit=args.limit)
     prefix = cfg.helpdesk.ticket_prefix
     _out(json.dumps([views.ticket_json(t, prefix) for t in rows], ensure_ascii=False, indent=1)
@@ -171,6 +212,7 @@ def cmd_tickets(cfg: Config, args) -> int:
 
 
 def cmd_show(cfg: Config, args) -> int:
+    from daemon import views
     from daemon.sla_views import SlaReader, sla_text
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
@@ -183,6 +225,7 @@ def cmd_show(cfg: Config, args) -> int:
 
 
 def cmd_quarantine(cfg: Config, args) -> int:
+    from daemon import views
     from daemon.app import build_app
     if args.action != "list" and args.id is None:
         raise UsageError(f"quarantine {args.action} needs an ID")
@@ -214,6 +257,7 @@ def _since(text: str | None) -> datetime | None:
 
 
 def cmd_export(cfg: Config, args) -> int:
+    from daemon import views
     from daemon.sla_views import SlaReader
     since = _since(args.since)
     prefix = cfg.helpdesk.ticket_prefix
@@ -285,7 +329,8 @@ COMMANDS = {"worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "ser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = (_ingest_parser() if _command_of(argv) == "ingest" else _parser()).parse_args(argv)
     cfg = None
     try:
         try:
@@ -295,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stderr.write(f"{exc}\n")
                 return EX_ERROR
             raise
-        _setup_logging(cfg, args.debug)
+        if args.command != "ingest":              # ingest sets up logging after the pipe hand-off
+            _setup_logging(cfg, args.debug)
         return COMMANDS[args.command](cfg, args)
     except UsageError as exc:
         sys.stderr.write(f"helpdesk: {exc}\n")
@@ -322,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if args.debug:
+            import traceback
             traceback.print_exc()
         sys.stderr.write(f"helpdesk: internal error: {exc.__class__.__name__}: {exc} (run with --debug for details)\n")
         return EX_ERROR

@@ -137,6 +137,26 @@ class LimitsSection:
 @dataclass(frozen=True)
 class LogSection:
     level: str
+    format: str = "text"
+
+
+@dataclass(frozen=True)
+class LmtpSection:
+    """[lmtp]: LMTP intake (RFC 2033) for a local MTA; a UNIX socket when `socket` is set."""
+
+    enabled: bool = False
+    socket: str = ""
+    host: str = "127.0.0.1"
+    port: int = 2424
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    """[http]: GET /metrics (Prometheus) and /healthz in serve and worker."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9425
 
 
 @dataclass(frozen=True)
@@ -178,6 +198,8 @@ class Config:
     health: HealthSection
     loops: LoopsSection
     agents: AgentsSection = field(default_factory=AgentsSection)
+    lmtp: LmtpSection = field(default_factory=LmtpSection)
+    http: HttpSection = field(default_factory=HttpSection)
     imap: tuple[ImapAccount, ...] = ()
     sources: tuple[Path, ...] = field(default=())
 
@@ -305,6 +327,11 @@ def _validate(cfg: dict, where: Path) -> None:
         raise ConfigError(f"{where}: queue.url: required when queue.backend is redis")
     if cfg["log"]["level"] not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{where}: log.level: must be debug, info, warning or error")
+    if cfg["log"].get("format", "text") not in ("text", "json"):
+        raise ConfigError(f"{where}: log.format: must be text or json")
+    for section in ("lmtp", "http"):
+        if section in cfg and not 0 <= cfg[section]["port"] <= 65535:
+            raise ConfigError(f"{where}: {section}.port: out of range")
     for key in ("max_message_bytes", "max_recipients", "max_connections_per_ip"):
         if cfg["smtp"][key] <= 0:
             raise ConfigError(f"{where}: smtp.{key}: must be positive")
@@ -383,6 +410,9 @@ def load_config(explicit: str | None = None, *, defaults: Path | None = None) ->
         keys = base["agents"]["dkim_keys_file"]
         base["agents"]["dkim_keys_file"] = str((base_dirs.get(("agents", "dkim_keys_file"), default_path.parent)
                                                / keys).resolve())
+    if base.get("lmtp", {}).get("socket"):                 # relative to the file that set it
+        base["lmtp"]["socket"] = str((base_dirs.get(("lmtp", "socket"), default_path.parent)
+                                      / base["lmtp"]["socket"]).resolve())
     base["smtp"]["domains"] = tuple(d.lower() for d in base["smtp"]["domains"])
     built = {}
     for name, section_type in SECTIONS.items():

@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError
 
 from daemon.clock import utcnow
 from daemon.errors import HelpdeskError
+from daemon.metrics import Metrics
 from daemon.pipeline.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
                                       with_changes)
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo
@@ -97,10 +98,12 @@ class Escalator:
 
     def __init__(self, desk: Desk, fuses: Fuses, store: SlaStore, live, templates, ring, *,
                  clock: Callable[[], datetime] = utcnow, enqueue_mail: Callable[[int], Any] = lambda i: None,
-                 random: Callable[[int], bytes] = os.urandom, immediate: Callable[[], bool] = lambda: huey.immediate):
+                 random: Callable[[int], bytes] = os.urandom, immediate: Callable[[], bool] = lambda: huey.immediate,
+                 metrics: Metrics | None = None):
         self.desk, self.fuses = desk, fuses
         self.store, self.live, self.templates, self.ring = store, live, templates, ring
         self.clock, self.enqueue_mail, self.random, self.immediate = clock, enqueue_mail, random, immediate
+        self.metrics = metrics
         self._pending: dict[int, datetime | None] = {}
         self._lock = threading.Lock()
         self._planned_version: str | None = None
@@ -187,6 +190,8 @@ class Escalator:
                 log.warning("ticket=%s SLA check failed (attempt %d): %s", ticket_id, attempt + 1, exc)
                 time.sleep(0.05 * (attempt + 1))
                 continue
+            if keys and self.metrics is not None:
+                self.metrics.escalation_fired(len(keys))
             for line in done:                          # committed: now it is true
                 log.info("ticket=%s %s", ticket_id, line)
             for i in outbox_ids:

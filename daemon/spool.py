@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,8 +95,9 @@ class Spool:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.tmp, self.new, self.cur, self.bad = (self.root / d for d in ("tmp", "new", "cur", "bad"))
-        self.host = socket.gethostname().replace(",", "_").replace("@", "_").replace("/", "_")
+        self.host = os.uname().nodename.replace(",", "_").replace("@", "_").replace("/", "_")
         self._queue: list[str] = []
+        self.observer = None             # daemon.metrics.SpoolObserver: told of each read and done entry
 
     def ensure(self) -> "Spool":
         for d in (self.tmp, self.new, self.cur, self.bad):
@@ -182,7 +182,10 @@ class Spool:
         return None
 
     def read(self, claim: Claim) -> tuple[Envelope, bytes]:
-        return decode_entry(claim.path.read_bytes())
+        envelope, raw = decode_entry(claim.path.read_bytes())
+        if self.observer is not None:
+            self.observer.read(claim, envelope)
+        return envelope, raw
 
     def done(self, claim: Claim) -> None:
         """The message is committed to the store: forget the spool copy."""
@@ -190,6 +193,8 @@ class Spool:
             claim.path.unlink()
         except FileNotFoundError:
             pass
+        if self.observer is not None:
+            self.observer.done(claim)
 
     def release(self, claim: Claim, *, count_attempt: bool = True) -> None:
         """Give an entry back to new/ for a later retry (a temporary failure)."""

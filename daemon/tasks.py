@@ -30,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 
 from daemon.clock import utcnow
 from daemon.errors import HelpdeskError
+from daemon.metrics import Metrics
 from daemon.mailer import RateLimit, Relay, RetryPolicy, relay_settings, settle
 from store.outbox import OutboxStore, RcptOutcome
 
@@ -102,6 +103,7 @@ class Delivery:
     clock: Callable[[], datetime] = utcnow
     enqueue: Callable[[int], Any] = lambda i: send_outbox(i)
     limit: RateLimit | None = None
+    metrics: Metrics | None = None
 
     def send(self, outbox_id: int) -> str | None:
         """One attempt at one row; its new status, or None when it was not ours to send."""
@@ -123,6 +125,8 @@ class Delivery:
             outcomes += [RcptOutcome(r, "suppressed", 0, "recipient is bouncing") for r in blocked]
             error = "; ".join(sorted({o.reason for o in outcomes if o.reason}))[:1000]
             status = self.outbox.record(claim, outcomes, now, next_at, error, scheduled=not huey.immediate)
+            if self.metrics is not None:
+                self.metrics.outbox_result(status)
         except (HelpdeskError, OperationalError) as exc:     # database away: the sweep tries again later
             log.warning("outbox=%s not sent now: %s", outbox_id, exc)
             return None
@@ -168,13 +172,14 @@ class Delivery:
         return len(ids)
 
 
-def build_delivery(cfg, outbox: OutboxStore, clock: Callable[[], datetime] = utcnow) -> "Delivery":
+def build_delivery(cfg, outbox: OutboxStore, clock: Callable[[], datetime] = utcnow,
+                   metrics: Metrics | None = None) -> "Delivery":
     o = cfg.outbound
     outbox.bounce_days = o.bounce_suppress_days
     return Delivery(outbox, Relay(relay_settings(cfg)),
                     RetryPolicy(o.retry_first_seconds, o.retry_max_seconds, o.retry_days),
                     cfg.queue.lease_seconds, clock,
-                    limit=RateLimit(o.max_per_minute) if o.max_per_minute > 0 else None)
+                    limit=RateLimit(o.max_per_minute) if o.max_per_minute > 0 else None, metrics=metrics)
 
 
 def consumer_threads(stop: threading.Event, workers: int) -> list[threading.Thread]:

@@ -101,17 +101,3 @@ def quarantine_text(rows: list[QuarantineRow]) -> str:
         lines.append(f"{q.id:<6} {q.created_at:%Y-%m-%d %H:%M}  {q.stage[:12]:<12} {q.reason[:18]:<18} "
                      f"{q.header_from[:40]} / {q.header_subject[:60]}")
     return "\n".join(lines)
-
-
-def status_text(snap: dict) -> str:
-    if not snap.get("running"):
-        return "helpdesk: daemon not running (no fresh status file)"
-    lines = [f"helpdesk: {snap['state']} (pid {snap['pid']}, since {snap['started_at']})",
-             f"  database {snap['database']} · spool depth {snap['spool_depth']} · quarantined {snap['quarantined']}",
-             f"  worker {snap['worker']} · rules {snap.get('rules_version')}"]
-    for a in snap.get("imap", []):
-        lines.append(f"  imap {a['account']}/{a['folder']}: {a['state']} · taken {a['taken']} · last mail "
-                     f"{a.get('last_mail_at') or '-'} · last error {a.get('last_error') or '-'}")
-    for alert in snap.get("alerts", []):
-        lines.append(f"  ALERT {alert}")
-    return "\n".join(lines)

@@ -91,6 +91,14 @@ def iter_path(path: Path) -> Iterator[Incoming]:
         raise HelpdeskError(f"{path}: permission denied") from None
 
 
+def split_stdin(data: bytes) -> Iterator["Incoming"]:
+    """What came on stdin: an mbox, one message with an MTA's From_ line, or one message."""
+    if data.startswith(b"From "):
+        yield from _split_mbox(io.BytesIO(data), "stdin")
+    elif data:
+        yield Incoming(data, "stdin")
+
+
 def iter_messages(paths: list[str]) -> Iterator[Incoming]:
     """Messages from the given paths; no path or `-` means standard input (one message,
     or an mbox when it starts with `From `)."""
@@ -98,10 +106,6 @@ def iter_messages(paths: list[str]) -> Iterator[Incoming]:
         paths = ["-"]
     for p in paths:
         if p == "-":
-            data = sys.stdin.buffer.read()
-            if data.startswith(b"From "):       # an mbox, or one message with an MTA's From_ line
-                yield from _split_mbox(io.BytesIO(data), "stdin")
-            elif data:
-                yield Incoming(data, "stdin")
+            yield from split_stdin(sys.stdin.buffer.read())
         else:
             yield from iter_path(Path(p))

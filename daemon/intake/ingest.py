@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from daemon.errors import SpoolError
 from daemon.intake.files import iter_messages
 from daemon.intake.parallel import ParseAhead
+from daemon.handoff import envelope_sender
 from daemon.model import Envelope
 from daemon.pipeline.archive_date import archive_date_of_raw
 
@@ -84,22 +85,25 @@ def _drain(app, bases: set[str], progress: Progress, patience: float = 5.0, pars
     return bases
 
 
-def envelope_for(raw: bytes, origin: str, imported_at: datetime, archive: bool) -> Envelope:
+def envelope_for(raw: bytes, origin: str, imported_at: datetime, archive: bool, mail_from: str | None = None,
+                 rcpts: tuple[str, ...] = ()) -> Envelope:
     """The envelope of a message read from a file or stdin; an archived one is dated by
     its own time (source "archive")."""
     if origin.startswith("stdin"):
-        return Envelope(None, (), "stdin", origin, imported_at.isoformat())
+        return Envelope(mail_from, rcpts, "stdin", origin, imported_at.isoformat())
     if not archive:
-        return Envelope(None, (), "ingest", origin, imported_at.isoformat())
+        return Envelope(mail_from, rcpts, "ingest", origin, imported_at.isoformat())
     when = archive_date_of_raw(raw, imported_at).when.astimezone(timezone.utc)
-    return Envelope(None, (), "archive", origin, when.isoformat())
+    return Envelope(mail_from, rcpts, "archive", origin, when.isoformat())
 
 
 def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead | None = None,
-           archive: bool = False) -> int:
+           archive: bool = False, sender: str | None = None, recipients: "list[str] | tuple[str, ...]" = ()) -> int:
     """Spool and process every message in `paths` (stdin when empty). With `helpers`, each
     batch is parsed by them while the batch before it is stored; with `archive`, messages
-    from files are dated by their own time (see the module docstring)."""
+    from files are dated by their own time (see the module docstring). `sender`/`recipients`:
+    the envelope an MTA gave (`--sender`, `--recipient`)."""
+    mail_from, rcpts = envelope_sender(sender), tuple(r.strip().strip("<>") for r in recipients)
     bar = Progress(progress)
     left: set[str] = set()
     batch: list[tuple[bytes, Envelope]] = []
@@ -121,7 +125,8 @@ def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead
 
     try:
         for incoming in iter_messages(paths):
-            envelope = envelope_for(incoming.raw, incoming.origin, datetime.now(timezone.utc), archive)
+            envelope = envelope_for(incoming.raw, incoming.origin, datetime.now(timezone.utc), archive, mail_from,
+                                    rcpts)
             batch.append((incoming.raw, envelope))
             bar.read += 1
             if len(batch) >= BATCH:

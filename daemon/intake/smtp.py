@@ -33,8 +33,10 @@ class IntakeHandler:
     """aiosmtpd handler: recipient policy and the durable DATA commit."""
 
     def __init__(self, spool: Spool, domains: tuple[str, ...], *, max_recipients: int = 100,
-                 on_stored: Callable[[str], None] | None = None, data_budget: float = 30.0):
+                 on_stored: Callable[[str], None] | None = None, data_budget: float = 30.0,
+                 source: str = "smtp"):
         self.spool = spool
+        self.source = source                 # the envelope's source: smtp, or lmtp (daemon.intake.lmtp)
         self.data_budget = data_budget
         self.domains = {d.lower() for d in domains}
         self.max_recipients = max_recipients
@@ -60,7 +62,7 @@ class IntakeHandler:
             raw = envelope.original_content
             if raw is None:
                 raw = envelope.content if isinstance(envelope.content, bytes) else (envelope.content or "").encode()
-            env = Envelope(mail_from=(envelope.mail_from or "").strip().strip("<>"), rcpt_to=tuple(envelope.rcpt_tos), source="smtp",
+            env = Envelope(mail_from=(envelope.mail_from or "").strip().strip("<>"), rcpt_to=tuple(envelope.rcpt_tos), source=self.source,
                            peer=str(session.peer[0]) if session.peer else "",
                            received_at=datetime.now(timezone.utc).isoformat())
             write = asyncio.get_running_loop().run_in_executor(None, self.spool.put, raw, env)
