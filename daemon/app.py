@@ -18,7 +18,7 @@ from pathlib import Path
 from daemon import systemd, tasks
 from daemon.config import Config
 from daemon.health import Health
-from daemon.intake.imap import ImapPoller
+from daemon.intake.imap import ImapPoller, imap_tokens
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.pipeline.classify import Defaults
 from daemon.pipeline.parse import ParseLimits
@@ -141,8 +141,8 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
         app.reload_requested.set()
 
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    app.imap = [ImapPoller(acct, app.spool, app.store.engine, lambda _b: app.wake.set(), app.stop, owner)
-                for acct in cfg.imap]
+    app.imap = [ImapPoller(acct, app.spool, app.store.engine, lambda _b: app.wake.set(), app.stop, owner,
+                           tokens=imap_tokens(cfg.state_dir, acct)) for acct in cfg.imap]
     imap_threads = [p.start() for p in app.imap]   # run() never raises: one account can't stop others
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
