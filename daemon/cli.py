@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--to", dest="end", metavar="DATE", help="last day, included (or an ISO time, excluded); "
                                                                "default now")
     rep.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    o2 = sub.add_parser("oauth2", parents=[common], help="OAuth 2.0 for mailboxes").add_subparsers(
+        dest="oauth2_command", required=True, metavar="COMMAND")
+    o2.add_parser("login", parents=[common], help="device-code sign-in for an account with auth = \"oauth2\": "
+                  "prints a URL and a code, waits, stores the refresh token").add_argument(
+        "account", metavar="ACCOUNT", help="an [[imap]] account name, or outbound")
     return p
 
 
@@ -272,13 +277,25 @@ def cmd_worker(cfg: Config, args) -> int:
     return tasks.run_worker(cfg)
 
 
+def cmd_oauth2(cfg: Config, args) -> int:
+    from daemon.oauth2_login import device_login, oauth2_accounts
+    from daemon.oauth2_store import TokenStore
+    accounts = oauth2_accounts(cfg)
+    if args.account not in accounts:
+        raise UsageError(f"no account {args.account!r} with auth = \"oauth2\" (have: {', '.join(accounts) or 'none'})")
+    settings = accounts[args.account]
+    device_login(settings, TokenStore(cfg.state_dir, settings.key), out=_out)
+    return EX_OK
+
+
 def cmd_rules(cfg: Config, args) -> int:
     from daemon.rules.tester import run_rules_command
     return run_rules_command(cfg, args)
 
 
 COMMANDS = {"worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
-            "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla}
+            "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla,
+            "oauth2": cmd_oauth2}
 
 
 def main(argv: list[str] | None = None) -> int:

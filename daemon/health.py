@@ -4,7 +4,8 @@
 `<state_dir>/status.json` atomically (spool depth, quarantine count, worker counters,
 intake counters, each IMAP account's state, last mail and last error), every
 `log_minutes` it logs a summary, and it logs an ALERT once when an account has been
-failing or silent longer than configured (and once more when it recovers).
+failing or silent longer than configured (and once more when it recovers), and while an
+OAuth 2.0 token refresh fails or a refresh token nears its end (daemon.oauth2_store).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import time
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from daemon.oauth2_store import ALERT_KINDS, read_statuses, token_alerts
 
 log = logging.getLogger(__name__)
 FAILING = {"backoff", "auth_failed", "connecting"}
@@ -54,7 +57,7 @@ class Health:
                 "quarantined": quarantined, "worker": dict(app.worker.stats),
                 "rules_version": app.rules.version if app.rules else None,
                 "rules_problems": list(getattr(app.rules, "last_problems", []) or []),
-                "imap": accounts, "alerts": sorted(self.alerted)}
+                "imap": accounts, "oauth2": read_statuses(getattr(app.config, "state_dir", None)), "alerts": sorted(self.alerted)}
 
     def write(self, state: str = "running", snap: dict | None = None) -> dict:
         snap = snap if snap is not None else self.snapshot(state)
@@ -97,6 +100,12 @@ class Health:
                 last = _parse(acct.get("last_mail_at")) or self.started
                 self._raise(f"{name}: silent", now - last >= self.silent_after,
                             f"IMAP account {name} received no mail since {last.isoformat()}")
+
+        for status in snap.get("oauth2", []):            # token refresh failing, refresh token ending
+            found = token_alerts(status, time.time())
+            for kind in ALERT_KINDS:
+                key = f"oauth2 {status.get('account')}: {kind}"
+                self._raise(key, key in found, found.get(key, f"{key}: cleared"))
 
     def _raise(self, key: str, active: bool, text: str) -> None:
         if active and key not in self.alerted:

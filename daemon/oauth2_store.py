@@ -118,9 +118,11 @@ class TokenStore:
 
 
 # ----------------------------------------------------------------- status
-def read_statuses(state_dir: Path) -> list[dict]:
+def read_statuses(state_dir: Path | None) -> list[dict]:
     """Every account's OAuth 2.0 state for `helpdesk status`, without the refresh token."""
-    out = []
+    out: list[dict] = []
+    if state_dir is None:
+        return out
     for path in sorted((Path(state_dir) / DIRNAME).glob("*.json")):
         try:
             data = json.loads(path.read_text())
@@ -132,16 +134,23 @@ def read_statuses(state_dir: Path) -> list[dict]:
     return out
 
 
-def token_alerts(status: dict, now: float, warn_seconds: float = WARN_SECONDS) -> list[str]:
-    """ALERT texts for one account's state: a failing refresh, a refresh token near its end."""
-    name, alerts = status.get("account", "?"), []
+ALERT_KINDS = ("token refresh failing", "refresh token near its end")
+
+
+def token_alerts(status: dict, now: float, warn_seconds: float = WARN_SECONDS) -> dict[str, str]:
+    """Active alerts of one account's state, {key: text}: a failing refresh (the last
+    attempt failed), a refresh token with less than `warn_seconds` of known life left.
+    Keys are `oauth2 ACCOUNT: KIND` with KIND from ALERT_KINDS."""
+    name, alerts = status.get("account", "?"), {}
     failed_at, ok_at = status.get("last_error_at"), status.get("refreshed_at")
     if status.get("last_error") and failed_at and (not ok_at or failed_at >= ok_at):
-        alerts.append(f"oauth2 {name}: token refresh failing since {_iso(failed_at)}: {status['last_error']}")
+        alerts[f"oauth2 {name}: {ALERT_KINDS[0]}"] = (f"oauth2 {name}: token refresh failing since "
+                                                      f"{_iso(failed_at)}: {status['last_error']}")
     ends = status.get("refresh_token_expires_at")
     if ends and ends - now < warn_seconds:
-        alerts.append(f"oauth2 {name}: refresh token {'expired' if ends <= now else 'expires'} at {_iso(ends)}; "
-                      f"run 'helpdesk oauth2 login' for this account")
+        alerts[f"oauth2 {name}: {ALERT_KINDS[1]}"] = (
+            f"oauth2 {name}: refresh token {'expired' if ends <= now else 'expires'} at {_iso(ends)}; "
+            f"run 'helpdesk oauth2 login' for this account")
     return alerts
 
 

@@ -5,6 +5,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from daemon.oauth2_store import status_line
 from store.records import QuarantineRow, TicketDetail, TicketRow
 
 
@@ -112,6 +113,7 @@ def status_text(snap: dict) -> str:
     for a in snap.get("imap", []):
         lines.append(f"  imap {a['account']}/{a['folder']}: {a['state']} · taken {a['taken']} · last mail "
                      f"{a.get('last_mail_at') or '-'} · last error {a.get('last_error') or '-'}")
+    lines += [f"  {status_line(o)}" for o in snap.get("oauth2", [])]
     for alert in snap.get("alerts", []):
         lines.append(f"  ALERT {alert}")
     return "\n".join(lines)
