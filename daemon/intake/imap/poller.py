@@ -30,7 +30,7 @@ from daemon.intake.imap.connect import check_security, close, log_in, open_clien
 from daemon.intake.imap.folder import FolderSync
 from daemon.intake.imap.plan import SEARCH_WINDOW
 from daemon.intake.imap.status import PollerStatus, describe, iso
-from daemon.oauth2 import OAuth2Error, TokenSource, imap_key, token_source
+from daemon.oauth2 import AccessToken, OAuth2Error, TokenSource, imap_key, token_source
 from daemon.secrets import read_secret
 from daemon.spool import Spool
 from store import imap_state
@@ -228,13 +228,14 @@ class ImapPoller(FolderSync):
         a = self.account
         self._set(state="connecting")
         self._bump("connects")
-        password = "" if self.tokens else read_secret(f"imap[{a.name}].password", a.password_env,
-                                                      a.password_credential, environ=self.environ,
-                                                      credentials_dir=self.credentials_dir).value
+        # the secret first: a missing password or a token endpoint backing off costs no connection
+        token = self.tokens.access_token() if self.tokens else None
+        password = "" if token else read_secret(f"imap[{a.name}].password", a.password_env, a.password_credential,
+                                                environ=self.environ, credentials_dir=self.credentials_dir).value
         client = open_client(a, self.timeout)
         try:
             self._bump("logins")
-            self._log_in(client, password)
+            self._log_in(client, password, token)
             self._auth_failures = 0
             self._caps = frozenset(client.capabilities())
             if a.move_to and not client.folder_exists(a.move_to):
@@ -245,13 +246,12 @@ class ImapPoller(FolderSync):
             raise
         return client
 
-    def _log_in(self, client: IMAPClient, password: str) -> None:
+    def _log_in(self, client: IMAPClient, password: str, token: AccessToken | None) -> None:
         """LOGIN, or SASL with the access token; a cached token the server refuses is
         dropped, and a fresh one (refreshed now) is tried once on the same connection."""
-        if self.tokens is None:
+        if token is None:
             log_in(client, self.account, password=password)
             return
-        token = self.tokens.access_token()
         try:
             mech = log_in(client, self.account, access_token=token.value)
         except LoginError as exc:
@@ -262,7 +262,8 @@ class ImapPoller(FolderSync):
             token = self.tokens.access_token()
             mech = log_in(client, self.account, access_token=token.value)
         self._set(token_expires_at=iso(token.expires_at))
-        log.debug("imap %s: authenticated by %s", self.account.name, mech)
+        log.info("imap %s: authenticated by %s (access token valid until %s)", self.account.name, mech,
+                 iso(token.expires_at))
 
     def _token_due(self) -> bool:
         """With OAuth 2.0: the access token we logged in with is due for refresh."""
