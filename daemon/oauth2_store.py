@@ -1,7 +1,7 @@
 """Where OAuth 2.0 state lives: one file per account in `<state_dir>/oauth2/`.
 
 `<state_dir>/oauth2/<account>.json` (directory 0700, file 0600, replaced atomically: write a
-temp file, fsync, rename, fsync the directory) holds the newest refresh token - rotated ones
+temp file, rename; with a new refresh token also fsync the file and the directory) holds the newest refresh token - rotated ones
 replace the first one from the environment or credential, and are used from then on - and
 what `helpdesk status` shows: the access token's expiry, the last refresh, the last error.
 The refresh token never leaves this file: `read_statuses` drops it. A lock file next to it
@@ -71,7 +71,7 @@ class TokenStore:
         data = self.load()
         data.update(refresh_token=token, refresh_token_saved_at=now, generation=int(data.get("generation") or 0) + 1,
                     refresh_token_expires_at=now + expires_in if expires_in else None)
-        self._write(data)
+        self._write(data, durable=True)
 
     def record_success(self, now: float, access_expires_at: float, grant: str) -> None:
         data = self.load()
@@ -99,17 +99,22 @@ class TokenStore:
     def _ensure_dir(self) -> None:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def _write(self, data: dict) -> None:
+    def _write(self, data: dict, durable: bool = False) -> None:
+        """Replace the file atomically; `durable` (a new refresh token: the old one may be
+        dead already) also fsyncs the file and the directory. Status updates need not."""
         self._ensure_dir()
         data["account"] = self.key
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode())
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
+        if not durable:
+            return
         dfd = os.open(self.dir, os.O_RDONLY)
         try:
             os.fsync(dfd)
