@@ -17,6 +17,8 @@ from datetime import datetime, timedelta, timezone
 from daemon import views
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
+from daemon.oauth2_login import add_oauth2_parser, device_login, oauth2_accounts
+from daemon.oauth2_store import TokenStore
 
 EX_OK, EX_ERROR, EX_USAGE, EX_TEMPFAIL = 0, 1, 2, 75
 log = logging.getLogger("daemon.cli")
@@ -78,11 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--to", dest="end", metavar="DATE", help="last day, included (or an ISO time, excluded); "
                                                                "default now")
     rep.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
-    o2 = sub.add_parser("oauth2", parents=[common], help="OAuth 2.0 for mailboxes").add_subparsers(
-        dest="oauth2_command", required=True, metavar="COMMAND")
-    o2.add_parser("login", parents=[common], help="device-code sign-in for an account with auth = \"oauth2\": "
-                  "prints a URL and a code, waits, stores the refresh token").add_argument(
-        "account", metavar="ACCOUNT", help="an [[imap]] account name, or outbound")
+    add_oauth2_parser(sub, common)
     return p
 
 
@@ -278,8 +276,6 @@ def cmd_worker(cfg: Config, args) -> int:
 
 
 def cmd_oauth2(cfg: Config, args) -> int:
-    from daemon.oauth2_login import device_login, oauth2_accounts
-    from daemon.oauth2_store import TokenStore
     accounts = oauth2_accounts(cfg)
     if args.account not in accounts:
         raise UsageError(f"no account {args.account!r} with auth = \"oauth2\" (have: {', '.join(accounts) or 'none'})")
