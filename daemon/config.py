@@ -15,6 +15,7 @@ from typing import Any
 
 from daemon.errors import ConfigError
 from daemon.oauth2_config import OAUTH2_DEFAULTS, OAuth2Keys, check_auth
+from daemon.pipeline.idn import domain_keys
 
 PATH_KEYS = {("helpdesk", "state_dir"), ("paths", "rules"), ("paths", "templates")}
 
@@ -334,7 +335,7 @@ def _validate_agents(cfg: dict, where: Path) -> None:
     bad = [c for c in a["requester_commands"] if c not in ("resolve", "close")]
     if bad:
         raise ConfigError(f"{where}: agents.requester_commands: {bad[0]!r}: use resolve and/or close")
-    a["domains"] = {d.lower(): v for d, v in a["domains"].items()}
+    a["domains"] = {domain_keys([d], f"{where}: agents.domains")[0]: v for d, v in a["domains"].items()}
     for key in ("authserv_ids", "requester_commands"):
         a[key] = tuple(a[key])
 
@@ -385,7 +386,7 @@ def load_config(explicit: str | None = None, *, defaults: Path | None = None) ->
         keys = base["agents"]["dkim_keys_file"]
         base["agents"]["dkim_keys_file"] = str((base_dirs.get(("agents", "dkim_keys_file"), default_path.parent)
                                                / keys).resolve())
-    base["smtp"]["domains"] = tuple(d.lower() for d in base["smtp"]["domains"])
+    base["smtp"]["domains"] = domain_keys(base["smtp"]["domains"], f"{where}: smtp.domains")   # IDN: A-labels
     built = {}
     for name, section_type in SECTIONS.items():
         cls = globals()[section_type] if isinstance(section_type, str) else section_type

@@ -2,7 +2,10 @@
 
 `Relay.send(mail_from, recipients, raw)` talks to the configured relay ([outbound]) and
 returns one `RcptResult` per recipient - sent, temp (4xx, connection trouble: retry) or
-perm (5xx: do not retry) - and never raises for SMTP trouble. TLS: `tls` (implicit) or
+perm (5xx: do not retry) - and never raises for SMTP trouble. International addresses
+(daemon.pipeline.idn): IDN domains go out in A-labels; a UTF-8 local part, sender or header is sent
+with SMTPUTF8 when the relay offers it, else that mail (or recipient) is held (temp, with
+the reason), never mangled. TLS: `tls` (implicit) or
 `starttls`, which fails closed when the relay offers no STARTTLS; `none` is plaintext and
 only allowed to a loopback relay (config refuses anything else). Addresses are checked
 before any SMTP command is written: CR/LF or anything odd is a permanent failure of that
@@ -35,7 +38,7 @@ from daemon.oauth2 import (AccessToken, OAuth2Error, OAuth2Settings, TokenSource
 from daemon.oauth2_store import TokenStore
 from daemon.backoff import backoff as delay_after
 from daemon.secrets import read_secret
-from daemon.pipeline.compose import outbound_address
+from daemon.pipeline.idn import SmtpAddress, plan_utf8, smtp_address
 from store.outbox import RcptOutcome
 
 log = logging.getLogger(__name__)
@@ -98,24 +101,29 @@ class Relay:
 
     def send(self, mail_from: str, recipients: Sequence[str], raw: bytes) -> list[RcptResult]:
         """Deliver `raw` to the relay for `recipients`; one result per recipient."""
-        good, results = [], []
+        good: dict[str, SmtpAddress] = {}
+        results = []
         for rcpt in recipients:
-            if outbound_address(rcpt) == rcpt:
-                good.append(rcpt)
-            else:
+            addr = smtp_address(rcpt)
+            if addr is None:
                 results.append(RcptResult(rcpt, "perm", 0, "refused before sending: not a plain mail address"))
+            else:
+                good[rcpt] = addr
         if not good:
             return results
-        if outbound_address(mail_from) != mail_from:
+        sender = smtp_address(mail_from)
+        if sender is None:
             return results + [RcptResult(r, "perm", 0, "bad envelope sender", False) for r in good]
         try:
-            refused = self._transaction(mail_from, good, raw)
+            refused, held = self._transaction(sender, good, raw)
         except RelayTrouble as exc:
             outcome = "temp" if exc.temporary else "perm"
             return results + [RcptResult(r, outcome, exc.code, exc.reason, not exc.sender_fault) for r in good]
-        for rcpt in good:
-            if rcpt in refused:
-                code, reason = refused[rcpt]
+        for rcpt, addr in good.items():
+            if rcpt in held:
+                results.append(RcptResult(rcpt, "temp", 0, held[rcpt]))
+            elif addr.text in refused:
+                code, reason = refused[addr.text]
                 results.append(RcptResult(rcpt, "temp" if 400 <= code < 500 else "perm", code, reason))
             else:
                 results.append(RcptResult(rcpt, "sent", 250, ""))
@@ -146,19 +154,26 @@ class Relay:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def _transaction(self, mail_from: str, rcpts: list[str], raw: bytes) -> dict[str, tuple[int, str]]:
-        """Run one SMTP transaction; the refused recipients with (code, reason)."""
-        conn = None
+    def _transaction(self, sender: SmtpAddress, rcpts: dict[str, SmtpAddress], raw: bytes
+                     ) -> tuple[dict[str, tuple[int, str]], dict[str, str]]:
+        """Run one SMTP transaction: the refused recipients (by SMTP address) with (code,
+        reason), and the recipients held back (SMTPUTF8 needed, not offered) with the reason."""
+        conn, held = None, {}
         try:
             conn = self._connect()
             if self.tokens is not None:
                 self._oauth2_login(conn)
             elif self.settings.username:
                 conn.login(self.settings.username, self.settings.password)
-            refused = conn.sendmail(mail_from, rcpts, raw)
-            return {r: (code, _text(msg)) for r, (code, msg) in refused.items()}
+            conn.ehlo_or_helo_if_needed()
+            now, held, utf8 = plan_utf8(sender, rcpts, raw, conn.has_extn("smtputf8"))
+            if not now:
+                return {}, held
+            refused = conn.sendmail(sender.text, [rcpts[r].text for r in now], raw,
+                                    mail_options=["SMTPUTF8"] if utf8 else ())
+            return {r: (code, _text(msg)) for r, (code, msg) in refused.items()}, held
         except smtplib.SMTPRecipientsRefused as exc:
-            return {r: (code, _text(msg)) for r, (code, msg) in exc.recipients.items()}
+            return {r: (code, _text(msg)) for r, (code, msg) in exc.recipients.items()}, held
         except smtplib.SMTPAuthenticationError as exc:
             raise RelayTrouble(f"relay authentication failed ({exc.smtp_code})", code=exc.smtp_code) from None
         except smtplib.SMTPSenderRefused as exc:

@@ -19,6 +19,7 @@ from email.utils import parsedate_to_datetime
 
 from daemon.errors import ParseError
 from daemon.model import Address
+from daemon.pipeline.idn import canonical_domain
 
 # Charset labels that mail uses for a superset, or that Python spells differently.
 _CHARSET_ALIASES = {
@@ -279,7 +280,7 @@ def clean_email(addr: str) -> str | None:
     if not addr or len(addr) > 320 or addr != sanitize(addr) or "@" not in addr:
         return None
     local, domain = addr.rsplit("@", 1)
-    domain = domain.rstrip(".").lower()
+    domain = canonical_domain(domain.rstrip("."))            # IDN: A-labels, so both spellings compare equal
     if not _LOCAL_OK.match(local) or not _DOMAIN_OK.match(domain) or ".." in domain:
         return None
     return f"{local}@{domain}"
