@@ -232,9 +232,13 @@ class TokenSource:
             return self._token
 
     def due(self) -> bool:
-        """The token handed out last is due for refresh (a session should log in again)."""
+        """The token handed out last is due for refresh (a session should renew it and log in
+        again) - but not while the endpoint is backing off and that token still lives."""
         with self._lock:
-            return self._token is not None and self.clock() >= self._token.refresh_at
+            token, now, err = self._token, self.clock(), self._error
+            if token is None or now < token.refresh_at:
+                return False
+            return not (err is not None and err.retry_at is not None and now < err.retry_at and now < token.expires_at)
 
     def invalidate(self, token: AccessToken) -> None:
         """The server refused `token`: the next access_token() asks the endpoint."""
@@ -243,6 +247,17 @@ class TokenSource:
                 self._token = None
 
     # ------------------------------------------------------------- internals
+    def renew(self) -> bool:
+        """Get the next token now, ahead of expiry; False (logged, recorded) when the endpoint
+        refuses or is unreachable: keep the current session while the server keeps it."""
+        try:
+            self.access_token()
+        except (OAuth2Error, HelpdeskError) as exc:
+            log.warning("oauth2 %s: could not renew the access token (%s); keeping the session", self.settings.key,
+                        exc)
+            return False
+        return True
+
     def _check_backoff(self, now: float) -> None:
         err = self._error
         if err is None or err.retry_at is None or now >= err.retry_at:

@@ -142,6 +142,26 @@ def test_token_expiry_mid_idle_refreshes_and_intake_resumes(oauth_dovecot, auth,
     c.logout()
 
 
+def test_token_endpoint_down_at_renewal_keeps_the_session(oauth_dovecot, auth, harness, clock):
+    server = oauth_dovecot()
+    user = server.add_user()
+    p = start(harness, oauth_account(server, auth, user), clock, {**SECRET, "HD_RT": auth.issue_refresh_token(user)})
+    idle_again(p)
+    auth.fail_next = [(503, {"error": "temporarily_unavailable"})]
+    idles = p.status().idles
+    clock.advance(3300)                                    # due, but the endpoint is down
+    wait_until(lambda: len(auth.grants) == 2 and p.status().idles > idles, 10, "failed renewal, IDLE again")
+    c = server.client(user)
+    c.append("INBOX", msg("still-flowing"))               # the old session still takes mail
+    harness.wait_entries(1)
+    assert p.status().logins == 1 and p.status().connects == 1 and p.status().state in ("idle", "polling")
+    assert list(token_alerts(store_file(harness), clock())) == ["oauth2 imap[support]: token refresh failing"]
+    clock.advance(15)                                      # the endpoint's backoff is over
+    wait_until(lambda: p.status().logins == 2 and p.status().state == "idle", 10, "renewed and logged in")
+    assert token_alerts(store_file(harness), clock()) == {}
+    c.logout()
+
+
 def test_token_refused_after_a_disconnect_is_refreshed_at_once(oauth_dovecot, auth, harness, clock):
     server = oauth_dovecot("xoauth2")
     user = server.add_user()

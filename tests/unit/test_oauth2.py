@@ -14,6 +14,7 @@ from daemon.oauth2 import (OAuth2Error, OAuth2Settings, TokenSource, parse_token
 from daemon.oauth2_config import device_url
 from daemon.oauth2_login import device_login
 from daemon.oauth2_store import TokenStore, read_statuses, status_line, token_alerts
+from daemon.views import status_text
 from tests.integration.oauth_server import AuthServer, Clock, direct_post
 
 USER = "support@example.com"
@@ -142,6 +143,22 @@ def test_transient_failure_backs_off_without_asking_again(auth, clock, tmp_path)
     assert token_alerts(src.store.load(), clock()) == {}
 
 
+def test_not_due_while_the_endpoint_backs_off_and_the_token_lives(auth, clock, tmp_path):
+    src = source(auth, clock, tmp_path, auth.issue_refresh_token(USER))
+    src.access_token()
+    clock.advance(3300)
+    auth.fail_next = [(503, {})]
+    assert src.due() and not src.renew()                  # refresh ahead of expiry fails ...
+    assert not src.due()                                  # ... so the session goes on, no retry storm
+    clock.advance(15)
+    assert src.due() and src.renew() and not src.due()    # the backoff is over: renewed
+    auth.fail_next = [(503, {})] * 10
+    clock.advance(3300)
+    assert not src.renew()
+    clock.advance(299)                                    # past expiry: due again, whatever the backoff
+    assert src.due() and len(auth.grants) == 4          # 1 ok, 1 failed, 1 ok, 1 failed
+
+
 def test_revoked_refresh_token_alerts_until_a_new_login(auth, clock, tmp_path):
     src = source(auth, clock, tmp_path, auth.issue_refresh_token(USER))
     src.access_token()
@@ -234,3 +251,18 @@ def test_device_login_gives_up_when_the_code_expires(auth, clock, tmp_path):
         device_login(settings(), TokenStore(tmp_path, "x"), out=lambda _l: None, environ={"HD_SECRET": "client-secret"},
                      post=direct_post(auth), clock=clock, sleep=clock.advance)
     assert not Path(tmp_path / "oauth2" / "x.json").exists()
+
+
+def test_helpdesk_status_text_shows_each_accounts_token_and_its_alerts():
+    snap = {"running": True, "state": "running", "pid": 7, "started_at": "2027-01-15T08:00:00+00:00",
+            "database": "ok", "spool_depth": 0, "quarantined": 0, "worker": {}, "imap": [],
+            "oauth2": [{"account": "imap[support]", "access_expires_at": 1_800_003_600.0,
+                        "refreshed_at": 1_800_000_000.0, "refreshes": 3, "refresh_token_expires_at": 1_802_592_000.0},
+                       {"account": "outbound", "last_error": "token endpoint refused: invalid_grant"}],
+            "alerts": ["oauth2 outbound: token refresh failing"]}
+    lines = status_text(snap).splitlines()
+    assert "  oauth2 imap[support]: access token expires 2027-01-15T09:00:00+00:00 · refreshed " \
+           "2027-01-15T08:00:00+00:00 (3 so far) · refresh token until 2027-02-14T08:00:00+00:00" in lines
+    assert any(line.startswith("  oauth2 outbound: access token expires - ") and "invalid_grant" in line
+               for line in lines)
+    assert lines[-1] == "  ALERT oauth2 outbound: token refresh failing"

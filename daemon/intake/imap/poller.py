@@ -5,8 +5,9 @@ connect), lets `FolderSync` (daemon.intake.imap.folder) select and take new mail
 in IDLE (or polls) and goes round again. Failures back off by daemon.backoff: connection
 trouble with equal jitter up to `backoff_cap`; a refused login (or a refused OAuth 2.0 grant)
 with upward jitter from `auth_backoff`, with an ALERT. With `auth = "oauth2"` the session
-ends (LOGOUT, then a new login) when the access token is due for refresh, and a token the
-server refuses is refreshed and tried once more at once.
+ends (LOGOUT, then a new login) once a new access token is in hand, ahead of the old one's
+expiry (when renewing fails the session goes on while the server keeps it), and a token
+the server refuses is refreshed and tried once more at once.
 """
 from __future__ import annotations
 
@@ -214,12 +215,14 @@ class ImapPoller(FolderSync):
         client = self._connect()
         graceful = False
         try:
-            while not self.stop.is_set() and not self._token_due():
+            while not self.stop.is_set():
                 uidvalidity, uidnext = self._select(client)
                 self._scan(client, uidvalidity, uidnext)
                 self._failures = 0
                 self._set(retry_at=None)
                 self._wait_for_mail(client)
+                if self._token_due() and self.tokens.renew():
+                    break                       # log in again with the new token
             graceful = True
         finally:
             close(client, graceful)
