@@ -24,6 +24,7 @@ the top; `post_form` (urllib) and `TokenSource` are the edge.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -205,6 +206,24 @@ def client_fields(settings: OAuth2Settings, environ: Mapping[str, str] | None,
     return fields
 
 
+def first_refresh_token(settings: OAuth2Settings, environ: Mapping[str, str] | None,
+                        credentials_dir: str | None = None) -> str:
+    """The configured first refresh token (oauth2_refresh_token_env / _credential), "" if none."""
+    s = settings
+    if not (s.refresh_token_env or s.refresh_token_credential):
+        return ""
+    return read_secret(f"{s.key}.oauth2_refresh_token", s.refresh_token_env, s.refresh_token_credential,
+                       environ=environ, credentials_dir=credentials_dir).value
+
+
+LOGIN_SEED = "*"                                # a chain begun by `helpdesk oauth2 login`
+
+
+def seed_of(first: str) -> str:
+    """What the store remembers of the configured first refresh token (a digest, not the token)."""
+    return hashlib.sha256(first.encode()).hexdigest()[:16] if first else ""
+
+
 # ----------------------------------------------------------------- the source
 class TokenSource:
     """Access tokens for one account (see module docstring). Thread-safe."""
@@ -225,8 +244,9 @@ class TokenSource:
         """The cached token while it is not due, else a new one from the endpoint."""
         with self._lock:
             now = self.clock()
-            if self._token is not None and now < self._token.refresh_at:
-                return AccessToken(self._token.value, self._token.expires_at, self._token.refresh_at, False)
+            cached = self._token
+            if cached is not None and (now < cached.refresh_at or (now < cached.expires_at and self._backing_off(now))):
+                return AccessToken(cached.value, cached.expires_at, cached.refresh_at, False)
             self._check_backoff(now)
             self._token = self._fetch(now)
             return self._token
@@ -235,10 +255,10 @@ class TokenSource:
         """The token handed out last is due for refresh (a session should renew it and log in
         again) - but not while the endpoint is backing off and that token still lives."""
         with self._lock:
-            token, now, err = self._token, self.clock(), self._error
+            token, now = self._token, self.clock()
             if token is None or now < token.refresh_at:
                 return False
-            return not (err is not None and err.retry_at is not None and now < err.retry_at and now < token.expires_at)
+            return not (now < token.expires_at and self._backing_off(now))
 
     def invalidate(self, token: AccessToken) -> None:
         """The server refused `token`: the next access_token() asks the endpoint."""
@@ -246,7 +266,6 @@ class TokenSource:
             if self._token is not None and self._token.value == token.value:
                 self._token = None
 
-    # ------------------------------------------------------------- internals
     def renew(self) -> bool:
         """Get the next token now, ahead of expiry; False (logged, recorded) when the endpoint
         refuses or is unreachable: keep the current session while the server keeps it."""
@@ -257,6 +276,11 @@ class TokenSource:
                         exc)
             return False
         return True
+
+    # ------------------------------------------------------------- internals
+    def _backing_off(self, now: float) -> bool:
+        err = self._error
+        return err is not None and err.retry_at is not None and now < err.retry_at
 
     def _check_backoff(self, now: float) -> None:
         err = self._error
@@ -270,7 +294,7 @@ class TokenSource:
 
     def _fetch(self, now: float) -> AccessToken:
         with self.store.locked():                           # one refresh at a time across processes
-            refresh_token = self.store.refresh_token() or self._first_refresh_token()
+            refresh_token, seed = self._refresh_token()
             fields = client_fields(self.settings, self.environ, self.credentials_dir)
             if refresh_token:
                 fields.update(grant_type="refresh_token", refresh_token=refresh_token)
@@ -285,7 +309,7 @@ class TokenSource:
             except OAuth2Error as exc:
                 raise self._failed(now, exc) from None
             if grant.refresh_token and grant.refresh_token != refresh_token:
-                self.store.save_refresh_token(grant.refresh_token, now, grant.refresh_expires_in)
+                self.store.save_refresh_token(grant.refresh_token, now, grant.refresh_expires_in, seed)
                 log.info("oauth2 %s: refresh token rotated; the new one is stored", self.settings.key)
             token = AccessToken(grant.access_token, now + grant.expires_in, refresh_at(now, grant.expires_in), True)
             self.store.record_success(now, token.expires_at, fields["grant_type"])
@@ -295,12 +319,24 @@ class TokenSource:
                  grant.expires_in)
         return token
 
-    def _first_refresh_token(self) -> str:
-        s = self.settings
-        if not (s.refresh_token_env or s.refresh_token_credential):
-            return ""
-        return read_secret(f"{s.key}.oauth2_refresh_token", s.refresh_token_env, s.refresh_token_credential,
-                           environ=self.environ, credentials_dir=self.credentials_dir).value
+    def _refresh_token(self) -> tuple[str, str]:
+        """The refresh token to use and the seed of its chain: the stored (rotated) one,
+        unless the configured first token has changed since that chain began (an admin put a
+        new one in the environment or credential), or there is none stored. A token stored
+        by `helpdesk oauth2 login` (seed LOGIN_SEED) wins over the configured one."""
+        stored = self.store.load()
+        try:
+            first = first_refresh_token(self.settings, self.environ, self.credentials_dir)
+        except HelpdeskError:                     # the first one may be gone once a rotated one is kept
+            if not stored.get("refresh_token"):
+                raise
+            first = ""
+        seed, kept, kept_seed = seed_of(first), stored.get("refresh_token"), stored.get("seed", "")
+        if kept and (not first or kept_seed in (LOGIN_SEED, seed)):
+            return kept, seed if first else kept_seed
+        if kept:
+            log.info("oauth2 %s: the configured refresh token changed; using it", self.settings.key)
+        return first, seed
 
     def _failed(self, now: float, exc: OAuth2Error) -> OAuth2Error:
         self._failures += 1

@@ -12,7 +12,7 @@ import json
 import time
 from typing import Callable, Mapping
 
-from daemon.oauth2 import (OAuth2Error, OAuth2Settings, Post, client_fields, imap_key, oauth2_settings,
+from daemon.oauth2 import (LOGIN_SEED, OAuth2Error, OAuth2Settings, Post, client_fields, imap_key, oauth2_settings,
                            parse_token_answer, post_form)
 from daemon.oauth2_store import TokenStore
 
@@ -66,7 +66,9 @@ def device_login(settings: OAuth2Settings, store: TokenStore, *, out: Callable[[
         raise OAuth2Error(f"{settings.key}: the provider gave no refresh token (add offline_access to "
                           f"oauth2_scope)", permanent=True, code="no_refresh_token")
     now = clock()
-    store.save_refresh_token(grant.refresh_token, now, grant.refresh_expires_in)
+    # LOGIN_SEED: this token supersedes any first token configured (which the admin's shell
+    # may not even see: it can live in the daemon's unit)
+    store.save_refresh_token(grant.refresh_token, now, grant.refresh_expires_in, LOGIN_SEED)
     store.record_success(now, now + grant.expires_in, "device_code")
     out(f"signed in; the refresh token is stored in {store.path}")
 

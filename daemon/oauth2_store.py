@@ -66,11 +66,12 @@ class TokenStore:
         return int(self.load().get("generation") or 0)
 
     # ------------------------------------------------------------- writing
-    def save_refresh_token(self, token: str, now: float, expires_in: float | None = None) -> None:
-        """Store a new (rotated, or first from `helpdesk oauth2 login`) refresh token."""
+    def save_refresh_token(self, token: str, now: float, expires_in: float | None = None, seed: str = "") -> None:
+        """Store a new (rotated, or first from `helpdesk oauth2 login`) refresh token; `seed`
+        names the configured first token its chain began with (daemon.oauth2.seed_of)."""
         data = self.load()
         data.update(refresh_token=token, refresh_token_saved_at=now, generation=int(data.get("generation") or 0) + 1,
-                    refresh_token_expires_at=now + expires_in if expires_in else None)
+                    refresh_token_expires_at=now + expires_in if expires_in else None, seed=seed)
         self._write(data, durable=True)
 
     def record_success(self, now: float, access_expires_at: float, grant: str) -> None:

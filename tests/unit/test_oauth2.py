@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import ConfigError
-from daemon.oauth2 import (OAuth2Error, OAuth2Settings, TokenSource, parse_token_answer, pick_mechanism,
+from daemon.oauth2 import (LOGIN_SEED, OAuth2Error, OAuth2Settings, TokenSource, parse_token_answer, pick_mechanism,
                            refresh_at, refreshes_per_day, sasl_response)
 from daemon.oauth2_config import device_url
 from daemon.oauth2_login import device_login
@@ -120,6 +120,31 @@ def test_a_restart_uses_the_stored_refresh_token_not_the_first_one(auth, clock, 
     assert again.access_token().fresh and auth.grants == ["refresh_token", "refresh_token"]
 
 
+def test_a_new_configured_refresh_token_replaces_the_stored_chain(auth, clock, tmp_path):
+    source(auth, clock, tmp_path, auth.issue_refresh_token(USER)).access_token()
+    auth.revoke_all()                                                   # the chain dies ...
+    fresh = auth.issue_refresh_token(USER)                              # ... the admin sets a new first token
+    src = source(auth, clock, tmp_path, fresh)
+    assert src.access_token().fresh and fresh not in auth.refresh_tokens
+    assert src.store.refresh_token() in auth.refresh_tokens
+    gone = TokenSource(settings(), src.store, environ={"HD_SECRET": "client-secret"}, post=direct_post(auth),
+                       clock=clock)                                     # the first one removed: stored one used
+    assert gone.access_token().fresh and len(auth.grants) == 3
+
+
+def test_endpoint_down_keeps_handing_out_a_token_that_still_lives(auth, clock, tmp_path):
+    src = source(auth, clock, tmp_path, auth.issue_refresh_token(USER))
+    t1 = src.access_token()
+    clock.advance(3300)
+    auth.fail_next = [(503, {})] * 5
+    assert not src.renew()
+    t = src.access_token()                                              # e.g. a reconnect, a relay send
+    assert t.value == t1.value and not t.fresh and len(auth.grants) == 2
+    clock.advance(300)                                                  # expired: no more
+    with pytest.raises(OAuth2Error):
+        src.access_token()
+
+
 def test_a_refused_token_is_dropped_and_refreshed(auth, clock, tmp_path):
     src = source(auth, clock, tmp_path, auth.issue_refresh_token(USER))
     t1 = src.access_token()
@@ -160,7 +185,8 @@ def test_not_due_while_the_endpoint_backs_off_and_the_token_lives(auth, clock, t
 
 
 def test_revoked_refresh_token_alerts_until_a_new_login(auth, clock, tmp_path):
-    src = source(auth, clock, tmp_path, auth.issue_refresh_token(USER))
+    first = auth.issue_refresh_token(USER)
+    src = source(auth, clock, tmp_path, first)
     src.access_token()
     auth.revoke_all()
     clock.advance(3300)
@@ -169,10 +195,13 @@ def test_revoked_refresh_token_alerts_until_a_new_login(auth, clock, tmp_path):
     assert info.value.permanent and info.value.retry_at == clock() + 150
     alerts = token_alerts(src.store.load(), clock())
     assert list(alerts) == ["oauth2 imap[support]: token refresh failing"]
-    with pytest.raises(OAuth2Error):
-        src.access_token()
-    assert len(auth.grants) == 2                                        # backing off
-    src.store.save_refresh_token(auth.issue_refresh_token(USER), clock())   # `helpdesk oauth2 login`
+    assert not src.access_token().fresh                                 # the old one lives 5 more minutes
+    clock.advance(300)
+    for _ in range(3):
+        with pytest.raises(OAuth2Error):
+            src.access_token()
+    assert len(auth.grants) == 3                                        # asked once more, then backing off
+    src.store.save_refresh_token(auth.issue_refresh_token(USER), clock(), seed=LOGIN_SEED)   # oauth2 login
     assert src.access_token().fresh and token_alerts(src.store.load(), clock()) == {}
 
 
