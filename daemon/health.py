@@ -57,7 +57,8 @@ class Health:
                 "quarantined": quarantined, "worker": dict(app.worker.stats),
                 "rules_version": app.rules.version if app.rules else None,
                 "rules_problems": list(getattr(app.rules, "last_problems", []) or []),
-                "imap": accounts, "oauth2": read_statuses(getattr(app.config, "state_dir", None)), "alerts": sorted(self.alerted)}
+                "imap": accounts, "oauth2": read_statuses(getattr(app.config, "state_dir", None)),
+                "alerts": sorted(self.alerted)}
 
     def write(self, state: str = "running", snap: dict | None = None) -> dict:
         snap = snap if snap is not None else self.snapshot(state)

@@ -1,9 +1,9 @@
 """Where OAuth 2.0 state lives: one file per account in `<state_dir>/oauth2/`.
 
 `<state_dir>/oauth2/<account>.json` (directory 0700, file 0600, replaced atomically: write a
-temp file, rename; with a new refresh token also fsync the file and the directory) holds the newest refresh token - rotated ones
-replace the first one from the environment or credential, and are used from then on - and
-what `helpdesk status` shows: the access token's expiry, the last refresh, the last error.
+temp file, rename; with a new refresh token also fsync the file and the directory) holds the
+newest refresh token - rotated ones replace the first one from the environment or
+credential, and are used from then on - and what `helpdesk status` shows: the access token's expiry, the last refresh, the last error.
 The refresh token never leaves this file: `read_statuses` drops it. A lock file next to it
 (`flock`) makes refreshes of one account take turns across processes (serve and worker), so
 a rotated token is never lost to a race.

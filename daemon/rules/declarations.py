@@ -127,8 +127,8 @@ def _load_agents(value: Any, path: str, file: str, line: int, roles: tuple[str, 
         if any(x.email == canonical_address(email) for x in out):
             problems.add(file, a.line_of("email"), f"{path}[{i}]: {email!r} is listed twice")
             continue
-        out.append(Agent(canonical_address(email), expect_str(a, "name", f"{path}[{i}]", file, problems, default="") or "",
-                         role))
+        name = expect_str(a, "name", f"{path}[{i}]", file, problems, default="") or ""
+        out.append(Agent(canonical_address(email), name, role))     # IDN domain in A-labels
     return tuple(out)
 
 

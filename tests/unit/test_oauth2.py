@@ -236,7 +236,8 @@ def test_store_is_private_atomic_and_status_hides_the_token(auth, clock, tmp_pat
     assert len(statuses) == 1 and "refresh_token" not in statuses[0]
     assert src.store.refresh_token() not in json.dumps(statuses)
     line = status_line(statuses[0])
-    assert line.startswith("oauth2 imap[support]: access token expires 2027-01-15T09:00:00+00:00 · refreshed 2027-01-15T08:00:00") and "(1 so far)" in line
+    assert line == ("oauth2 imap[support]: access token expires 2027-01-15T09:00:00+00:00 · refreshed "
+                    "2027-01-15T08:00:00+00:00 (1 so far)")
 
 
 def test_refresh_token_near_its_end_of_life_alerts(auth, clock, tmp_path):
