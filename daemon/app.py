@@ -31,7 +31,7 @@ from daemon.config import Config
 from daemon.errors import HelpdeskError, SpoolError
 from daemon.escalation import Escalator, sweeper as sla_sweeper
 from daemon.health import Health
-from daemon.intake.imap import ImapPoller
+from daemon.intake.imap import ImapPoller, imap_tokens
 from daemon.intake.lmtp import start_lmtp
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.metrics import Metrics
@@ -260,8 +260,8 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
         app.reload_requested.set()
 
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    app.imap = [ImapPoller(acct, app.spool, app.store.engine, lambda _b: app.wake.set(), app.stop, owner)
-                for acct in cfg.imap]
+    app.imap = [ImapPoller(acct, app.spool, app.store.engine, lambda _b: app.wake.set(), app.stop, owner,
+                           tokens=imap_tokens(cfg.state_dir, acct)) for acct in cfg.imap]
     imap_threads = [p.start() for p in app.imap]   # run() never raises: one account can't stop others
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
+from daemon.oauth2_login import add_oauth2_parser, device_login, oauth2_accounts
+from daemon.oauth2_store import TokenStore
 
 # logging, views and everything heavy are imported where used: `helpdesk ingest` from an
 # MTA's pipe must start fast (daemon.handoff)
@@ -109,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--to", dest="end", metavar="DATE", help="last day, included (or an ISO time, excluded); "
                                                                "default now")
     rep.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    add_oauth2_parser(sub, common)
     return p
 
 
@@ -319,13 +322,23 @@ def cmd_worker(cfg: Config, args) -> int:
     return run_queue_worker(build_app(cfg))
 
 
+def cmd_oauth2(cfg: Config, args) -> int:
+    accounts = oauth2_accounts(cfg)
+    if args.account not in accounts:
+        raise UsageError(f"no account {args.account!r} with auth = \"oauth2\" (have: {', '.join(accounts) or 'none'})")
+    settings = accounts[args.account]
+    device_login(settings, TokenStore(cfg.state_dir, settings.key), out=_out)
+    return EX_OK
+
+
 def cmd_rules(cfg: Config, args) -> int:
     from daemon.rules.tester import run_rules_command
     return run_rules_command(cfg, args)
 
 
 COMMANDS = {"worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
-            "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla}
+            "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla,
+            "oauth2": cmd_oauth2}
 
 
 def main(argv: list[str] | None = None) -> int:

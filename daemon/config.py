@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import ConfigError
+from daemon.oauth2_config import OAUTH2_DEFAULTS, OAuth2Keys, check_auth
+from daemon.pipeline.idn import domain_keys
 
 PATH_KEYS = {("helpdesk", "state_dir"), ("paths", "rules"), ("paths", "templates")}
 
 IMAP_DEFAULTS: dict[str, Any] = {
     "name": "", "host": "", "port": 993, "security": "tls", "username": "",
     "password_env": "", "password_credential": "", "folder": "INBOX", "move_to": "",
-    "idle": True, "poll_seconds": 60, "verify_tls": True, "ca_file": "",
+    "idle": True, "poll_seconds": 60, "verify_tls": True, "ca_file": "", **OAUTH2_DEFAULTS,
 }
 IMAP_REQUIRED = ("name", "host", "username")
 
@@ -67,7 +69,7 @@ class SmtpSection:
 
 
 @dataclass(frozen=True)
-class OutboundSection:
+class OutboundSection(OAuth2Keys):
     host: str
     port: int
     security: str = "none"
@@ -168,7 +170,7 @@ class HealthSection:
 
 
 @dataclass(frozen=True)
-class ImapAccount:
+class ImapAccount(OAuth2Keys):
     name: str
     host: str
     port: int
@@ -306,6 +308,7 @@ def _imap_accounts(raw: Any, path: Path) -> tuple[ImapAccount, ...]:
             raise ConfigError(f"{where}.security: must be tls, starttls or none")
         if values["security"] == "none" and values["host"] not in ("127.0.0.1", "::1", "localhost"):
             raise ConfigError(f"{where}.security: 'none' is refused unless host is loopback")
+        check_auth(values, where)
         if values["name"] in names:
             raise ConfigError(f"{where}.name: duplicate account name {values['name']!r}")
         names.add(values["name"])
@@ -360,7 +363,7 @@ def _validate_agents(cfg: dict, where: Path) -> None:
     bad = [c for c in a["requester_commands"] if c not in ("resolve", "close")]
     if bad:
         raise ConfigError(f"{where}: agents.requester_commands: {bad[0]!r}: use resolve and/or close")
-    a["domains"] = {d.lower(): v for d, v in a["domains"].items()}
+    a["domains"] = {domain_keys([d], f"{where}: agents.domains")[0]: v for d, v in a["domains"].items()}
     for key in ("authserv_ids", "requester_commands"):
         a[key] = tuple(a[key])
 
@@ -371,7 +374,8 @@ def _validate_outbound(cfg: dict, where: Path) -> None:
         raise ConfigError(f"{where}: outbound.security: must be starttls, tls or none")
     if out["security"] == "none" and out["host"] not in ("127.0.0.1", "::1", "localhost"):
         raise ConfigError(f"{where}: outbound.security: 'none' (plaintext) is refused unless host is loopback")
-    if out["username"] and not (out["password_env"] or out["password_credential"]):
+    check_auth(out, f"{where}: outbound")
+    if out["username"] and out["auth"] == "password" and not (out["password_env"] or out["password_credential"]):
         raise ConfigError(f"{where}: outbound.username: needs password_env or password_credential")
     if not 0 < out["port"] <= 65535:
         raise ConfigError(f"{where}: outbound.port: out of range")
@@ -413,7 +417,7 @@ def load_config(explicit: str | None = None, *, defaults: Path | None = None) ->
     if base.get("lmtp", {}).get("socket"):                 # relative to the file that set it
         base["lmtp"]["socket"] = str((base_dirs.get(("lmtp", "socket"), default_path.parent)
                                       / base["lmtp"]["socket"]).resolve())
-    base["smtp"]["domains"] = tuple(d.lower() for d in base["smtp"]["domains"])
+    base["smtp"]["domains"] = domain_keys(base["smtp"]["domains"], f"{where}: smtp.domains")   # IDN: A-labels
     built = {}
     for name, section_type in SECTIONS.items():
         cls = globals()[section_type] if isinstance(section_type, str) else section_type

@@ -10,6 +10,8 @@ failing or silent longer than configured (and once more when it recovers).
 `report(cfg)` is what `helpdesk status` and /healthz show: that file, every serve and
 worker process of the state directory, and the outbox read from the database (depth,
 oldest pending mail, last relay error); `problems(report)` lists why it is unhealthy.
+It also alerts while an OAuth 2.0 token refresh fails or a refresh token nears its end
+(daemon.oauth2_store).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from daemon.processes import ProcessFile, read_all
+from daemon.oauth2_store import ALERT_KINDS, read_statuses, status_line, token_alerts
 
 log = logging.getLogger(__name__)
 FAILING = {"backoff", "auth_failed", "connecting"}
@@ -67,7 +70,8 @@ class Health:
                 "rules_version": app.rules.version if app.rules else None,
                 "rules_problems": list(getattr(app.rules, "last_problems", []) or []),
                 "templates_problems": list(getattr(templates, "last_problems", []) or []),
-                "imap": accounts, "alerts": sorted(self.alerted)}
+                "imap": accounts, "oauth2": read_statuses(getattr(app.config, "state_dir", None)),
+                "alerts": sorted(self.alerted)}
 
     def write(self, state: str = "running", snap: dict | None = None) -> dict:
         snap = snap if snap is not None else self.snapshot(state)
@@ -114,6 +118,12 @@ class Health:
                 last = _parse(acct.get("last_mail_at")) or self.started
                 self._raise(f"{name}: silent", now - last >= self.silent_after,
                             f"IMAP account {name} received no mail since {last.isoformat()}")
+
+        for status in snap.get("oauth2", []):            # token refresh failing, refresh token ending
+            found = token_alerts(status, time.time())
+            for kind in ALERT_KINDS:
+                key = f"oauth2 {status.get('account')}: {kind}"
+                self._raise(key, key in found, found.get(key, f"{key}: cleared"))
 
     def _raise(self, key: str, active: bool, text: str) -> None:
         if active and key not in self.alerted:
@@ -229,5 +239,6 @@ def status_text(snap: dict) -> str:
     for a in snap.get("imap", []) if snap.get("running") else []:
         lines.append(f"  imap {a['account']}/{a['folder']}: {a['state']} · taken {a['taken']} · last mail "
                      f"{a.get('last_mail_at') or '-'} · last error {a.get('last_error') or '-'}")
+    lines += [f"  {status_line(o)}" for o in snap.get("oauth2", [])]
     lines += [f"  PROBLEM {p}" for p in snap.get("problems", [])]
     return "\n".join(lines)

@@ -2,12 +2,17 @@
 
 `Relay.send(mail_from, recipients, raw)` talks to the configured relay ([outbound]) and
 returns one `RcptResult` per recipient - sent, temp (4xx, connection trouble: retry) or
-perm (5xx: do not retry) - and never raises for SMTP trouble. TLS: `tls` (implicit) or
+perm (5xx: do not retry) - and never raises for SMTP trouble. International addresses
+(daemon.pipeline.idn): IDN domains go out in A-labels; a UTF-8 local part, sender or header is sent
+with SMTPUTF8 when the relay offers it, else that mail (or recipient) is held (temp, with
+the reason), never mangled. TLS: `tls` (implicit) or
 `starttls`, which fails closed when the relay offers no STARTTLS; `none` is plaintext and
 only allowed to a loopback relay (config refuses anything else). Addresses are checked
 before any SMTP command is written: CR/LF or anything odd is a permanent failure of that
-recipient alone. The password is read from the environment or a systemd credential, kept
-out of every repr, log line and stored error.
+recipient alone. The password is read from the environment or a systemd credential
+(daemon.secrets), kept out of every repr, log line and stored error. With `auth = "oauth2"`
+the relay is authenticated by SASL XOAUTH2 or OAUTHBEARER (whichever it offers) with an
+access token from daemon.oauth2; a token the relay refuses is refreshed and tried once more.
 
 `settle` is the pure policy: given an attempt's results, the retry schedule and the clock,
 what to record per recipient and when to try again (exponential backoff from
@@ -16,7 +21,6 @@ what to record per recipient and when to try again (exponential backoff from
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import socket
 import ssl
@@ -27,8 +31,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from daemon.backoff import BackoffPolicy
 from daemon.errors import ConfigError
-from daemon.pipeline.compose import outbound_address
+from daemon.oauth2 import (AccessToken, OAuth2Error, OAuth2Settings, TokenSource, oauth2_settings, pick_mechanism,
+                           sasl_response)
+from daemon.oauth2_store import TokenStore
+from daemon.backoff import backoff as delay_after
+from daemon.secrets import read_secret
+from daemon.pipeline.idn import SmtpAddress, plan_utf8, smtp_address
 from store.outbox import RcptOutcome
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,9 @@ class RelaySettings:
     ca_file: str = ""
     timeout: float = 30.0
     helo: str = ""
+    auth: str = "password"               # password | oauth2
+    oauth2: OAuth2Settings | None = None
+    state_dir: Path | None = None        # where the OAuth 2.0 token store lives
 
 
 @dataclass(frozen=True)
@@ -59,23 +72,14 @@ class RcptResult:
 
 def relay_settings(cfg, environ: Mapping[str, str] | None = None) -> RelaySettings:
     """RelaySettings from [outbound], with the password from $password_env or the systemd
-    credential password_credential."""
+    credential password_credential (daemon.secrets)."""
     o = cfg.outbound
-    env = os.environ if environ is None else environ
     password = ""
-    if o.password_env:
-        password = env.get(o.password_env, "")
-        if not password:
-            raise ConfigError(f"outbound.password_env: environment variable {o.password_env} is not set")
-    elif o.password_credential:
-        path = Path(env.get("CREDENTIALS_DIRECTORY", "")) / o.password_credential
-        try:
-            password = path.read_text().strip()
-        except OSError:
-            raise ConfigError(f"outbound.password_credential: cannot read credential {o.password_credential!r} "
-                              f"(is $CREDENTIALS_DIRECTORY set?)") from None
-    return RelaySettings(o.host, o.port, o.security, o.username, password, o.verify_tls, o.ca_file,
-                         float(o.timeout), o.helo)
+    if o.password_env or o.password_credential:
+        password = read_secret("outbound.password", o.password_env, o.password_credential, environ=environ).value
+    oauth = oauth2_settings("outbound", o, float(o.timeout)) if o.auth == "oauth2" else None
+    return RelaySettings(o.host, o.port, o.security, o.username, password if oauth is None else "", o.verify_tls,
+                         o.ca_file, float(o.timeout), o.helo, o.auth, oauth, cfg.state_dir)
 
 
 class RelayTrouble(Exception):
@@ -89,29 +93,37 @@ class RelayTrouble(Exception):
 class Relay:
     """A client for the configured relay; one connection per send (simple and robust)."""
 
-    def __init__(self, settings: RelaySettings):
+    def __init__(self, settings: RelaySettings, tokens: TokenSource | None = None):
         self.settings = settings
+        if tokens is None and settings.oauth2 is not None:
+            tokens = TokenSource(settings.oauth2, TokenStore(settings.state_dir or Path("."), "outbound"))
+        self.tokens = tokens
 
     def send(self, mail_from: str, recipients: Sequence[str], raw: bytes) -> list[RcptResult]:
         """Deliver `raw` to the relay for `recipients`; one result per recipient."""
-        good, results = [], []
+        good: dict[str, SmtpAddress] = {}
+        results = []
         for rcpt in recipients:
-            if outbound_address(rcpt) == rcpt:
-                good.append(rcpt)
-            else:
+            addr = smtp_address(rcpt)
+            if addr is None:
                 results.append(RcptResult(rcpt, "perm", 0, "refused before sending: not a plain mail address"))
+            else:
+                good[rcpt] = addr
         if not good:
             return results
-        if outbound_address(mail_from) != mail_from:
+        sender = smtp_address(mail_from)
+        if sender is None:
             return results + [RcptResult(r, "perm", 0, "bad envelope sender", False) for r in good]
         try:
-            refused = self._transaction(mail_from, good, raw)
+            refused, held = self._transaction(sender, good, raw)
         except RelayTrouble as exc:
             outcome = "temp" if exc.temporary else "perm"
             return results + [RcptResult(r, outcome, exc.code, exc.reason, not exc.sender_fault) for r in good]
-        for rcpt in good:
-            if rcpt in refused:
-                code, reason = refused[rcpt]
+        for rcpt, addr in good.items():
+            if rcpt in held:
+                results.append(RcptResult(rcpt, "temp", 0, held[rcpt]))
+            elif addr.text in refused:
+                code, reason = refused[addr.text]
                 results.append(RcptResult(rcpt, "temp" if 400 <= code < 500 else "perm", code, reason))
             else:
                 results.append(RcptResult(rcpt, "sent", 250, ""))
@@ -142,17 +154,26 @@ class Relay:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def _transaction(self, mail_from: str, rcpts: list[str], raw: bytes) -> dict[str, tuple[int, str]]:
-        """Run one SMTP transaction; the refused recipients with (code, reason)."""
-        conn = None
+    def _transaction(self, sender: SmtpAddress, rcpts: dict[str, SmtpAddress], raw: bytes
+                     ) -> tuple[dict[str, tuple[int, str]], dict[str, str]]:
+        """Run one SMTP transaction: the refused recipients (by SMTP address) with (code,
+        reason), and the recipients held back (SMTPUTF8 needed, not offered) with the reason."""
+        conn, held = None, {}
         try:
             conn = self._connect()
-            if self.settings.username:
+            if self.tokens is not None:
+                self._oauth2_login(conn)
+            elif self.settings.username:
                 conn.login(self.settings.username, self.settings.password)
-            refused = conn.sendmail(mail_from, rcpts, raw)
-            return {r: (code, _text(msg)) for r, (code, msg) in refused.items()}
+            conn.ehlo_or_helo_if_needed()
+            now, held, utf8 = plan_utf8(sender, rcpts, raw, conn.has_extn("smtputf8"))
+            if not now:
+                return {}, held
+            refused = conn.sendmail(sender.text, [rcpts[r].text for r in now], raw,
+                                    mail_options=["SMTPUTF8"] if utf8 else ())
+            return {r: (code, _text(msg)) for r, (code, msg) in refused.items()}, held
         except smtplib.SMTPRecipientsRefused as exc:
-            return {r: (code, _text(msg)) for r, (code, msg) in exc.recipients.items()}
+            return {r: (code, _text(msg)) for r, (code, msg) in exc.recipients.items()}, held
         except smtplib.SMTPAuthenticationError as exc:
             raise RelayTrouble(f"relay authentication failed ({exc.smtp_code})", code=exc.smtp_code) from None
         except smtplib.SMTPSenderRefused as exc:
@@ -174,6 +195,36 @@ class Relay:
                     conn.close()
 
 
+    def _oauth2_login(self, conn: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 or OAUTHBEARER; a cached token the relay refuses is dropped and a
+        fresh one tried once on the same connection."""
+        conn.ehlo_or_helo_if_needed()
+        mech = pick_mechanism((conn.esmtp_features.get("auth") or "").split())
+        if mech is None:
+            raise RelayTrouble("relay offers neither AUTH OAUTHBEARER nor AUTH XOAUTH2 (auth = \"oauth2\")")
+        token = self._token()
+        try:
+            self._sasl(conn, mech, token)
+        except smtplib.SMTPAuthenticationError:
+            if token.fresh:
+                raise
+            log.info("relay refused the cached access token; refreshing it")
+            self.tokens.invalidate(token)
+            self._sasl(conn, mech, self._token())
+
+    def _token(self) -> AccessToken:
+        try:
+            return self.tokens.access_token()
+        except (OAuth2Error, ConfigError) as exc:
+            raise RelayTrouble(f"no OAuth 2.0 access token for the relay: {exc}") from None
+
+    def _sasl(self, conn: smtplib.SMTP, mech: str, token: AccessToken) -> None:
+        s = self.settings
+        first = sasl_response(mech, s.username, token.value, s.host, s.port)
+        after_error = "" if mech == "XOAUTH2" else "\x01"          # RFC 7628 3.2.3: answer the error
+        conn.auth(mech, lambda challenge=None: first if challenge is None else after_error)
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
@@ -189,8 +240,8 @@ class RetryPolicy:
 
 
 def backoff(attempt: int, policy: RetryPolicy) -> float:
-    """Seconds before attempt `attempt + 1`: first, then doubling, capped."""
-    return min(policy.first_seconds * 2 ** max(attempt - 1, 0), policy.max_seconds)
+    """Seconds before attempt `attempt + 1`: first, then doubling, capped (daemon.backoff)."""
+    return delay_after(attempt, BackoffPolicy(policy.first_seconds, policy.max_seconds))
 
 
 def settle(results: Sequence[RcptResult], *, attempt: int, created_at: datetime, now: datetime,

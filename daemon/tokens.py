@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Mapping
 
 from daemon.errors import ConfigError
+from daemon.secrets import read_secret
 
 KINDS = {"ack": 1, "notice": 2, "agent": 3, "reply": 4}     # reply: an agent's answer to a customer
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
@@ -268,24 +269,11 @@ def _decode_secret(text: str) -> bytes | None:
 
 def load_keyring(state_dir: Path, key_env: str = "", key_credential: str = "",
                  environ: Mapping[str, str] | None = None) -> Keyring:
-    """The keys from $`key_env`, else the systemd credential `key_credential`, else the
-    generated key file in `<state_dir>/keys/` (created with 0600 on first use)."""
-    env = os.environ if environ is None else environ
-    if key_env:
-        value = env.get(key_env)
-        if not value:
-            raise ConfigError(f"helpdesk.key_env: environment variable {key_env} is not set")
-        return parse_keys(value, f"${key_env}")
-    if key_credential:
-        creds = env.get("CREDENTIALS_DIRECTORY")
-        if not creds:
-            raise ConfigError(f"helpdesk.key_credential: $CREDENTIALS_DIRECTORY is not set "
-                              f"(LoadCredential={key_credential}:... in the unit)")
-        path = Path(creds) / key_credential
-        try:
-            return parse_keys(path.read_text(), str(path))
-        except OSError as exc:
-            raise ConfigError(f"helpdesk.key_credential: cannot read {path}: {exc.strerror}") from None
+    """The keys from $`key_env`, else the systemd credential `key_credential` (both read by
+    daemon.secrets), else the generated key file in `<state_dir>/keys/` (0600, made on first use)."""
+    if key_env or key_credential:
+        secret = read_secret("helpdesk.key", key_env, key_credential, environ=environ)
+        return parse_keys(secret.value, secret.origin)
     return _generated(Path(state_dir) / "keys" / KEY_FILE)
 
 

@@ -30,6 +30,7 @@ from typing import Callable, Mapping
 from sqlalchemy.exc import IntegrityError
 
 from daemon.agents import AgentDesk
+from daemon.backoff import BackoffPolicy, backoff
 from daemon.clock import utcnow
 from daemon.errors import AuthDeferred, ParseError, StoreUnavailable
 from daemon.message_path import Done, Entry, MessagePath, StageFailed, cause, saved, wrote
@@ -240,7 +241,7 @@ class Worker:
         log.error("message %s failed at %s (attempt %d)", e.claim.base, stage, e.claim.attempt, exc_info=cause)
         if e.claim.attempt >= self.settings.max_attempts:
             return self._quarantine(e, stage, "failed", reason)
-        self._later(e, self.settings.retry_seconds * 2 ** (e.claim.attempt - 1), True)
+        self._later(e, backoff(e.claim.attempt, BackoffPolicy(self.settings.retry_seconds)), True)
         return Outcome("retry", e.claim.base, reason=reason)
 
     def _quarantine(self, e: Entry, stage: str, reason: str, detail: str) -> Outcome:

@@ -20,13 +20,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 from daemon.model import Envelope
+from daemon.pipeline.idn import address_domain
 from daemon.spool import Spool
 
 log = logging.getLogger(__name__)
 
 
 def _domain(address: str) -> str:
-    return address.rpartition("@")[2].strip().strip(">").lower()
+    return address_domain(address)          # IDN: A-labels, "" when not a domain
 
 
 class IntakeHandler:
@@ -38,7 +39,7 @@ class IntakeHandler:
         self.spool = spool
         self.source = source                 # the envelope's source: smtp, or lmtp (daemon.intake.lmtp)
         self.data_budget = data_budget
-        self.domains = {d.lower() for d in domains}
+        self.domains = {address_domain("@" + d) or d.lower() for d in domains}
         self.max_recipients = max_recipients
         self.on_stored = on_stored
         self.stats = Counter()

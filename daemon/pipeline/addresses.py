@@ -21,6 +21,7 @@ from daemon.errors import ParseError
 from daemon.model import Address
 from daemon.pipeline.mailboxes import split_mailboxes
 from daemon.pipeline.charsets import codec_for, decode_bytes, decode_text, guess_legacy  # noqa: F401 (re-exported)
+from daemon.pipeline.idn import canonical_domain
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _QUOTED_PAIR = re.compile(r"\\(.)")
@@ -217,7 +218,7 @@ def clean_email(addr: str) -> str | None:
     if not addr or len(addr) > 320 or addr != sanitize(addr) or "@" not in addr:
         return None
     local, domain = addr.rsplit("@", 1)
-    domain = domain.rstrip(".").lower()
+    domain = canonical_domain(domain.rstrip("."))            # IDN: A-labels, so both spellings compare equal
     if not _LOCAL_OK.match(local) or not _DOMAIN_OK.match(domain) or ".." in domain:
         return None
     return f"{local}@{domain}"

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from daemon.pipeline.idn import canonical_address
 from daemon.rules.conditions import parse_clock, parse_days
 from daemon.rules.facts import Calendar
 from daemon.rules.matrix import PriorityMatrix
@@ -123,11 +124,11 @@ def _load_agents(value: Any, path: str, file: str, line: int, roles: tuple[str, 
             problems.add(file, a.line_of("role"), f"{path}[{i}].role: unknown role {role!r}; "
                                                   f"roles: {', '.join(roles)}")
             continue
-        if any(x.email == email.lower() for x in out):
+        if any(x.email == canonical_address(email) for x in out):
             problems.add(file, a.line_of("email"), f"{path}[{i}]: {email!r} is listed twice")
             continue
-        out.append(Agent(email.lower(), expect_str(a, "name", f"{path}[{i}]", file, problems, default="") or "",
-                         role))
+        name = expect_str(a, "name", f"{path}[{i}]", file, problems, default="") or ""
+        out.append(Agent(canonical_address(email), name, role))     # IDN domain in A-labels
     return tuple(out)
 
 
