@@ -318,7 +318,7 @@ def attach_worker(cfg, store, stop: threading.Event) -> threading.Thread:
     settings, templates, keys), their reload watchers and the SLA sweep."""
     from daemon import tokens
     from daemon.app import load_live_rules
-    from daemon.render import LiveTemplates, watch_templates
+    from daemon.templates import LiveTemplates, watch_templates
     from daemon.rules.live import watch
     live = load_live_rules(cfg)
     templates = LiveTemplates(cfg.paths.templates)

@@ -36,7 +36,7 @@ from daemon.model import (BounceMark, Envelope, MachineVerdict, MailEffects, Par
                           ThreadDecision)
 from daemon.pipeline.notify import (NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails,
                                     plan_notifications)
-from daemon.render import LiveTemplates, watch_templates
+from daemon.templates import LiveTemplates, watch_templates
 from store.outbox import OutboundRef, OutboxStore, RcptOutcome
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Used only by the IMAP intake edge (daemon/intake/imap.py); besides store/repo.py this is
 the one module that holds SQL. Three tables, registered on the same SQLModel.metadata as
-store/models.py so `store.db.create_schema` creates them once this module is imported
+store/tables.py so `store.db.create_schema` creates them once this module is imported
 (`create_tables` does it explicitly):
 
 * `imapfolder` — per (account, folder): the UIDVALIDITY the cursor belongs to and

@@ -105,7 +105,7 @@ def _aware(dt: datetime | None) -> datetime | None:
 
 
 def _event(s: Session, ticket_id: int | None, at: datetime, kind: str, detail: dict) -> None:
-    from store.models import Event
+    from store.tables import Event
     if ticket_id is not None:
         s.add(Event(ticket_id=ticket_id, at=at, kind=kind, detail=json.dumps(detail, ensure_ascii=False)))
 
@@ -117,7 +117,7 @@ class _Sql:
     Built on first use: store.models is complete only after this module has loaded."""
 
     def __init__(self):
-        from store import models as m
+        from store import tables as m
         ob, rc, sup, tm = Outbox.__table__, OutboxRecipient.__table__, MailSuppression.__table__, TicketMail.__table__
         msg, t = m.Message.__table__, m.Ticket.__table__
         tid, emails = bindparam("b_tid"), bindparam("b_emails", expanding=True)

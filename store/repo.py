@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from daemon.errors import NotFound, StoreUnavailable
 from daemon.model import (Envelope, FuseAlert, MailEffects, ParsedMessage, Routing, ThreadCandidates,
                           ThreadDecision)
-from store import models as m
+from store import tables as m
 from store import outbox, saving
 from store.batch import WriteBatch
 from store.blobs import Blobs

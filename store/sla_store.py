@@ -161,7 +161,7 @@ def _srow(r) -> SlaRow:
 
 
 def _models():
-    from store import models as m          # store.models imports this module at its end
+    from store import tables as m
     return m
 
 

@@ -29,7 +29,7 @@ from daemon.errors import NotFound, StoreUnavailable
 from daemon.model import Envelope, MailEffects, ParsedMessage
 from daemon.pipeline.agent import TicketState
 from daemon.pipeline.commands import Command
-from store import models as m
+from store import tables as m
 from store import outbox
 from store.records import SaveResult, TicketRow
 

@@ -25,7 +25,7 @@ from daemon.pipeline.addresses import sanitize
 from daemon.pipeline.compose import Headers, compose, outbound_address
 from daemon.pipeline.notify import Desk
 from daemon.pipeline.thread import normalize_subject
-from daemon.render import Rendered, Templates, build_context, message_vars
+from daemon.pipeline.render import Rendered, Templates, build_context, message_vars
 from daemon.rules.declarations import Agent
 
 Token = Callable[[int, str], "str | None"]          # (ticket id, agent address) -> reply token

@@ -33,7 +33,7 @@ from daemon.model import Address, FuseAlert, MailHistory, OutgoingMail
 from daemon.pipeline.addresses import sanitize
 from daemon.pipeline.compose import Headers, compose, outbound_address
 from daemon.pipeline.thread import normalize_subject
-from daemon.render import Templates, build_context, message_vars
+from daemon.pipeline.render import Templates, build_context, message_vars
 from daemon.rules.declarations import Agent
 
 NEW_EVENTS = frozenset({"created", "linked"})

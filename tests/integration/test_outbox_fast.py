@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from daemon.model import BounceMark, FuseAlert, MailEffects, MailHistory, OutgoingMail
-from store import models as m
+from store import tables as m
 from store.db import create_schema, make_engine
 from store.outbox import (CONVERSATION, Ledger, MailFuse, MailSuppression, Outbox, OutboxRecipient, TicketMail,
                           apply)

@@ -240,7 +240,7 @@ def test_priority_change_moves_deadlines_and_queue_change_reselects_the_policy(d
     r = desk.mail(new_mail())
     desk.esc.sweep()                                      # the change feed starts here
     with Session(desk.store.engine) as s:
-        from store import models as m
+        from store import tables as m
         t = s.get(m.Ticket, r.ticket_id)
         t.priority, t.queue = "P2", "security"                  # as an agent's #priority / #queue would
         s.add(t)

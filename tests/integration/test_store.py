@@ -84,8 +84,8 @@ def test_same_message_id_different_content_is_two_messages(store):
 def test_append_reopen_and_machine_mail_does_not_reopen(store):
     t = save(store, pm("a@x"), NEW).ticket_id
     with store._write() as s:                                  # resolve it (agent commands come later)
-        from store import models
-        row = s.get(models.Ticket, t)
+        from store import tables
+        row = s.get(tables.Ticket, t)
         row.status = "resolved"
         s.add(row)
         s.commit()

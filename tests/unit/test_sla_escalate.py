@@ -16,7 +16,8 @@ from daemon.pipeline.escalate import (build_escalation_mails, duration_text, esc
                                       with_changes)
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo
 from daemon.pipeline.sla import Action, Escalation, StatusChange, TicketHistory, policy_for, sla_state
-from daemon.render import ESCALATION_SAMPLE, load_templates
+from daemon.pipeline.render import ESCALATION_SAMPLE
+from daemon.templates import load_templates
 from daemon.rules import load_rules
 from daemon.rules.live import LiveRules
 from daemon.rules.sla import load_sla

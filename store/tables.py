@@ -1,4 +1,8 @@
-"""The database tables (sqlmodel). Only store/repo.py queries them.
+"""The core database tables (sqlmodel); only store/ modules query them.
+
+The outbox (store/outbox.py), agent-path (store/tickets.py), SLA (store/sla_store.py) and
+IMAP-state (store/imap_state.py) tables are declared next to their SQL on the same
+metadata; store/db.py imports those modules so `create_schema` makes every table.
 
 Tickets own messages, participants, thread keys and an append-only event log. Raw mail is
 kept in `rawmessage` keyed by its sha256; attachment bytes live on disk, content-addressed
@@ -129,12 +133,3 @@ class Quarantine(SQLModel, table=True):
     status: str = Field(default="held", index=True)   # held | released
     released_at: Optional[datetime] = None
 
-
-# The outbox tables live with their SQL in store/outbox.py; importing it registers them on
-# this metadata, so create_schema() makes them too.
-from store import outbox as _outbox  # noqa: E402,F401
-# Likewise the agent path's tables (ticket tags, agent-mail verdicts) in store/tickets.py.
-from store import tickets as _tickets  # noqa: E402,F401
-# The SLA tables (policy and next due time per ticket, fired escalation levels) live with
-# their SQL in store/sla_store.py; importing it registers them here too.
-from store import sla_store as _sla_store  # noqa: E402,F401
