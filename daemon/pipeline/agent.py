@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from daemon.model import Address, Envelope, ParsedMessage, ThreadDecision
 from daemon.rules.declarations import Agent
-from daemon.tokens import ReplyCheck, principal_id
+from daemon.pipeline.tokens import ReplyCheck, principal_id
 
 if TYPE_CHECKING:
     from daemon.identity import Auth

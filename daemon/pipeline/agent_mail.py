@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from daemon import tokens
+from daemon.pipeline import tokens
 from daemon.model import Address, OutgoingMail
 from daemon.pipeline.addresses import sanitize
 from daemon.pipeline.compose import Headers, compose, outbound_address

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from daemon import tokens
+from daemon.pipeline import tokens
 from daemon.model import Address, FuseAlert, MailEffects, MailHistory, OutgoingMail
 from daemon.pipeline.compose import Headers, compose
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo

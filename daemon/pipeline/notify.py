@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Mapping
 
-from daemon import tokens
+from daemon.pipeline import tokens
 from daemon.model import Address, FuseAlert, MailHistory, OutgoingMail
 from daemon.pipeline.addresses import sanitize
 from daemon.pipeline.compose import Headers, compose, outbound_address
