@@ -31,6 +31,7 @@ import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from daemon.errors import ConfigError, DnsTemporary
+from daemon.model import Auth
 from daemon.pipeline import addresses as hdr
 
 log = logging.getLogger(__name__)
@@ -56,21 +57,6 @@ class AuthPolicy:
 
     def mode_for(self, domain: str) -> str:
         return self.domains.get(domain.lower(), self.mode)
-
-
-@dataclass(frozen=True)
-class Auth:
-    """The verdict on a mail's sender. result: pass | fail | none | temperror. `address`
-    is the authenticated From address (lower-case) on pass; `evidence` says why."""
-
-    result: str
-    address: str | None = None
-    method: str = ""
-    evidence: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return self.result == "pass" and bool(self.address)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from daemon.errors import HelpdeskError
-from daemon.pipeline.sla import STOPPED, StatusChange, TicketHistory
+from daemon.model import STOPPED, StatusChange, TicketHistory
 from store.records import TicketRow
 
 AGENT_REPLY = {"direction": "out", "visibility": "public"}

@@ -26,9 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, select
 
 from daemon.errors import NotFound, StoreUnavailable
-from daemon.model import Envelope, MailEffects, ParsedMessage
-from daemon.pipeline.agent import TicketState
-from daemon.pipeline.commands import Command
+from daemon.model import Command, Envelope, MailEffects, ParsedMessage, TicketState
 from store import tables as m
 from store import outbox
 from store.records import SaveResult, TicketRow

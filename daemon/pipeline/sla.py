@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Collection, Iterable, Mapping
 
+from daemon.model import INITIAL_STATUS, PAUSED, STOPPED, StatusChange, TicketHistory
 from daemon.pipeline.calendar import (BusinessCalendar, add_business_time, add_us, between_us,
                                       business_time_between, from_us, to_us)
 
@@ -38,56 +39,10 @@ __all__ = ["Action", "BusinessCalendar", "ClockState", "Escalation", "Level", "P
            "select_policy", "sla_state"]
 
 TARGETS = ("first_response", "resolution", "update")
-PAUSED = frozenset({"pending"})
-STOPPED = frozenset({"resolved", "closed"})
-INITIAL_STATUS = "new"
 _ONE = timedelta(microseconds=1)
 
 
 # ------------------------------------------------------------------ inputs
-@dataclass(frozen=True)
-class StatusChange:
-    """The ticket entered `status` at `at`."""
-
-    at: datetime
-    status: str
-
-
-@dataclass(frozen=True)
-class TicketHistory:
-    """What the SLA stage needs of one ticket; the store builds it from the ticket row,
-    its `status` events and its public agent messages.
-
-    `priority`/`queue`/`policy` are the current ones. `status_changes` are in time order;
-    before the first one the status is "new". `first_response_at` is the first public
-    agent reply (not an automatic acknowledgement), `last_update_at` the latest one."""
-
-    ticket_id: int
-    created_at: datetime
-    priority: str
-    queue: str
-    policy: str
-    status_changes: tuple[StatusChange, ...] = ()
-    first_response_at: datetime | None = None
-    last_update_at: datetime | None = None
-
-    @property
-    def status(self) -> str:
-        return self.status_changes[-1].status if self.status_changes else INITIAL_STATUS
-
-    @property
-    def resolved_at(self) -> datetime | None:
-        """When the ticket last entered a stopped status, if it is in one now."""
-        if self.status not in STOPPED:
-            return None
-        at = self.status_changes[-1].at
-        for change in reversed(self.status_changes):
-            if change.status not in STOPPED:
-                break
-            at = change.at
-        return at
-
-
 # ------------------------------------------------------------------ policies (built by daemon.rules.sla)
 @dataclass(frozen=True)
 class Action:

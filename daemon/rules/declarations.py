@@ -15,8 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.rules.conditions import parse_clock, parse_days
+from daemon.model import Agent, PriorityMatrix, Queue, Service  # noqa: F401 - importable from here too
 from daemon.rules.facts import Calendar
-from daemon.rules.matrix import PriorityMatrix
 from daemon.rules.registry import Invalid
 from daemon.rules.schema import Problems, check_keys, expect_mapping, expect_names, expect_str, line_of
 from daemon.rules.textmatch import type_name
@@ -24,37 +24,6 @@ from daemon.rules.yamlload import YDict
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class Agent:
-    email: str
-    name: str
-    role: str
-
-
-@dataclass(frozen=True)
-class Queue:
-    """A team: its agents (with roles) and an optional description and address."""
-
-    name: str
-    description: str
-    email: str
-    agents: tuple[Agent, ...]
-
-    def with_role(self, role: str) -> Agent | None:
-        return next((a for a in self.agents if a.role == role), None)
-
-
-@dataclass(frozen=True)
-class Service:
-    """A catalogue entry: owner queue, default impact, SLA policy name."""
-
-    name: str
-    description: str
-    queue: str
-    impact: str | None
-    sla: str | None
 
 
 def _name_ok(name: Any, what: str, file: str, line: int, problems: Problems) -> bool:
