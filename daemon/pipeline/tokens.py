@@ -24,6 +24,7 @@ or a systemd credential named in config (loaded by the edge module daemon/tokens
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import re

@@ -9,7 +9,6 @@ against these later, so a rule naming an unknown queue or agent fails the load.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
