@@ -24,6 +24,7 @@ from daemon.rules.schema import Problems, check_keys, expect_mapping, line_of
 from daemon.rules.textmatch import type_name
 from daemon.rules.yamlload import YDict, YList
 
+SLA_FILE = "sla.yaml"                   # where calendars are declared
 COUNTRY_YEARS = range(2000, 2100)       # national holidays are expanded for these years
 CALENDAR_KEYS = ("description", "timezone", "always_open", "days", "hours", "week", "holidays",
                  "country", "subdivision")

@@ -2,27 +2,55 @@
 and the business-hours calendar.
 
 Read from queues.yaml, vocabulary.yaml, services.yaml and the `calendar:` section of
-routing.yaml. Each `load_*` takes a parsed document, reports every problem to a
+routing.yaml (inline, or the name of a calendar declared in sla.yaml, which the SLA clocks
+then share). Each `load_*` takes a parsed document, reports every problem to a
 `Problems` list (file:line) and returns frozen values; names the rules use are checked
 against these later, so a rule naming an unknown queue or agent fails the load.
 """
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from daemon.rules.conditions import parse_clock, parse_days
 from daemon.model import Agent, PriorityMatrix, Queue, Service  # noqa: F401 - importable from here too
-from daemon.rules.facts import Calendar
-from daemon.rules.registry import Invalid
+from daemon.pipeline.calendar import BusinessCalendar, from_routing
+from daemon.pipeline.facts import within
+from daemon.rules.calendars import SLA_FILE, CalendarCtx, parse_calendar
+from daemon.rules.conditions import parse_clock, parse_days
+from daemon.rules.registry import Invalid, did_you_mean
 from daemon.rules.schema import Problems, check_keys, expect_mapping, expect_names, expect_str, line_of
 from daemon.rules.textmatch import type_name
-from daemon.rules.yamlload import YDict
+from daemon.rules.yamlload import YamlProblem, YDict, load_yaml
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """routing.yaml's inline `calendar:` section as written: timezone, working days (0=Mon),
+    hours as minutes, holidays. The loader turns it into the one calendar type,
+    daemon.pipeline.calendar.BusinessCalendar (`from_routing`); `is_open` here states what
+    the section means, and the conversion is tested against it."""
+
+    timezone: str = "UTC"
+    days: frozenset[int] = frozenset(range(5))
+    start: int = 9 * 60
+    end: int = 17 * 60
+    holidays: frozenset[date] = frozenset()
+
+    def local(self, now: datetime) -> datetime:
+        aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        return aware.astimezone(ZoneInfo(self.timezone))
+
+    def is_open(self, local: datetime) -> bool:
+        minute = local.hour * 60 + local.minute
+        return (local.weekday() in self.days and local.date() not in self.holidays
+                and within(minute, self.start, self.end))
 
 
 def _name_ok(name: Any, what: str, file: str, line: int, problems: Problems) -> bool:
@@ -149,6 +177,33 @@ def load_calendar(node: Any, file: str, line: int, problems: Problems) -> Calend
                 problems.add(file, cal.line_of(key), exc.reason)
     start, end = values.get("hours", (default.start, default.end))
     return Calendar(tz, values.get("days", default.days), start, end, values.get("holidays", frozenset()))
+
+
+def routing_calendar(node: Any, file: str, line: int, root: Path,
+                     problems: Problems) -> tuple[BusinessCalendar, bytes]:
+    """The calendar `business_hours` uses, and the bytes of sla.yaml when it was read.
+
+    routing.yaml's `calendar:` is either an inline section (load_calendar) or the name of a
+    calendar declared under `calendars:` in sla.yaml, so routing and the SLA clocks answer
+    from one calendar."""
+    if not isinstance(node, str):
+        return from_routing(load_calendar(node, file, line, problems)), b""
+    path = root / SLA_FILE
+    try:
+        data, raw = load_yaml(path)
+    except (YamlProblem, ValueError) as exc:
+        reason = f"{path}:{exc.line}: {exc.reason}" if isinstance(exc, YamlProblem) else str(exc)
+        problems.add(file, line, f"calendar: {node!r} names a calendar in {SLA_FILE}, which does not load "
+                                 f"({reason})")
+        return from_routing(Calendar()), b""
+    table = data.get("calendars") if isinstance(data, YDict) else None
+    if not isinstance(table, YDict) or node not in table:
+        known = sorted(table) if isinstance(table, YDict) else []
+        problems.add(file, line, f"calendar: unknown calendar {node!r}{did_you_mean(node, known)}; "
+                                 f"{SLA_FILE} declares: {', '.join(known) or 'none'}")
+        return from_routing(Calendar()), raw
+    found = parse_calendar(CalendarCtx(problems, str(path)), node, table[node], table.line_of(node))
+    return found or from_routing(Calendar()), raw
 
 
 def _hours(value: Any) -> tuple[int, int]:

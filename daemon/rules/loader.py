@@ -12,17 +12,18 @@ bytes read, recorded on every routing decision made with it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any, Collection, Iterable
 
 from daemon.errors import RulesError
-from daemon.rules.actions import ACTIONS, Effect
-from daemon.rules.conditions import CONDITIONS, Check, combine_all
-from daemon.rules.declarations import Queue, Service, load_calendar, load_queues, load_services, load_vocabulary
-from daemon.rules.facts import Calendar
-from daemon.rules.matrix import PriorityMatrix, load_matrix
+from daemon.model import PriorityMatrix
+from daemon.pipeline.ruleset import Check, Effect, Rule, RuleSet
+from daemon.rules.actions import ACTIONS
+from daemon.rules.conditions import CONDITIONS, combine_all
+from daemon.pipeline.calendar import from_routing
+from daemon.rules.declarations import Calendar, load_queues, load_services, load_vocabulary, routing_calendar
+from daemon.rules.matrix import load_matrix
 from daemon.rules.registry import Invalid, Reported, did_you_mean
 from daemon.rules.schema import Problems, check_keys
 from daemon.rules.textmatch import type_name
@@ -34,47 +35,6 @@ RULE_KEYS = ("name", "description", "applies_to", "when", "then", "continue", "e
 ROUTING_KEYS = ("calendar", "default", "rules")
 EVENTS = ("new", "reply")
 MAX_RULES = 10_000
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One compiled rule: where it is written, when it applies, what it sets."""
-
-    name: str
-    file: str
-    line: int
-    applies_to: frozenset[str]
-    when: Check = field(repr=False)
-    effects: tuple[Effect, ...]
-    cont: bool = False
-    always: bool = False
-    description: str = ""
-    where: str = ""                  # "routing.yaml:12", for explanations
-    label: str = ""                  # "routing.yaml:12 name: ", prefix of each hit/miss line
-
-    def __post_init__(self) -> None:
-        where = f"{Path(self.file).name}:{self.line}"
-        object.__setattr__(self, "where", where)
-        object.__setattr__(self, "label", f"{where} {self.name}: ")
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """Everything routing needs, validated; one `version` (content hash) for all of it."""
-
-    version: str
-    source: str
-    types: tuple[str, ...]
-    tags: tuple[str, ...]
-    roles: tuple[str, ...]
-    queues: Mapping[str, Queue]
-    agents: Mapping[str, tuple[str, ...]]
-    services: Mapping[str, Service]
-    matrix: PriorityMatrix
-    calendar: Calendar
-    default: tuple[Effect, ...]
-    rules: tuple[Rule, ...]
-    by_event: Mapping[str, tuple[Rule, ...]] = field(repr=False)
 
 
 class _Anything:
@@ -210,12 +170,14 @@ def load_rules(path: str | Path, *, known_templates: Collection[str] | None = No
     vocab = _declarations(docs, problems, known_templates)
     rules: tuple[Rule, ...] = ()
     default: tuple[Effect, ...] | None = ()
-    calendar = Calendar()
+    calendar = from_routing(Calendar())
     if "routing.yaml" in docs:
         data, file = docs["routing.yaml"]
         check_keys(data, ROUTING_KEYS, "routing.yaml", file, problems, required=("rules",))
         if "calendar" in data:
-            calendar = load_calendar(data["calendar"], file, data.line_of("calendar"), problems)
+            calendar, shared = routing_calendar(data["calendar"], file, data.line_of("calendar"), root, problems)
+            if shared:                       # a calendar declared in sla.yaml: its bytes count too
+                version = hashlib.sha256(f"{version}\0".encode() + shared).hexdigest()[:16]
         ctx = _Ctx(problems, file, vocab)
         if "default" in data:
             default = _load_default(ctx, data["default"], data.line_of("default"))

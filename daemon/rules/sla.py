@@ -24,14 +24,13 @@ from typing import Any, Collection
 from daemon.errors import RulesError
 from daemon.pipeline.calendar import BusinessCalendar, from_routing
 from daemon.pipeline.sla import TARGETS, Action, Level, Policy, Selector, SlaSettings, Targets
-from daemon.rules.calendars import CalendarCtx, parse_calendar
+from daemon.rules.calendars import SLA_FILE, CalendarCtx, parse_calendar
 from daemon.rules.loader import RuleSet
 from daemon.rules.registry import Invalid, did_you_mean
 from daemon.rules.schema import Problems
 from daemon.rules.textmatch import string_list, type_name
 from daemon.rules.yamlload import YamlProblem, YDict, YList, load_yaml
 
-SLA_FILE = "sla.yaml"
 ROUTING_CALENDAR = "routing"
 TOP_KEYS = ("calendars", "escalations", "policies", "select", "default_policy")
 POLICY_KEYS = ("description", "calendar", "escalations", "targets")

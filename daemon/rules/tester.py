@@ -153,7 +153,7 @@ def explain_text(routing: Routing, ev: Any, when: str, path: Path) -> str:
 
 
 def _show(value: Any) -> str:
-    from daemon.rules.evaluate import show
+    from daemon.pipeline.evaluate import show
     return "-" if value is None or value == () else show(value)
 
 
