@@ -64,7 +64,8 @@ class RuleSet:
     agents: Mapping[str, tuple[str, ...]]
     services: Mapping[str, Service]
     matrix: PriorityMatrix
-    calendar: BusinessCalendar
+    calendar: BusinessCalendar               # what business_hours means
     default: tuple[Effect, ...]
     rules: tuple[Rule, ...]
     by_event: Mapping[str, tuple[Rule, ...]] = field(repr=False)
+    calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict, repr=False)  # declared ones

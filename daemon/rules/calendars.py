@@ -1,12 +1,14 @@
-"""Loading business-hours calendars (edge): one declaration format for routing and SLA.
+"""Loading business-hours calendars (edge): one declaration for routing and SLA.
 
-A calendar is declared under `calendars:` in sla.yaml (see the comments there): timezone,
-days, hours (one interval or several), per-weekday `week` exceptions, holidays (fixed
-dates or yearly MM-DD), national holidays by `country`/`subdivision` (expanded with the
-`holidays` package), or `always_open`. `parse_calendar` turns one entry into the one
-calendar type, daemon.pipeline.calendar.BusinessCalendar, reporting every problem as
-file:line. routing.yaml's `calendar:` may name one of these entries, so `business_hours`
-and the SLA clocks answer from the same calendar (daemon.rules.loader).
+routing.yaml declares the desk's calendars under `calendars:` (see the comments there):
+timezone, days, hours (one interval or several), per-weekday `week` exceptions,
+holidays (fixed dates or yearly MM-DD), national holidays by `country`/`subdivision`
+(expanded with the `holidays` package), or `always_open`. routing.yaml's `calendar:` names
+one of them (what `business_hours` means) and sla.yaml's policies name them too, so routing
+and the SLA clocks answer "is the desk open?" from the same `BusinessCalendar`, the one
+calendar type (daemon.pipeline.calendar). sla.yaml may still declare calendars of its own
+in the same format. `parse_calendar` turns one entry into a BusinessCalendar, reporting
+every problem as file:line.
 """
 from __future__ import annotations
 
@@ -24,11 +26,12 @@ from daemon.rules.schema import Problems, check_keys, expect_mapping, line_of
 from daemon.rules.textmatch import type_name
 from daemon.rules.yamlload import YDict, YList
 
-SLA_FILE = "sla.yaml"                   # where calendars are declared
+CALENDARS_FILE = "routing.yaml"           # where the shared calendars are declared
 COUNTRY_YEARS = range(2000, 2100)       # national holidays are expanded for these years
 CALENDAR_KEYS = ("description", "timezone", "always_open", "days", "hours", "week", "holidays",
                  "country", "subdivision")
 _MONTH_DAY = re.compile(r"^(\d\d)-(\d\d)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -199,3 +202,19 @@ def _country(ctx: CalendarCtx, c: YDict, path: str) -> set[date]:
     if (code, sub) not in ctx.national:
         ctx.national[(code, sub)] = set(holidays.country_holidays(code, subdiv=sub, years=COUNTRY_YEARS))
     return ctx.national[(code, sub)]
+
+
+def load_calendars(node: Any, file: str, line: int, problems: Problems) -> dict[str, BusinessCalendar]:
+    """The calendars declared under `calendars:` (those that failed are reported, left out)."""
+    ctx = CalendarCtx(problems, file)
+    table = ctx.mapping(node, "calendars", line)
+    out: dict[str, BusinessCalendar] = {}
+    for name, body in (table or {}).items():
+        at = table.line_of(name)
+        if not isinstance(name, str) or not _NAME.match(name):
+            ctx.report(at, f"calendar name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
+            continue
+        found = parse_calendar(ctx, name, body, at)
+        if found is not None:
+            out[name] = found
+    return out

@@ -2,8 +2,8 @@
 and the business-hours calendar.
 
 Read from queues.yaml, vocabulary.yaml, services.yaml and the `calendar:` section of
-routing.yaml (inline, or the name of a calendar declared in sla.yaml, which the SLA clocks
-then share). Each `load_*` takes a parsed document, reports every problem to a
+routing.yaml (the name of one of its `calendars:`, which the SLA policies share, or an
+inline section). Each `load_*` takes a parsed document, reports every problem to a
 `Problems` list (file:line) and returns frozen values; names the rules use are checked
 against these later, so a rule naming an unknown queue or agent fails the load.
 """
@@ -12,19 +12,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.model import Agent, PriorityMatrix, Queue, Service  # noqa: F401 - importable from here too
 from daemon.pipeline.calendar import BusinessCalendar, from_routing
 from daemon.pipeline.facts import within
-from daemon.rules.calendars import SLA_FILE, CalendarCtx, parse_calendar
+from daemon.rules.calendars import CALENDARS_FILE
 from daemon.rules.conditions import parse_clock, parse_days
 from daemon.rules.registry import Invalid, did_you_mean
 from daemon.rules.schema import Problems, check_keys, expect_mapping, expect_names, expect_str, line_of
 from daemon.rules.textmatch import type_name
-from daemon.rules.yamlload import YamlProblem, YDict, load_yaml
+from daemon.rules.yamlload import YDict
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -179,31 +178,17 @@ def load_calendar(node: Any, file: str, line: int, problems: Problems) -> Calend
     return Calendar(tz, values.get("days", default.days), start, end, values.get("holidays", frozenset()))
 
 
-def routing_calendar(node: Any, file: str, line: int, root: Path,
-                     problems: Problems) -> tuple[BusinessCalendar, bytes]:
-    """The calendar `business_hours` uses, and the bytes of sla.yaml when it was read.
-
-    routing.yaml's `calendar:` is either an inline section (load_calendar) or the name of a
-    calendar declared under `calendars:` in sla.yaml, so routing and the SLA clocks answer
-    from one calendar."""
+def routing_calendar(node: Any, file: str, line: int, calendars: dict[str, BusinessCalendar],
+                     problems: Problems) -> BusinessCalendar:
+    """The calendar `business_hours` uses: the name of one of routing.yaml's `calendars:`
+    (which sla.yaml's policies name too), or an inline section (load_calendar)."""
     if not isinstance(node, str):
-        return from_routing(load_calendar(node, file, line, problems)), b""
-    path = root / SLA_FILE
-    try:
-        data, raw = load_yaml(path)
-    except (YamlProblem, ValueError) as exc:
-        reason = f"{path}:{exc.line}: {exc.reason}" if isinstance(exc, YamlProblem) else str(exc)
-        problems.add(file, line, f"calendar: {node!r} names a calendar in {SLA_FILE}, which does not load "
-                                 f"({reason})")
-        return from_routing(Calendar()), b""
-    table = data.get("calendars") if isinstance(data, YDict) else None
-    if not isinstance(table, YDict) or node not in table:
-        known = sorted(table) if isinstance(table, YDict) else []
-        problems.add(file, line, f"calendar: unknown calendar {node!r}{did_you_mean(node, known)}; "
-                                 f"{SLA_FILE} declares: {', '.join(known) or 'none'}")
-        return from_routing(Calendar()), raw
-    found = parse_calendar(CalendarCtx(problems, str(path)), node, table[node], table.line_of(node))
-    return found or from_routing(Calendar()), raw
+        return from_routing(load_calendar(node, file, line, problems))
+    if node not in calendars:
+        problems.add(file, line, f"calendar: unknown calendar {node!r}{did_you_mean(node, calendars)}; "
+                                 f"{CALENDARS_FILE} calendars: {', '.join(sorted(calendars)) or 'none'}")
+        return from_routing(Calendar())
+    return calendars[node]
 
 
 def _hours(value: Any) -> tuple[int, int]:

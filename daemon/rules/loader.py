@@ -22,6 +22,7 @@ from daemon.pipeline.ruleset import Check, Effect, Rule, RuleSet
 from daemon.rules.actions import ACTIONS
 from daemon.rules.conditions import CONDITIONS, combine_all
 from daemon.pipeline.calendar import from_routing
+from daemon.rules.calendars import load_calendars
 from daemon.rules.declarations import Calendar, load_queues, load_services, load_vocabulary, routing_calendar
 from daemon.rules.matrix import load_matrix
 from daemon.rules.registry import Invalid, Reported, did_you_mean
@@ -32,7 +33,7 @@ from daemon.rules.yamlload import YamlProblem, YDict, YList, load_yaml
 REQUIRED_FILES = ("queues.yaml", "vocabulary.yaml", "priority.yaml", "routing.yaml")
 OPTIONAL_FILES = ("services.yaml",)
 RULE_KEYS = ("name", "description", "applies_to", "when", "then", "continue", "enabled")
-ROUTING_KEYS = ("calendar", "default", "rules")
+ROUTING_KEYS = ("calendars", "calendar", "default", "rules")
 EVENTS = ("new", "reply")
 MAX_RULES = 10_000
 
@@ -175,9 +176,8 @@ def load_rules(path: str | Path, *, known_templates: Collection[str] | None = No
         data, file = docs["routing.yaml"]
         check_keys(data, ROUTING_KEYS, "routing.yaml", file, problems, required=("rules",))
         if "calendar" in data:
-            calendar, shared = routing_calendar(data["calendar"], file, data.line_of("calendar"), root, problems)
-            if shared:                       # a calendar declared in sla.yaml: its bytes count too
-                version = hashlib.sha256(f"{version}\0".encode() + shared).hexdigest()[:16]
+            calendar = routing_calendar(data["calendar"], file, data.line_of("calendar"), vocab["calendars"],
+                                        problems)
         ctx = _Ctx(problems, file, vocab)
         if "default" in data:
             default = _load_default(ctx, data["default"], data.line_of("default"))
@@ -191,6 +191,7 @@ def load_rules(path: str | Path, *, known_templates: Collection[str] | None = No
         version=version, source=str(root), types=vocab["types"], tags=vocab["tags"], roles=vocab["roles"],
         queues=MappingProxyType(vocab["queues"]), agents=MappingProxyType(vocab["agents"]),
         services=MappingProxyType(vocab["services"]), matrix=vocab["matrix"], calendar=calendar,
+        calendars=MappingProxyType(vocab["calendars"]),
         default=default or (), rules=rules,
         by_event=MappingProxyType({e: tuple(r for r in rules if e in r.applies_to) for e in EVENTS}))
 
@@ -198,7 +199,7 @@ def load_rules(path: str | Path, *, known_templates: Collection[str] | None = No
 def _declarations(docs: dict, problems: Problems, templates: Collection[str] | None) -> dict[str, Any]:
     anything = _Anything()
     vocab: dict[str, Any] = {"types": anything, "tags": anything, "roles": anything, "queues": anything,
-                             "agents": anything, "services": {}, "matrix": None,
+                             "agents": anything, "services": {}, "matrix": None, "calendars": {},
                              "templates": None if templates is None else frozenset(templates)}
     if "vocabulary.yaml" in docs:
         vocab["types"], vocab["tags"] = load_vocabulary(*docs["vocabulary.yaml"], problems)
@@ -211,6 +212,9 @@ def _declarations(docs: dict, problems: Problems, templates: Collection[str] | N
         vocab.update(queues=queues, roles=roles, agents=agents)
     if "priority.yaml" in docs:
         vocab["matrix"] = load_matrix(*docs["priority.yaml"], problems)
+    if "routing.yaml" in docs and "calendars" in docs["routing.yaml"][0]:
+        data, file = docs["routing.yaml"]
+        vocab["calendars"] = load_calendars(data["calendars"], file, data.line_of("calendars"), problems)
     if vocab["matrix"] is None:
         vocab["matrix"] = _AnyMatrix()
     if "services.yaml" in docs:

@@ -8,8 +8,9 @@ country codes, and every reference — calendars, escalation ladders and policie
 the file, queues, services, priority levels, roles, agents and tags declared in the rule
 set, templates when `known_templates` is given, and services.yaml `sla:` names. It
 returns complete settings or raises one `RulesError` listing every problem as
-`file:line: reason`. The calendar named `routing` is routing.yaml's `calendar:` (the
-`business_hours` one) and is the default calendar of a policy that names none.
+`file:line: reason`. Policies name routing.yaml's calendars (the rule set carries them)
+or sla.yaml's own `calendars:`; the calendar named `routing` is routing.yaml's
+`calendar:` (the `business_hours` one) and the default of a policy that names none.
 `version` hashes sla.yaml's bytes together with the rule set's version.
 """
 from __future__ import annotations
@@ -24,13 +25,14 @@ from typing import Any, Collection
 from daemon.errors import RulesError
 from daemon.pipeline.calendar import BusinessCalendar, from_routing
 from daemon.pipeline.sla import TARGETS, Action, Level, Policy, Selector, SlaSettings, Targets
-from daemon.rules.calendars import SLA_FILE, CalendarCtx, parse_calendar
+from daemon.rules.calendars import CALENDARS_FILE, CalendarCtx, parse_calendar
 from daemon.rules.loader import RuleSet
 from daemon.rules.registry import Invalid, did_you_mean
 from daemon.rules.schema import Problems
 from daemon.rules.textmatch import string_list, type_name
 from daemon.rules.yamlload import YamlProblem, YDict, YList, load_yaml
 
+SLA_FILE = "sla.yaml"
 ROUTING_CALENDAR = "routing"
 TOP_KEYS = ("calendars", "escalations", "policies", "select", "default_policy")
 POLICY_KEYS = ("description", "calendar", "escalations", "targets")
@@ -125,11 +127,15 @@ def _entries(ctx: _Ctx, data: YDict, key: str):
 
 # ------------------------------------------------------------------ calendars
 def _calendars(ctx: _Ctx, data: YDict) -> dict[str, BusinessCalendar | None]:
-    """`routing` (routing.yaml's calendar) and the declared ones (None: failed to load)."""
-    calendars: dict[str, BusinessCalendar | None] = {ROUTING_CALENDAR: from_routing(ctx.rules.calendar)}
+    """`routing` (routing.yaml's calendar), routing.yaml's `calendars:` (the same objects the
+    rule set has) and the ones declared here (None: failed to load)."""
+    calendars: dict[str, BusinessCalendar | None] = {ROUTING_CALENDAR: from_routing(ctx.rules.calendar),
+                                                     **ctx.rules.calendars}
     for name, node, at in _entries(ctx, data, "calendars"):
         if name == ROUTING_CALENDAR:
             ctx.report(at, "calendars.routing: that name is routing.yaml's calendar; choose another")
+        elif name in ctx.rules.calendars:
+            ctx.report(at, f"calendars.{name}: already declared in {CALENDARS_FILE}; use that one or choose another name")
         elif ctx.named(name, "calendar", at):
             calendars[name] = parse_calendar(ctx, name, node, at)
     return calendars
