@@ -27,10 +27,9 @@ BREACH = datetime(2026, 3, 2, 13, 30, tzinfo=timezone.utc)       # 100 %
 MANAGER = datetime(2026, 3, 2, 15, 30, tzinfo=timezone.utc)      # 150 %
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def desk(request, tmp_path):
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-    d = make_desk(tmp_path, url)
+@pytest.fixture
+def desk(backend, tmp_path):
+    d = make_desk(tmp_path, backend.config_url)
     d.esc, d.others = tasks.huey.sla, []
     yield d
     for other in d.others:

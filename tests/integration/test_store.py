@@ -41,13 +41,9 @@ def save(store: Store, msg: ParsedMessage, decision: ThreadDecision):
 NEW = ThreadDecision("new", None, "no known thread key: new ticket")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hd.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
+@pytest.fixture
+def store(backend, tmp_path):
+    engine = make_engine(backend.url)
     create_schema(engine)
     s = Store(engine, Blobs(tmp_path / "attachments"))
     yield s
