@@ -24,7 +24,7 @@ from daemon.pipeline.classify import Defaults
 from daemon.pipeline.parse import ParseLimits
 from daemon.errors import SpoolError
 from daemon.rules.live import LiveRules, watch
-from daemon.rules.tester import template_names
+from daemon.templates import template_names
 from daemon.spool import Spool
 from daemon.worker import Worker, WorkerSettings
 from store.blobs import Blobs

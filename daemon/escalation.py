@@ -38,11 +38,11 @@ from huey import crontab
 from sqlalchemy.exc import DBAPIError
 
 from daemon.errors import HelpdeskError
-from daemon.pipeline.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
-                                      with_changes)
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo
 from daemon.pipeline.sla import (Escalation, Policy, SlaSettings, SlaState, TicketHistory, due_now,
                                  plan_escalations, policy_for, select_policy, sla_state)
+from daemon.pipeline.sla.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
+                                          with_changes)
 from daemon.tasks import huey
 from store.records import TicketRow
 from store.sla_store import AlreadyFired, SlaStore, SlaTx

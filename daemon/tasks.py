@@ -348,7 +348,7 @@ def attach_outbound(app, *, clock: Callable[[], datetime] = utcnow) -> Outbound:
 def _templates_reloaded(app, problems: list[str]) -> None:
     """After a good template reload the rules may name the new templates (`ack: ...`)."""
     if not problems and app.rules is not None:
-        from daemon.rules.tester import template_names
+        from daemon.templates import template_names
         app.rules.reload(known_templates=template_names(app.config.paths.templates))
 
 

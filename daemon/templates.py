@@ -65,6 +65,14 @@ class _SnapshotLoader(jinja2.BaseLoader):
         return sorted(self.sources)
 
 
+def template_names(path: Path) -> frozenset[str] | None:
+    """Template names under `path` (`requester/ack` for requester/ack.txt.j2); None if none."""
+    if not path.is_dir():
+        return None
+    names = {(p.relative_to(path).parent / p.name.split(".", 1)[0]).as_posix() for p in path.rglob("*.j2")}
+    return frozenset(names) or None
+
+
 def template_name(path: Path, root: Path) -> tuple[str | None, str]:
     """(name, '') for a well-placed template file, else (None, why not)."""
     rel = path.relative_to(root).as_posix()

@@ -18,7 +18,7 @@ from daemon import tasks
 from daemon.escalation import Escalator
 from daemon.model import Envelope
 from daemon.pipeline.parse import parse
-from daemon.sla_views import SlaReader
+from daemon.sla.views import SlaReader
 from store.sla_store import SlaFired, SlaStore
 from tests.integration.test_outbox import START, close_desk, make_desk, new_mail, parsed
 

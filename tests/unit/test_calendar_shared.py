@@ -14,7 +14,7 @@ from daemon.pipeline.calendar import BusinessCalendar
 from daemon.pipeline.classify import Defaults, classify
 from daemon.pipeline.sla import policy_for, sla_state
 from daemon.rules import load_rules
-from daemon.rules.sla import load_sla
+from daemon.sla.loader import load_sla
 from tests.unit.test_rules_support import NEW, msg, write_rules
 
 REPO = Path(__file__).resolve().parents[2]

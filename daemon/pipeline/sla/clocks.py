@@ -3,7 +3,7 @@
 Role in the pipeline: after the store has recorded a ticket change, `sla_state` says where
 each target stands at `now` and `plan_escalations` which escalation levels are still to
 fire and when; the store/queue edge schedules and fires them (exactly once, by `key`).
-Policies and calendars come from rules/sla.yaml (daemon.rules.sla.load_sla); time is
+Policies and calendars come from rules/sla.yaml (daemon.sla.loader.load_sla); time is
 always an argument.
 
 Clock rules (docs: rules/sla.yaml):
@@ -43,7 +43,7 @@ _ONE = timedelta(microseconds=1)
 
 
 # ------------------------------------------------------------------ inputs
-# ------------------------------------------------------------------ policies (built by daemon.rules.sla)
+# ------------------------------------------------------------------ policies (built by daemon.sla.loader)
 @dataclass(frozen=True)
 class Action:
     """One effect of an escalation level. kind: notify (value = template, `to` =

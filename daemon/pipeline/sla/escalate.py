@@ -24,13 +24,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from daemon.pipeline import tokens
 from daemon.model import Address, Agent, FuseAlert, MailEffects, MailHistory, OutgoingMail, Queue
+from daemon.pipeline import tokens
 from daemon.pipeline.compose import Headers, compose
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo
-from daemon.pipeline.sla import Escalation, Policy, SlaState
-from daemon.pipeline.thread import normalize_subject
 from daemon.pipeline.render import Templates, build_context
+from daemon.pipeline.sla.clocks import Escalation, Policy, SlaState
+from daemon.pipeline.thread import normalize_subject
 
 KIND = "escalation"                     # outbox kind of escalation mails
 LABELS = {"first_response": "first response", "resolution": "resolution", "update": "update"}
