@@ -28,6 +28,8 @@ from typing import Callable, Mapping
 
 import authres
 import dkim
+import dns.exception
+import dns.resolver
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from daemon.errors import ConfigError, DnsTemporary
@@ -216,8 +218,6 @@ class Authenticator:
 def dns_lookup(timeout: float = 5.0) -> Lookup:
     """TXT lookups through dnspython: no such record -> None; a timeout, SERVFAIL or no
     reachable server -> DnsTemporary (temperror)."""
-    import dns.exception
-    import dns.resolver
 
     def lookup(name: str) -> bytes | None:
         try:
