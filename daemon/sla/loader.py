@@ -1,17 +1,14 @@
-"""Loading rules/sla.yaml into validated, immutable `SlaSettings` (calendars, policies,
-escalation ladders, policy selection).
+"""Loading rules/sla.yaml (edge) into validated, immutable `SlaSettings`: calendars,
+policies, escalation ladders, policy selection.
 
-`load_sla(rules_dir, ruleset)` reads sla.yaml with the rules loader's YAML door (safe
-tags, size, duplicate keys, line numbers) and checks everything up front: unknown keys
-(with "did you mean"), wrong types, durations, times, time zones, holiday dates and
-country codes, and every reference — calendars, escalation ladders and policies named in
-the file, queues, services, priority levels, roles, agents and tags declared in the rule
-set, templates when `known_templates` is given, and services.yaml `sla:` names. It
-returns complete settings or raises one `RulesError` listing every problem as
-`file:line: reason`. Policies name routing.yaml's calendars (the rule set carries them)
-or sla.yaml's own `calendars:`; the calendar named `routing` is routing.yaml's
-`calendar:` (the `business_hours` one) and the default of a policy that names none.
-`version` hashes sla.yaml's bytes together with the rule set's version.
+`load_sla(rules_dir, ruleset)` reads sla.yaml through the rules loader's YAML door and
+checks everything up front: keys (with "did you mean"), types, durations, times, zones,
+holidays, country codes, and every reference (calendars, ladders and policies in the file;
+queues, services, priorities, roles, agents and tags of the rule set; templates when
+`known_templates` is given; services.yaml `sla:` names). One `RulesError` lists every
+problem as `file:line: reason`. Policies name routing.yaml's calendars (the rule set
+carries them) or sla.yaml's own; `routing` is routing.yaml's `calendar:`, the default of
+a policy that names none. `version` hashes sla.yaml's bytes with the rule set's version.
 """
 from __future__ import annotations
 

@@ -47,6 +47,9 @@ ALLOWLIST: dict[tuple[str, str], str] = {
     ("daemon.cli", "daemon.sla.report"): "function-level",
     ("daemon.cli", "daemon.sla.views"): "function-level",
     ("daemon.cli", "daemon.tasks"): "function-level",
+    ("daemon.cli", "daemon.rules"): "function-level (the package, run by importing rules.tester)",
+    ("daemon.cli", "daemon.sla"): "function-level (the package, run by importing sla.views)",
+    ("daemon.escalation", "daemon.rules"): "function-level (the package, run by importing rules.live)",
     # the store-internal cycle repo -> batch -> saving -> tickets -> repo, held apart by
     # function-level imports (store/tables.py no longer imports its side tables back)
     ("store.tickets", "store.repo"): "cycle in store/ (function-level)",
@@ -104,7 +107,7 @@ def test_the_pure_pipeline_and_the_store_import_only_what_they_may():
     for edge in EDGES:
         if edge.source.startswith("daemon.pipeline"):
             assert edge.target.startswith(("daemon.pipeline", "daemon.model", "daemon.errors", "daemon.clock")), edge
-        if edge.source.startswith("store") and edge.target.startswith("daemon"):
+        if edge.source.startswith("store") and edge.target.startswith("daemon") and edge.target != "daemon":
             assert edge.target.startswith(("daemon.model", "daemon.errors", "daemon.clock")), edge
 
 
@@ -135,4 +138,4 @@ def test_the_checker_finds_cycles_and_upward_edges():
              Import("store.x", "daemon.config", 1, False)]
     assert layers.cycles(edges) == [["daemon.app", "daemon.pipeline.a"]]
     assert [why for _, why in layers.violations(edges)] == [
-        "pipeline imports root", "store may import only store, daemon.model, daemon.errors, daemon.clock"]
+        "pipeline imports root", "store may import only store, =daemon, daemon.model, daemon.errors, daemon.clock"]
