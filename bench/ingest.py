@@ -109,9 +109,9 @@ def accuracy(cfg: Path, corpus) -> tuple[float, int]:
     """Share of replies stored in their root's ticket, and the number of replies."""
     store = open_store(load_config(str(cfg)))
     from sqlmodel import Session, select
-    from store import models
+    from store import tables
     with Session(store.engine) as s:
-        where = dict(s.exec(select(models.Message.message_id, models.Message.ticket_id)).all())
+        where = dict(s.exec(select(tables.Message.message_id, tables.Message.ticket_id)).all())
     store.engine.dispose()
     replies = [(mid, root) for _, mid, root in corpus if mid != root]
     right = sum(1 for mid, root in replies if where.get(mid) is not None and where.get(mid) == where.get(root))

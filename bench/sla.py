@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from daemon.pipeline.sla import (StatusChange, TicketHistory, add_business_time,  # noqa: E402
                                  business_time_between, due_now, plan_escalations, policy_for, sla_state)
 from daemon.rules import load_rules  # noqa: E402
-from daemon.rules.sla import load_sla  # noqa: E402
+from daemon.sla.loader import load_sla  # noqa: E402
 
 NOW = datetime(2026, 3, 11, 10, 0, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(timezone.utc)
 PRIORITIES = (("P1", 5), ("P2", 20), ("P3", 50), ("P4", 25))

@@ -40,10 +40,10 @@ from daemon.config import load_config  # noqa: E402
 from daemon.escalation import Escalator  # noqa: E402
 from daemon.outbound import desk_of, fuses_of  # noqa: E402
 from daemon.pipeline.sla import due_now, plan_escalations, policy_for  # noqa: E402
-from daemon.render import LiveTemplates  # noqa: E402
+from daemon.templates import LiveTemplates  # noqa: E402
 from daemon.rules.live import LiveRules  # noqa: E402
 from daemon import tokens  # noqa: E402
-from store import models as m  # noqa: E402
+from store import tables as m  # noqa: E402
 from store.db import create_schema, make_engine  # noqa: E402
 from store.sla_store import SlaCursor, SlaFired, SlaStore, TicketSla  # noqa: E402
 

@@ -22,7 +22,7 @@ from daemon.pipeline import agent as plan
 from daemon.pipeline.agent_mail import MailKit, Said, agent_mail, customer_reply
 from daemon.pipeline.commands import Commands
 from daemon.pipeline.notify import Desk, Fuses
-from daemon.rules.declarations import Agent
+from daemon.model import Agent
 from store.tickets import since_hour
 
 log = logging.getLogger(__name__)

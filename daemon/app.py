@@ -38,9 +38,9 @@ from daemon.metrics import Metrics
 from daemon.observe import observe_serve, observe_worker
 from daemon.outbound import Outbound, desk_of, fuses_of
 from daemon.parse_guard import ParseGuard
-from daemon.render import LiveTemplates, watch_templates
+from daemon.templates import LiveTemplates, watch_templates
 from daemon.rules.live import LiveRules, watch
-from daemon.rules.tester import template_names
+from daemon.templates import template_names
 from daemon.settings import defaults_of, worker_settings  # noqa: F401  (worker_settings: for commands)
 from daemon.spool import Spool
 from daemon.worker import Worker

@@ -14,9 +14,8 @@ import yaml
 from daemon.config import Config
 from daemon.errors import RulesError
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
-from daemon.rules.sla import SLA_FILE, load_sla
-from daemon.render import load_templates
-from daemon.rules.tester import template_names
+from daemon.sla.loader import SLA_FILE, load_sla
+from daemon.templates import load_templates, template_names
 from daemon.settings import defaults_of
 
 

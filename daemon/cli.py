@@ -216,7 +216,7 @@ def cmd_tickets(cfg: Config, args) -> int:
 
 def cmd_show(cfg: Config, args) -> int:
     from daemon import views
-    from daemon.sla_views import SlaReader, sla_text
+    from daemon.sla.views import SlaReader, sla_text
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
     ticket_id = parse_ref(args.ref, prefix)
@@ -261,7 +261,7 @@ def _since(text: str | None) -> datetime | None:
 
 def cmd_export(cfg: Config, args) -> int:
     from daemon import views
-    from daemon.sla_views import SlaReader
+    from daemon.sla.views import SlaReader
     since = _since(args.since)
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
@@ -299,8 +299,8 @@ def _day(text: str | None, option: str, *, end: bool = False) -> datetime | None
 
 
 def cmd_sla(cfg: Config, args) -> int:
-    from daemon.sla_report import render_html, render_json, render_text
-    from daemon.sla_views import SlaReader
+    from daemon.sla.report import render_html, render_json, render_text
+    from daemon.sla.views import SlaReader
     now = datetime.now(timezone.utc).replace(microsecond=0)
     end = _day(args.end, "--to", end=True) or now
     start = _day(args.start, "--from") or end - timedelta(days=30)

@@ -40,11 +40,11 @@ from sqlalchemy.exc import DBAPIError
 from daemon.clock import utcnow
 from daemon.errors import HelpdeskError
 from daemon.metrics import Metrics
-from daemon.pipeline.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
-                                      with_changes)
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo
 from daemon.pipeline.sla import (Escalation, Policy, SlaSettings, SlaState, TicketHistory, due_now,
                                  plan_escalations, policy_for, select_policy, sla_state)
+from daemon.pipeline.sla.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
+                                          with_changes)
 from daemon.tasks import huey
 from store.records import TicketRow
 from store.sla_store import AlreadyFired, SlaStore, SlaTx

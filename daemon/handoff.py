@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 from datetime import datetime, timezone
 
 from daemon.errors import SpoolError
@@ -58,5 +59,4 @@ def hand_off(cfg, data: bytes, sender: str | None, recipients: list[str]) -> int
 
 def replay_stdin(data: bytes) -> None:
     """Put bytes already read back on stdin for the full ingest path."""
-    import sys
     sys.stdin = io.TextIOWrapper(io.BytesIO(data))

@@ -23,8 +23,12 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from sqlalchemy import create_engine
+from sqlalchemy.exc import SQLAlchemyError
+
 from daemon.processes import ProcessFile, read_all
 from daemon.oauth2_store import ALERT_KINDS, read_statuses, status_line, token_alerts
+from store.observe import outbox_figures
 
 log = logging.getLogger(__name__)
 FAILING = {"backoff", "auth_failed", "connecting"}
@@ -152,8 +156,6 @@ def _snapshot_of(cfg) -> dict:
 
 def outbox_state(engine, retry_first_seconds: float, now: datetime) -> tuple[dict | None, str]:
     """The outbox figures as JSON, and "ok"; or None and why the database could not be read."""
-    from sqlalchemy.exc import SQLAlchemyError
-    from store.observe import outbox_figures
     try:
         fig = outbox_figures(engine, now - timedelta(seconds=retry_first_seconds))
     except SQLAlchemyError as exc:
@@ -171,7 +173,6 @@ def outbox_state(engine, retry_first_seconds: float, now: datetime) -> tuple[dic
 
 def _outbox_of(cfg, now: datetime) -> tuple[dict | None, str]:
     """outbox_state on a short-lived engine that never creates a database."""
-    from sqlalchemy import create_engine
     url = cfg.database_url
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         return None, f"unreachable: no database at {url[len('sqlite:///'):]}"

@@ -28,9 +28,12 @@ from typing import Callable, Mapping
 
 import authres
 import dkim
+import dns.exception
+import dns.resolver
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from daemon.errors import ConfigError, DnsTemporary
+from daemon.model import Auth
 from daemon.pipeline import addresses as hdr
 
 log = logging.getLogger(__name__)
@@ -56,21 +59,6 @@ class AuthPolicy:
 
     def mode_for(self, domain: str) -> str:
         return self.domains.get(domain.lower(), self.mode)
-
-
-@dataclass(frozen=True)
-class Auth:
-    """The verdict on a mail's sender. result: pass | fail | none | temperror. `address`
-    is the authenticated From address (lower-case) on pass; `evidence` says why."""
-
-    result: str
-    address: str | None = None
-    method: str = ""
-    evidence: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return self.result == "pass" and bool(self.address)
 
 
 @dataclass(frozen=True)
@@ -230,8 +218,6 @@ class Authenticator:
 def dns_lookup(timeout: float = 5.0) -> Lookup:
     """TXT lookups through dnspython: no such record -> None; a timeout, SERVFAIL or no
     reachable server -> DnsTemporary (temperror)."""
-    import dns.exception
-    import dns.resolver
 
     def lookup(name: str) -> bytes | None:
         try:

@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from store.observe import outbox_figures
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -148,8 +150,6 @@ def _safely(what: str, collect: Callable[[], Iterable]) -> Iterable:
 
 def outbox_pending_of(engine) -> Callable[[], int]:
     """A scrape-time reader of the outbox's pending count."""
-    from store.observe import outbox_figures
-
     def read() -> int:
         return outbox_figures(engine, datetime.now(timezone.utc)).pending
     return read

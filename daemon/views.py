@@ -31,7 +31,7 @@ def _event_detail(raw: str) -> Any:
 
 
 def detail_json(d: TicketDetail, prefix: str, sla: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The contract's ticket object; `sla` from daemon.sla_views (nulls when not given)."""
+    """The contract's ticket object; `sla` from daemon.sla.views (nulls when not given)."""
     out = ticket_json(d.ticket, prefix)
     out["tags"] = list(d.tags)
     out["participants"] = [{"email": e, "role": r} for e, r in d.participants]

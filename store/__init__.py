@@ -1,1 +1,3 @@
-"""Persistence: the sqlmodel tables, the only SQL (repo.py), and content-addressed blobs."""
+"""Persistence: the sqlmodel tables (tables.py, plus the side tables declared next to their
+SQL), the modules that query them (repo, saving, batch, tickets, outbox, sla_store,
+imap_state: SQL lives only in store/), and content-addressed blobs."""

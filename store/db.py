@@ -14,7 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
 from daemon.errors import StoreUnavailable
-from store import models
+from store import tables
+# Each registers its tables on the metadata create_schema creates (they import tables, never db).
+from store import imap_state, outbox, sla_store, tickets  # noqa: F401
 
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON")
 
@@ -55,14 +57,14 @@ def create_schema(engine: Engine) -> None:
     try:
         SQLModel.metadata.create_all(engine)
         with Session(engine) as s:
-            row = s.get(models.SchemaInfo, "version")
+            row = s.get(tables.SchemaInfo, "version")
             if row is None:
-                s.add(models.SchemaInfo(key="version", value=str(models.SCHEMA_VERSION)))
+                s.add(tables.SchemaInfo(key="version", value=str(tables.SCHEMA_VERSION)))
                 s.commit()
-            elif int(row.value) > models.SCHEMA_VERSION:
+            elif int(row.value) > tables.SCHEMA_VERSION:
                 raise StoreUnavailable(
                     f"database schema version {row.value} is newer than this helpdeskd "
-                    f"({models.SCHEMA_VERSION}); upgrade helpdeskd")
+                    f"({tables.SCHEMA_VERSION}); upgrade helpdeskd")
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"cannot open database: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
 

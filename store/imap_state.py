@@ -1,9 +1,9 @@
 """IMAP intake state: the per-folder UID cursor, the poller lease and the taken-message log.
 
-Used only by the IMAP intake edge (daemon/intake/imap.py); besides store/repo.py this is
-the one module that holds SQL. Three tables, registered on the same SQLModel.metadata as
-store/models.py so `store.db.create_schema` creates them once this module is imported
-(`create_tables` does it explicitly):
+Used only by the IMAP intake edge (daemon/intake/imap.py); its SQL is its own (SQL lives
+only in store/, spread over the modules that own the tables). Three tables, registered on
+the same SQLModel.metadata as store/tables.py; store/db.py imports this module, so
+`store.db.create_schema` creates them (`create_tables` does it explicitly):
 
 * `imapfolder` — per (account, folder): the UIDVALIDITY the cursor belongs to and
   `last_uid`, the highest UID dealt with. While `resync_until` > 0 a first sync or a

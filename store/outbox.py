@@ -37,8 +37,8 @@ from sqlmodel import Session, select
 from daemon.clock import aware as _aware
 from daemon.clock import to_utc as _utc
 from daemon.model import FuseAlert, MailEffects, MailHistory
-from store import models as m
-from store.models import Event, MailFuse, MailSuppression, Outbox, OutboxRecipient, TicketMail  # noqa: F401
+from store import tables as m
+from store.tables import Event, MailFuse, MailSuppression, Outbox, OutboxRecipient, TicketMail  # noqa: F401
 
 CONVERSATION = 10                     # message ids of a ticket put into References
 

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from daemon.clock import aware, to_utc
 from daemon.errors import NotFound, StoreUnavailable
 from daemon.model import Envelope, ParsedMessage, Routing, ThreadCandidates, ThreadDecision
-from store import models as m
+from store import tables as m
 from store import outbox, saving
 from store import tickets as tickets_mod
 from store.blobs import Blobs

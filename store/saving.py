@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from daemon.model import (Envelope, KnownMessage, ParsedMessage, Routing, ThreadCandidates, ThreadDecision,
                           TicketGlance)
-from store import models as m
+from store import tables as m
 from store.records import SaveResult
 
 T, MSG, EVT = m.Ticket.__table__, m.Message.__table__, m.Event.__table__

@@ -45,10 +45,10 @@ from sqlmodel import Session, select
 from daemon.clock import aware as _aware
 from daemon.clock import to_utc as _utc
 from daemon.errors import HelpdeskError
-from daemon.pipeline.sla import STOPPED, StatusChange, TicketHistory
-from store import models as m
+from daemon.model import STOPPED, StatusChange, TicketHistory
+from store import tables as m
 from store import outbox
-from store.models import SlaCursor, SlaFired, TicketSla, TicketTag  # noqa: F401  (re-exported)
+from store.tables import SlaCursor, SlaFired, TicketSla, TicketTag  # noqa: F401  (re-exported)
 from store.records import TicketRow
 
 AGENT_REPLY = {"direction": "out", "visibility": "public"}

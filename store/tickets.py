@@ -24,10 +24,10 @@ from sqlmodel import Session, select
 from daemon.clock import aware, to_utc
 from daemon.errors import NotFound
 from daemon.model import Envelope, ParsedMessage
-from daemon.pipeline.agent import TicketState
-from daemon.pipeline.commands import Command
-from store import models as m
-from store.models import AgentMessage, TicketTag  # noqa: F401  (re-exported)
+from daemon.model import TicketState
+from daemon.model import Command
+from store import tables as m
+from store.tables import AgentMessage, TicketTag  # noqa: F401  (re-exported)
 from store import outbox
 from store.records import SaveResult, TicketRow
 

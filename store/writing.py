@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from daemon.errors import NotFound, StoreUnavailable
 from daemon.model import Envelope, MailEffects, MailHistory, ParsedMessage, Routing, ThreadCandidates, ThreadDecision
 from store import outbox, saving, tickets
-from store import models as m
+from store import tables as m
 from store.records import SaveResult, TicketRow
 from store.sla_store import SlaTx
 from daemon.clock import aware, to_utc

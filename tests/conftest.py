@@ -5,9 +5,14 @@ under CI=true (in CI everything runs).
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import random
 import socket
+import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,10 +31,66 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
+def port_range_for_tests() -> range:
+    """Ports for tests: below the kernel's ephemeral range (ip_local_port_range), so no
+    outgoing connection and no `bind(0)` anywhere on the machine is given one of them."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low >= 22_000:
+        return range(20_000, min(low, 32_000))
+    return range(high + 1, 65_536)
+
+
+PORTS = port_range_for_tests()
+PORT_LOCKS = Path(tempfile.gettempdir()) / "helpdeskd-test-ports"
+_held: dict[int, int] = {}              # port -> fd of its lock file, held while this process lives
+
+
+def free_port(*, ports: range | None = None) -> int:
+    """A loopback TCP port no other caller on this machine gets while this process lives.
+
+    Each port of `ports` (default PORTS, outside the ephemeral range) has a lock file under
+    the temp dir; the port is ours once we hold its exclusive `flock` (released by the
+    kernel when this process ends, even on SIGKILL) and a bind shows nothing listens on it.
+    Two tests, two pytest runs or two engineers' runs at once never get the same port."""
+    ports = PORTS if ports is None else ports
+    PORT_LOCKS.mkdir(mode=0o777, exist_ok=True)
+    start = random.randrange(len(ports))
+    for i in range(len(ports)):
+        port = ports[(start + i) % len(ports)]
+        if port in _held:
+            continue
+        fd = os.open(PORT_LOCKS / f"{port}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                continue                # another process holds it
+            raise
+        if _bindable(port):
+            _held[port] = fd
+            return port
+        os.close(fd)                    # something outside the scheme listens there: skip it
+    raise RuntimeError(f"no free test port in {ports.start}-{ports.stop - 1} (all locked or in use)")
+
+
+def release_port(port: int) -> None:
+    """Give a port from free_port back before this process ends (rarely needed)."""
+    fd = _held.pop(port, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +154,28 @@ def pg_admin():
         missing(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.__class__.__name__}")
     yield engine
     engine.dispose()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A database for one storage-contract test: `name` (sqlite | postgresql), `url` (a
+    concrete URL: a file in the test's tmp dir, or a fresh PostgreSQL database) and
+    `config_url` (what a site config's [database] url gets: "" for the default SQLite file
+    in the state dir, else the PostgreSQL URL)."""
+
+    name: str
+    url: str
+    config_url: str
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path) -> Backend:
+    """The one backend fixture of the SQLite/PostgreSQL contract tests: each test using it
+    (directly or through a fixture built on it) runs once per backend."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        return Backend("postgresql", url, url)
+    return Backend("sqlite", f"sqlite:///{tmp_path / 'hd.db'}", "")
 
 
 @pytest.fixture

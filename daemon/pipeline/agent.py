@@ -27,14 +27,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
-from daemon.model import Address, Envelope, ParsedMessage, ThreadDecision
-from daemon.rules.declarations import Agent
-from daemon.tokens import ReplyCheck, principal_id
-
-if TYPE_CHECKING:
-    from daemon.identity import Auth
+from daemon.model import Address, Agent, Auth, Envelope, ParsedMessage, ThreadDecision, TicketState
+from daemon.pipeline.tokens import ReplyCheck, principal_id
 
 COMMENT = "comment"                   # support+comment@...: an internal note
 _EMAILISH = re.compile(r"[^\s<>\"'@,;:()]+@[^\s<>\"'@,;:()]+\.[^\s<>\"'@,;:()]+")
@@ -53,20 +49,6 @@ REASONS = {
     "no-ticket": "an internal note must answer a ticket mail or carry the ticket tag",
     "token-flood": "too many invalid reply addresses from one source within an hour",
 }
-
-
-@dataclass(frozen=True)
-class TicketState:
-    """The ticket as the agent path sees it (read before the write transaction)."""
-
-    id: int
-    subject: str
-    status: str
-    priority: str
-    queue: str
-    type: str
-    requester: str
-    assignee: str | None
 
 
 @dataclass(frozen=True)
@@ -162,7 +144,7 @@ def has_rights(agent: Agent, ticket: TicketState, queues) -> bool:
         (ticket.assignee or "").lower() == agent.email
 
 
-def decide(msg: ParsedMessage, claim: Claim, token: ReplyCheck | None, auth: "Auth | None",
+def decide(msg: ParsedMessage, claim: Claim, token: ReplyCheck | None, auth: Auth | None,
            ticket: TicketState | None, decision: ThreadDecision, roster: Mapping[str, Agent],
            *, can_defer: bool = True) -> Verdict:
     """The verdict for a mail on the agent path (see the module docstring)."""
@@ -180,7 +162,7 @@ def decide(msg: ParsedMessage, claim: Claim, token: ReplyCheck | None, auth: "Au
     return _without_token(msg, claim, auth, ticket, decision, can_defer)
 
 
-def _by_token(msg, claim: Claim, token: ReplyCheck, auth: "Auth | None", ticket, roster, sender: str,
+def _by_token(msg, claim: Claim, token: ReplyCheck, auth: Auth | None, ticket, roster, sender: str,
               can_defer: bool) -> Verdict:
     agent = token_agent(token, roster, sender)
     tid = token.tag.ticket_id if token.tag else None
@@ -205,7 +187,7 @@ def _by_token(msg, claim: Claim, token: ReplyCheck, auth: "Auth | None", ticket,
     return _authenticated("act", agent, tid, auth, can_defer, comment)
 
 
-def _authenticated(kind: str, agent: Agent, tid: int | None, auth: "Auth | None", can_defer: bool,
+def _authenticated(kind: str, agent: Agent, tid: int | None, auth: Auth | None, can_defer: bool,
                    comment: bool = False) -> Verdict:
     evidence = auth.evidence if auth else ("not authenticated",)
     if auth is not None and auth.passed and auth.address == agent.email:
@@ -217,7 +199,7 @@ def _authenticated(kind: str, agent: Agent, tid: int | None, auth: "Auth | None"
                    evidence=evidence)
 
 
-def _without_token(msg, claim: Claim, auth: "Auth | None", ticket, decision: ThreadDecision,
+def _without_token(msg, claim: Claim, auth: Auth | None, ticket, decision: ThreadDecision,
                    can_defer: bool) -> Verdict:
     agent = claim.from_agent
     tid = ticket.id if ticket is not None else None

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from daemon import tokens
-from daemon.model import Address, OutgoingMail
+from daemon.pipeline import tokens
+from daemon.model import Address, Agent, OutgoingMail
 from daemon.pipeline.addresses import sanitize
 from daemon.pipeline.compose import Headers, compose, outbound_address
 from daemon.pipeline.notify import Desk
 from daemon.pipeline.thread import normalize_subject
-from daemon.render import Rendered, Templates, build_context, message_vars
-from daemon.rules.declarations import Agent
+from daemon.pipeline.render import Rendered, Templates, build_context, message_vars
 
 Token = Callable[[int, str], "str | None"]          # (ticket id, agent address) -> reply token
 

@@ -8,7 +8,7 @@ holidays that the loader expanded into fixed dates). `routing.yaml`'s simpler `c
 both routing and SLAs.
 
 Conventions (tests pin each of them):
-- Instants are aware datetimes; a naive one is taken as UTC (as `facts.Calendar` does).
+- Instants are aware datetimes; a naive one is taken as UTC.
   Results are aware UTC datetimes.
 - Interval boundaries are local wall-clock times. A boundary is "the first instant at
   which the clock reads that time or later": in the hour a DST change skips (Berlin
@@ -33,11 +33,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import Protocol
 from zoneinfo import ZoneInfo
-
-if TYPE_CHECKING:
-    from daemon.rules.facts import Calendar
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -98,6 +95,10 @@ class BusinessCalendar:
     @property
     def always_open(self) -> bool:
         return self.week == ALWAYS and not self.holidays and not self.yearly
+
+    def local(self, at: datetime) -> datetime:
+        """`at` (naive: UTC) as wall-clock time in the calendar's zone."""
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(self._tz)
 
     def closed_on(self, day: date) -> bool:
         """True for a holiday (fixed or yearly) — not for an ordinary closed weekday."""
@@ -251,11 +252,24 @@ def next_open(at: datetime, calendar: BusinessCalendar) -> datetime:
     return add_business_time(at, timedelta(0), calendar)
 
 
-def from_routing(cal: "Calendar", name: str = "routing") -> BusinessCalendar:
-    """routing.yaml's `calendar:` as a BusinessCalendar with the same `is_open` answers.
+class RoutingHours(Protocol):
+    """routing.yaml's inline `calendar:` section (daemon.rules.declarations.Calendar)."""
+
+    timezone: str
+    days: frozenset[int]
+    start: int
+    end: int
+    holidays: frozenset[date]
+
+
+def from_routing(cal: RoutingHours | BusinessCalendar, name: str = "routing") -> BusinessCalendar:
+    """routing.yaml's `calendar:` as a BusinessCalendar with the same `is_open` answers
+    (a BusinessCalendar already is one and is returned as it is).
 
     A wrapping range (from 22:00 to 06:00) means, as in routing, the early and the late
     part of each listed day; from == to means the whole day."""
+    if isinstance(cal, BusinessCalendar):
+        return cal
     if cal.start < cal.end:
         day: tuple[Interval, ...] = ((cal.start, cal.end),)
     else:

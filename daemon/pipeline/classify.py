@@ -2,7 +2,7 @@
 
 parse -> thread -> **classify** -> plan. The built-in guard runs first: machine mail
 (auto-replies, bounces, lists, bulk...) never gets an automatic answer, whatever the
-rules say. Then the YAML `RuleSet` is evaluated (`daemon.rules.evaluate`) for the
+rules say. Then the YAML `RuleSet` is evaluated (`daemon.pipeline.evaluate`) for the
 message's event — `new` for a new ticket, `reply` for a message on an existing one —
 and the merged decisions are completed:
 
@@ -23,9 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from daemon.model import ParsedMessage, Routing, ThreadDecision
-from daemon.rules.evaluate import Evaluation, evaluate, show
-from daemon.rules.facts import Facts
-from daemon.rules.loader import RuleSet
+from daemon.pipeline.evaluate import Evaluation, evaluate, show
+from daemon.pipeline.facts import Facts
+from daemon.pipeline.ruleset import RuleSet
 
 REPLY_ACTIONS = frozenset({"append", "reopen", "bounce"})
 _FIELD = {"disposition": "action", "ack": "ack_template"}        # rule field -> Routing attribute

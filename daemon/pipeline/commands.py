@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from daemon.model import Command
+
 STATUSES = ("open", "pending", "resolved", "closed")
 ALIASES = {"resolve": ("status", "resolved"), "close": ("status", "closed"), "pending": ("status", "pending"),
            "open": ("status", "open"), "untag": ("untag", None)}
@@ -27,18 +29,6 @@ REQUESTER_MAY = ("resolve", "close")            # what [agents] requester_comman
 MAX_COMMANDS = 20
 _LINE = re.compile(r"^#([A-Za-z][A-Za-z_-]{0,30})(?:\s+(.*?))?\s*$")
 _REF = re.compile(r"^(?:([A-Za-z]+)-)?#?(\d{1,12})$")
-
-
-@dataclass(frozen=True)
-class Command:
-    """One valid command: name (see NAMES) and its canonical value ("" for note)."""
-
-    name: str
-    value: str
-    line: str
-
-    def describe(self) -> str:
-        return f"#{self.name} {self.value}".strip()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from daemon.model import Address
 from daemon.pipeline.addresses import sanitize
-from daemon.render import Rendered
+from daemon.pipeline.render import Rendered
 
 POLICY = email_policy.SMTP
 _ATOM_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")

@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Mapping
 
-from daemon import tokens
-from daemon.model import Address, FuseAlert, MailHistory, OutgoingMail
+from daemon.pipeline import tokens
+from daemon.model import Address, Agent, FuseAlert, MailHistory, OutgoingMail
 from daemon.pipeline.addresses import sanitize
 from daemon.pipeline.compose import Headers, compose, outbound_address
 from daemon.pipeline.thread import normalize_subject
-from daemon.render import Templates, build_context, message_vars
-from daemon.rules.declarations import Agent
+from daemon.pipeline.render import Templates, build_context, message_vars
 
 NEW_EVENTS = frozenset({"created", "linked"})
 REPLY_EVENTS = frozenset({"appended", "reopened"})

@@ -12,23 +12,14 @@ by the field's merge mode, registered with the action:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
+from daemon.pipeline.ruleset import MERGE, Effect
 from daemon.rules.registry import Invalid, Registry, did_you_mean
 from daemon.rules.textmatch import string_list, type_name
 
 
-class Effect(NamedTuple):
-    """One thing a rule decides: field name and value."""
-
-    field: str
-    value: Any
-
-
 ACTIONS: Registry[Callable[[Any, Any], tuple[Effect, ...]]] = Registry("action")
-MERGE = {"type": "first", "queue": "first", "assignee": "first", "priority": "first",
-         "service": "first", "ack": "first", "disposition": "first",
-         "impact": "max", "urgency": "max", "tags": "union"}
 DISPOSITIONS = ("ticket", "drop", "quarantine", "spam")
 
 

@@ -12,11 +12,11 @@ import fnmatch
 import re
 from typing import Any, Callable
 
-from daemon.rules.facts import DAYS, Facts, within
+from daemon.pipeline.facts import DAYS, Facts, within
+from daemon.pipeline.ruleset import Check
 from daemon.rules.registry import Invalid, Registry, Reported, did_you_mean
 from daemon.rules.textmatch import compile_matcher, string_list, type_name
 
-Check = Callable[[Facts], tuple[bool, str]]
 CONDITIONS: Registry[Callable[[Any, Any], Check]] = Registry("condition")
 condition = CONDITIONS.register
 

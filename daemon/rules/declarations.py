@@ -2,7 +2,8 @@
 and the business-hours calendar.
 
 Read from queues.yaml, vocabulary.yaml, services.yaml and the `calendar:` section of
-routing.yaml. Each `load_*` takes a parsed document, reports every problem to a
+routing.yaml (the name of one of its `calendars:`, which the SLA policies share, or an
+inline section). Each `load_*` takes a parsed document, reports every problem to a
 `Problems` list (file:line) and returns frozen values; names the rules use are checked
 against these later, so a rule naming an unknown queue or agent fails the load.
 """
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from daemon.model import Agent, PriorityMatrix, Queue, Service  # noqa: F401 - importable from here too
+from daemon.pipeline.calendar import BusinessCalendar, from_routing
+from daemon.pipeline.facts import within
 from daemon.pipeline.idn import canonical_address
+from daemon.rules.calendars import CALENDARS_FILE
 from daemon.rules.conditions import parse_clock, parse_days
-from daemon.rules.facts import Calendar
-from daemon.rules.matrix import PriorityMatrix
-from daemon.rules.registry import Invalid
+from daemon.rules.registry import Invalid, did_you_mean
 from daemon.rules.schema import Problems, check_keys, expect_mapping, expect_names, expect_str, line_of
 from daemon.rules.textmatch import type_name
 from daemon.rules.yamlload import YDict
@@ -28,34 +31,26 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class Agent:
-    email: str
-    name: str
-    role: str
+class Calendar:
+    """routing.yaml's inline `calendar:` section as written: timezone, working days (0=Mon),
+    hours as minutes, holidays. The loader turns it into the one calendar type,
+    daemon.pipeline.calendar.BusinessCalendar (`from_routing`); `is_open` here states what
+    the section means, and the conversion is tested against it."""
 
+    timezone: str = "UTC"
+    days: frozenset[int] = frozenset(range(5))
+    start: int = 9 * 60
+    end: int = 17 * 60
+    holidays: frozenset[date] = frozenset()
 
-@dataclass(frozen=True)
-class Queue:
-    """A team: its agents (with roles) and an optional description and address."""
+    def local(self, now: datetime) -> datetime:
+        aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        return aware.astimezone(ZoneInfo(self.timezone))
 
-    name: str
-    description: str
-    email: str
-    agents: tuple[Agent, ...]
-
-    def with_role(self, role: str) -> Agent | None:
-        return next((a for a in self.agents if a.role == role), None)
-
-
-@dataclass(frozen=True)
-class Service:
-    """A catalogue entry: owner queue, default impact, SLA policy name."""
-
-    name: str
-    description: str
-    queue: str
-    impact: str | None
-    sla: str | None
+    def is_open(self, local: datetime) -> bool:
+        minute = local.hour * 60 + local.minute
+        return (local.weekday() in self.days and local.date() not in self.holidays
+                and within(minute, self.start, self.end))
 
 
 def _name_ok(name: Any, what: str, file: str, line: int, problems: Problems) -> bool:
@@ -182,6 +177,19 @@ def load_calendar(node: Any, file: str, line: int, problems: Problems) -> Calend
                 problems.add(file, cal.line_of(key), exc.reason)
     start, end = values.get("hours", (default.start, default.end))
     return Calendar(tz, values.get("days", default.days), start, end, values.get("holidays", frozenset()))
+
+
+def routing_calendar(node: Any, file: str, line: int, calendars: dict[str, BusinessCalendar],
+                     problems: Problems) -> BusinessCalendar:
+    """The calendar `business_hours` uses: the name of one of routing.yaml's `calendars:`
+    (which sla.yaml's policies name too), or an inline section (load_calendar)."""
+    if not isinstance(node, str):
+        return from_routing(load_calendar(node, file, line, problems))
+    if node not in calendars:
+        problems.add(file, line, f"calendar: unknown calendar {node!r}{did_you_mean(node, calendars)}; "
+                                 f"{CALENDARS_FILE} calendars: {', '.join(sorted(calendars)) or 'none'}")
+        return from_routing(Calendar())
+    return calendars[node]
 
 
 def _hours(value: Any) -> tuple[int, int]:

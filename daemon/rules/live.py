@@ -21,7 +21,7 @@ from typing import Callable, Collection
 from daemon.errors import RulesError
 from daemon.pipeline.sla import SlaSettings
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, RuleSet, load_rules
-from daemon.rules.sla import SLA_FILE, load_sla
+from daemon.sla.loader import SLA_FILE, load_sla
 
 log = logging.getLogger(__name__)
 _UNSET = object()

@@ -12,17 +12,19 @@ bytes read, recorded on every routing decision made with it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any, Collection, Iterable
 
 from daemon.errors import RulesError
-from daemon.rules.actions import ACTIONS, Effect
-from daemon.rules.conditions import CONDITIONS, Check, combine_all
-from daemon.rules.declarations import Queue, Service, load_calendar, load_queues, load_services, load_vocabulary
-from daemon.rules.facts import Calendar
-from daemon.rules.matrix import PriorityMatrix, load_matrix
+from daemon.model import PriorityMatrix
+from daemon.pipeline.ruleset import Check, Effect, Rule, RuleSet
+from daemon.rules.actions import ACTIONS
+from daemon.rules.conditions import CONDITIONS, combine_all
+from daemon.pipeline.calendar import from_routing
+from daemon.rules.calendars import load_calendars
+from daemon.rules.declarations import Calendar, load_queues, load_services, load_vocabulary, routing_calendar
+from daemon.rules.matrix import load_matrix
 from daemon.rules.registry import Invalid, Reported, did_you_mean
 from daemon.rules.schema import Problems, check_keys
 from daemon.rules.textmatch import type_name
@@ -31,50 +33,9 @@ from daemon.rules.yamlload import YamlProblem, YDict, YList, load_yaml
 REQUIRED_FILES = ("queues.yaml", "vocabulary.yaml", "priority.yaml", "routing.yaml")
 OPTIONAL_FILES = ("services.yaml",)
 RULE_KEYS = ("name", "description", "applies_to", "when", "then", "continue", "enabled")
-ROUTING_KEYS = ("calendar", "default", "rules")
+ROUTING_KEYS = ("calendars", "calendar", "default", "rules")
 EVENTS = ("new", "reply")
 MAX_RULES = 10_000
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One compiled rule: where it is written, when it applies, what it sets."""
-
-    name: str
-    file: str
-    line: int
-    applies_to: frozenset[str]
-    when: Check = field(repr=False)
-    effects: tuple[Effect, ...]
-    cont: bool = False
-    always: bool = False
-    description: str = ""
-    where: str = ""                  # "routing.yaml:12", for explanations
-    label: str = ""                  # "routing.yaml:12 name: ", prefix of each hit/miss line
-
-    def __post_init__(self) -> None:
-        where = f"{Path(self.file).name}:{self.line}"
-        object.__setattr__(self, "where", where)
-        object.__setattr__(self, "label", f"{where} {self.name}: ")
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """Everything routing needs, validated; one `version` (content hash) for all of it."""
-
-    version: str
-    source: str
-    types: tuple[str, ...]
-    tags: tuple[str, ...]
-    roles: tuple[str, ...]
-    queues: Mapping[str, Queue]
-    agents: Mapping[str, tuple[str, ...]]
-    services: Mapping[str, Service]
-    matrix: PriorityMatrix
-    calendar: Calendar
-    default: tuple[Effect, ...]
-    rules: tuple[Rule, ...]
-    by_event: Mapping[str, tuple[Rule, ...]] = field(repr=False)
 
 
 class _Anything:
@@ -210,12 +171,13 @@ def load_rules(path: str | Path, *, known_templates: Collection[str] | None = No
     vocab = _declarations(docs, problems, known_templates)
     rules: tuple[Rule, ...] = ()
     default: tuple[Effect, ...] | None = ()
-    calendar = Calendar()
+    calendar = from_routing(Calendar())
     if "routing.yaml" in docs:
         data, file = docs["routing.yaml"]
         check_keys(data, ROUTING_KEYS, "routing.yaml", file, problems, required=("rules",))
         if "calendar" in data:
-            calendar = load_calendar(data["calendar"], file, data.line_of("calendar"), problems)
+            calendar = routing_calendar(data["calendar"], file, data.line_of("calendar"), vocab["calendars"],
+                                        problems)
         ctx = _Ctx(problems, file, vocab)
         if "default" in data:
             default = _load_default(ctx, data["default"], data.line_of("default"))
@@ -229,6 +191,7 @@ def load_rules(path: str | Path, *, known_templates: Collection[str] | None = No
         version=version, source=str(root), types=vocab["types"], tags=vocab["tags"], roles=vocab["roles"],
         queues=MappingProxyType(vocab["queues"]), agents=MappingProxyType(vocab["agents"]),
         services=MappingProxyType(vocab["services"]), matrix=vocab["matrix"], calendar=calendar,
+        calendars=MappingProxyType(vocab["calendars"]),
         default=default or (), rules=rules,
         by_event=MappingProxyType({e: tuple(r for r in rules if e in r.applies_to) for e in EVENTS}))
 
@@ -236,7 +199,7 @@ def load_rules(path: str | Path, *, known_templates: Collection[str] | None = No
 def _declarations(docs: dict, problems: Problems, templates: Collection[str] | None) -> dict[str, Any]:
     anything = _Anything()
     vocab: dict[str, Any] = {"types": anything, "tags": anything, "roles": anything, "queues": anything,
-                             "agents": anything, "services": {}, "matrix": None,
+                             "agents": anything, "services": {}, "matrix": None, "calendars": {},
                              "templates": None if templates is None else frozenset(templates)}
     if "vocabulary.yaml" in docs:
         vocab["types"], vocab["tags"] = load_vocabulary(*docs["vocabulary.yaml"], problems)
@@ -249,6 +212,9 @@ def _declarations(docs: dict, problems: Problems, templates: Collection[str] | N
         vocab.update(queues=queues, roles=roles, agents=agents)
     if "priority.yaml" in docs:
         vocab["matrix"] = load_matrix(*docs["priority.yaml"], problems)
+    if "routing.yaml" in docs and "calendars" in docs["routing.yaml"][0]:
+        data, file = docs["routing.yaml"]
+        vocab["calendars"] = load_calendars(data["calendars"], file, data.line_of("calendars"), problems)
     if vocab["matrix"] is None:
         vocab["matrix"] = _AnyMatrix()
     if "services.yaml" in docs:

@@ -6,35 +6,13 @@ must be filled with a declared priority level, so a lookup never fails at run ti
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
+from daemon.model import PriorityMatrix
 from daemon.rules.schema import Problems, check_keys, expect_mapping, expect_names, expect_str
 from daemon.rules.yamlload import YDict
 
 KEYS = ("levels", "impact_levels", "urgency_levels", "matrix", "default_impact", "default_urgency")
-
-
-@dataclass(frozen=True)
-class PriorityMatrix:
-    """Priority levels and the impact x urgency table (all lists highest first)."""
-
-    levels: tuple[str, ...]
-    impacts: tuple[str, ...]
-    urgencies: tuple[str, ...]
-    cells: Mapping[tuple[str, str], str] = field(repr=False)
-    default_impact: str
-    default_urgency: str
-
-    def priority(self, impact: str | None, urgency: str | None) -> str:
-        """The cell for (impact, urgency), a missing one taking its default."""
-        return self.cells[(impact or self.default_impact, urgency or self.default_urgency)]
-
-    def higher(self, kind: str, a: str | None, b: str) -> str:
-        """The higher of two impact (kind='impact') or urgency levels; `a` may be None."""
-        order = self.impacts if kind == "impact" else self.urgencies
-        return b if a is None or order.index(b) < order.index(a) else a
 
 
 def load_matrix(data: YDict, file: str, problems: Problems) -> PriorityMatrix | None:

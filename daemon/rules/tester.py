@@ -18,9 +18,14 @@ from typing import Any
 
 from daemon.errors import HelpdeskError, RulesError
 from daemon.model import ParsedMessage, Routing, ThreadDecision
+from daemon.pipeline.classify import Defaults, classify_explained
+from daemon.pipeline.evaluate import show
+from daemon.pipeline.parse import parse
 from daemon.rules.loader import RuleSet, load_rules
-from daemon.rules.sla import SLA_FILE, load_sla
 from daemon.rules.yamlload import YamlProblem, YDict, parse_yaml, read_bytes
+from daemon.sla.loader import SLA_FILE, load_sla
+from daemon.sla.views import preview_text, sla_preview
+from daemon.templates import template_names  # noqa: F401 - also importable from here
 
 EX_OK, EX_FAIL, EX_USAGE = 0, 1, 2
 EXPECTABLE = ("type", "queue", "priority", "tags", "assignee", "action", "disposition", "service", "impact",
@@ -48,7 +53,6 @@ def run_rules_command(cfg: Any, args: Any) -> int:
         return _usage(f"unknown rules command {args.rules_command!r}")
     if bool(args.corpus) == bool(args.message) or bool(args.corpus) != bool(args.expect):
         return _usage("give either MESSAGE.eml, or --corpus DIR with --expect FILE")
-    from daemon.pipeline.classify import Defaults
     defaults = Defaults(cfg.helpdesk.default_type, cfg.helpdesk.default_queue, cfg.helpdesk.default_priority)
     rules_dir = Path(args.rules) if args.rules else cfg.paths.rules
     try:
@@ -83,19 +87,9 @@ def _parse_at(text: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def template_names(path: Path) -> frozenset[str] | None:
-    """Template names under `path` (`requester/ack` for requester/ack.txt.j2); None if none."""
-    if not path.is_dir():
-        return None
-    names = {(p.relative_to(path).parent / p.name.split(".", 1)[0]).as_posix() for p in path.rglob("*.j2")}
-    return frozenset(names) or None
-
-
 # ------------------------------------------------------------------ routing one message
 def route_file(rules: RuleSet, defaults: Any, path: Path, opts: dict) -> tuple[Routing, Any, ParsedMessage, str]:
     """(routing, evaluation, message, how the time was chosen) for one .eml file."""
-    from daemon.pipeline.classify import classify_explained
-    from daemon.pipeline.parse import parse           # imported late: the parse stage is heavy
     msg = parse(path.read_bytes())
     now, source = _when(msg, opts["at"])
     decision = ThreadDecision("append", 0, "rules test --reply") if opts["reply"] else \
@@ -153,7 +147,6 @@ def explain_text(routing: Routing, ev: Any, when: str, path: Path) -> str:
 
 
 def _show(value: Any) -> str:
-    from daemon.rules.evaluate import show
     return "-" if value is None or value == () else show(value)
 
 
@@ -165,7 +158,6 @@ def _run_one(rules: RuleSet, defaults: Any, path: Path, as_json: bool, opts: dic
         return EX_FAIL
     out, text = explain_json(routing, ev, when, path), explain_text(routing, ev, when, path)
     if opts.get("sla") is not None and not opts["reply"] and routing.action == "ticket":   # the SLA timers
-        from daemon.sla_views import preview_text, sla_preview
         out["sla"] = sla_preview(opts["sla"], routing, msg.from_addr.email if msg.from_addr else None,
                                  _when(msg, opts["at"])[0])
         text += "\n\n" + "\n".join(preview_text(out["sla"]))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
+from tests.conftest import free_port
+
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 ROOTLESS_SERVICES = ("anvil", "ipc", "old-stats", "imap-urlauth-login")
 POOL_PREFIX, POOL_SIZE = "user", 200
@@ -39,10 +41,6 @@ def find_binary(name: str) -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _services(rootless: bool, auth_penalty: bool) -> str:

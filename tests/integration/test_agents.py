@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import Session, select
 
 from daemon.model import Envelope
-from store import models as m
+from store import tables as m
 from store.tickets import TicketTag
 from tests.agentkit import Zone, agent_reply, reply_address, sign
 from tests.integration.test_outbox import close_desk, make_desk, new_mail

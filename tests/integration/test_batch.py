@@ -39,10 +39,9 @@ class Plain:
         return self.app.store
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def plain(request, tmp_path):
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-    app = build_app(load_config(str(write_site_config(tmp_path, db_url=url))), outbound=False)
+@pytest.fixture
+def plain(backend, tmp_path):
+    app = build_app(load_config(str(write_site_config(tmp_path, db_url=backend.config_url))), outbound=False)
     yield Plain(app)
     app.close()
 

@@ -119,11 +119,10 @@ def harness(tmp_path):
     h.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend_harness(request, tmp_path):
+@pytest.fixture
+def backend_harness(backend, tmp_path):
     """A harness on each database backend (the lease is a storage contract)."""
-    url = f"sqlite:///{tmp_path / 'state.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    h = Harness(tmp_path, Spool(tmp_path / "spool").ensure(), url)
+    h = Harness(tmp_path, Spool(tmp_path / "spool").ensure(), backend.url)
     yield h
     h.close()
 
@@ -505,7 +504,7 @@ def _self_signed(d: Path) -> Path:
 def test_tls_certificate_is_verified(dovecot_factory, harness, security):
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
-    from tests.integration.dovecot import free_port
+    from tests.conftest import free_port
     imaps = free_port()
     server = dovecot_factory(start=False, imaps_port=imaps)
     cert = _self_signed(server.dir)

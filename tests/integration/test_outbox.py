@@ -94,10 +94,9 @@ def close_desk(desk: Desk) -> None:
     tasks.huey.use(tasks.MemoryStorage, True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def desk(request, tmp_path):
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-    d = make_desk(tmp_path, url, '[outbound]\nretry_first_seconds = 300.0\nretry_days = 1.0\n')
+@pytest.fixture
+def desk(backend, tmp_path):
+    d = make_desk(tmp_path, backend.config_url, '[outbound]\nretry_first_seconds = 300.0\nretry_days = 1.0\n')
     yield d
     close_desk(d)
 

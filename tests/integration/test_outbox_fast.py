@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from daemon.model import BounceMark, FuseAlert, MailEffects, MailHistory, OutgoingMail
-from store import models as m
+from store import tables as m
 from store.db import create_schema, make_engine
 from store.outbox import (CONVERSATION, Ledger, MailFuse, MailSuppression, Outbox, OutboxRecipient, TicketMail,
                           apply)
@@ -25,10 +25,9 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 EMAILS = ["ann@example.org", "bob@example.org", "cy@example.net", "dee@acme.test", "ana@example.com"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'x.db'}"
-    e = make_engine(url)
+@pytest.fixture
+def engine(backend, tmp_path):
+    e = make_engine(backend.url)
     create_schema(e)
     yield e
     e.dispose()

@@ -18,7 +18,7 @@ from daemon import tasks
 from daemon.escalation import Escalator
 from daemon.model import Envelope
 from daemon.pipeline.parse import parse
-from daemon.sla_views import SlaReader
+from daemon.sla.views import SlaReader
 from store.sla_store import SlaFired, SlaStore
 from tests.integration.test_outbox import START, close_desk, make_desk, new_mail, parsed
 
@@ -238,7 +238,7 @@ def test_priority_change_moves_deadlines_and_queue_change_reselects_the_policy(d
     r = desk.mail(new_mail())
     desk.esc.sweep()                                      # the change feed starts here
     with Session(desk.store.engine) as s:
-        from store import models as m
+        from store import tables as m
         t = s.get(m.Ticket, r.ticket_id)
         t.priority, t.queue = "P2", "security"                  # as an agent's #priority / #queue would
         s.add(t)

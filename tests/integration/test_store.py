@@ -41,13 +41,9 @@ def save(store: Store, msg: ParsedMessage, decision: ThreadDecision):
 NEW = ThreadDecision("new", None, "no known thread key: new ticket")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hd.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
+@pytest.fixture
+def store(backend, tmp_path):
+    engine = make_engine(backend.url)
     create_schema(engine)
     s = Store(engine, Blobs(tmp_path / "attachments"))
     yield s
@@ -84,8 +80,8 @@ def test_same_message_id_different_content_is_two_messages(store):
 def test_append_reopen_and_machine_mail_does_not_reopen(store):
     t = save(store, pm("a@x"), NEW).ticket_id
     with store._write() as s:                                  # resolve it (agent commands come later)
-        from store import models
-        row = s.get(models.Ticket, t)
+        from store import tables
+        row = s.get(tables.Ticket, t)
         row.status = "resolved"
         s.add(row)
         s.commit()

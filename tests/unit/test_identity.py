@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from daemon import tokens
+from daemon.pipeline import tokens
 from daemon.identity import Authenticator, AuthPolicy, load_pinned, pinned_lookup
 from daemon.model import Address, Envelope, MachineVerdict, ParsedMessage, ThreadDecision
 from daemon.pipeline import agent as plan

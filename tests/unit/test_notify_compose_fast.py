@@ -18,7 +18,7 @@ import pytest
 from daemon.model import Address
 from daemon.pipeline.addresses import sanitize
 from daemon.pipeline.compose import MAX_SUBJECT, POLICY, Headers, _ids, compose, outbound_address
-from daemon.render import Rendered
+from daemon.pipeline.render import Rendered
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
 

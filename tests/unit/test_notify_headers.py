@@ -16,7 +16,8 @@ from daemon.model import Address, MailHistory
 from daemon.pipeline.compose import Headers, compose, outbound_address
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
 from daemon.pipeline.parse import parse
-from daemon.render import Rendered, load_templates
+from daemon.pipeline.render import Rendered
+from daemon.templates import load_templates
 from daemon.rules.declarations import Agent
 from store.records import TicketRow
 

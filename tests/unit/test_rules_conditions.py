@@ -5,9 +5,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from daemon.pipeline.evaluate import evaluate
+from daemon.pipeline.facts import Facts, guess_language
 from daemon.rules import conditions, load_rules
-from daemon.rules.evaluate import evaluate
-from daemon.rules.facts import Calendar, Facts, guess_language
+from daemon.rules.declarations import Calendar
 from daemon.rules.registry import Registry
 from tests.unit.test_rules_support import MONDAY_10, attachment, msg, rules_yaml, write_rules
 

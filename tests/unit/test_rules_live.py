@@ -11,7 +11,8 @@ import pytest
 
 from daemon.errors import RulesError
 from daemon.pipeline.classify import Defaults, classify
-from daemon.rules import LiveRules, load_rules, watch
+from daemon.rules import load_rules
+from daemon.rules.live import LiveRules, watch
 from tests.unit.test_rules_support import MONDAY_10, NEW, msg, rules_yaml, write_rules
 
 ALPHA = rules_yaml("- {name: to-general, when: {subject: x}, then: {queue: general, tags: [vip]}}")

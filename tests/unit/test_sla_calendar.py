@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.pipeline.calendar import (ALWAYS, BusinessCalendar, add_business_time, business_time_between,
                                       from_routing, next_open)
-from daemon.rules.facts import Calendar
+from daemon.rules.declarations import Calendar
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")

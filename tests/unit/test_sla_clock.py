@@ -267,7 +267,7 @@ def test_a_stored_policy_that_no_longer_exists_falls_back_to_the_default():
 @pytest.fixture(scope="module")
 def shipped():
     from daemon.rules import load_rules
-    from daemon.rules.sla import load_sla
+    from daemon.sla.loader import load_sla
     return load_sla(REPO / "rules", load_rules(REPO / "rules"))
 
 

@@ -12,15 +12,16 @@ from pathlib import Path
 
 from daemon import tokens
 from daemon.model import MailHistory
-from daemon.pipeline.escalate import (build_escalation_mails, duration_text, escalation_vars, plan_escalation,
+from daemon.pipeline.sla.escalate import (build_escalation_mails, duration_text, escalation_vars, plan_escalation,
                                       with_changes)
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo
 from daemon.pipeline.sla import Action, Escalation, StatusChange, TicketHistory, policy_for, sla_state
-from daemon.render import ESCALATION_SAMPLE, load_templates
+from daemon.pipeline.render import ESCALATION_SAMPLE
+from daemon.templates import load_templates
 from daemon.rules import load_rules
 from daemon.rules.live import LiveRules
-from daemon.rules.sla import load_sla
-from daemon.sla_views import sla_json, sla_text
+from daemon.sla.loader import load_sla
+from daemon.sla.views import sla_json, sla_text
 from store.records import TicketRow
 from tests.unit.test_sla_policy import BASE, load, problems
 

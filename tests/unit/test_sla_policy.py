@@ -12,7 +12,7 @@ import pytest
 from daemon.errors import RulesError
 from daemon.pipeline.calendar import ALWAYS, from_routing
 from daemon.rules import load_rules
-from daemon.rules.sla import load_sla
+from daemon.sla.loader import load_sla
 from tests.unit.test_rules_support import SERVICES, write_rules
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.pipeline.calendar import BusinessCalendar
 from daemon.pipeline.sla import Policy, SlaSettings, StatusChange, Targets, TicketHistory
-from daemon.sla_report import build_report, duration_text, render_html, render_json, render_text
+from daemon.sla.report import build_report, duration_text, render_html, render_json, render_text
 
 UTC = timezone.utc
 H = timedelta(hours=1)

@@ -1,43 +1,37 @@
-"""Loading rules/sla.yaml into validated, immutable `SlaSettings` (calendars, policies,
-escalation ladders, policy selection).
+"""Loading rules/sla.yaml (edge) into validated, immutable `SlaSettings`: calendars,
+policies, escalation ladders, policy selection.
 
-`load_sla(rules_dir, ruleset)` reads sla.yaml with the rules loader's YAML door (safe
-tags, size, duplicate keys, line numbers) and checks everything up front: unknown keys
-(with "did you mean"), wrong types, durations, times, time zones, holiday dates and
-country codes, and every reference — calendars, escalation ladders and policies named in
-the file, queues, services, priority levels, roles, agents and tags declared in the rule
-set, templates when `known_templates` is given, and services.yaml `sla:` names. It
-returns complete settings or raises one `RulesError` listing every problem as
-`file:line: reason`. The calendar named `routing` is routing.yaml's `calendar:` (the
-`business_hours` one) and is the default calendar of a policy that names none.
-`version` hashes sla.yaml's bytes together with the rule set's version.
+`load_sla(rules_dir, ruleset)` reads sla.yaml through the rules loader's YAML door and
+checks everything up front: keys (with "did you mean"), types, durations, times, zones,
+holidays, country codes, and every reference (calendars, ladders and policies in the file;
+queues, services, priorities, roles, agents and tags of the rule set; templates when
+`known_templates` is given; services.yaml `sla:` names). One `RulesError` lists every
+problem as `file:line: reason`. Policies name routing.yaml's calendars (the rule set
+carries them) or sla.yaml's own; `routing` is routing.yaml's `calendar:`, the default of
+a policy that names none. `version` hashes sla.yaml's bytes with the rule set's version.
 """
 from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Collection
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.errors import RulesError
-from daemon.pipeline.calendar import ALWAYS, BusinessCalendar, Interval, from_routing
+from daemon.pipeline.calendar import BusinessCalendar, from_routing
 from daemon.pipeline.sla import TARGETS, Action, Level, Policy, Selector, SlaSettings, Targets
-from daemon.rules.conditions import parse_clock, parse_days
+from daemon.rules.calendars import CALENDARS_FILE, CalendarCtx, parse_calendar
 from daemon.rules.loader import RuleSet
 from daemon.rules.registry import Invalid, did_you_mean
-from daemon.rules.schema import Problems, check_keys, expect_mapping, line_of
+from daemon.rules.schema import Problems
 from daemon.rules.textmatch import string_list, type_name
 from daemon.rules.yamlload import YamlProblem, YDict, YList, load_yaml
 
 SLA_FILE = "sla.yaml"
 ROUTING_CALENDAR = "routing"
-COUNTRY_YEARS = range(2000, 2100)       # national holidays are expanded for these years
 TOP_KEYS = ("calendars", "escalations", "policies", "select", "default_policy")
-CALENDAR_KEYS = ("description", "timezone", "always_open", "days", "hours", "week", "holidays",
-                 "country", "subdivision")
 POLICY_KEYS = ("description", "calendar", "escalations", "targets")
 TARGET_KEYS = ("first_response", "resolution", "update", "calendar")
 LEVEL_KEYS = ("name", "at", "targets", "notify", "to", "reassign", "priority", "tags")
@@ -46,33 +40,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _DURATION = re.compile(r"^(?:(\d{1,5})h)?\s*(?:(\d{1,6})m)?\s*(?:(\d{1,7})s)?$")
-_MONTH_DAY = re.compile(r"^(\d\d)-(\d\d)$")
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class _Ctx:
+class _Ctx(CalendarCtx):
     """Where problems go, and the rule set's vocabulary references are checked against."""
 
     def __init__(self, problems: Problems, file: str, rules: RuleSet, templates: Collection[str] | None):
-        self.problems, self.file, self.rules = problems, file, rules
+        super().__init__(problems, file)
+        self.rules = rules
         self.templates = None if templates is None else frozenset(templates)
-        self.national: dict[tuple[str, str | None], set[date]] = {}    # expanded once per load
-
-    def report(self, line: int, reason: str) -> None:
-        self.problems.add(self.file, line, reason)
-
-    def keys(self, node: YDict, allowed: tuple[str, ...], path: str, required: tuple[str, ...] = ()) -> bool:
-        return check_keys(node, allowed, path, self.file, self.problems, required=required)
-
-    def mapping(self, value: Any, path: str, line: int) -> YDict | None:
-        return expect_mapping(value, path, self.file, line, self.problems)
-
-    def string(self, node: YDict, key: str, path: str, default: str | None = None) -> str | None:
-        value = node.get(key, default)
-        if value is None or isinstance(value, str):
-            return value
-        self.report(node.line_of(key), f"{path}.{key}: expected a string, got {type_name(value)}")
-        return None
 
     def named(self, name: Any, what: str, line: int) -> bool:
         if isinstance(name, str) and _NAME.match(name):
@@ -148,164 +124,18 @@ def _entries(ctx: _Ctx, data: YDict, key: str):
 
 # ------------------------------------------------------------------ calendars
 def _calendars(ctx: _Ctx, data: YDict) -> dict[str, BusinessCalendar | None]:
-    """`routing` (routing.yaml's calendar) and the declared ones (None: failed to load)."""
-    calendars: dict[str, BusinessCalendar | None] = {ROUTING_CALENDAR: from_routing(ctx.rules.calendar)}
+    """`routing` (routing.yaml's calendar), routing.yaml's `calendars:` (the same objects the
+    rule set has) and the ones declared here (None: failed to load)."""
+    calendars: dict[str, BusinessCalendar | None] = {ROUTING_CALENDAR: from_routing(ctx.rules.calendar),
+                                                     **ctx.rules.calendars}
     for name, node, at in _entries(ctx, data, "calendars"):
         if name == ROUTING_CALENDAR:
             ctx.report(at, "calendars.routing: that name is routing.yaml's calendar; choose another")
+        elif name in ctx.rules.calendars:
+            ctx.report(at, f"calendars.{name}: already declared in {CALENDARS_FILE}; use that one or choose another name")
         elif ctx.named(name, "calendar", at):
-            calendars[name] = _calendar(ctx, name, node, at)
+            calendars[name] = parse_calendar(ctx, name, node, at)
     return calendars
-
-
-def _calendar(ctx: _Ctx, name: str, node: Any, at: int) -> BusinessCalendar | None:
-    path = f"calendars.{name}"
-    c = ctx.mapping(node, path, at)
-    if c is None or not ctx.keys(c, CALENDAR_KEYS, path):
-        return None
-    description = ctx.string(c, "description", path, "") or ""
-    always = c.get("always_open", False)
-    if not isinstance(always, bool):
-        ctx.report(c.line_of("always_open"), f"{path}.always_open: expected true or false, got {type_name(always)}")
-        return None
-    if always:
-        extra = [k for k in c if k not in ("description", "always_open", "timezone")]
-        if extra:
-            ctx.report(c.line_of(extra[0]), f"{path}: always_open: true leaves nothing to set; remove "
-                                            f"{', '.join(extra)}")
-            return None
-        return BusinessCalendar(name, _zone(ctx, c, path) or "UTC", ALWAYS, description=description)
-    if "timezone" not in c:
-        ctx.report(at, f"{path}: missing required key 'timezone' (an IANA name such as Europe/Berlin)")
-    if "hours" not in c and "week" not in c:
-        ctx.report(at, f'{path}: give hours: {{from: "08:00", to: "18:00"}} (and days:), or week:')
-    tz, week, fixed, yearly = _zone(ctx, c, path), _week(ctx, c, path), _holidays(ctx, c, path), frozenset()
-    if fixed is not None:
-        fixed, yearly = fixed
-        fixed |= _country(ctx, c, path)
-    if tz is None or week is None or fixed is None:
-        return None
-    if not any(week):
-        ctx.report(at, f"{path}: the calendar is never open")
-        return None
-    return BusinessCalendar(name, tz, week, frozenset(fixed), frozenset(yearly), description)
-
-
-def _zone(ctx: _Ctx, c: YDict, path: str) -> str | None:
-    tz = ctx.string(c, "timezone", path, "UTC")
-    try:
-        ZoneInfo(tz or "")
-        return tz
-    except (ZoneInfoNotFoundError, ValueError):
-        ctx.report(c.line_of("timezone"), f"{path}.timezone: unknown time zone {tz!r} "
-                                          "(use an IANA name such as Europe/Berlin)")
-        return None
-
-
-def _week(ctx: _Ctx, c: YDict, path: str) -> tuple[tuple[Interval, ...], ...] | None:
-    try:
-        days = parse_days(c.get("days", list(_WEEKDAYS[:5])), f"{path}.days")
-    except Invalid as exc:
-        ctx.report(c.line_of("days"), exc.reason)
-        return None
-    hours = _intervals(ctx, c["hours"], f"{path}.hours", c.line_of("hours")) if "hours" in c else ()
-    week = [hours if d in days else () for d in range(7)]
-    ok = hours is not None
-    if "week" in c:
-        table = ctx.mapping(c["week"], f"{path}.week", c.line_of("week"))
-        for day, value in (table or {}).items():
-            at = table.line_of(day)
-            if day not in _WEEKDAYS:
-                ctx.report(at, f"{path}.week: {day!r} is not a weekday ({', '.join(_WEEKDAYS)})"
-                               f"{did_you_mean(day, _WEEKDAYS)}")
-                ok = False
-                continue
-            got = _intervals(ctx, value, f"{path}.week.{day}", at)
-            ok = ok and got is not None
-            week[_WEEKDAYS.index(day)] = got or ()
-        ok = ok and table is not None
-    return tuple(week) if ok else None
-
-
-def _intervals(ctx: _Ctx, value: Any, path: str, line: int) -> tuple[Interval, ...] | None:
-    """{from, to} or a list of them ([] = closed), sorted, not overlapping, not wrapping."""
-    items = [value] if isinstance(value, dict) else value
-    if not isinstance(items, list):
-        ctx.report(line, f'{path}: expected {{from: "HH:MM", to: "HH:MM"}} or a list of them, got {type_name(value)}')
-        return None
-    out: list[Interval] = []
-    for i, item in enumerate(items):
-        at = line_of(items, i) if isinstance(items, YList) else line
-        if not isinstance(item, dict) or set(item) != {"from", "to"}:
-            ctx.report(at, f'{path}: expected {{from: "HH:MM", to: "HH:MM"}}, got {type_name(item)}')
-            return None
-        try:
-            start, end = parse_clock(item["from"], f"{path}.from"), parse_clock(item["to"], f"{path}.to")
-        except Invalid as exc:
-            ctx.report(at, exc.reason)
-            return None
-        if start >= end:
-            ctx.report(at, f"{path}: from {item['from']} is not before to {item['to']} (an interval cannot "
-                           "wrap past midnight: write one ending \"24:00\" and one starting \"00:00\" the next day)")
-            return None
-        out.append((start, end))
-    out.sort()
-    for (_, end), (start, _) in zip(out, out[1:]):
-        if start < end:
-            ctx.report(line, f"{path}: intervals overlap at {start // 60:02d}:{start % 60:02d}")
-            return None
-    return tuple(out)
-
-
-def _holidays(ctx: _Ctx, c: YDict, path: str) -> tuple[set[date], set[tuple[int, int]]] | None:
-    """Fixed dates (2026-12-24) and yearly month-days ("12-25") from `holidays:`."""
-    value = c.get("holidays", [])
-    if not isinstance(value, list):
-        ctx.report(c.line_of("holidays"), f"{path}.holidays: expected a list of dates, got {type_name(value)}")
-        return None
-    fixed, yearly, ok = set(), set(), True
-    for i, item in enumerate(value):
-        at = line_of(value, i) if isinstance(value, YList) else c.line_of("holidays")
-        m = _MONTH_DAY.match(item) if isinstance(item, str) else None
-        try:
-            if isinstance(item, date) and not isinstance(item, datetime):
-                fixed.add(item)
-            elif m:
-                date(2000, int(m.group(1)), int(m.group(2)))          # 2000: 02-29 is allowed
-                yearly.add((int(m.group(1)), int(m.group(2))))
-            else:
-                fixed.add(date.fromisoformat(str(item)))
-        except (ValueError, TypeError):
-            ctx.report(at, f"{path}.holidays[{i}]: {item!r} is not a date YYYY-MM-DD or a yearly MM-DD")
-            ok = False
-    return (fixed, yearly) if ok else None
-
-
-def _country(ctx: _Ctx, c: YDict, path: str) -> set[date]:
-    """National (and regional) holidays from the `holidays` package, as fixed dates."""
-    if "country" not in c:
-        if "subdivision" in c:
-            ctx.report(c.line_of("subdivision"), f"{path}.subdivision: needs country:")
-        return set()
-    code, sub = ctx.string(c, "country", path), ctx.string(c, "subdivision", path)
-    try:
-        import holidays
-    except ImportError:
-        ctx.report(c.line_of("country"), f"{path}.country: needs the Python package 'holidays' "
-                                         "(pip install holidays), or list the dates under holidays:")
-        return set()
-    supported = holidays.list_supported_countries()
-    if code not in supported:
-        ctx.report(c.line_of("country"), f"{path}.country: {code!r} is not a supported ISO 3166 country code"
-                                         f"{did_you_mean(code, supported)}")
-        return set()
-    if sub is not None and sub not in supported[code]:
-        ctx.report(c.line_of("subdivision"), f"{path}.subdivision: {sub!r} is not a subdivision of {code}; "
-                                             f"known: {', '.join(supported[code])}")
-        return set()
-    if (code, sub) not in ctx.national:
-        ctx.national[(code, sub)] = set(holidays.country_holidays(code, subdiv=sub, years=COUNTRY_YEARS))
-    return ctx.national[(code, sub)]
 
 
 # ------------------------------------------------------------------ escalation ladders

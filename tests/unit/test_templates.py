@@ -9,8 +9,8 @@ import jinja2
 import pytest
 
 from daemon.errors import RulesError
-from daemon.render import (REQUIRED, LiveTemplates, build_context, load_templates, message_vars,
-                           split_subject)
+from daemon.pipeline.render import REQUIRED, build_context, message_vars, split_subject
+from daemon.templates import LiveTemplates, load_templates
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "templates"

@@ -1,4 +1,4 @@
-"""Plain typed values that cross the pipeline stages.
+"""Values about mail as it crosses the pipeline stages (part of daemon.model).
 
 parse -> ParsedMessage; thread -> ThreadDecision; classify -> Routing. These are frozen
 dataclasses: no ORM rows and no `email.message` objects ever leave the stage that made

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.rules.actions import MERGE, Effect
-from daemon.rules.facts import Facts
-from daemon.rules.loader import Rule, RuleSet
+from daemon.pipeline.facts import Facts
+from daemon.pipeline.ruleset import MERGE, Effect, Rule, RuleSet
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""What rule conditions look at: one message, seen once, lower-cased, computed lazily.
+"""What rule conditions look at (pure): one message, seen once, lower-cased, computed lazily.
 
 `Facts` wraps a `ParsedMessage`, the envelope recipients, the routing time and the rule
-set's `Calendar`. Each attribute is computed on first use and cached, so a rule set that
+set's `BusinessCalendar` (the one calendar type routing and SLA share). Each attribute is computed on first use and cached, so a rule set that
 never looks at the body never lower-cases it. Body conditions see the first `MAX_BODY`
 characters (of the text part, else of the HTML with tags removed), which bounds the cost
 of any regex. `guess_language` is a cheap stop-word count, used when parse gave none.
@@ -9,12 +9,11 @@ of any regex. `guess_language` is a cheap stop-word count, used when parse gave 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime
 from functools import cached_property
-from zoneinfo import ZoneInfo
 
 from daemon.model import ParsedMessage
+from daemon.pipeline.calendar import BusinessCalendar
 
 MAX_BODY = 100_000
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -40,26 +39,6 @@ _STOPWORDS = {
 _STOP = {lang: frozenset(words.split()) for lang, words in _STOPWORDS.items()}
 
 
-@dataclass(frozen=True)
-class Calendar:
-    """When the desk is open: timezone, working days (0=Mon), hours as minutes, holidays."""
-
-    timezone: str = "UTC"
-    days: frozenset[int] = frozenset(range(5))
-    start: int = 9 * 60
-    end: int = 17 * 60
-    holidays: frozenset[date] = frozenset()
-
-    def local(self, now: datetime) -> datetime:
-        aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-        return aware.astimezone(ZoneInfo(self.timezone))
-
-    def is_open(self, local: datetime) -> bool:
-        minute = local.hour * 60 + local.minute
-        return (local.weekday() in self.days and local.date() not in self.holidays
-                and within(minute, self.start, self.end))
-
-
 def within(minute: int, start: int, end: int) -> bool:
     """minute in [start, end), wrapping past midnight when end <= start."""
     return start <= minute < end if start < end else minute >= start or minute < end
@@ -78,7 +57,7 @@ def guess_language(text: str) -> str | None:
 class Facts:
     """Lazily computed, cached views of one message for condition checks (see module doc)."""
 
-    def __init__(self, msg: ParsedMessage, now: datetime, calendar: Calendar,
+    def __init__(self, msg: ParsedMessage, now: datetime, calendar: BusinessCalendar,
                  envelope_rcpts: tuple[str, ...] = ()):
         self.msg, self.now, self.calendar, self.envelope_rcpts = msg, now, calendar, envelope_rcpts
 
@@ -139,4 +118,4 @@ class Facts:
 
     @cached_property
     def business_hours(self) -> bool:
-        return self.calendar.is_open(self.local_time)
+        return self.calendar.is_open(self.now)

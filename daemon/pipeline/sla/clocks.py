@@ -3,7 +3,7 @@
 Role in the pipeline: after the store has recorded a ticket change, `sla_state` says where
 each target stands at `now` and `plan_escalations` which escalation levels are still to
 fire and when; the store/queue edge schedules and fires them (exactly once, by `key`).
-Policies and calendars come from rules/sla.yaml (daemon.rules.sla.load_sla); time is
+Policies and calendars come from rules/sla.yaml (daemon.sla.loader.load_sla); time is
 always an argument.
 
 Clock rules (docs: rules/sla.yaml):
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Collection, Iterable, Mapping
 
+from daemon.model import INITIAL_STATUS, PAUSED, STOPPED, StatusChange, TicketHistory
 from daemon.pipeline.calendar import (BusinessCalendar, add_business_time, add_us, between_us,
                                       business_time_between, from_us, to_us)
 
@@ -38,57 +39,11 @@ __all__ = ["Action", "BusinessCalendar", "ClockState", "Escalation", "Level", "P
            "select_policy", "sla_state"]
 
 TARGETS = ("first_response", "resolution", "update")
-PAUSED = frozenset({"pending"})
-STOPPED = frozenset({"resolved", "closed"})
-INITIAL_STATUS = "new"
 _ONE = timedelta(microseconds=1)
 
 
 # ------------------------------------------------------------------ inputs
-@dataclass(frozen=True)
-class StatusChange:
-    """The ticket entered `status` at `at`."""
-
-    at: datetime
-    status: str
-
-
-@dataclass(frozen=True)
-class TicketHistory:
-    """What the SLA stage needs of one ticket; the store builds it from the ticket row,
-    its `status` events and its public agent messages.
-
-    `priority`/`queue`/`policy` are the current ones. `status_changes` are in time order;
-    before the first one the status is "new". `first_response_at` is the first public
-    agent reply (not an automatic acknowledgement), `last_update_at` the latest one."""
-
-    ticket_id: int
-    created_at: datetime
-    priority: str
-    queue: str
-    policy: str
-    status_changes: tuple[StatusChange, ...] = ()
-    first_response_at: datetime | None = None
-    last_update_at: datetime | None = None
-
-    @property
-    def status(self) -> str:
-        return self.status_changes[-1].status if self.status_changes else INITIAL_STATUS
-
-    @property
-    def resolved_at(self) -> datetime | None:
-        """When the ticket last entered a stopped status, if it is in one now."""
-        if self.status not in STOPPED:
-            return None
-        at = self.status_changes[-1].at
-        for change in reversed(self.status_changes):
-            if change.status not in STOPPED:
-                break
-            at = change.at
-        return at
-
-
-# ------------------------------------------------------------------ policies (built by daemon.rules.sla)
+# ------------------------------------------------------------------ policies (built by daemon.sla.loader)
 @dataclass(frozen=True)
 class Action:
     """One effect of an escalation level. kind: notify (value = template, `to` =

@@ -19,10 +19,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
+from daemon.app import defaults_of
 from daemon.errors import RulesError
 from daemon.pipeline.sla import (SlaSettings, TicketHistory, plan_escalations, policy_for, select_policy,
                                  sla_state)
-from daemon.sla_report import SlaReport, build_report
+from daemon.rules.loader import load_rules
+from daemon.sla.loader import SLA_FILE, load_sla
+from daemon.sla.report import SlaReport, build_report
 from store.records import TicketDetail
 from store.sla_store import FiredRow, SlaRow, SlaStore, build_history, is_agent_reply, status_of
 
@@ -159,9 +162,6 @@ class SlaReader:
 
 def load_settings(cfg) -> SlaSettings | None:
     """sla.yaml checked against the rules; None (logged) when absent or not loading."""
-    from daemon.app import defaults_of
-    from daemon.rules.loader import load_rules
-    from daemon.rules.sla import SLA_FILE, load_sla
     root = cfg.paths.rules
     if not (root / SLA_FILE).exists():
         return None

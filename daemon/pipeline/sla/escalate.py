@@ -10,7 +10,7 @@ After `plan_escalations`/`due_now` (daemon.pipeline.sla) named a level due, the 
                      ticket's queue), or an address. Our own addresses never get one.
                      Priority is only ever raised, never lowered.
   escalation_vars    the `escalation` template variable (same keys as
-                     daemon.render.ESCALATION_SAMPLE, which the template trial uses).
+                     daemon.pipeline.render.ESCALATION_SAMPLE, which the template trial uses).
   build_escalation_mails  renders `<audience>/sla-*` templates and composes each mail
                      like every other automatic mail (daemon.pipeline.compose:
                      Auto-Submitted, X-Loop, MAC'd Message-ID, VERP); recipients whose
@@ -24,14 +24,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from daemon import tokens
-from daemon.model import Address, FuseAlert, MailEffects, MailHistory, OutgoingMail
+from daemon.model import Address, Agent, FuseAlert, MailEffects, MailHistory, OutgoingMail, Queue
+from daemon.pipeline import tokens
 from daemon.pipeline.compose import Headers, compose
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo
-from daemon.pipeline.sla import Escalation, Policy, SlaState
+from daemon.pipeline.render import Templates, build_context
+from daemon.pipeline.sla.clocks import Escalation, Policy, SlaState
 from daemon.pipeline.thread import normalize_subject
-from daemon.render import Templates, build_context
-from daemon.rules.declarations import Agent, Queue
 
 KIND = "escalation"                     # outbox kind of escalation mails
 LABELS = {"first_response": "first response", "resolution": "resolution", "update": "update"}
