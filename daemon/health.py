@@ -241,5 +241,6 @@ def status_text(snap: dict) -> str:
         lines.append(f"  imap {a['account']}/{a['folder']}: {a['state']} · taken {a['taken']} · last mail "
                      f"{a.get('last_mail_at') or '-'} · last error {a.get('last_error') or '-'}")
     lines += [f"  {status_line(o)}" for o in snap.get("oauth2", [])]
-    lines += [f"  PROBLEM {p}" for p in snap.get("problems", [])]
+    lines += [f"  PROBLEM {p}" for p in snap.get("problems", []) if not p.startswith("alert: ")]
+    lines += [f"  ALERT {a}" for a in snap.get("alerts") or []]
     return "\n".join(lines)

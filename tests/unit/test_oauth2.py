@@ -14,7 +14,7 @@ from daemon.oauth2 import (LOGIN_SEED, OAuth2Error, OAuth2Settings, TokenSource,
 from daemon.oauth2_config import device_url
 from daemon.oauth2_login import device_login
 from daemon.oauth2_store import TokenStore, read_statuses, status_line, token_alerts
-from daemon.views import status_text
+from daemon.health import status_text
 from tests.integration.oauth_server import AuthServer, Clock, direct_post
 
 USER = "support@example.com"
