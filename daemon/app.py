@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon import systemd, tasks
+from daemon.clock import build_clock
 from daemon.config import Config
 from daemon.health import Health
 from daemon.intake.imap import ImapPoller
@@ -98,11 +99,12 @@ def build_app(cfg: Config, *, outbound: bool = True) -> App:
         raise SpoolError(f"cannot use state directory {cfg.state_dir}: {exc.strerror or exc}") from exc
     rules = load_live_rules(cfg)
     store = open_store(cfg)
-    worker = Worker(spool, store, worker_settings(cfg), rules=lambda: rules.current)
+    clock = build_clock(cfg)                    # the process's one clock, passed to all that read the time
+    worker = Worker(spool, store, worker_settings(cfg), rules=lambda: rules.current, clock=clock)
     app = App(cfg, store, spool, worker, rules=rules)
     app.reloaders.append(rules.reload)
     if outbound:
-        tasks.attach_outbound(app)             # templates, keys and the relay; mail planned in the worker
+        tasks.attach_outbound(app, clock=clock)  # templates, keys and the relay; mail planned in the worker
     return app
 
 

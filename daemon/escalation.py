@@ -313,7 +313,7 @@ def sweeper(esc: Escalator, stop: threading.Event, every: float) -> None:
         esc.sweep()
 
 
-def attach_worker(cfg, store, stop: threading.Event) -> threading.Thread:
+def attach_worker(cfg, store, stop: threading.Event, clock: Callable[[], datetime] = utcnow) -> threading.Thread:
     """`helpdesk worker`: what its consumer needs to run `escalate` tasks (rules and SLA
     settings, templates, keys), their reload watchers and the SLA sweep."""
     from daemon import tokens
@@ -323,7 +323,7 @@ def attach_worker(cfg, store, stop: threading.Event) -> threading.Thread:
     live = load_live_rules(cfg)
     templates = LiveTemplates(cfg.paths.templates)
     ring = tokens.load_keyring(cfg.state_dir, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
-    huey.sla = build_escalator(cfg, store.engine, live, templates, ring)
+    huey.sla = build_escalator(cfg, store.engine, live, templates, ring, clock=clock)
     for target, args in ((watch, (live, stop)), (watch_templates, (templates, stop))):
         threading.Thread(target=target, args=args, daemon=True, name=f"{target.__name__}").start()
     thread = threading.Thread(target=sweeper, args=(huey.sla, stop, cfg.queue.sweep_seconds), name="sla-sweep",

@@ -30,6 +30,7 @@ from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
 from sqlalchemy.exc import OperationalError
 
 from daemon import systemd, tokens
+from daemon.clock import build_clock
 from daemon.errors import HelpdeskError
 from daemon.mailer import RateLimit, Relay, RetryPolicy, relay_settings, settle
 from daemon.model import (BounceMark, Envelope, MachineVerdict, MailEffects, ParsedMessage, Routing,
@@ -407,15 +408,15 @@ def run_worker(cfg) -> int:
     from daemon.app import open_store
     if cfg.queue.backend == "immediate":
         raise HelpdeskError("helpdesk worker needs queue.backend = \"sqlite\" or \"redis\"")
-    store = open_store(cfg)
+    store, clock = open_store(cfg), build_clock(cfg)
     configure_queue(cfg)
-    huey.context = build_delivery(cfg, store.outbox)
+    huey.context = build_delivery(cfg, store.outbox, clock)
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweeper, args=(huey.context, stop, cfg.queue.sweep_seconds),
                                name="outbox-sweep", daemon=True)
     sweeper.start()
     from daemon.escalation import attach_worker      # `escalate` tasks and the SLA sweep
-    attach_worker(cfg, store, stop)
+    attach_worker(cfg, store, stop, clock)
     if logging.getLogger("huey").level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("huey").setLevel(logging.WARNING)
     consumer = huey.create_consumer(workers=cfg.queue.workers, worker_type="thread", initial_delay=0.01,
