@@ -26,7 +26,7 @@ from typing import Callable
 from daemon import systemd, tasks, tokens
 from daemon.agent_notices import Notices, ReplyTokens
 from daemon.agents import AgentDesk, agent_settings, build_authenticator
-from daemon.clock import utcnow
+from daemon.clock import build_clock, utcnow
 from daemon.config import Config
 from daemon.errors import HelpdeskError, SpoolError
 from daemon.escalation import Escalator, sweeper as sla_sweeper
@@ -148,8 +148,10 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
     return Mail(ring, templates, outbound, agents, escalator, delivery)
 
 
-def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetime] = utcnow) -> App:
-    """Everything a command needs. `outbound=False` plans no mail (archive imports)."""
+def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetime] | None = None) -> App:
+    """Everything a command needs. `outbound=False` plans no mail (archive imports). `clock`:
+    the process's one clock (default: from config, daemon.clock.build_clock)."""
+    clock = clock or build_clock(cfg)
     spool = open_spool(cfg)
     rules = load_live_rules(cfg)
     store = open_store(cfg)

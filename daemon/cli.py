@@ -12,6 +12,7 @@ import re
 import sys
 from datetime import datetime, timedelta, timezone
 
+from daemon.clock import build_clock
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
 from daemon.oauth2_login import add_oauth2_parser, device_login, oauth2_accounts
@@ -221,7 +222,7 @@ def cmd_show(cfg: Config, args) -> int:
     store = _store(cfg)
     ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
-    sla = SlaReader(cfg, store.engine).show(ticket_id, datetime.now(timezone.utc))
+    sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
     _out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1)
          if args.json else views.detail_text(detail, prefix, sla_text(sla)))
     return EX_OK
@@ -265,7 +266,7 @@ def cmd_export(cfg: Config, args) -> int:
     since = _since(args.since)
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
-    reader, now = SlaReader(cfg, store.engine), datetime.now(timezone.utc)
+    reader, now = SlaReader(cfg, store.engine), build_clock(cfg).now()
     write = sys.stdout.write
     write("[")
     first = True
@@ -301,7 +302,7 @@ def _day(text: str | None, option: str, *, end: bool = False) -> datetime | None
 def cmd_sla(cfg: Config, args) -> int:
     from daemon.sla.report import render_html, render_json, render_text
     from daemon.sla.views import SlaReader
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = build_clock(cfg).now().replace(microsecond=0)
     end = _day(args.end, "--to", end=True) or now
     start = _day(args.start, "--from") or end - timedelta(days=30)
     if start >= end:

@@ -170,6 +170,11 @@ class HealthSection:
 
 
 @dataclass(frozen=True)
+class DebugSection:
+    clock_file: str = ""            # tests only: see daemon.clock.FileClock; "" = the wall clock
+
+
+@dataclass(frozen=True)
 class ImapAccount(OAuth2Keys):
     name: str
     host: str
@@ -202,6 +207,7 @@ class Config:
     agents: AgentsSection = field(default_factory=AgentsSection)
     lmtp: LmtpSection = field(default_factory=LmtpSection)
     http: HttpSection = field(default_factory=HttpSection)
+    debug: DebugSection = field(default_factory=DebugSection)
     imap: tuple[ImapAccount, ...] = ()
     sources: tuple[Path, ...] = field(default=())
 
@@ -390,6 +396,13 @@ def _validate_outbound(cfg: dict, where: Path) -> None:
             raise ConfigError(f"{where}: loops.{key}: must be positive")
 
 
+def _resolve_optional_path(base: dict, base_dirs: dict, default_path: Path, section: str, key: str) -> None:
+    """A path key that may be empty: when set, relative to the file that set it."""
+    value = base.get(section, {}).get(key)
+    if value:
+        base[section][key] = str((base_dirs.get((section, key), default_path.parent) / value).resolve())
+
+
 def load_config(explicit: str | None = None, *, defaults: Path | None = None) -> Config:
     """Read the defaults and the site file (see `site_config_path`) into one Config."""
     default_path = (defaults or default_config_path()).resolve()
@@ -410,13 +423,8 @@ def load_config(explicit: str | None = None, *, defaults: Path | None = None) ->
     _validate(base, where)
     for section, key in PATH_KEYS:
         base[section][key] = (base_dirs[(section, key)] / base[section][key]).resolve()
-    if base.get("agents", {}).get("dkim_keys_file"):        # relative to the file that set it
-        keys = base["agents"]["dkim_keys_file"]
-        base["agents"]["dkim_keys_file"] = str((base_dirs.get(("agents", "dkim_keys_file"), default_path.parent)
-                                               / keys).resolve())
-    if base.get("lmtp", {}).get("socket"):                 # relative to the file that set it
-        base["lmtp"]["socket"] = str((base_dirs.get(("lmtp", "socket"), default_path.parent)
-                                      / base["lmtp"]["socket"]).resolve())
+    for section, key in (("agents", "dkim_keys_file"), ("debug", "clock_file"), ("lmtp", "socket")):
+        _resolve_optional_path(base, base_dirs, default_path, section, key)
     base["smtp"]["domains"] = domain_keys(base["smtp"]["domains"], f"{where}: smtp.domains")   # IDN: A-labels
     built = {}
     for name, section_type in SECTIONS.items():

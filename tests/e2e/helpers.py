@@ -1,4 +1,4 @@
-"""Run the real `helpdesk` program as a subprocess, and wait for it."""
+"""Run the real `helpdesk` program as a subprocess, wait for it, and move its test clock."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
+
+from daemon.clock import read_offset, write_offset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,3 +81,13 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def advance(clock_file: Path, seconds: float | timedelta) -> timedelta:
+    """Move the clock of every process whose `[debug] clock_file` is `clock_file` forward by
+    `seconds` (back when negative); the new offset from the wall clock. The daemon sees it at
+    its next reading of the time, with no restart."""
+    step = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
+    offset = read_offset(clock_file) + step
+    write_offset(clock_file, offset)
+    return offset

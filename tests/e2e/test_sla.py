@@ -1,8 +1,15 @@
 """SLA escalation end to end: a real `helpdesk serve` (huey consumer on SQLite, its
-scheduler and sweeps) with a policy measured in seconds, mail in over SMTP, mail out to a
+scheduler and sweeps) with a policy of realistic length, mail in over SMTP, mail out to a
 real aiosmtpd relay. The escalation mail arrives once, not before its deadline, and not at
-all for a ticket resolved or answered in time. No sleeps: a later ticket's escalation is the
-barrier after which nothing more may arrive for the earlier ones."""
+all for a ticket resolved or answered in time.
+
+Nothing waits for a deadline: the daemon and the CLI read a test clock (`[debug]
+clock_file`) and the test moves it (`advance`); the SLA sweep (every 0.5 s here) sees the
+moved time. The barriers are later events, never sleeps: a P1 ticket created after the late
+one is due first, and its escalation arriving while the clock stands between the two
+deadlines shows the daemon ran its SLA check then and left the late ticket alone; a third
+ticket's escalation after the late one's is the barrier after which nothing more may arrive
+for the earlier ones."""
 from __future__ import annotations
 
 import email
@@ -10,22 +17,22 @@ import hashlib
 import json
 import shutil
 import signal
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 from email import policy
 from pathlib import Path
 
 import pytest
 
+from daemon.clock import FileClock
 from daemon.config import load_config
 from tests.conftest import REPO
-from tests.e2e.helpers import Daemon, helpdesk, show, tickets, wait_for
+from tests.e2e.helpers import Daemon, advance, helpdesk, show, wait_for
 from tests.e2e.test_ack import mail, site, smtp_send
 from tests.integration.test_outbox_relay import Sink, SinkHandler
 
-FIRST_RESPONSE = 4                      # seconds
+MARGIN = timedelta(minutes=10)          # between a moved clock and the next deadline: room for slow CLI calls
 
-SLA = f"""\
-# A policy in seconds (the `s` unit is meant for tests like this one).
+SLA = """\
 calendars:
   always:
     always_open: true
@@ -35,43 +42,45 @@ escalations:
       at: 100%
       targets: [first_response]
       notify: agent/sla-breached
-      to: [{{role: lead}}]
+      to: [{role: lead}]
 policies:
   standard:
     calendar: always
     escalations: quick
     targets:
-      P1: {{first_response: {FIRST_RESPONSE}s, resolution: 1h}}
-      P2: {{first_response: {FIRST_RESPONSE}s, resolution: 1h}}
-      P3: {{first_response: {FIRST_RESPONSE}s, resolution: 1h}}
-      P4: {{first_response: {FIRST_RESPONSE}s, resolution: 1h}}
+      P1: {first_response: 30m, resolution: 8h}
+      P2: {first_response: 1h, resolution: 8h}
+      P3: {first_response: 1h, resolution: 8h}
+      P4: {first_response: 1h, resolution: 8h}
   business-critical:
     calendar: always
     targets:
-      P1: {{first_response: 1h, resolution: 2h}}
-      P2: {{first_response: 1h, resolution: 2h}}
-      P3: {{first_response: 1h, resolution: 2h}}
-      P4: {{first_response: 1h, resolution: 2h}}
+      P1: {first_response: 1h, resolution: 2h}
+      P2: {first_response: 1h, resolution: 2h}
+      P3: {first_response: 1h, resolution: 2h}
+      P4: {first_response: 1h, resolution: 2h}
 default_policy: standard
 """
 
 
 class TimedHandler(SinkHandler):
-    """Records when each mail arrived (wall clock, UTC)."""
+    """Records when each mail arrived, by the daemon's (moved) clock."""
 
     def __init__(self):
         super().__init__()
         self.times: list[datetime] = []
+        self.clock = None
 
     async def handle_DATA(self, server, session, envelope):
-        self.times.append(datetime.now(timezone.utc))
+        self.times.append(self.clock())
         return await super().handle_DATA(server, session, envelope)
 
 
 @pytest.fixture
-def sink():
+def sink(tmp_path):
     s = Sink()
     s.handler = TimedHandler()
+    s.handler.clock = FileClock(tmp_path / "clock")
     s.controller.handler = s.handler
     with s:
         yield s
@@ -87,8 +96,9 @@ def escalations(sink) -> list[tuple[str, str, datetime]]:
     return out
 
 
-def ticket_id(cfg: Path, subject: str) -> int:
-    return wait_for(lambda: next((t["id"] for t in tickets(cfg) if t["subject"] == subject), None), timeout=15)
+def now(cfg: Path) -> datetime:
+    """The daemon's time (the test clock its config names)."""
+    return FileClock(load_config(str(cfg)).debug.clock_file).now()
 
 
 def answer(cfg: Path, ticket: int) -> None:
@@ -102,57 +112,97 @@ def answer(cfg: Path, ticket: int) -> None:
            f"Message-ID: <answer.{ticket}@example.com>\r\n\r\nWe are on it.\r\n").encode()
     TicketStore(store).record(parse(raw), Envelope("ana@example.com", ()), raw, hashlib.sha256(raw).hexdigest(),
                               AgentWrite(ticket, "out", "public", "acted", "ana@example.com", "test", "We are on it.",
-                                         implicit_status="open"), datetime.now(timezone.utc))
+                                         implicit_status="open"), now(cfg))
     store.engine.dispose()
 
 
 def resolve(cfg: Path, ticket: int) -> None:
     from daemon.app import open_store
     store = open_store(load_config(str(cfg)))
-    store.change_status(ticket, "resolved", datetime.now(timezone.utc), why="fixed")
+    store.change_status(ticket, "resolved", now(cfg), why="fixed")
     store.engine.dispose()
+
+
+def acked(sink, subject: bytes) -> tuple[int, bytes]:
+    """The ticket with `subject` and the acknowledgement its requester got (no CLI call: a
+    loaded machine runs each in seconds)."""
+    raw = wait_for(lambda: [m for m in sink.handler.messages if subject in m[2] and m[1] == ("ann@example.org",)],
+                   timeout=15)[0][2]
+    ref = email.message_from_bytes(raw, policy=policy.default)["X-Helpdesk-Ticket"]
+    return int(ref.removeprefix("HD-")), raw
+
+
+def move_to(cfg: Path, when: datetime) -> None:
+    """Move the daemon's clock to `when` (it runs on from there)."""
+    advance(Path(load_config(str(cfg)).debug.clock_file), when - now(cfg))
+
+
+def response_due(cfg: Path, ticket: int) -> datetime:
+    """A ticket's first-response deadline, read in this process (what `show` prints)."""
+    from daemon.app import open_store
+    from daemon.sla_views import SlaReader
+    config = load_config(str(cfg))
+    store = open_store(config)
+    try:
+        return datetime.fromisoformat(SlaReader(config, store.engine).show(ticket, now(cfg))["response_due"])
+    finally:
+        store.engine.dispose()
 
 
 def test_escalation_arrives_once_on_time_and_never_for_answered_or_resolved(tmp_path, sink):
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
     (rules / "sla.yaml").write_text(SLA)
-    cfg = site(tmp_path, sink.port, '\n[paths]\nrules = "rules"\n')
+    cfg = site(tmp_path, sink.port, '\n[paths]\nrules = "rules"\n[debug]\nclock_file = "clock"\n')
     assert helpdesk(cfg, "check").returncode == 0
     daemon = Daemon(cfg).start()
     try:
         smtp_send(cfg, mail(1, subject="Resolved in time"))
         smtp_send(cfg, mail(2, subject="Answered in time"))
-        resolve(cfg, ticket_id(cfg, "Resolved in time"))
-        answer(cfg, ticket_id(cfg, "Answered in time"))
+        in_time = {"Resolved in time": acked(sink, b"Resolved in time")[0],
+                   "Answered in time": acked(sink, b"Answered in time")[0]}
+        resolve(cfg, in_time["Resolved in time"])
+        answer(cfg, in_time["Answered in time"])
         smtp_send(cfg, mail(3, subject="Nobody answers"))
-        late = ticket_id(cfg, "Nobody answers")
-        ack = wait_for(lambda: [m for m in sink.handler.messages if b"Nobody answers" in m[2]
-                                and m[1] == ("ann@example.org",)], timeout=15)[0][2]
+        late, ack = acked(sink, b"Nobody answers")
         assert b"get back to you by" in ack                       # the acknowledgement states the target
         sla = show(cfg, f"HD-{late}")["sla"]
         assert sla["policy"] == "standard" and sla["response_due"] and sla["breached"] == []
         due = datetime.fromisoformat(sla["response_due"])
-        wait_for(lambda: escalations(sink), timeout=FIRST_RESPONSE + 20)
+        # not before the deadline: a P1 outage reported later is due first (30 min against 1 h)
+        smtp_send(cfg, mail(4, subject="Network outage on floor 2"))
+        first, _ = acked(sink, b"Network outage on floor 2")
+        assert escalations(sink) == []                             # the clock has not moved: nothing
+        first_due = response_due(cfg, first)
+        assert first_due + 2 * MARGIN < due
+        move_to(cfg, first_due + MARGIN)                           # past the P1's deadline, before the late one's
+        wait_for(lambda: escalations(sink), timeout=20)
+        assert [(to, ref) for to, ref, _ in escalations(sink)] == [("chen@example.com", f"HD-{first}")]
+        early = show(cfg, f"HD-{late}")["sla"]
+        assert early["breached"] == [] and early["escalations"] == []
+        move_to(cfg, due + MARGIN)
+        wait_for(lambda: any(ref == f"HD-{late}" for _, ref, _ in escalations(sink)), timeout=20)
         # a later ticket's escalation is the barrier: everything due before it has had its chance
-        smtp_send(cfg, mail(4, subject="Barrier"))
-        barrier = ticket_id(cfg, "Barrier")
-        wait_for(lambda: any(ref == f"HD-{barrier}" for _, ref, _ in escalations(sink)), timeout=FIRST_RESPONSE + 20)
+        smtp_send(cfg, mail(5, subject="Barrier"))
+        barrier, _ = acked(sink, b"Barrier")
+        move_to(cfg, response_due(cfg, barrier) + MARGIN)
+        wait_for(lambda: any(ref == f"HD-{barrier}" for _, ref, _ in escalations(sink)), timeout=20)
         got = escalations(sink)
-        assert [(to, ref) for to, ref, _ in got] == [("ana@example.com", f"HD-{late}"),
+        assert [(to, ref) for to, ref, _ in got] == [("chen@example.com", f"HD-{first}"),
+                                                     ("ana@example.com", f"HD-{late}"),
                                                      ("ana@example.com", f"HD-{barrier}")]
-        assert got[0][2] >= due                                    # not early
+        assert got[1][2] >= due                                    # not early (by the daemon's clock)
         stored = show(cfg, f"HD-{late}")["sla"]
         assert stored["breached"] == ["first_response"]
         (fired,) = stored["escalations"]
         assert fired["key"] == "standard:first_response:breached" and fired["fired_at"] >= fired["due_at"]
         for subject in ("Resolved in time", "Answered in time"):
-            other = show(cfg, f"HD-{ticket_id(cfg, subject)}")["sla"]
+            other = show(cfg, f"HD-{in_time[subject]}")["sla"]
             assert other["breached"] == [] and other["escalations"] == []
         report = helpdesk(cfg, "sla", "report", "--json", "--html", str(tmp_path / "sla.html"), check=True)
         (overall,) = [r for r in json.loads(report.stdout)["rows"] if (r["dimension"], r["target"]) == ("all",
                                                                                                     "first_response")]
-        assert (overall["met"], overall["breached"]) == (2, 2)
+        assert (overall["met"], overall["breached"]) == (2, 3)
         assert (tmp_path / "sla.html").read_text().startswith("<!DOCTYPE html>")
     finally:
         assert daemon.kill(signal.SIGTERM) == 0

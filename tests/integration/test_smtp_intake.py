@@ -42,18 +42,16 @@ def client(intake) -> smtplib.SMTP:
 
 
 def _raw_session(port: int, payload: bytes) -> bytes:
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    """Every reply to `payload`, which ends with QUIT: the server closing the connection after
+    its 221 is the barrier (every command before it has been handled), not a sleep."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
     s.recv(1024)
     s.sendall(payload)
-    time.sleep(0.3)
     data = b""
-    s.settimeout(1)
-    try:
-        while chunk := s.recv(65536):
-            data += chunk
-    except socket.timeout:
-        pass
+    while chunk := s.recv(65536):               # a server that never closes fails on the timeout
+        data += chunk
     s.close()
+    assert b"\r\n221 " in data or data.startswith(b"221 "), data
     return data
 
 
@@ -138,12 +136,17 @@ def test_line_too_long_is_rejected_and_nothing_stored(intake):
 
 
 def test_disconnect_mid_data_stores_nothing(intake):
-    s = socket.create_connection(("127.0.0.1", intake.port), timeout=5)
+    s = socket.create_connection(("127.0.0.1", intake.port), timeout=30)
     s.recv(1024)
-    s.sendall(b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\nSubject: half\r\n\r\npart")
-    time.sleep(0.2)
+    s.sendall(b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n")
+    replies = b""
+    while b"354 " not in replies:                  # barrier: the server is inside DATA
+        replies += s.recv(1024) or pytest.fail(f"closed before DATA: {replies!r}")
+    s.sendall(b"Subject: half\r\n\r\npart")
+    s.shutdown(socket.SHUT_WR)                      # the client goes away mid-DATA
+    while s.recv(1024):                             # barrier: the server handled that and closed its end
+        pass
     s.close()
-    time.sleep(0.2)
     assert entries(intake.spool) == [] and os.listdir(intake.spool.tmp) == []
 
 
