@@ -18,7 +18,7 @@ the same SQLModel.metadata as store/tables.py; store/db.py imports this module, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterable
 
 from sqlalchemy import BigInteger, Column, Index, func, update
@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, select
 
+from daemon.clock import as_utc as _utc
 from daemon.errors import StoreUnavailable
 
 
@@ -95,11 +96,6 @@ def _unavailable(exc: OperationalError) -> StoreUnavailable:
 
 def _write(engine: Engine) -> Session:
     return Session(engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
-
-
-def _utc(dt: datetime) -> datetime:
-    """Aware UTC (sqlmodel's datetime columns refuse naive values)."""
-    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def load_folder(engine: Engine, account: str, folder: str) -> FolderState | None:

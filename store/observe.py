@@ -14,11 +14,8 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from daemon.clock import aware as _aware
 from store.outbox import Outbox, OutboxRecipient
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
 
 
 @dataclass(frozen=True)

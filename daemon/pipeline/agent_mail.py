@@ -16,9 +16,10 @@ daemon.pipeline.compose from sanitised strings; nothing here does I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
+from daemon.clock import stamp as _stamp
 from daemon.pipeline import tokens
 from daemon.model import Address, Agent, OutgoingMail
 from daemon.pipeline.addresses import sanitize
@@ -51,12 +52,6 @@ class Said:
     subject: str
     text: str
     received: datetime | None = None
-
-
-def _stamp(dt: datetime | None) -> str:
-    if dt is None:
-        return ""
-    return (dt.astimezone(timezone.utc) if dt.tzinfo else dt).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _ticket_vars(ticket, desk: Desk) -> dict[str, Any]:

@@ -25,9 +25,10 @@ function.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable, Mapping
 
+from daemon.clock import stamp as _stamp
 from daemon.pipeline import tokens
 from daemon.model import Address, Agent, FuseAlert, MailHistory, OutgoingMail
 from daemon.pipeline.addresses import sanitize
@@ -269,11 +270,6 @@ def _context(planned: PlannedMail, ticket, trigger: Trigger, desk: Desk, queue: 
                    "display": sanitize(requester_name) or ticket.requester},
         message=message, queue={"name": queue.name, "description": queue.description}, lang=lang,
         reply_to=desk.address, agent=agent, sla=trigger.sla)
-
-
-def _stamp(dt: datetime) -> str:
-    """A time for people: `2026-03-02 09:30 UTC`."""
-    return (dt.astimezone(timezone.utc) if dt.tzinfo else dt).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _tagged(subject: str, tag: str) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable
 
+from daemon.clock import duration_text as clock_duration
 from daemon.pipeline.calendar import to_us
 from daemon.pipeline.sla import SlaSettings, TicketHistory, policy_for, sla_state
 
@@ -104,10 +105,7 @@ def _row(dim: str, key: str, target: str, items: list[tuple[str, timedelta | Non
 # ------------------------------------------------------------------ rendering
 def duration_text(d: timedelta | None) -> str:
     """'1h05m', '45m', '-' for none; rounded to the minute."""
-    if d is None:
-        return "-"
-    minutes = round(d.total_seconds() / 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+    return clock_duration(d, seconds=False)
 
 
 def _pct(value: float | None) -> str:

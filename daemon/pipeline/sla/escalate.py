@@ -21,9 +21,10 @@ Nothing here does I/O; time and randomness come in as arguments.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from daemon.clock import duration_text, stamp  # noqa: F401  (importable from here)
 from daemon.model import Address, Agent, FuseAlert, MailEffects, MailHistory, OutgoingMail, Queue
 from daemon.pipeline import tokens
 from daemon.pipeline.compose import Headers, compose
@@ -164,22 +165,6 @@ def _raise(value: str, current: str, rules, notes: list[str]) -> str | None:
 
 
 # ---------------------------------------------------------------------- template variables
-def duration_text(d: timedelta | None) -> str:
-    """'1h05m', '45m', '30s' (short targets), '-' for none."""
-    if d is None:
-        return "-"
-    seconds = round(abs(d.total_seconds()))
-    if seconds < 60 and seconds:
-        return f"{seconds}s"
-    minutes = round(seconds / 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
-
-
-def stamp(dt: datetime | None) -> str:
-    """A time for people: `2026-03-02 09:30 UTC` ('' for none)."""
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if dt is not None else ""
-
-
 def _who(email: str | None, rules, queue: Queue | None) -> str:
     if not email:
         return ""
