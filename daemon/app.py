@@ -19,7 +19,7 @@ from daemon import systemd, tasks
 from daemon.config import Config
 from daemon.health import Health
 from daemon.intake.imap import ImapPoller
-from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.intake.smtp import build_intake
 from daemon.pipeline.classify import Defaults
 from daemon.pipeline.parse import ParseLimits
 from daemon.errors import SpoolError
@@ -117,13 +117,7 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
                                 args=(app.stop, app.wake, cfg.worker.idle_poll_seconds), daemon=True)]
     controller = None
     if cfg.smtp.enabled:
-        handler = IntakeHandler(app.spool, cfg.smtp.domains, max_recipients=cfg.smtp.max_recipients,
-                                on_stored=lambda _base: app.wake.set(),
-                                data_budget=cfg.smtp.data_budget_seconds)
-        controller = IntakeController(handler, cfg.smtp.host, cfg.smtp.port,
-                                      max_message_bytes=cfg.smtp.max_message_bytes,
-                                      per_ip=cfg.smtp.max_connections_per_ip,
-                                      timeout=cfg.smtp.command_timeout_seconds)
+        controller = build_intake(cfg.smtp, app.spool, on_stored=lambda _base: app.wake.set())
         controller.start()
     if app.rules is not None:
         threads.append(threading.Thread(target=watch, name="rules-watch", args=(app.rules, app.stop),

@@ -64,6 +64,12 @@ class SmtpSection:
     max_connections_per_ip: int
     command_timeout_seconds: int
     data_budget_seconds: float
+    max_sessions: int = 500
+    max_messages_per_ip_minute: int = 1200
+    recipients: tuple[str, ...] = ()
+    hostname: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -304,13 +310,25 @@ def _validate(cfg: dict, where: Path) -> None:
         raise ConfigError(f"{where}: queue.url: required when queue.backend is redis")
     if cfg["log"]["level"] not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{where}: log.level: must be debug, info, warning or error")
-    for key in ("max_message_bytes", "max_recipients", "max_connections_per_ip"):
+    for key in ("max_message_bytes", "max_recipients", "max_connections_per_ip", "max_sessions"):
         if cfg["smtp"][key] <= 0:
             raise ConfigError(f"{where}: smtp.{key}: must be positive")
+    _validate_smtp(cfg["smtp"], where)
     if not 0 <= cfg["smtp"]["port"] <= 65535:
         raise ConfigError(f"{where}: smtp.port: out of range")
     _validate_outbound(cfg, where)
     _validate_agents(cfg, where)
+
+
+def _validate_smtp(smtp: dict, where: Path) -> None:
+    if smtp["max_messages_per_ip_minute"] < 0:
+        raise ConfigError(f"{where}: smtp.max_messages_per_ip_minute: must be 0 (no limit) or positive")
+    if bool(smtp["tls_cert"]) != bool(smtp["tls_key"]):
+        raise ConfigError(f"{where}: smtp.tls_cert / smtp.tls_key: set both or neither")
+    for address in smtp["recipients"]:
+        if "@" not in address or address.rpartition("@")[2].lower() not in {d.lower() for d in smtp["domains"]}:
+            raise ConfigError(f"{where}: smtp.recipients: {address!r} is not an address in smtp.domains")
+    smtp["recipients"] = tuple(a.lower() for a in smtp["recipients"])
 
 
 def _validate_agents(cfg: dict, where: Path) -> None:
@@ -378,6 +396,9 @@ def load_config(explicit: str | None = None, *, defaults: Path | None = None) ->
     _validate(base, where)
     for section, key in PATH_KEYS:
         base[section][key] = (base_dirs[(section, key)] / base[section][key]).resolve()
+    for key in ("tls_cert", "tls_key"):                      # relative to the file that set it
+        if base["smtp"][key]:
+            base["smtp"][key] = str((base_dirs.get(("smtp", key), default_path.parent) / base["smtp"][key]).resolve())
     if base.get("agents", {}).get("dkim_keys_file"):        # relative to the file that set it
         keys = base["agents"]["dkim_keys_file"]
         base["agents"]["dkim_keys_file"] = str((base_dirs.get(("agents", "dkim_keys_file"), default_path.parent)
