@@ -253,7 +253,7 @@ class ImapPoller:
                 self._standing_by = False
                 return True
             holder = imap_state.lease_owner(self.engine, a.name, a.folder)
-        except (StoreUnavailable, SQLAlchemyError) as exc:
+        except (StoreUnavailable, SQLAlchemyError, OSError) as exc:     # OSError: e.g. EMFILE in a flood
             self._backoff(exc)
             return False
         owner, expires = holder or ("?", now)
