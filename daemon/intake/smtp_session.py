@@ -129,26 +129,71 @@ class IntakeSMTP(SMTP):
         await self.push(status)
 
     async def _receive(self, sink) -> str:
-        """Read DATA up to the lone dot, un-stuffing dots, writing each line to `sink`.
-        Only `<CR><LF>` ends a line (a bare LF or CR is content: no smuggling)."""
-        size, limit, state = 0, self.data_size_limit, NOMINAL
-        partial = False                                  # inside an over-long line
+        """Read DATA up to the lone dot, a buffer at a time, un-stuffing dots and writing
+        whole lines to `sink`. Only `<CR><LF>.<CR><LF>` ends DATA and only `<CR><LF>` ends
+        a line (a bare LF or CR is content: no smuggling); bytes after the end (pipelined
+        commands) go back to the reader."""
+        scan = _Scan(self.data_size_limit, self.line_length_limit)
         while self.transport is not None:
-            try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.CancelledError:
-                self._writer.close()
-                raise
-            except asyncio.LimitOverrunError as exc:      # over the line limit: drain, keep nothing
-                state = TOO_LONG if state == NOMINAL else state
-                line = await self._reader.read(exc.consumed)
-            if not partial and line == b".\r\n":
-                return state
-            size += len(line)
-            if state == NOMINAL and limit and size > limit:
-                state = TOO_MUCH
-            partial = not line.endswith(b"\r\n")
-            if state == NOMINAL:
-                sink.write(line[1:] if line.startswith(b".") else line)
+            chunk = await self._reader.read(CHUNK)
+            if not chunk:
+                raise asyncio.CancelledError()           # the client went away mid-DATA
+            body, rest = scan.feed(chunk)
+            if body:
+                sink.write(body)
             self._reset_timeout()
-        raise asyncio.CancelledError()                   # transport gone: treat as lost
+            if rest is not None:
+                if rest:
+                    self._reader._buffer[:0] = rest      # noqa: SLF001 - pipelined commands after the dot
+                return scan.state
+        raise asyncio.CancelledError()
+
+
+CHUNK = 256 * 1024
+
+
+class _Scan:
+    """The DATA byte stream, a chunk at a time: finds the end, checks line length and
+    size, undoes dot-stuffing (RFC 5321 4.5.2). `carry` is an unfinished last line."""
+
+    def __init__(self, size_limit: int | None, line_limit: int):
+        self.size_limit, self.line_limit = size_limit, line_limit
+        self.state, self.size = NOMINAL, 0
+        self.carry, self.at_start = b"", True
+
+    def feed(self, chunk: bytes) -> tuple[bytes, bytes | None]:
+        """(un-stuffed complete lines to keep, bytes after the end or None if not ended)."""
+        buf = self.carry + chunk
+        if self.at_start and buf.startswith(b".\r\n"):
+            end = 0
+        else:
+            end = buf.find(b"\r\n.\r\n")
+            end = end + 2 if end >= 0 else -1
+        rest = None
+        if end >= 0:
+            lines, rest, self.carry = buf[:end], buf[end + 3:], b""
+        else:
+            if self.state == NOMINAL:                    # keep whole lines, carry the unfinished one
+                last = buf.rfind(b"\r\n")
+                cut = last + 2 if last >= 0 else 0
+            else:                                        # dropping: carry only what may start the end
+                cut = max(len(buf) - 4, 0)
+            lines, self.carry = buf[:cut], buf[cut:]
+        return self._keep(lines, rest is not None), rest
+
+    def _keep(self, lines: bytes, ended: bool) -> bytes:
+        self.size += len(lines)
+        if self.state == NOMINAL and self.size_limit and self.size + len(self.carry) > self.size_limit:
+            self.state = TOO_MUCH
+        if self.state == NOMINAL and (len(self.carry) >= self.line_limit
+                                      or (lines and max(map(len, lines.split(b"\r\n"))) + 2 > self.line_limit)):
+            self.state = TOO_LONG
+        if self.state != NOMINAL:                        # only the end is looked for now
+            if not ended:                                # a carry that began a line keeps its line end
+                self.carry = ((b"\r\n" if self.at_start else b"") + self.carry)[-4:]
+            self.at_start = False
+            return b""
+        self.at_start = True                             # `lines` ends at a line end (or is empty)
+        if lines.startswith(b"."):
+            lines = lines[1:]
+        return lines.replace(b"\r\n.", b"\r\n")

@@ -211,3 +211,13 @@ def test_bad_certificate_config_names_the_keys(tmp_path):
     (tmp_path / "c.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match="smtp.tls_cert"):
         tls_context(str(tmp_path / "c.pem"), str(tmp_path / "c.pem"))
+
+
+def test_commands_pipelined_after_the_dot_are_executed_in_order(make):
+    ctl = make()
+    one = b"MAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\nSubject: first\r\n\r\n1\r\n.\r\n"
+    two = one.replace(b"first", b"second").replace(b"\r\n1\r\n", b"\r\n2\r\n")
+    replies = session(ctl.port, b"EHLO x\r\n" + one + two + b"QUIT\r\n")  # one packet, PIPELINING style
+    assert replies.count(b"250 2.0.0 OK queued") == 2 and b"221" in replies
+    got = sorted(raw for _, raw in entries(ctl.spool))
+    assert got == [b"Subject: first\r\n\r\n1\r\n", b"Subject: second\r\n\r\n2\r\n"]
