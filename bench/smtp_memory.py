@@ -6,7 +6,7 @@ the daemon's RSS from /proc every 20 ms and reads its high-water mark (VmHWM) wh
 250s are in (`--drain` also waits until the worker has stored them all). Prints figures;
 asserts nothing.
 
-    .venv/bin/python bench/smtp_memory.py [--parallel 10] [--mb 24] [--drain] [--repo PATH]
+    .venv/bin/python bench/smtp_memory.py [--parallel 10] [--mb 24] [--drain] [--repo PATH] [--intake-only]
 
 `--repo` runs another checkout's daemon (e.g. an export of main) for a before/after figure.
 """
@@ -45,6 +45,30 @@ def big_mail(i: int, mb: int) -> bytes:
             "--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
             f"Content-Disposition: attachment; filename=dump{i}.bin\r\n\r\n").encode()
     return head + payload + b"--b--\r\n"
+
+
+INTAKE_ONLY = """
+import sys, threading
+from pathlib import Path
+from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.spool import Spool
+spool = Spool(Path(sys.argv[1])).ensure()
+ctl = IntakeController(IntakeHandler(spool, ("example.com",)), "127.0.0.1", int(sys.argv[2]),
+                       max_message_bytes=30_000_000, timeout=300)
+ctl.start()
+print(" ready", flush=True)
+sys.stdin.read()
+ctl.stop()
+"""
+
+
+def start_intake(repo: Path, state: Path, port: int) -> subprocess.Popen:
+    """Only the SMTP intake (no worker parsing what arrives): its own memory."""
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.Popen([sys.executable, "-c", INTAKE_ONLY, str(state / "spool"), str(port)], cwd=str(repo),
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    assert b"ready" in proc.stdout.readline()
+    return proc
 
 
 def start(repo: Path, state: Path, port: int) -> subprocess.Popen:
@@ -88,11 +112,12 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=24)
     ap.add_argument("--drain", action="store_true", help="also wait until the worker stored every mail")
     ap.add_argument("--repo", type=Path, default=REPO)
+    ap.add_argument("--intake-only", action="store_true", help="run only the SMTP intake, not `serve`")
     args = ap.parse_args()
     mails = [big_mail(i, args.mb) for i in range(args.parallel)]
     with tempfile.TemporaryDirectory(prefix="hd-bench-mem-") as tmp:
         state, port = Path(tmp), free_port()
-        proc = start(args.repo.resolve(), state, port)
+        proc = (start_intake if args.intake_only else start)(args.repo.resolve(), state, port)
         try:
             base = status_kb(proc.pid, "VmRSS")
             peak, done = [base], threading.Event()
@@ -113,7 +138,10 @@ def main() -> None:
             done.set()
             hwm = status_kb(proc.pid, "VmHWM")
         finally:
-            proc.terminate()
+            if args.intake_only:
+                proc.stdin.close()
+            else:
+                proc.terminate()
             proc.wait(timeout=60)
     ok = results.count("250")
     print(f"{args.parallel} x {args.mb} MB in parallel: {ok} answered 250 in {took:.1f} s "
