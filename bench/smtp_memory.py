@@ -133,7 +133,7 @@ def main() -> None:
             received_hwm = status_kb(proc.pid, "VmHWM")
             if args.drain:
                 spool = state / "state" / "spool"
-                while any((spool / d).iterdir() for d in ("new", "cur")):
+                while any(os.listdir(spool / d) for d in ("new", "cur")):
                     time.sleep(0.2)
             done.set()
             hwm = status_kb(proc.pid, "VmHWM")
