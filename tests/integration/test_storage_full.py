@@ -82,3 +82,28 @@ def test_mail_waits_uncounted_while_attachments_are_full_then_is_stored_once(app
     assert app.store.counts() == {"tickets": 1, "messages": 1}
     assert os.listdir(app.spool.new) == [] and leftovers(small_volume.path) == []
     assert app.store.quarantine_count() == 0
+
+
+def test_smtp_intake_on_a_full_spool_answers_452_and_leaves_no_tmp(small_volume):
+    import smtplib
+
+    from daemon.intake.smtp import IntakeController, IntakeHandler
+    from daemon.spool import Spool
+    from tests.conftest import free_port
+    spool = Spool(small_volume.path / "spool").ensure()
+    ctl = IntakeController(IntakeHandler(spool, ("example.com",)), "127.0.0.1", free_port(),
+                           max_message_bytes=2_000_000, timeout=10)
+    ctl.start()
+    raw = b"Subject: big\r\n\r\n" + (b"z" * 76 + b"\r\n") * 6000          # ~470 KB on a 256 KiB volume
+    try:
+        with smtplib.SMTP("127.0.0.1", ctl.port, timeout=10) as c:
+            with pytest.raises(smtplib.SMTPDataError) as err:
+                c.sendmail("a@x.test", ["support@example.com"], raw)
+        assert err.value.smtp_code == 452 and err.value.smtp_error.startswith(b"4.3.1")
+        assert os.listdir(spool.tmp) == [] and os.listdir(spool.new) == []
+        small_volume.grow()                                               # space returns: the retry is taken
+        with smtplib.SMTP("127.0.0.1", ctl.port, timeout=10) as c:
+            assert c.sendmail("a@x.test", ["support@example.com"], raw) == {}
+        assert len(os.listdir(spool.new)) == 1 and os.listdir(spool.tmp) == []
+    finally:
+        ctl.stop()
