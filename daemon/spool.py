@@ -252,7 +252,13 @@ class Spool:
         return None
 
     def read(self, claim: Claim) -> tuple[Envelope, bytes]:
-        return decode_entry(claim.path.read_bytes())
+        """The entry's envelope and raw bytes (read once: no copy of a large message)."""
+        with open(claim.path, "rb") as fh:
+            head = fh.readline(64)
+            if not head.startswith(MAGIC) or not head.endswith(b"\n"):
+                raise SpoolError("spool entry without header")
+            meta = fh.read(int(head[len(MAGIC):-1]))
+            return decode_entry(head + meta)[0], fh.read()
 
     def done(self, claim: Claim) -> None:
         """The message is committed to the store: forget the spool copy."""
