@@ -53,7 +53,7 @@ def client(ctl) -> smtplib.SMTP:
     return smtplib.SMTP("127.0.0.1", ctl.port, timeout=5)
 
 
-def session(port: int, payload: bytes, until: bytes = b"221") -> bytes:
+def session(port: int, payload: bytes, until: bytes = b"\r\n221 ") -> bytes:
     """Send `payload` in one packet and read replies until `until` appears or the server closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         data = s.recv(1024)
@@ -218,6 +218,6 @@ def test_commands_pipelined_after_the_dot_are_executed_in_order(make):
     one = b"MAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\nSubject: first\r\n\r\n1\r\n.\r\n"
     two = one.replace(b"first", b"second").replace(b"\r\n1\r\n", b"\r\n2\r\n")
     replies = session(ctl.port, b"EHLO x\r\n" + one + two + b"QUIT\r\n")  # one packet, PIPELINING style
-    assert replies.count(b"250 2.0.0 OK queued") == 2 and b"221" in replies
+    assert replies.count(b"250 2.0.0 OK queued") == 2 and b"\r\n221 " in replies
     got = sorted(raw for _, raw in entries(ctl.spool))
     assert got == [b"Subject: first\r\n\r\n1\r\n", b"Subject: second\r\n\r\n2\r\n"]
