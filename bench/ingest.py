@@ -94,7 +94,7 @@ def write_mbox(path: Path, corpus) -> None:
 
 def site_config(state: Path, port: int, processes: int = 2) -> Path:
     cfg = state / "bench.toml"
-    cfg.write_text(f'[helpdesk]\nstate_dir = "state"\n[smtp]\nport = {port}\ndomains = ["example.com"]\n'
+    cfg.write_text(f'[helpdesk]\nstate_dir = "state"\n[smtp]\nport = {port}\ndomains = ["example.com"]\nmax_messages_per_ip_minute = 0\n'
                    f'[worker]\nidle_poll_seconds = 0.2\ningest_processes = {processes}\n')
     return cfg
 

@@ -33,7 +33,7 @@ from daemon.escalation import Escalator, sweeper as sla_sweeper
 from daemon.health import Health
 from daemon.intake.imap import ImapPoller, imap_tokens
 from daemon.intake.lmtp import start_lmtp
-from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.intake.smtp import build_intake
 from daemon.metrics import Metrics
 from daemon.observe import observe_serve, observe_worker
 from daemon.outbound import Outbound, desk_of, fuses_of
@@ -238,13 +238,7 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
                                 args=(app.stop, app.wake, cfg.worker.idle_poll_seconds), daemon=True)]
     controller = None
     if cfg.smtp.enabled:
-        handler = IntakeHandler(app.spool, cfg.smtp.domains, max_recipients=cfg.smtp.max_recipients,
-                                on_stored=lambda _base: app.wake.set(),
-                                data_budget=cfg.smtp.data_budget_seconds)
-        controller = IntakeController(handler, cfg.smtp.host, cfg.smtp.port,
-                                      max_message_bytes=cfg.smtp.max_message_bytes,
-                                      per_ip=cfg.smtp.max_connections_per_ip,
-                                      timeout=cfg.smtp.command_timeout_seconds)
+        controller = build_intake(cfg.smtp, app.spool, on_stored=lambda _base: app.wake.set())
         controller.start()
     if app.rules is not None:
         threads.append(threading.Thread(target=watch, name="rules-watch", args=(app.rules, app.stop),

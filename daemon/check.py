@@ -67,6 +67,7 @@ def check(cfg: Config) -> tuple[list[str], str]:
         try:
             ruleset = load_rules(rules_dir, known_templates=template_names(tpl_dir), defaults=defaults_of(cfg))
             rules_note = f"{len(ruleset.rules)} rule(s), version {ruleset.version}"
+            problems += intake_loops(cfg, ruleset.queues)
             if (rules_dir / SLA_FILE).exists():      # checked against the rules, so only when they load
                 loaded.add(rules_dir / SLA_FILE)
                 sla = load_sla(rules_dir, ruleset, known_templates=template_names(tpl_dir))
@@ -88,3 +89,16 @@ def check(cfg: Config) -> tuple[list[str], str]:
     summary = (f"ok: config {', '.join(str(s) for s in cfg.sources)}; rules in {rules_dir}: {rules_note}; "
                f"{len(templates)} template(s) in {tpl_dir}")
     return problems, summary
+
+
+def intake_loops(cfg: Config, queues) -> list[str]:
+    """An agent's own address used as an intake mailbox (an IMAP account or an SMTP recipient)
+    turns every notification to that agent into a new ticket: refused (Zammad #731)."""
+    agents = {a.email.lower(): q.name for q in queues.values() for a in q.agents}
+    intake = [(f"imap[{i}].username", a.username) for i, a in enumerate(cfg.imap)]
+    intake += [("smtp.recipients", r) for r in cfg.smtp.recipients]
+    intake.append(("helpdesk.address", cfg.helpdesk.address))     # our own address as an agent's
+    where = cfg.sources[-1]
+    return [f"{where}:1: {key}: {address} is the address of an agent (queue {agents[address.lower()]}); "
+            "notifications to that agent would come back as tickets"
+            for key, address in intake if address.lower() in agents]

@@ -66,6 +66,12 @@ class SmtpSection:
     max_connections_per_ip: int
     command_timeout_seconds: int
     data_budget_seconds: float
+    max_sessions: int = 500
+    max_messages_per_ip_minute: int = 1200
+    recipients: tuple[str, ...] = ()
+    hostname: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -341,13 +347,25 @@ def _validate(cfg: dict, where: Path) -> None:
     for section in ("lmtp", "http"):
         if section in cfg and not 0 <= cfg[section]["port"] <= 65535:
             raise ConfigError(f"{where}: {section}.port: out of range")
-    for key in ("max_message_bytes", "max_recipients", "max_connections_per_ip"):
+    for key in ("max_message_bytes", "max_recipients", "max_connections_per_ip", "max_sessions"):
         if cfg["smtp"][key] <= 0:
             raise ConfigError(f"{where}: smtp.{key}: must be positive")
+    _validate_smtp(cfg["smtp"], where)
     if not 0 <= cfg["smtp"]["port"] <= 65535:
         raise ConfigError(f"{where}: smtp.port: out of range")
     _validate_outbound(cfg, where)
     _validate_agents(cfg, where)
+
+
+def _validate_smtp(smtp: dict, where: Path) -> None:
+    if smtp["max_messages_per_ip_minute"] < 0:
+        raise ConfigError(f"{where}: smtp.max_messages_per_ip_minute: must be 0 (no limit) or positive")
+    if bool(smtp["tls_cert"]) != bool(smtp["tls_key"]):
+        raise ConfigError(f"{where}: smtp.tls_cert / smtp.tls_key: set both or neither")
+    for address in smtp["recipients"]:
+        if "@" not in address or address.rpartition("@")[2].lower() not in {d.lower() for d in smtp["domains"]}:
+            raise ConfigError(f"{where}: smtp.recipients: {address!r} is not an address in smtp.domains")
+    smtp["recipients"] = tuple(a.lower() for a in smtp["recipients"])
 
 
 def _validate_agents(cfg: dict, where: Path) -> None:
@@ -423,7 +441,8 @@ def load_config(explicit: str | None = None, *, defaults: Path | None = None) ->
     _validate(base, where)
     for section, key in PATH_KEYS:
         base[section][key] = (base_dirs[(section, key)] / base[section][key]).resolve()
-    for section, key in (("agents", "dkim_keys_file"), ("debug", "clock_file"), ("lmtp", "socket")):
+    for section, key in (("agents", "dkim_keys_file"), ("debug", "clock_file"), ("lmtp", "socket"),
+                         ("smtp", "tls_cert"), ("smtp", "tls_key")):
         _resolve_optional_path(base, base_dirs, default_path, section, key)
     base["smtp"]["domains"] = domain_keys(base["smtp"]["domains"], f"{where}: smtp.domains")   # IDN: A-labels
     built = {}

@@ -59,3 +59,10 @@ class AuthDeferred(HelpdeskError):
 class DnsTemporary(HelpdeskError):
     """Raised by a DNS lookup function for a temporary failure (timeout, SERVFAIL, no
     server reachable); DKIM verification turns it into `temperror`."""
+
+
+class StorageFull(StoreUnavailable):
+    """Raised when a file cannot be written because its file system is out of space or
+    quota (ENOSPC, EDQUOT): attachments, the spool. Not the message's fault:
+    like a database outage, the worker keeps the mail in the spool without counting an
+    attempt, and intake answers 452 4.3.1; it is stored once space returns."""

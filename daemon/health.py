@@ -93,7 +93,11 @@ class Health:
         if now < self.next_write:
             return
         self.next_write = now + self.every
-        snap = self.snapshot()
+        try:
+            snap = self.snapshot()
+        except OSError as exc:                # e.g. EMFILE during a connection flood: try next tick
+            log.warning("health: cannot read state (%s); retrying", exc)
+            return
         self._alerts(snap)
         snap["alerts"] = sorted(self.alerted)           # the file shows this tick's alerts
         try:

@@ -9,6 +9,8 @@ cheaper per message - where the platform has it, else with an fsync per file. A 
 claims an entry by renaming it into cur/ with its host and pid, which also counts the
 attempt in the name, so a message that crashes the process is recognised on restart.
 `recover()` returns entries of dead owners to new/. Nothing here parses mail.
+`open_entry` writes one entry as it arrives (SMTP DATA streams into it, so a session
+holds a line, not the message, in memory) and commits it the same way.
 
 An entry file is `HDSPOOL1 <n>\\n` + n bytes of JSON envelope + the raw message bytes.
 """
@@ -74,9 +76,70 @@ def _syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def encode_entry(raw: bytes, envelope: Envelope) -> bytes:
+def entry_header(envelope: Envelope) -> bytes:
     meta = json.dumps(asdict(envelope), separators=(",", ":")).encode()
-    return MAGIC + str(len(meta)).encode() + b"\n" + meta + raw
+    return MAGIC + str(len(meta)).encode() + b"\n" + meta
+
+
+def encode_entry(raw: bytes, envelope: Envelope) -> bytes:
+    return entry_header(envelope) + raw
+
+
+class SpoolWriter:
+    """One entry written as it arrives: `write` chunks, then `commit` (fsync, rename into
+    new/, fsync the directory) or `abort`. A write error is kept and raised by `commit`,
+    so the caller can drain its input first and answer once."""
+
+    FLUSH = 256 * 1024
+
+    def __init__(self, spool: "Spool", envelope: Envelope):
+        self.spool, self.base = spool, spool._new_base()
+        self.path = spool.tmp / self.base
+        self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.buf = bytearray(entry_header(envelope))
+        self.error: OSError | None = None
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.error is None:
+            self.buf += chunk
+            if len(self.buf) >= self.FLUSH:
+                self._flush()
+
+    def _flush(self) -> None:
+        try:
+            view = memoryview(self.buf)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            self.error = exc
+        finally:
+            self.buf = bytearray()
+
+    def commit(self) -> str:
+        """Make the entry durable; returns its base id. Raises SpoolError (file removed)."""
+        try:
+            self._flush()
+            if self.error is not None:
+                raise self.error
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = None
+            os.rename(self.path, self.spool.new / f"{self.base}.a0")
+            _fsync_dir(self.spool.new)
+        except OSError as exc:
+            self.abort()
+            raise SpoolError(f"cannot write spool {self.spool.root}: {exc.strerror or exc}") from exc
+        return self.base
+
+    def abort(self) -> None:
+        """Forget the entry (nobody was told 250): close and remove the tmp file."""
+        self.buf = bytearray()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.path.unlink(missing_ok=True)
 
 
 def decode_entry(data: bytes) -> tuple[Envelope, bytes]:
@@ -124,6 +187,13 @@ class Spool:
             raise
         os.close(fd)
         return base, path
+
+    def open_entry(self, envelope: Envelope) -> SpoolWriter:
+        """Start an entry to be written piecewise (see SpoolWriter); raises SpoolError."""
+        try:
+            return SpoolWriter(self, envelope)
+        except OSError as exc:
+            raise SpoolError(f"cannot write spool {self.root}: {exc.strerror or exc}") from exc
 
     def put(self, raw: bytes, envelope: Envelope) -> str:
         """Make one message durable; returns its base id. Raises SpoolError on failure."""
@@ -182,7 +252,13 @@ class Spool:
         return None
 
     def read(self, claim: Claim) -> tuple[Envelope, bytes]:
-        envelope, raw = decode_entry(claim.path.read_bytes())
+        """The entry's envelope and raw bytes (read once: no copy of a large message)."""
+        with open(claim.path, "rb") as fh:
+            head = fh.readline(64)
+            if not head.startswith(MAGIC) or not head.endswith(b"\n"):
+                raise SpoolError("spool entry without header")
+            meta = fh.read(int(head[len(MAGIC):-1]))
+            envelope, raw = decode_entry(head + meta)[0], fh.read()
         if self.observer is not None:
             self.observer.read(claim, envelope)
         return envelope, raw
@@ -254,4 +330,5 @@ class Spool:
         return out
 
     def depth(self) -> int:
+        """Entries waiting in new/ (raises OSError, e.g. EMFILE: callers in loops catch it)."""
         return sum(1 for n in os.listdir(self.new) if NAME_RE.match(n))

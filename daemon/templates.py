@@ -245,14 +245,18 @@ def watch_templates(live: LiveTemplates, stop: threading.Event, interval: float 
     """Poll every `interval` seconds; reload once a change has settled (two equal polls)."""
     pending = None
     while not stop.wait(interval):
-        now = template_files(live.path)
-        if now == live.seen:
-            pending = None
+        try:
+            now = template_files(live.path)
+            if now == live.seen:
+                pending = None
+                continue
+            if now != pending:
+                pending = now
+                continue
+            problems = live.reload()
+        except OSError as exc:                  # e.g. EMFILE: the watcher never dies
+            log.warning("templates watch: %s; retrying", exc)
             continue
-        if now != pending:
-            pending = now
-            continue
-        problems = live.reload()
         pending = None
         if on_reload is not None:
             on_reload(problems)

@@ -1,11 +1,30 @@
-"""Render store records as the contract's JSON objects and as readable text (pure)."""
+"""Render store records as the contract's JSON objects and as readable text (pure).
+
+Everything shown comes from mail, i.e. from strangers. The text views pass each such
+string through `shown`, which makes control characters (a terminal escape sequence in a
+subject, body or file name could rewrite the agent's screen) and bidi overrides (an
+`exe.pdf` trick) visible as `\\xNN` / `\\u202e` instead of acting on the terminal. JSON
+escapes control characters itself. Nothing here ever outputs attachment bytes or HTML:
+an HTML body is shown only as its text rendering, an attachment only by name, type and size.
+"""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
 from store.records import QuarantineRow, TicketDetail, TicketRow
+
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(value: str, *, newlines: bool = False) -> str:
+    """`value` safe to print on a terminal: control and bidi characters made visible
+    (tabs kept; newlines kept only when `newlines`)."""
+    out = _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", value)
+    return out if newlines else out.replace("\n", "\\n")
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -57,32 +76,32 @@ def tickets_text(rows: list[TicketRow], prefix: str) -> str:
     lines = [f"{'REF':<10} {'STATUS':<9} {'PRI':<4} {'TYPE':<9} {'QUEUE':<12} {'UPDATED':<17} {'REQUESTER':<28} SUBJECT"]
     for t in rows:
         lines.append(f"{ref(prefix, t.id):<10} {t.status:<9} {t.priority:<4} {t.type[:9]:<9} {t.queue[:12]:<12} "
-                     f"{t.updated_at:%Y-%m-%d %H:%M}  {t.requester[:28]:<28} {t.subject[:70]}")
+                     f"{t.updated_at:%Y-%m-%d %H:%M}  {shown(t.requester[:28]):<28} {shown(t.subject[:70])}")
     return "\n".join(lines)
 
 
 def detail_text(d: TicketDetail, prefix: str, sla_lines: list[str] | None = None) -> str:
     t = d.ticket
-    lines = [f"{ref(prefix, t.id)}  {t.subject}",
+    lines = [f"{ref(prefix, t.id)}  {shown(t.subject)}",
              f"  status {t.status} · priority {t.priority} · type {t.type} · queue {t.queue}",
-             f"  requester {t.requester} · assignee {t.assignee or '-'} · {t.message_count} message(s)",
+             f"  requester {shown(t.requester)} · assignee {shown(t.assignee or '-')} · {t.message_count} message(s)",
              f"  created {iso(t.created_at)} · updated {iso(t.updated_at)}"]
     if d.links:
         lines.append("  linked: " + ", ".join(f"{ref(prefix, o)} ({k})" for o, k in d.links))
     if d.tags:
-        lines.append("  tags: " + ", ".join(d.tags))
+        lines.append("  tags: " + ", ".join(shown(tag) for tag in d.tags))
     lines += ["  " + line for line in sla_lines or ()]
     for x in d.messages:
-        who = f"{x.from_name} <{x.from_addr}>" if x.from_name else x.from_addr
+        who = shown(f"{x.from_name} <{x.from_addr}>" if x.from_name else x.from_addr)
         flag = "" if x.visibility == "public" else f" [{x.visibility}]"
         lines += ["", f"--- {iso(x.received_at)} {x.direction} from {who}{flag}",
-                  f"    Subject: {x.subject}", f"    ({x.thread_evidence})"]
-        lines += ["    " + line for line in (x.text.strip() or "(no text)").splitlines()[:200]]
+                  f"    Subject: {shown(x.subject)}", f"    ({shown(x.thread_evidence)})"]
+        lines += ["    " + shown(line) for line in (x.text.strip() or "(no text)").splitlines()[:200]]
         for a in x.attachments:
-            lines.append(f"    [attachment] {a.filename} ({a.content_type}, {a.size} bytes)")
+            lines.append(f"    [attachment] {shown(a.filename)} ({shown(a.content_type)}, {a.size} bytes)")
     lines.append("")
     lines.append("events:")
-    lines += [f"  {iso(e.at)} {e.kind} {e.detail}" for e in d.events]
+    lines += [f"  {iso(e.at)} {e.kind} {shown(e.detail)}" for e in d.events]
     return "\n".join(lines)
 
 
@@ -99,5 +118,5 @@ def quarantine_text(rows: list[QuarantineRow]) -> str:
     lines = [f"{'ID':<6} {'WHEN':<17} {'STAGE':<12} {'REASON':<18} FROM / SUBJECT"]
     for q in rows:
         lines.append(f"{q.id:<6} {q.created_at:%Y-%m-%d %H:%M}  {q.stage[:12]:<12} {q.reason[:18]:<18} "
-                     f"{q.header_from[:40]} / {q.header_subject[:60]}")
+                     f"{shown(q.header_from[:40])} / {shown(q.header_subject[:60])}")
     return "\n".join(lines)

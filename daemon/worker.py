@@ -277,9 +277,12 @@ class Worker:
 
     def run_forever(self, stop: threading.Event, wake: threading.Event, idle_poll: float = 2.0) -> None:
         """The serve loop: drain, then sleep until woken, a retry is due, or idle_poll."""
-        self.spool.recover()
+        recovered = False
         while not stop.is_set():
             try:
+                if not recovered:                   # inside the loop: EMFILE at start is retried too
+                    self.spool.recover()
+                    recovered = True
                 self.drain(stop=stop)
             except Exception:                                # never die; log and go on
                 log.exception("worker loop error")

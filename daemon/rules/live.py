@@ -110,14 +110,18 @@ def watch(live: LiveRules, stop: threading.Event, interval: float = 2.0,
     each reload (problems is [] when the new set is live)."""
     pending, waited = None, 0
     while not stop.wait(interval):
-        now = snapshot(live.path)
-        if now == live.seen:                                # what the live set was loaded from
-            pending, waited = None, 0
+        try:
+            now = snapshot(live.path)
+            if now == live.seen:                            # what the live set was loaded from
+                pending, waited = None, 0
+                continue
+            if now != pending and waited < max_wait:
+                pending, waited = now, waited + 1           # still changing: wait one more interval
+                continue
+            problems = live.reload()
+        except OSError as exc:                              # e.g. EMFILE: the watcher never dies
+            log.warning("rules watch: %s; retrying", exc)
             continue
-        if now != pending and waited < max_wait:
-            pending, waited = now, waited + 1               # still changing: wait one more interval
-            continue
-        problems = live.reload()
         pending, waited = None, 0
         if on_reload is not None:
             on_reload(problems)

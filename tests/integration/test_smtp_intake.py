@@ -181,13 +181,15 @@ def test_too_many_recipients(intake):
 def test_slow_storage_answers_451_within_the_budget(intake):
     import threading
     gate = threading.Event()
-    real_put = intake.spool.put
+    real_open = intake.spool.open_entry
     intake.handler.data_budget = 0.3
 
-    def slow_put(raw, env):
-        gate.wait(5)                          # storage hangs longer than the DATA budget
-        return real_put(raw, env)
-    intake.spool.put = slow_put
+    def slow_open(env):                       # DATA streams into an entry; its commit hangs
+        entry = real_open(env)
+        real_commit = entry.commit
+        entry.commit = lambda: (gate.wait(5), real_commit())[1]   # longer than the DATA budget
+        return entry
+    intake.spool.open_entry = slow_open
     try:
         with client(intake) as c:
             with pytest.raises(smtplib.SMTPDataError) as err:

@@ -142,7 +142,7 @@ class ImapPoller(FolderSync):
                 self._standing_by = False
                 return True
             holder = imap_state.lease_owner(self.engine, a.name, a.folder)
-        except (StoreUnavailable, SQLAlchemyError) as exc:
+        except (StoreUnavailable, SQLAlchemyError, OSError) as exc:     # OSError: e.g. EMFILE in a flood
             self._backoff(exc)
             return False
         owner, expires = holder or ("?", now)
@@ -164,7 +164,7 @@ class ImapPoller(FolderSync):
     def _release_lease(self) -> None:
         try:
             imap_state.release_lease(self.engine, self.account.name, self.account.folder, self.owner_id)
-        except (StoreUnavailable, SQLAlchemyError) as exc:
+        except (StoreUnavailable, SQLAlchemyError, OSError) as exc:     # OSError: e.g. EMFILE in a flood
             log.warning("imap %s: could not release the lease: %s", self.account.name, describe(exc))
 
     # ------------------------------------------------------------- failures
