@@ -197,15 +197,14 @@ def test_the_composition_root_hands_one_clock_to_everything(tmp_path):
 
 
 def test_the_queue_worker_hands_its_clock_to_the_sla_side(tmp_path):
-    from daemon.app import open_store
-    from daemon.escalation import attach_worker
+    """`helpdesk worker` is built by the same composition root (daemon.app.build_app)."""
+    from daemon.app import build_app
     from daemon.tasks import huey
     cfg = load_config(str(write_site_config(tmp_path, '[debug]\nclock_file = "clock"\n')))
-    store, clock, stop = open_store(cfg), build_clock(cfg), threading.Event()
+    app = build_app(cfg)
     try:
-        sweeper = attach_worker(cfg, store, stop, clock)
+        clock = app.clock
+        assert isinstance(clock, FileClock)
         assert huey.sla.clock is clock
     finally:
-        stop.set()
-        sweeper.join(30)
-        store.engine.dispose()
+        app.close()
