@@ -18,6 +18,7 @@ from pathlib import Path
 from daemon import systemd, tasks
 from daemon.config import Config
 from daemon.health import Health
+from daemon.listen import listening
 from daemon.intake.imap import ImapPoller
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.pipeline.classify import Defaults
@@ -124,7 +125,8 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
                                       max_message_bytes=cfg.smtp.max_message_bytes,
                                       per_ip=cfg.smtp.max_connections_per_ip,
                                       timeout=cfg.smtp.command_timeout_seconds)
-        controller.start()
+        with listening(cfg, "smtp.port", cfg.smtp.host, cfg.smtp.port):
+            controller.start()
     if app.rules is not None:
         threads.append(threading.Thread(target=watch, name="rules-watch", args=(app.rules, app.stop),
                                         kwargs={"interval": 2.0}, daemon=True))
