@@ -60,7 +60,11 @@ def create_schema(engine: Engine) -> None:
     """
     try:
         migrate.ensure_schema(engine)
+    except migrate.SchemaError:
+        engine.dispose()                      # the caller stops; leave no connection behind
+        raise
     except SQLAlchemyError as exc:
+        engine.dispose()
         raise StoreUnavailable(f"cannot open database: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
 
 
