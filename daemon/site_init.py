@@ -38,14 +38,14 @@ backend = "sqlite"                 # sqlite (serve sends the mail) | redis (+ he
 url = ""                           # redis://127.0.0.1:6379/0 for redis
 
 [smtp]                             # SMTP intake (an MTA relays to it, or users' clients)
-enabled = true
-host = "127.0.0.1"
-port = 2525
+enabled = true                     # false: take mail only from IMAP or `helpdesk ingest`
+host = "127.0.0.1"                 # listen address; 0.0.0.0 for every interface
+port = 2525                        # a second serve on the same port refuses to start
 domains = ["example.com"]          # recipient domains accepted; anything else gets 550
 
 [outbound]                         # the relay for every mail we send
-host = "127.0.0.1"
-port = 25
+host = "127.0.0.1"                 # your MTA or smarthost
+port = 25                          # 587 with starttls, 465 with tls
 security = "none"                  # starttls | tls | none (plaintext: loopback only)
 username = ""                      # empty: no SMTP AUTH
 password_env = ""                  # environment variable holding the relay password, or
