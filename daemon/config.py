@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import shipped
+from daemon.config_lookup import SYSTEM_CONFIG, find_site_config, site_config_path  # noqa: F401 (re-exported)
 from daemon.config_text import did_you_mean, find_key, locate
 from daemon.errors import ConfigError
 
@@ -201,35 +202,9 @@ class Config:
 SECTIONS = {f.name: f.type for f in fields(Config) if f.name not in ("imap", "sources")}
 
 
-SYSTEM_CONFIG = Path("/etc/helpdesk/config.toml")
-
-
 def default_config_path() -> Path:
     """The shipped config.toml: package data, or the checkout's own file (editable install)."""
     return shipped.shipped_config()
-
-
-def site_config_path(explicit: str | None) -> Path | None:
-    """--config, then $HELPDESK_CONFIG, then ./config.toml, then /etc/helpdesk/config.toml."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("HELPDESK_CONFIG")
-    if env:
-        return Path(env)
-    for candidate in (Path("config.toml"), SYSTEM_CONFIG):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def find_site_config(explicit: str | None) -> Path:
-    """The site file a command runs with; without one, a ConfigError saying how to make one."""
-    found = site_config_path(explicit)
-    if found is None:
-        raise ConfigError(f"no config file: none given with --config or $HELPDESK_CONFIG, and neither "
-                          f"./config.toml nor {SYSTEM_CONFIG} exists; make a site directory with "
-                          f"'helpdesk init DIR', then run 'helpdesk --config DIR/config.toml check'")
-    return found
 
 
 def key_location(cfg: "Config", key: str) -> str:

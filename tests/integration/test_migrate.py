@@ -203,3 +203,30 @@ def test_two_first_starts_at_once_on_an_empty_postgresql_database_both_start(pg_
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM ticket")).scalar() == 2
     engine.dispose()
+
+
+def test_a_database_from_before_the_sla_tables_gets_them_and_keeps_its_rows(tmp_path, monkeypatch):
+    """History only added tables: a database made before store/sla_store.py lacks them; the
+    baseline adds what is missing and leaves the rest alone."""
+    monkeypatch.setattr("daemon.app.create_schema", legacy_create_schema)
+    desk = make_desk(tmp_path)
+    fill(desk)
+    engine = desk.app.store.engine
+    close_desk(desk)
+    with engine.begin() as c:
+        for table in ("slafired", "ticketsla", "slacursor"):
+            c.exec_driver_sql(f"DROP TABLE {table}")
+    kept = _dump_present(engine)
+    create_schema(engine)
+    after = dump(engine)
+    assert all(after[name] == rows for name, rows in kept.items())
+    assert after["ticketsla"] == [] and migrate.schema_state(engine).up_to_date
+    engine.dispose()
+
+
+def _dump_present(engine) -> dict[str, list[tuple]]:
+    md = MetaData()
+    md.reflect(engine)
+    with engine.connect() as c:
+        return {name: sorted((tuple(r) for r in c.execute(select(t))), key=repr)
+                for name, t in md.tables.items() if name != "schemainfo"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import config as config_mod
+from daemon import config_lookup as config_mod
 from daemon.cli import main
 from daemon.config import find_site_config, key_location, load_config, site_config_path
 from daemon.config_text import did_you_mean, key_line, locate
