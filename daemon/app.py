@@ -39,6 +39,7 @@ from daemon.observe import observe_serve, observe_worker
 from daemon.outbound import Outbound, desk_of, fuses_of
 from daemon.parse_guard import ParseGuard
 from daemon.templates import LiveTemplates, watch_templates
+from daemon.listen import listening
 from daemon.rules.live import LiveRules, watch
 from daemon.templates import template_names
 from daemon.settings import defaults_of, worker_settings  # noqa: F401  (worker_settings: for commands)
@@ -239,7 +240,8 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
     controller = None
     if cfg.smtp.enabled:
         controller = build_intake(cfg.smtp, app.spool, on_stored=lambda _base: app.wake.set())
-        controller.start()
+        with listening(cfg, "smtp.port", cfg.smtp.host, cfg.smtp.port):
+            controller.start()
     if app.rules is not None:
         threads.append(threading.Thread(target=watch, name="rules-watch", args=(app.rules, app.stop),
                                         kwargs={"interval": 2.0}, daemon=True))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from daemon.config import Config
+from daemon.config import Config, key_location
 from daemon.errors import RulesError
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
 from daemon.sla.loader import SLA_FILE, load_sla
@@ -60,7 +60,7 @@ def check(cfg: Config) -> tuple[list[str], str]:
     rule_files: list[Path] = []
     rules_note = "not loaded"
     if not rules_dir.is_dir():
-        problems.append(f"{cfg.sources[-1]}:1: paths.rules: not a directory: {rules_dir}")
+        problems.append(f"{key_location(cfg, 'paths.rules')}: paths.rules: not a directory: {rules_dir}")
     else:
         rule_files = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml"))
         loaded = {rules_dir / name for name in (*REQUIRED_FILES, *OPTIONAL_FILES)}
@@ -79,7 +79,7 @@ def check(cfg: Config) -> tuple[list[str], str]:
                 problems += _check_yaml(p)
     templates: list[Path] = []
     if not tpl_dir.is_dir():
-        problems.append(f"{cfg.sources[-1]}:1: paths.templates: not a directory: {tpl_dir}")
+        problems.append(f"{key_location(cfg, 'paths.templates')}: paths.templates: not a directory: {tpl_dir}")
     else:
         templates = sorted(tpl_dir.rglob("*.j2"))
         try:

@@ -13,7 +13,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 from daemon.clock import build_clock
-from daemon.config import Config, load_config
+from daemon.config import Config, find_site_config, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
 from daemon.oauth2_login import add_oauth2_parser, device_login, oauth2_accounts
 from daemon.oauth2_store import TokenStore
@@ -29,7 +29,8 @@ class UsageError(HelpdeskError):
 
 def _common_options(p: argparse.ArgumentParser, default) -> None:
     p.add_argument("--config", metavar="PATH", default=default,
-                   help="site config file (default: $HELPDESK_CONFIG, then ./config.toml)")
+                   help="site config file (default: $HELPDESK_CONFIG, then ./config.toml, then "
+                        "/etc/helpdesk/config.toml)")
     p.add_argument("--debug", action="store_true", default=False if default is None else default,
                    help="debug logging and tracebacks for unexpected errors")
 
@@ -102,6 +103,21 @@ def _parser() -> argparse.ArgumentParser:
     add_rules_parser(sub, common)
     e = sub.add_parser("export", parents=[common], help="every ticket as one JSON array")
     e.add_argument("--since", metavar="DATE")
+    e.add_argument("--raw", action="store_true",
+                   help="a backup: with each message's raw bytes (base64) and every stored row, for 'import'")
+    imp = sub.add_parser("import", parents=[common], help="restore an 'export --raw' file into an empty database")
+    imp.add_argument("file", metavar="FILE", help="the export (- for standard input)")
+    ini = sub.add_parser("init", parents=[common], help="make a site directory: config.toml, rules/, templates/")
+    ini.add_argument("dir", metavar="DIR")
+    ini.add_argument("--force", action="store_true", help="overwrite existing files with the shipped ones")
+    ini.add_argument("--state-dir", default="var", metavar="PATH",
+                     help="state_dir written into DIR/config.toml (default: var, inside DIR)")
+    db = sub.add_parser("db", parents=[common], help="the database schema (migrations)").add_subparsers(
+        dest="db_command", required=True, metavar="COMMAND")
+    db.add_parser("upgrade", parents=[common], help="apply the schema migrations up to the newest")
+    cur = db.add_parser("current", parents=[common], help="the database's schema revision and the newest "
+                                                           "(exit 1 when behind)")
+    cur.add_argument("--json", action="store_true")
     sla = sub.add_parser("sla", parents=[common], help="SLA attainment").add_subparsers(
         dest="sla_command", required=True, metavar="COMMAND")
     rep = sla.add_parser("report", parents=[common], help="SLA attainment by queue, priority and policy of the "
@@ -131,7 +147,7 @@ def _setup_logging(cfg: Config | None, debug: bool, *, errors_only: bool = False
     from daemon.logfmt import install
     install(level, cfg.log.format if cfg else "text")
     if not debug:
-        for noisy in ("mail.log", "mailparser", "mailparser.core", "mailparser.utils"):
+        for noisy in ("mail.log", "mailparser", "mailparser.core", "mailparser.utils", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -263,6 +279,9 @@ def _since(text: str | None) -> datetime | None:
 def cmd_export(cfg: Config, args) -> int:
     from daemon import views
     from daemon.sla.views import SlaReader
+    if args.raw:
+        from daemon.backup import export_backup
+        return export_backup(cfg, _store(cfg), _since(args.since), sys.stdout.write)
     since = _since(args.since)
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
@@ -332,6 +351,24 @@ def cmd_oauth2(cfg: Config, args) -> int:
     return EX_OK
 
 
+def cmd_init(args) -> int:
+    from daemon.site_init import init_site, next_steps
+    from pathlib import Path
+    _out(next_steps(init_site(Path(args.dir), force=args.force, state_dir=args.state_dir)))
+    return EX_OK
+
+
+def cmd_db(cfg: Config, args) -> int:
+    from daemon.schema_commands import run_db_command
+    return run_db_command(cfg, args)
+
+
+def cmd_import(cfg: Config, args) -> int:
+    from daemon.backup import import_backup
+    _out(import_backup(cfg, args.file))
+    return EX_OK
+
+
 def cmd_rules(cfg: Config, args) -> int:
     from daemon.rules.tester import run_rules_command
     return run_rules_command(cfg, args)
@@ -339,7 +376,7 @@ def cmd_rules(cfg: Config, args) -> int:
 
 COMMANDS = {"worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla,
-            "oauth2": cmd_oauth2}
+            "oauth2": cmd_oauth2, "db": cmd_db, "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,8 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     args = (_ingest_parser() if _command_of(argv) == "ingest" else _parser()).parse_args(argv)
     cfg = None
     try:
+        if args.command == "init":                 # the one command that needs no config file
+            _setup_logging(None, args.debug)
+            return cmd_init(args)
         try:
-            cfg = load_config(args.config)
+            cfg = load_config(str(find_site_config(args.config)))
         except ConfigError as exc:
             if args.command == "check":
                 sys.stderr.write(f"{exc}\n")

@@ -3,16 +3,23 @@
 `load_config` reads both, refuses unknown keys and wrong types naming the key, resolves
 relative paths against the file that set them, and returns a frozen `Config`. This is an
 edge module (it reads files and the environment); nothing else reads config.toml.
+
+The defaults are the shipped config.toml (package data, daemon/shipped.py); `rules` and
+`templates` a site file does not set are the shipped ones, and a `state_dir` it does not set
+is `$STATE_DIRECTORY` (systemd) or `var` next to the site file - never a folder of the
+installation. Errors read `FILE:LINE: key: reason (did you mean ...)` (daemon/config_text.py).
 """
 from __future__ import annotations
 
 import os
-import sys
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from daemon import shipped
+from daemon.config_lookup import SYSTEM_CONFIG, find_site_config, site_config_path  # noqa: F401 (re-exported)
+from daemon.config_text import did_you_mean, find_key, locate
 from daemon.errors import ConfigError
 from daemon.oauth2_config import OAUTH2_DEFAULTS, OAuth2Keys, check_auth
 from daemon.pipeline.idn import domain_keys
@@ -233,22 +240,14 @@ SECTIONS = {f.name: f.type for f in fields(Config) if f.name not in ("imap", "so
 
 
 def default_config_path() -> Path:
-    """The repo's config.toml (source checkout), else the copy installed under share/."""
-    repo = Path(__file__).resolve().parent.parent / "config.toml"
-    if repo.is_file():
-        return repo
-    return Path(sys.prefix) / "share" / "helpdeskd" / "config.toml"
+    """The shipped config.toml: package data, or the checkout's own file (editable install)."""
+    return shipped.shipped_config()
 
 
-def site_config_path(explicit: str | None) -> Path | None:
-    """--config, then $HELPDESK_CONFIG, then ./config.toml; None when only defaults apply."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("HELPDESK_CONFIG")
-    if env:
-        return Path(env)
-    local = Path("config.toml")
-    return local if local.is_file() else None
+def key_location(cfg: "Config", key: str) -> str:
+    """`FILE:LINE` of the file that set `key` (e.g. `smtp.port`), else the last config file."""
+    found = find_key(cfg.sources, key)
+    return f"{found[0]}:{found[1]}" if found else f"{cfg.sources[-1]}"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -289,13 +288,13 @@ def _overlay(base: dict, base_dirs: dict, site: dict, site_path: Path) -> None:
         if section == "imap":
             continue
         if section not in base:
-            raise ConfigError(f"{site_path}: [{section}]: unknown section")
+            raise ConfigError(f"{site_path}: [{section}]: unknown section{did_you_mean(section, base)}")
         if not isinstance(values, dict):
             raise ConfigError(f"{site_path}: {section}: expected a [{section}] table")
         for key, value in values.items():
             name = f"{section}.{key}"
             if key not in base[section]:
-                raise ConfigError(f"{site_path}: {name}: unknown key")
+                raise ConfigError(f"{site_path}: {name}: unknown key{did_you_mean(key, base[section])}")
             base[section][key] = _check_type(site_path, name, value, base[section][key])
             base_dirs[(section, key)] = site_path.parent
 
@@ -311,7 +310,7 @@ def _imap_accounts(raw: Any, path: Path) -> tuple[ImapAccount, ...]:
         values = dict(IMAP_DEFAULTS)
         for key, value in entry.items():
             if key not in IMAP_DEFAULTS:
-                raise ConfigError(f"{where}.{key}: unknown key")
+                raise ConfigError(f"{where}.{key}: unknown key{did_you_mean(key, IMAP_DEFAULTS)}")
             values[key] = _check_type(path, f"imap[{i}].{key}", value, IMAP_DEFAULTS[key])
         for key in IMAP_REQUIRED:
             if not values[key]:
@@ -424,16 +423,27 @@ def _resolve_optional_path(base: dict, base_dirs: dict, default_path: Path, sect
 def load_config(explicit: str | None = None, *, defaults: Path | None = None) -> Config:
     """Read the defaults and the site file (see `site_config_path`) into one Config."""
     default_path = (defaults or default_config_path()).resolve()
-    base = _read_toml(default_path)
-    base_dirs: dict[tuple[str, str], Path] = {k: default_path.parent for k in PATH_KEYS}
     sources = [default_path]
     site_path = site_config_path(explicit)
-    site: dict[str, Any] = {}
     if site_path is not None and site_path.resolve() != default_path:
-        site_path = site_path.resolve()
+        sources.append(site_path.resolve())
+    try:
+        return _load(sources)
+    except ConfigError as exc:
+        raise ConfigError(locate(str(exc), sources)) from None
+
+
+def _load(sources: list[Path]) -> Config:
+    default_path = sources[0]
+    base = _read_toml(default_path)
+    base_dirs: dict[tuple[str, str], Path] = {k: default_path.parent for k in PATH_KEYS}
+    # state not set by the site file: next to the site file, never inside the installation
+    base_dirs[("helpdesk", "state_dir")] = sources[-1].parent
+    site: dict[str, Any] = {}
+    if len(sources) > 1:
+        site_path = sources[1]
         site = _read_toml(site_path)
         _overlay(base, base_dirs, site, site_path)
-        sources.append(site_path)
     where = sources[-1]
     state_env = os.environ.get("STATE_DIRECTORY")
     if state_env and "state_dir" not in site.get("helpdesk", {}):

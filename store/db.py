@@ -1,8 +1,10 @@
 """Engine construction and schema creation for SQLite (embedded) and PostgreSQL.
 
 SQLite runs in WAL mode with synchronous=FULL, a busy timeout and foreign keys on, so a
-commit is durable before anything is acknowledged. The schema is created on first use and
-its version recorded; a database from a newer helpdeskd is refused.
+commit is durable before anything is acknowledged. The schema comes from the Alembic
+migrations (store/migrate.py): `create_schema` makes an empty database, upgrades an SQLite
+one that is behind (after a backup copy), and refuses a PostgreSQL one that is behind or
+a database from a newer helpdeskd.
 """
 from __future__ import annotations
 
@@ -11,12 +13,10 @@ from pathlib import Path
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import create_engine
 
 from daemon.errors import StoreUnavailable
-from store import tables
-# Each registers its tables on the metadata create_schema creates (they import tables, never db).
-from store import imap_state, outbox, sla_store, tickets  # noqa: F401
+from store import imap_state, migrate  # noqa: F401  (imap_state: its tables, on the metadata)
 
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON")
 
@@ -53,19 +53,18 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables and record the schema version; refuse a newer schema."""
+    """Bring the database to the newest schema at start, or refuse (see store/migrate.py).
+
+    Raises migrate.SchemaError (exit 1) for a PostgreSQL database that is behind or any
+    database newer than this helpdeskd; StoreUnavailable (exit 75) when it cannot be reached.
+    """
     try:
-        SQLModel.metadata.create_all(engine)
-        with Session(engine) as s:
-            row = s.get(tables.SchemaInfo, "version")
-            if row is None:
-                s.add(tables.SchemaInfo(key="version", value=str(tables.SCHEMA_VERSION)))
-                s.commit()
-            elif int(row.value) > tables.SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"database schema version {row.value} is newer than this helpdeskd "
-                    f"({tables.SCHEMA_VERSION}); upgrade helpdeskd")
+        migrate.ensure_schema(engine)
+    except migrate.SchemaError:
+        engine.dispose()                      # the caller stops; leave no connection behind
+        raise
     except SQLAlchemyError as exc:
+        engine.dispose()
         raise StoreUnavailable(f"cannot open database: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
 
 

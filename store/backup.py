@@ -1,0 +1,142 @@
+"""Rows of a ticket for a backup, and putting them back: the SQL of `export --raw` / `import`.
+
+A ticket's rows are those of every table with a `ticket_id` column (messages, events,
+participants, links, tags, thread keys, SLA state, outbox, agent verdicts...) and of the
+tables that hang off those by foreign key (attachments, outbox recipients), found from the
+metadata so a new table joins the backup without a change here. Values become JSON:
+datetimes as ISO 8601, bytes as base64; `restore_rows` turns them back by column type. The
+raw mail (`rawmessage`) travels with each message, not here.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import Table, func, inspect, select, text
+from sqlalchemy.engine import Engine
+
+from store.migrate import metadata
+
+SKIP = {"rawmessage"}                      # carried as each message's "raw"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How a table belongs to a ticket: by `column` = ticket id, or through `parent`."""
+
+    table: Table
+    column: str
+    parent: str = ""                       # a ticket-scoped table whose primary key `column` points to
+
+
+def scopes() -> list[Scope]:
+    """Every ticket-scoped table, parents before children (insert order)."""
+    md = metadata()
+    direct = {t.name for t in md.sorted_tables if "ticket_id" in t.c and t.name not in SKIP}
+    out: list[Scope] = []
+    for t in md.sorted_tables:
+        if t.name == "ticket":
+            out.append(Scope(t, "id"))
+        elif t.name in direct:
+            out.append(Scope(t, "ticket_id"))
+        elif t.name not in SKIP:
+            for fk in t.foreign_keys:
+                if fk.column.table.name in direct:
+                    out.append(Scope(t, fk.parent.name, fk.column.table.name))
+                    break
+    return out
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (bytes, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+def _python_type(col) -> type | None:
+    kind = getattr(col.type, "impl_instance", col.type)         # through sqlmodel's TypeDecorators
+    try:
+        return kind.python_type
+    except NotImplementedError:
+        return None
+
+
+def _decode(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in row.items():
+        kind = _python_type(table.c[name])  # KeyError: a column this version does not have
+        if value is not None and kind is datetime:
+            value = datetime.fromisoformat(value)
+        elif value is not None and kind is bytes:
+            value = base64.b64decode(value)
+        out[name] = value
+    return out
+
+
+def dump_rows(engine: Engine, ticket_ids: list[int]) -> dict[int, dict[str, list[dict]]]:
+    """ticket id -> table name -> its rows (JSON-ready dicts), for a batch of tickets."""
+    out: dict[int, dict[str, list[dict]]] = {i: {} for i in ticket_ids}
+    owner: dict[str, dict[Any, int]] = {}     # table -> primary key -> ticket id
+    with engine.connect() as c:
+        for sc in scopes():
+            t = sc.table
+            if sc.parent:
+                parents = owner.get(sc.parent, {})
+                rows = c.execute(select(t).where(t.c[sc.column].in_(list(parents)))).mappings() if parents else []
+                pick = lambda r: parents[r[sc.column]]          # noqa: E731
+            else:
+                rows = c.execute(select(t).where(t.c[sc.column].in_(ticket_ids))).mappings()
+                pick = lambda r: r[sc.column]                   # noqa: E731
+            pk = [col.name for col in t.primary_key.columns]
+            for r in rows:
+                tid = pick(r)
+                out[tid].setdefault(t.name, []).append({k: _encode(v) for k, v in r.items()})
+                if len(pk) == 1:
+                    owner.setdefault(t.name, {})[r[pk[0]]] = tid
+    return out
+
+
+def raw_messages(engine: Engine, shas: Iterable[str]) -> dict[str, bytes]:
+    raw = metadata().tables["rawmessage"]
+    with engine.connect() as c:
+        return {r.sha256: bytes(r.data) for r in c.execute(select(raw).where(raw.c.sha256.in_(list(shas))))}
+
+
+def is_empty(engine: Engine) -> bool:
+    md = metadata()
+    with engine.connect() as c:
+        return all(c.execute(select(func.count()).select_from(md.tables[n])).scalar() == 0
+                   for n in ("ticket", "message", "rawmessage"))
+
+
+def restore_rows(engine: Engine, rows: dict[str, list[dict]], raw: dict[str, bytes]) -> None:
+    """Insert one batch (table -> rows, sha256 -> raw mail) in one transaction."""
+    md = metadata()
+    with engine.begin() as c:
+        if raw:
+            have = set(c.execute(select(md.tables["rawmessage"].c.sha256)
+                                 .where(md.tables["rawmessage"].c.sha256.in_(list(raw)))).scalars())
+            new = [{"sha256": s, "size": len(d), "data": d} for s, d in raw.items() if s not in have]
+            if new:
+                c.execute(md.tables["rawmessage"].insert(), new)
+        for sc in scopes():
+            batch = rows.get(sc.table.name)
+            if batch:
+                c.execute(sc.table.insert(), [_decode(sc.table, r) for r in batch])
+
+
+def reset_sequences(engine: Engine) -> None:
+    """PostgreSQL: move each serial id past the restored rows (SQLite does it by itself)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as c:
+        for t in metadata().sorted_tables:
+            pk = list(t.primary_key.columns)
+            if len(pk) == 1 and pk[0].autoincrement is not False and pk[0].type.python_type is int \
+                    and inspect(c).has_table(t.name):
+                c.execute(text(f"SELECT setval(pg_get_serial_sequence('{t.name}', '{pk[0].name}'), "
+                               f"coalesce(max({pk[0].name}), 1), max({pk[0].name}) IS NOT NULL) FROM {t.name}"))

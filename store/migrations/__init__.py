@@ -1,0 +1,1 @@
+"""Alembic schema migrations of the helpdeskd database (run by store/migrate.py)."""

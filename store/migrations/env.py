@@ -1,0 +1,19 @@
+"""Alembic environment: runs the migrations on the connection store/migrate.py hands over.
+
+There is no alembic.ini and no URL here: store/migrate.py opens the connection (with the
+advisory lock held) and passes it as `config.attributes["connection"]`. All pending
+revisions run in one transaction, so a failed upgrade leaves the database as it was
+(PostgreSQL and SQLite both have transactional DDL). SQLite alters go through batch mode.
+"""
+from __future__ import annotations
+
+from alembic import context
+
+from store.migrate import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata(),
+                  render_as_batch=connection.dialect.name == "sqlite", compare_type=True,
+                  transactional_ddl=True)
+with context.begin_transaction():
+    context.run_migrations()
