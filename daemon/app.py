@@ -45,7 +45,6 @@ from daemon.templates import template_names
 from daemon.settings import defaults_of, worker_settings  # noqa: F401  (worker_settings: for commands)
 from daemon.spool import Spool
 from daemon.worker import Worker
-from store import imap_state  # noqa: F401  (registers the IMAP state tables before create_schema)
 from store.blobs import Blobs
 from store.db import create_schema, make_engine
 from store.repo import Store
@@ -228,27 +227,52 @@ def run_queue_worker(app: App) -> int:
     return 0
 
 
-def serve(app: App, *, ready: "callable | None" = None) -> int:
-    """Run SMTP intake and the spool worker until SIGTERM/SIGINT; returns the exit code."""
-    cfg = app.config
-    # The SMTP event loop must get the interpreter quickly while the worker thread is busy:
-    # with the default 5 ms switch interval each step of an SMTP session could wait that long
-    # behind the worker (measured: 250s per second +28 % under load at 0.5 ms).
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    threads = [threading.Thread(target=app.worker.run_forever, name="spool-worker",
-                                args=(app.stop, app.wake, cfg.worker.idle_poll_seconds), daemon=True)]
-    controller = None
-    if cfg.smtp.enabled:
-        controller = build_intake(cfg.smtp, app.spool, on_stored=lambda _base: app.wake.set())
-        with listening(cfg, "smtp.port", cfg.smtp.host, cfg.smtp.port):
-            controller.start()
-    if app.rules is not None:
-        threads.append(threading.Thread(target=watch, name="rules-watch", args=(app.rules, app.stop),
-                                        kwargs={"interval": 2.0}, daemon=True))
-    for t in threads:
-        t.start()
-    stop_consumer = start_consumer(app) if app.mail is not None else (lambda: None)
+@dataclass
+class Running:
+    """What `serve` started, stopped in this order: intake first, then the workers."""
 
+    health: Health
+    observer: object
+    where: str
+    smtp: object | None = None
+    lmtp: object | None = None
+    imap_threads: list = field(default_factory=list)
+    threads: list = field(default_factory=list)
+    stop_consumer: Callable[[], None] = lambda: None
+
+
+def start_intake(app: App) -> Running:
+    """The spool worker, the rules watcher, the mail threads, the SMTP and LMTP listeners,
+    the IMAP pollers, metrics and the health file."""
+    cfg = app.config
+    run = Running(Health(app, cfg.state_dir / "status.json"), None, "smtp disabled")
+    run.threads = [threading.Thread(target=app.worker.run_forever, name="spool-worker",
+                                    args=(app.stop, app.wake, cfg.worker.idle_poll_seconds), daemon=True)]
+    if app.rules is not None:
+        run.threads.append(threading.Thread(target=watch, name="rules-watch", args=(app.rules, app.stop),
+                                            kwargs={"interval": 2.0}, daemon=True))
+    if cfg.smtp.enabled:
+        run.smtp = build_intake(cfg.smtp, app.spool, on_stored=lambda _base: app.wake.set())
+        with listening(cfg, "smtp.port", cfg.smtp.host, cfg.smtp.port):
+            run.smtp.start()
+        run.where = f"smtp {cfg.smtp.host}:{cfg.smtp.port}"
+    for t in run.threads:
+        t.start()
+    run.stop_consumer = start_consumer(app) if app.mail is not None else (lambda: None)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    app.imap = [ImapPoller(acct, app.spool, app.store.engine, lambda _b: app.wake.set(), app.stop, owner,
+                           tokens=imap_tokens(cfg.state_dir, acct)) for acct in cfg.imap]
+    run.imap_threads = [p.start() for p in app.imap]   # run() never raises: one account can't stop others
+    run.lmtp = start_lmtp(cfg, app.spool, app.wake)
+    run.observer = observe_serve(app, run.health)     # metrics, /metrics and /healthz; SIGUSR1 wakes the worker
+    run.where += f", {run.lmtp.where}" if run.lmtp else ""
+    run.where += f", http {run.observer.http.where}" if run.observer.http else ""
+    run.health.tick()                                 # the process file the pipe hand-off looks for
+    return run
+
+
+def handle_signals(app: App) -> None:
+    """SIGTERM/SIGINT stop, SIGHUP reloads rules and templates (in the main loop)."""
     def _stop(signum, _frame):
         log.info("received %s, shutting down", signal.Signals(signum).name)
         app.stop.set()
@@ -256,47 +280,52 @@ def serve(app: App, *, ready: "callable | None" = None) -> int:
 
     def _hup(_signum, _frame):
         app.reload_requested.set()
-
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    app.imap = [ImapPoller(acct, app.spool, app.store.engine, lambda _b: app.wake.set(), app.stop, owner,
-                           tokens=imap_tokens(cfg.state_dir, acct)) for acct in cfg.imap]
-    imap_threads = [p.start() for p in app.imap]   # run() never raises: one account can't stop others
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGHUP, _hup)
-    where = f"smtp {cfg.smtp.host}:{cfg.smtp.port}" if controller else "smtp disabled"
-    # --- MTA intake and observability (issue 13): LMTP listener, metrics + /metrics + /healthz,
-    # SIGUSR1 wakes the worker (pipe hand-off); stopped by `observer.stop()` and `lmtp.stop()` below
-    health = Health(app, cfg.state_dir / "status.json")
-    lmtp = start_lmtp(cfg, app.spool, app.wake)
-    observer = observe_serve(app, health)
-    where += f", {lmtp.where}" if lmtp else ""
-    where += f", http {observer.http.where}" if observer.http else ""
-    health.tick()                                  # the process file the pipe hand-off looks for
-    # ---
-    log.info("ready: %s, state %s, spool depth %d", where, cfg.state_dir, app.spool.depth())
-    systemd.notify(f"READY=1\nSTATUS=ready: {where}")
-    if ready is not None:
-        ready()
+
+
+def supervise(app: App, health: Health) -> None:
+    """The main loop until told to stop: watchdog pings, the health file, reloads."""
     ping = systemd.watchdog_interval()
     while not app.stop.wait(min(ping or 1.0, 1.0)):
         if ping:
-            systemd.notify("WATCHDOG=1")
+            systemd.notify("WATCHDOG=1", wait=False)
         health.tick()
         if app.reload_requested.is_set():
             app.reload_requested.clear()
             app.reload()
-    systemd.notify("STOPPING=1")
-    if controller is not None:
-        controller.shutdown(grace=10.0)
-    if lmtp is not None:                           # issue 13
-        lmtp.stop(grace=10.0)
-    observer.stop()                                # issue 13
-    for t in imap_threads:
+
+
+def stop_all(run: Running) -> None:
+    """Intake first (in-flight DATA finishes), then the pollers and workers, then the senders."""
+    if run.smtp is not None:
+        run.smtp.shutdown(grace=10.0)
+    if run.lmtp is not None:
+        run.lmtp.stop(grace=10.0)
+    run.observer.stop()
+    for t in run.imap_threads:
         t.join(timeout=15)
-    for t in threads:
+    for t in run.threads:
         t.join(timeout=30)
-    stop_consumer()                                # in-flight sends finish first
-    health.write(state="stopped")
+    run.stop_consumer()                              # in-flight sends finish first
+    run.health.write(state="stopped")
+
+
+def serve(app: App, *, ready: "Callable[[], None] | None" = None) -> int:
+    """Run the intake edges and the workers until SIGTERM/SIGINT; returns the exit code."""
+    # The SMTP event loop must get the interpreter quickly while the worker thread is busy:
+    # with the default 5 ms switch interval each step of an SMTP session could wait that long
+    # behind the worker (measured: 250s per second +28 % under load at 0.5 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    run = start_intake(app)
+    handle_signals(app)
+    log.info("ready: %s, state %s, spool depth %d", run.where, app.config.state_dir, app.spool.depth())
+    systemd.notify(f"READY=1\nSTATUS=ready: {run.where}")
+    if ready is not None:
+        ready()
+    supervise(app, run.health)
+    systemd.notify("STOPPING=1")
+    stop_all(run)
     log.info("stopped")
     return 0

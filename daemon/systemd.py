@@ -9,8 +9,9 @@ import os
 import socket
 
 
-def notify(message: str) -> bool:
-    """Send one notification; True when a NOTIFY_SOCKET took it."""
+def notify(message: str, *, wait: bool = True) -> bool:
+    """Send one notification; True when a NOTIFY_SOCKET took it. `wait=False` (the watchdog
+    pings) never blocks the caller: a full socket queue drops that ping instead."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
@@ -19,6 +20,7 @@ def notify(message: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(addr)
+            sock.setblocking(wait)
             sock.sendall(message.encode())
         return True
     except OSError:

@@ -6,6 +6,7 @@ import json
 import signal
 import smtplib
 import socket
+import threading
 import tomllib
 
 from tests.conftest import write_site_config
@@ -15,12 +16,36 @@ MSG = (b"From: carol@example.org\r\nTo: support@example.com\r\nSubject: {subj}\r
        b"Message-ID: <{mid}@example.org>\r\n\r\nPlease help.\r\n")
 
 
-def notify_socket(tmp_path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify.sock"
-    sock.bind(str(path))
-    sock.settimeout(30)
-    return sock, str(path)
+class Notifications:
+    """The NOTIFY_SOCKET end, as systemd reads it: a thread takes every datagram as it comes
+    (an unread socket queue would fill and drop the daemon's pings)."""
+
+    def __init__(self, tmp_path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.path = str(tmp_path / "notify.sock")
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.got: list[bytes] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.got.append(self.sock.recv(4096))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def nth(self, n: int, timeout: float = 30) -> bytes:
+        return wait_for(lambda: self.got[n] if len(self.got) > n else None, timeout=timeout, interval=0.05)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
 
 
 def test_serve_under_systemd_with_imap_and_smtp(tmp_path, mailbox):
@@ -38,12 +63,12 @@ poll_seconds = 5
 status_seconds = 1
 """
     cfg = write_site_config(tmp_path, imap)
-    sock, path = notify_socket(tmp_path)
-    daemon = Daemon(cfg, env={"NOTIFY_SOCKET": path, "HD_TEST_IMAP_PASSWORD": mailbox.password,
+    note = Notifications(tmp_path)
+    daemon = Daemon(cfg, env={"NOTIFY_SOCKET": note.path, "HD_TEST_IMAP_PASSWORD": mailbox.password,
                               "WATCHDOG_USEC": "1000000"}).start()
     try:
-        assert sock.recv(4096).startswith(b"READY=1")
-        assert sock.recv(4096) == b"WATCHDOG=1"                    # pings at half of WatchdogSec
+        assert note.nth(0).startswith(b"READY=1")
+        assert note.nth(1) == b"WATCHDOG=1"                         # pings at half of WatchdogSec
         c = mailbox.client()
         c.append("INBOX", MSG.replace(b"{subj}", b"via imap").replace(b"{mid}", b"imap-1"))
         c.logout()
@@ -61,16 +86,15 @@ status_seconds = 1
         assert helpdesk(cfg, "status").returncode == 0
         daemon.proc.send_signal(signal.SIGHUP)                     # reload: rules stay valid, daemon stays up
         wait_for(lambda: b"reload requested" in daemon.log.read_bytes(), timeout=10)
+        before = len(note.got)
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=30) == 0
-        sock.settimeout(5)
-        seen = set()
-        while b"STOPPING=1" not in seen:
-            seen.add(sock.recv(4096))
+        wait_for(lambda: b"STOPPING=1" in note.got[before:], timeout=5, interval=0.05)
+        seen = set(note.got[before:])
         assert seen <= {b"WATCHDOG=1", b"STOPPING=1"}
     finally:
         daemon.kill()
-        sock.close()
+        note.close()
     assert helpdesk(cfg, "status").returncode == 1                # stopped
     c = mailbox.client()
     c.select_folder("INBOX")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from daemon.model import Envelope
-from store import models as m
+from store import tables as m
 
 ENV = Envelope("ann@example.org", ("support@example.com",), "smtp")
 
