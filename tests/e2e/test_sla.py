@@ -140,7 +140,7 @@ def move_to(cfg: Path, when: datetime) -> None:
 def response_due(cfg: Path, ticket: int) -> datetime:
     """A ticket's first-response deadline, read in this process (what `show` prints)."""
     from daemon.app import open_store
-    from daemon.sla_views import SlaReader
+    from daemon.sla.views import SlaReader
     config = load_config(str(cfg))
     store = open_store(config)
     try:
