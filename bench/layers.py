@@ -37,13 +37,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.secrets", "daemon.reload", "daemon.intake", "daemon.sla", "daemon.backoff",
                "daemon.handoff", "daemon.http", "daemon.logfmt", "daemon.metrics", "daemon.oauth2",
                "daemon.oauth2_config", "daemon.oauth2_login", "daemon.oauth2_store", "daemon.processes",
-               "daemon.parse_guard", "daemon.settings")),
+               "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text",
+               "daemon.listen", "daemon.shipped")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
                   "daemon.message_path", "daemon.outbound", "daemon.observe")),
     ("root", ("daemon.app",)),
     ("commands", ("daemon.cli", "daemon.__main__", "daemon.check", "daemon.views",
                   "daemon.rules.tester", "daemon.sla.views", "daemon.sla.report",
-                  "daemon.intake.ingest")),
+                  "daemon.intake.ingest", "daemon.backup", "daemon.schema_commands", "daemon.site_init")),
 )
 
 # Layers whose project imports are limited to these modules (and what is under them;

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from daemon import views
+from daemon.app import open_store
 from daemon.config import Config
 from daemon.errors import HelpdeskError, ParseError
 from daemon.pipeline.parse import parse
+from daemon.sla.views import SlaReader
 from store import backup as rows_of
 from store.migrate import head_revision
 from store.repo import Store
@@ -47,7 +49,6 @@ def _with_backup(obj: dict, detail, rows: dict[str, list[dict]], raw: dict[str, 
 
 def export_backup(cfg: Config, store: Store, since: datetime | None, write: Callable[[str], Any]) -> int:
     """Stream every ticket (updated since `since`) with its raw mail and rows; exit code."""
-    from daemon.sla_views import SlaReader
     prefix, engine = cfg.helpdesk.ticket_prefix, store.engine
     reader, now = SlaReader(cfg, engine), datetime.now(timezone.utc)
     write("[")
@@ -149,7 +150,6 @@ def _restore(store: Store, batch: list[tuple[str, dict]]) -> tuple[int, int]:
 
 def import_backup(cfg: Config, path: str) -> str:
     """Restore an `export --raw` file into the (empty) database; a one-line summary."""
-    from daemon.app import open_store
     store = open_store(cfg)
     if not rows_of.is_empty(store.engine):
         raise RestoreError(f"{cfg.database_url if cfg.database.url else cfg.state_dir}: the database is not "

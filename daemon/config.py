@@ -22,7 +22,7 @@ from daemon.config_lookup import SYSTEM_CONFIG, find_site_config, site_config_pa
 from daemon.config_text import did_you_mean, find_key, locate
 from daemon.errors import ConfigError
 from daemon.oauth2_config import OAUTH2_DEFAULTS, OAuth2Keys, check_auth
-from daemon.pipeline.idn import domain_keys
+from daemon.model.idn import domain_keys
 
 PATH_KEYS = {("helpdesk", "state_dir"), ("paths", "rules"), ("paths", "templates")}
 

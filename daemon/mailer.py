@@ -3,7 +3,7 @@
 `Relay.send(mail_from, recipients, raw)` talks to the configured relay ([outbound]) and
 returns one `RcptResult` per recipient - sent, temp (4xx, connection trouble: retry) or
 perm (5xx: do not retry) - and never raises for SMTP trouble. International addresses
-(daemon.pipeline.idn): IDN domains go out in A-labels; a UTF-8 local part, sender or header is sent
+(daemon.model.idn): IDN domains go out in A-labels; a UTF-8 local part, sender or header is sent
 with SMTPUTF8 when the relay offers it, else that mail (or recipient) is held (temp, with
 the reason), never mangled. TLS: `tls` (implicit) or
 `starttls`, which fails closed when the relay offers no STARTTLS; `none` is plaintext and
@@ -38,7 +38,7 @@ from daemon.oauth2 import (AccessToken, OAuth2Error, OAuth2Settings, TokenSource
 from daemon.oauth2_store import TokenStore
 from daemon.backoff import backoff as delay_after
 from daemon.secrets import read_secret
-from daemon.pipeline.idn import SmtpAddress, plan_utf8, smtp_address
+from daemon.model.idn import SmtpAddress, plan_utf8, smtp_address
 from store.outbox import RcptOutcome
 
 log = logging.getLogger(__name__)

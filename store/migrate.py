@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, inspect, text
+from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from sqlmodel import SQLModel
@@ -206,8 +207,6 @@ def ensure_schema(engine: Engine) -> None:
 
 def _revision(message: str) -> None:
     """Developers: autogenerate a new revision against a scratch SQLite database at head."""
-    import tempfile
-    from sqlalchemy import create_engine
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{tmp}/scratch.db")
         with engine.connect() as conn:

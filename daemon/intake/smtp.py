@@ -29,7 +29,7 @@ from aiosmtpd.controller import Controller
 from daemon.errors import ConfigError
 from daemon.intake.smtp_session import Gate, IntakeSMTP
 from daemon.model import Envelope
-from daemon.pipeline.idn import address_domain
+from daemon.model.idn import address_domain
 from daemon.spool import Spool, SpoolWriter
 
 log = logging.getLogger(__name__)

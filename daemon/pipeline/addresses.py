@@ -21,7 +21,7 @@ from daemon.errors import ParseError
 from daemon.model import Address
 from daemon.pipeline.mailboxes import split_mailboxes
 from daemon.pipeline.charsets import codec_for, decode_bytes, decode_text, guess_legacy  # noqa: F401 (re-exported)
-from daemon.pipeline.idn import canonical_domain
+from daemon.model.idn import canonical_domain
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _QUOTED_PAIR = re.compile(r"\\(.)")

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from daemon.model import Agent, PriorityMatrix, Queue, Service  # noqa: F401 - importable from here too
 from daemon.pipeline.calendar import BusinessCalendar, from_routing
 from daemon.pipeline.facts import within
-from daemon.pipeline.idn import canonical_address
+from daemon.model.idn import canonical_address
 from daemon.rules.calendars import CALENDARS_FILE
 from daemon.rules.conditions import parse_clock, parse_days
 from daemon.rules.registry import Invalid, did_you_mean

@@ -1,4 +1,4 @@
-"""International addresses (daemon.pipeline.idn): IDN domains compare by A-labels, UTF-8
+"""International addresses (daemon.model.idn): IDN domains compare by A-labels, UTF-8
 local parts need SMTPUTF8, hostile addresses are refused; config and parse use them."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from daemon.config import load_config
 from daemon.errors import ConfigError
 from daemon.pipeline.addresses import parse_addresses
-from daemon.pipeline.idn import (SmtpAddress, address_domain, canonical_address, domain_key, header_needs_utf8,
+from daemon.model.idn import (SmtpAddress, address_domain, canonical_address, domain_key, header_needs_utf8,
                                  plan_utf8, smtp_address)
 from daemon.rules import load_rules
 from tests.unit.test_config import site
@@ -66,7 +66,7 @@ def test_config_domains_are_stored_as_a_labels(tmp_path):
     cfg = load_config(site(tmp_path, f'[smtp]\ndomains = ["{IDN}", "{ACE}", "Example.COM"]\n'
                                      f'[agents]\ndomains = {{ "{IDN}" = "authres" }}\n'))
     assert cfg.smtp.domains == (ACE, "example.com") and cfg.agents.domains == {ACE: "authres"}
-    with pytest.raises(ConfigError, match=r"site.toml: smtp.domains: not a valid domain name: 'a..b'"):
+    with pytest.raises(ConfigError, match=r"site.toml:2: smtp.domains: not a valid domain name: 'a..b'"):
         load_config(site(tmp_path, '[smtp]\ndomains = ["a..b"]\n'))
 
 
