@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--raw", action="store_true", help="with show: print the raw message")
     from daemon.rules.tester import add_rules_parser
     add_rules_parser(sub, common)
+    from daemon.desk_cli import add_parsers as add_desk_parsers
+    add_desk_parsers(sub, common)
     e = sub.add_parser("export", parents=[common], help="every ticket as one JSON array")
     e.add_argument("--since", metavar="DATE")
     sla = sub.add_parser("sla", parents=[common], help="SLA attainment").add_subparsers(
@@ -277,7 +279,12 @@ def cmd_rules(cfg: Config, args) -> int:
     return run_rules_command(cfg, args)
 
 
-COMMANDS = {"worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+def cmd_desk(cfg: Config, args) -> int:
+    from daemon.desk_cli import run_command
+    return run_command(cfg, args, parse_ref, UsageError, _out)
+
+
+COMMANDS = {"update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla}
 
 

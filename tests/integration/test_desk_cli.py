@@ -1,0 +1,120 @@
+"""`helpdesk update` / `helpdesk reply` take the mail path: the same change made by an agent's
+(DKIM-signed) mail on one ticket and from the command line on a twin ticket leaves the same
+events, message rows and outbox mails (kinds, recipients, subjects). Real spool worker,
+store, rules, templates and planner (tests.integration.test_outbox's Desk)."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from daemon.cli import main
+from daemon.desk_cli import Act, BadValue, Refused, perform
+from tests.agentkit import Zone, agent_reply
+from tests.integration.test_agents import opened, send_agent
+from tests.integration.test_outbox import close_desk, make_desk, parsed
+
+
+@pytest.fixture
+def desk(tmp_path):
+    d = make_desk(tmp_path)
+    zone = Zone()
+    d.pem = zone.publish("mail", "example.com")
+    d.app.worker.agents.auth.lookup = zone
+    yield d
+    close_desk(d)
+
+
+def _same(text: str) -> str:
+    return re.sub(r"HD-\d+", "HD-N", text)
+
+
+def footprint(d, tid: int):
+    """What a change left on ticket `tid`: event kinds (with their details, ticket numbers
+    blanked), message rows and the outbox rows (kind, recipients, subject)."""
+    t = d.store.ticket_detail(tid)
+    events = [(e.kind, _detail(e.detail)) for e in t.events]
+    messages = [(x.direction, x.visibility, x.from_addr) for x in t.messages]
+    mails = sorted((r.kind, tuple(a for a, _, _ in r.recipients), _same(str(parsed(r.raw)["Subject"])))
+                   for r in d.rows(ticket_id=tid))
+    return events, messages, mails, (t.ticket.status, t.ticket.priority, t.ticket.queue, t.ticket.assignee)
+
+
+def _detail(text: str):
+    """An event's detail without what names this very mail (its Message-ID, evidence)."""
+    try:
+        detail = json.loads(text)
+    except ValueError:
+        return _same(text)
+    return _same(json.dumps(_strip(detail), sort_keys=True))
+
+
+def _strip(value):
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in ("evidence", "message_id", "outbox")}
+    return [_strip(v) for v in value] if isinstance(value, list) else value
+
+
+def twins(d):
+    first = opened(d, 1)
+    opened(d, 2, subject="Printer jams")
+    return first
+
+
+@pytest.mark.parametrize("body,act", [
+    ("#pending\n#priority P2\n#tag vip\n\nWhich floor, Ann?",
+     dict(commands=("status pending", "priority P2", "tag vip"), text="Which floor, Ann?")),
+    ("#assign me\n#queue network", dict(commands=("assign me", "queue network"))),
+    ("#resolve", dict(commands=("resolve",))),
+    ("#resolve\nFixed: the tray was loose.", dict(commands=("resolve",), text="Fixed: the tray was loose.")),
+    ("#note\nTray looked loose.", dict(text="Tray looked loose.", note=True)),
+])
+def test_the_command_line_leaves_what_the_mail_leaves(desk, body, act):
+    notice = twins(desk)
+    send_agent(desk, agent_reply(notice, body))
+    result = perform(desk.app, Act(2, "ana@example.com", **act))
+    assert result.outcome == "agent:acted" and result.ticket_id == 2
+    by_mail, by_cli = footprint(desk, 1), footprint(desk, 2)
+    assert by_cli == by_mail
+    assert by_cli[2]                                      # and mail was planned at all
+
+
+def test_an_answer_from_the_command_line_reaches_the_customer(desk):
+    twins(desk)
+    perform(desk.app, Act(2, "ana@example.com", ("resolve",), "Fixed: the tray was loose.", via="reply"))
+    got = [raw for _, rcpts, raw in desk.relay.sent if rcpts == ("ann@example.org",)]
+    last = got[-1].decode()
+    assert "Subject: Re: [HD-2] Printer jams" in last and "the tray was loose" in last and "#resolve" not in last
+    assert "support+" not in last and desk.store.ticket_detail(2).ticket.status == "resolved"
+
+
+def test_unknown_agent_no_rights_and_bad_values_are_refused_before_anything_is_written(desk):
+    twins(desk)
+    before = footprint(desk, 2)
+    with pytest.raises(Refused, match="not a registered agent.*ana@example.com"):
+        perform(desk.app, Act(2, "mallory@example.com", ("resolve",)))
+    with pytest.raises(Refused, match="not an agent of queue general"):
+        perform(desk.app, Act(2, "chen@example.com", ("resolve",)))
+    with pytest.raises(BadValue, match="unknown queue 'netwrok'; declared: .*network"):
+        perform(desk.app, Act(2, "ana@example.com", ("queue netwrok",)))
+    assert footprint(desk, 2) == before
+
+
+def test_cli_exit_codes_and_json(desk, tmp_path, capsys):
+    desk.clock.now = datetime.now(timezone.utc)      # the command line runs on the wall clock
+    twins(desk)
+    site = ["--config", str(tmp_path / "site.toml")]
+    assert main(site + ["update", "HD-2", "--as", "ana@example.com", "--assign", "ben@example.com", "--tag", "vip",
+                        "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["ref"], shown["assignee"], shown["tags"]) == ("HD-2", "ben@example.com", ["vip"])
+    assert main(site + ["update", "HD-2", "--as", "nobody@example.com", "--priority", "P1"]) == 1
+    assert "not a registered agent" in capsys.readouterr().err
+    assert main(site + ["update", "HD-2", "--as", "ana@example.com", "--queue", "netwrok"]) == 2
+    assert "declared: " in capsys.readouterr().err
+    assert main(site + ["update", "HD-2", "--as", "ana@example.com"]) == 2
+    assert main(site + ["reply", "HD-2", "--as", "ana@example.com", "-m", "On it.", "--resolve"]) == 0
+    assert "HD-2: resolved" in capsys.readouterr().out
+    assert desk.store.ticket_detail(2).messages[-1].text == "On it."
