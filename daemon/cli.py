@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     add_rules_parser(sub, common)
     from daemon.desk_cli import add_parsers as add_desk_parsers
     add_desk_parsers(sub, common)
+    sub.add_parser("agents", parents=[common], help="every agent: queues, roles, open tickets assigned").add_argument(
+        "--json", action="store_true")
     e = sub.add_parser("export", parents=[common], help="every ticket as one JSON array")
     e.add_argument("--since", metavar="DATE")
     sla = sub.add_parser("sla", parents=[common], help="SLA attainment").add_subparsers(
@@ -162,6 +164,10 @@ def _store(cfg: Config):
 
 
 def cmd_tickets(cfg: Config, args) -> int:
+    from daemon.filters import check_filters
+    problems = check_filters(cfg, status=args.status, queue=args.queue, type=args.type)
+    if problems:
+        raise UsageError("; ".join(problems))
     rows = _store(cfg).list_tickets(status=args.status, queue=args.queue, type=args.type, limit=args.limit)
     prefix = cfg.helpdesk.ticket_prefix
     _out(json.dumps([views.ticket_json(t, prefix) for t in rows], ensure_ascii=False, indent=1)
@@ -284,7 +290,12 @@ def cmd_desk(cfg: Config, args) -> int:
     return run_command(cfg, args, parse_ref, UsageError, _out)
 
 
-COMMANDS = {"update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+def cmd_agents(cfg: Config, args) -> int:
+    from daemon.roster_view import cmd_agents as run
+    return run(cfg, args, _store(cfg), _out)
+
+
+COMMANDS = {"agents": cmd_agents, "update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla}
 
 

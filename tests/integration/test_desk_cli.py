@@ -118,3 +118,35 @@ def test_cli_exit_codes_and_json(desk, tmp_path, capsys):
     assert main(site + ["reply", "HD-2", "--as", "ana@example.com", "-m", "On it.", "--resolve"]) == 0
     assert "HD-2: resolved" in capsys.readouterr().out
     assert desk.store.ticket_detail(2).messages[-1].text == "On it."
+
+
+def test_unknown_filter_values_exit_2_naming_the_valid_ones(desk, tmp_path, capsys):
+    twins(desk)
+    site = ["--config", str(tmp_path / "site.toml")]
+    assert main(site + ["tickets", "--status", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "--status 'bogus': unknown; valid: closed, new, open, pending, resolved" in err
+    assert main(site + ["tickets", "--queue", "netwrok"]) == 2
+    assert "(did you mean 'network'?)" in capsys.readouterr().err
+    assert main(site + ["tickets", "--type", "incidnet", "--status", "opne"]) == 2
+    err = capsys.readouterr().err
+    assert "--status 'opne'" in err and "--type 'incidnet'" in err
+    assert main(site + ["tickets", "--queue", "General", "--status", "NEW", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 0        # stored names are compared exactly
+    assert main(site + ["tickets", "--queue", "general", "--status", "new", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_agents_lists_queues_roles_and_open_assigned(desk, tmp_path, capsys):
+    twins(desk)
+    perform(desk.app, Act(1, "ana@example.com", ("assign ben@example.com",)))
+    perform(desk.app, Act(2, "ana@example.com", ("assign ben@example.com", "resolve")))
+    site = ["--config", str(tmp_path / "site.toml")]
+    assert main(site + ["agents", "--json"]) == 0
+    rows = {r["email"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["ben@example.com"]["queues"] == ["general", "workplace"]
+    assert rows["ben@example.com"]["open_assigned"] == 1 and rows["ana@example.com"]["open_assigned"] == 0
+    assert rows["ana@example.com"]["roles"][0] == "lead"
+    assert main(site + ["agents"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("AGENT") and "general (agent), workplace (agent)" in text
