@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     add_rules_parser(sub, common)
     from daemon.desk_cli import add_parsers as add_desk_parsers
     add_desk_parsers(sub, common)
+    se = sub.add_parser("search", parents=[common], help="tickets whose subject or messages match, newest first")
+    se.add_argument("query", metavar="QUERY")
+    se.add_argument("--json", action="store_true")
+    se.add_argument("--limit", type=int, default=None)
     sub.add_parser("agents", parents=[common], help="every agent: queues, roles, open tickets assigned").add_argument(
         "--json", action="store_true")
     e = sub.add_parser("export", parents=[common], help="every ticket as one JSON array")
@@ -292,10 +296,23 @@ def cmd_desk(cfg: Config, args) -> int:
 
 def cmd_agents(cfg: Config, args) -> int:
     from daemon.roster_view import cmd_agents as run
-    return run(cfg, args, _store(cfg), _out)
+    store = _store(cfg)
+    try:
+        return run(cfg, args, store, _out)
+    finally:
+        store.engine.dispose()
 
 
-COMMANDS = {"agents": cmd_agents, "update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+def cmd_search(cfg: Config, args) -> int:
+    from daemon.search_view import cmd_search as run
+    store = _store(cfg)
+    try:
+        return run(cfg, args, store, _out, UsageError)
+    finally:
+        store.engine.dispose()
+
+
+COMMANDS = {"search": cmd_search, "agents": cmd_agents, "update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla}
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
 from daemon.errors import StoreUnavailable
-from store import models
+from store import models, search
 
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON")
 
@@ -54,6 +54,7 @@ def create_schema(engine: Engine) -> None:
     """Create missing tables and record the schema version; refuse a newer schema."""
     try:
         SQLModel.metadata.create_all(engine)
+        search.ensure_search(engine)
         with Session(engine) as s:
             row = s.get(models.SchemaInfo, "version")
             if row is None:
