@@ -26,6 +26,7 @@ from typing import Any, Callable
 from daemon import tokens
 from daemon.agent_notices import Acted, Notices
 from daemon.clock import utcnow
+from daemon.macros import context_of, expand, with_macros
 from daemon.identity import Auth, Authenticator, AuthPolicy, dns_lookup, load_pinned, pinned_lookup
 from daemon.model import Envelope, MailEffects, ParsedMessage, ThreadDecision
 from daemon.pipeline import agent as plan
@@ -111,9 +112,10 @@ class AgentDesk:
     """See module docstring."""
 
     def __init__(self, settings: AgentSettings, desk, notices: Notices, outbound, authenticator: Authenticator,
-                 rules: Callable[[], Any], clock: Callable[[], datetime] = utcnow):
+                 rules: Callable[[], Any], clock: Callable[[], datetime] = utcnow,
+                 macros: Callable[[], Any] | None = None):
         self.settings, self.desk, self.notices, self.outbound = settings, desk, notices, outbound
-        self.auth, self.rules, self.clock = authenticator, rules, clock
+        self.auth, self.rules, self.clock, self.macros = authenticator, rules, clock, macros
         self.flood = Flood(settings.max_bad_tokens_per_hour)
 
     @property
@@ -204,7 +206,9 @@ class AgentDesk:
         else:
             vocab = Vocabulary(frozenset(rules.queues), frozenset(rules.types), frozenset(rules.tags),
                                frozenset(pre.roster), tuple(rules.matrix.levels), self.desk.prefix)
-            return validate(parsed, vocab, sender=agent.email, ticket_id=ticket.id)
+            parsed, refused = expand(parsed, self.macros(), context_of(ticket, agent, self.desk.prefix)) \
+                if self.macros is not None else (parsed, ())
+            return with_macros(validate(parsed, vocab, sender=agent.email, ticket_id=ticket.id), refused)
         return Commands((), tuple(Refusal(line, why) for line, _, _ in parsed.lines), parsed.body)
 
     def _record(self, tx, verdict: plan.Verdict, msg, envelope, raw, now, ticket: plan.TicketState, rules,

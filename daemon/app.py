@@ -32,6 +32,7 @@ from daemon.escalation import Escalator, sweeper as sla_sweeper
 from daemon.health import Health
 from daemon.intake.imap import ImapPoller
 from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.macros import LiveMacros, vocabulary
 from daemon.outbound import Outbound, desk_of, fuses_of
 from daemon.pipeline.classify import Defaults
 from daemon.pipeline.parse import ParseLimits
@@ -152,7 +153,10 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
                         reply_token=replies)
     auth = build_authenticator(cfg)
     notices = Notices(desk, fuses, templates, ring, os.urandom, replies, auth, cfg.agents.max_warnings_per_hour)
-    agents = AgentDesk(agent_settings(cfg), desk, notices, outbound, auth, rules=lambda: rules.current, clock=clock)
+    macros = LiveMacros(cfg.paths.rules, vocab=lambda: vocabulary(rules.current, desk.prefix))
+    agents = AgentDesk(agent_settings(cfg), desk, notices, outbound, auth, rules=lambda: rules.current, clock=clock,
+                       macros=macros.current)
+    agents.live_macros = macros
     tasks.huey.bind(delivery, escalator)
     return Mail(ring, templates, outbound, agents, escalator, delivery)
 
@@ -169,6 +173,7 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     app.reloaders.append(rules.reload)
     if mail is not None:
         app.reloaders.append(lambda: templates_reloaded(app, mail.templates.reload()))
+        app.reloaders.append(mail.agents.live_macros.reload)
     return app
 
 

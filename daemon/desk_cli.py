@@ -27,6 +27,7 @@ from daemon.agents import Prelude
 from daemon.errors import HelpdeskError, NotFound
 from daemon.identity import Auth
 from daemon.message_path import Entry
+from daemon.macros import context_of, expand
 from daemon.model import Envelope
 from daemon.pipeline import agent as plan
 from daemon.pipeline.commands import Vocabulary, parse_commands, validate
@@ -107,18 +108,19 @@ def perform(app, act: Act):
     if not plan.has_rights(agent, ticket, rules.queues):
         raise Refused(f"--as {agent.email}: not an agent of queue {ticket.queue} nor the assignee of "
                       f"{desk.prefix}-{ticket.id}")
-    _check_commands(act, agent, rules, roster, desk.prefix)
+    _check_commands(act, agent, ticket, rules, roster, desk.prefix, mail.agents.macros)
     now = app.clock()
     token = mail.agents.notices.reply_token(ticket.id, agent.email)
     raw = compose(act, agent, desk.address, token, ticket.subject, desk.prefix, now)
     return _run(app, raw, agent, roster, now)
 
 
-def _check_commands(act: Act, agent, rules, roster, prefix: str) -> None:
+def _check_commands(act: Act, agent, ticket, rules, roster, prefix: str, macros) -> None:
     parsed = parse_commands("\n".join(f"#{c}" for c in act.commands))
     vocab = Vocabulary(frozenset(rules.queues), frozenset(rules.types), frozenset(rules.tags), frozenset(roster),
                        tuple(rules.matrix.levels), prefix)
-    refused = validate(parsed, vocab, sender=agent.email, ticket_id=act.ticket_id).refused
+    parsed, unknown = expand(parsed, macros(), context_of(ticket, agent, prefix)) if macros else (parsed, ())
+    refused = unknown + validate(parsed, vocab, sender=agent.email, ticket_id=act.ticket_id).refused
     if refused:
         raise BadValue("; ".join(f"{r.line}: {r.reason}" for r in refused))
 

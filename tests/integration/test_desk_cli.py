@@ -150,3 +150,35 @@ def test_agents_lists_queues_roles_and_open_assigned(desk, tmp_path, capsys):
     assert main(site + ["agents"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("AGENT") and "general (agent), workplace (agent)" in text
+
+
+# ---------------------------------------------------------------------- macros
+def test_a_macro_by_mail_answers_the_customer_and_makes_its_changes(desk):
+    notice = twins(desk)
+    send_agent(desk, agent_reply(notice, "#macro password-reset\n\nBest, Ana"))
+    t = desk.store.ticket_detail(1)
+    assert (t.ticket.status, t.tags) == ("pending", ("access",)) or (t.ticket.status, list(t.tags)) == \
+        ("pending", ["access"])
+    reply = [parsed(raw) for _, rcpts, raw in desk.relay.sent if rcpts == ("ann@example.org",)][-1]
+    text = reply.get_body(("plain",)).get_content()
+    assert "password.example.com" in text and "Ana Lima, IT Service Desk (HD-1)" in text and "Best, Ana" in text
+    assert "#macro" not in text
+
+
+def test_an_unknown_macro_is_refused_by_mail_with_the_list(desk):
+    notice = twins(desk)
+    n = len([1 for _, rcpts, _ in desk.relay.sent if rcpts == ("ann@example.org",)])
+    send_agent(desk, agent_reply(notice, "#macro pasword-reset", quote=False))
+    confirm = [parsed(raw) for _, rcpts, raw in desk.relay.sent if rcpts == ("ana@example.com",)][-1]
+    body = confirm.get_body(("plain",)).get_content()
+    assert "unknown macro 'pasword-reset'; macros: need-details, password-reset" in body
+    assert len([1 for _, rcpts, _ in desk.relay.sent if rcpts == ("ann@example.org",)]) == n
+    assert desk.store.ticket_detail(1).ticket.status == "new"
+
+
+def test_reply_with_a_macro_is_the_mail_path_too(desk):
+    notice = twins(desk)
+    send_agent(desk, agent_reply(notice, "#macro need-details"))
+    perform(desk.app, Act(2, "ana@example.com", ("macro need-details",), "", via="reply"))
+    assert footprint(desk, 1) == footprint(desk, 2)
+    assert desk.store.ticket_detail(2).messages[-1].text.startswith("Hello,\n\nto look into \"Printer jams\"")
