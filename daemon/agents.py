@@ -26,11 +26,12 @@ from typing import Any, Callable
 from daemon import tokens
 from daemon.agent_notices import Acted, Notices
 from daemon.clock import utcnow
+from daemon.desk_mail import DeskQueries
 from daemon.macros import context_of, expand, with_macros
 from daemon.identity import Auth, Authenticator, AuthPolicy, dns_lookup, load_pinned, pinned_lookup
 from daemon.model import Envelope, MailEffects, ParsedMessage, ThreadDecision
 from daemon.pipeline import agent as plan
-from daemon.pipeline.commands import Commands, Parsed, Refusal, Vocabulary, parse_commands, validate, \
+from daemon.pipeline.commands import Command, Commands, Parsed, Refusal, Vocabulary, parse_commands, validate, \
     validate_requester
 from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag
@@ -116,6 +117,7 @@ class AgentDesk:
                  macros: Callable[[], Any] | None = None):
         self.settings, self.desk, self.notices, self.outbound = settings, desk, notices, outbound
         self.auth, self.rules, self.clock, self.macros = authenticator, rules, clock, macros
+        self.queries = DeskQueries(notices, macros)
         self.flood = Flood(settings.max_bad_tokens_per_hour)
 
     @property
@@ -167,6 +169,9 @@ class AgentDesk:
             return self._requester(tx, msg, envelope, raw, decision, pre, now) if self._may_command(msg, decision,
                                                                                                   pre) else None
         reads = tx.agent_reads()
+        answered = self.queries.answer(tx, msg, pre, rules, now) if self.queries is not None else None
+        if answered is not None:
+            return answered
         if pre.flood:
             verdict = plan.Verdict("quarantine", "token-flood", evidence=(f"source {pre.flood}",))
             return self._quarantine(tx, verdict, msg, envelope, raw, now, None, rules)
@@ -226,7 +231,8 @@ class AgentDesk:
         status = ("pending" if cmds.status() == "pending" else "open") if public else None
         write = AgentWrite(ticket.id, "out" if public else "in", "public" if public else "internal",
                            {"act": "acted"}.get(verdict.kind, verdict.kind), agent.email, verdict.why,
-                           cmds.body if cmds.body.strip() else pre.text, cmds.commands, status, verdict.evidence)
+                           cmds.body if cmds.body.strip() else pre.text,
+                           cmds.commands + on_answer(public, ticket, agent, rules, cmds), status, verdict.evidence)
         return self._write(tx, write, msg, envelope, raw, now, lambda done: self._acted(
             tx, verdict, msg, ticket, Acted(cmds, public, done.results), done.ticket, rules, now))
 
@@ -281,6 +287,16 @@ class AgentDesk:
             resolved = done.ticket.status == "resolved" and ticket.status != "resolved"
             return self.outbound.plan_status(tx, done.ticket, "resolved", now) if resolved else MailEffects()
         return self._write(tx, write, msg, envelope, raw, now, effects)
+
+
+def on_answer(public: bool, ticket: plan.TicketState, agent, rules, cmds: Commands) -> tuple[Command, ...]:
+    """An answer to the requester on an unassigned ticket assigns it to the agent who
+    answered, unless the queue says `assign_on_answer: false` or the mail assigns it."""
+    queue = rules.queues.get(ticket.queue)
+    if not public or ticket.assignee or (queue is not None and not queue.assign_on_answer) \
+            or any(c.name == "assign" for c in cmds.commands):
+        return ()
+    return (Command("assign", agent.email, "(first answer; queue setting assign_on_answer)"),)
 
 
 def _sha(raw: bytes) -> str:

@@ -172,9 +172,18 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock)
     app.reloaders.append(rules.reload)
     if mail is not None:
-        app.reloaders.append(lambda: templates_reloaded(app, mail.templates.reload()))
+        app.reloaders.append(lambda: reload_templates(app, mail.templates))
         app.reloaders.append(mail.agents.live_macros.reload)
     return app
+
+
+def reload_templates(app: App, templates: LiveTemplates) -> None:
+    """SIGHUP: reload the templates; the rules again only when the templates changed (the
+    rules were reloaded just before: once more would log their result twice)."""
+    before = templates.current.version
+    problems = templates.reload()
+    if templates.current.version != before:
+        templates_reloaded(app, problems)
 
 
 def templates_reloaded(app: App, problems: list[str]) -> None:

@@ -205,7 +205,10 @@ def cmd_quarantine(cfg: Config, args) -> int:
         if args.raw:
             sys.stdout.buffer.write(raw)
             return EX_OK
-        _out(json.dumps(views.quarantine_json(row), indent=1))
+        shown = views.quarantine_json(row)
+        _out(json.dumps(shown, indent=1) if args.json else "\n".join(
+            f"{k + ':':<12} {v if v is not None else '-'}" for k, v in shown.items())
+            + f"\n(helpdesk quarantine show {args.id} --raw prints the message)")
         return EX_OK
     app = build_app(cfg)
     from daemon.intake.ingest import release

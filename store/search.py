@@ -9,7 +9,7 @@ idempotent (IF NOT EXISTS), called from store.db.create_schema; a database made 
 existed is filled from the stored messages once (`backfill`).
 
 `search` takes the user's words, never their syntax: each word becomes a quoted term, all
-must match; tickets come newest first, each once, with a snippet of its newest match.
+must match; tickets come newest first (by their newest matching message), each once, with a snippet of its newest match.
 """
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def ensure_search(engine: Engine) -> None:
             c.exec_driver_sql(ddl)
         if not existed:
             backfill(c)
+            if pg:
+                c.exec_driver_sql("ANALYZE message_search")       # word statistics: the planner picks GIN
 
 
 def _exists(c: Connection, pg: bool) -> bool:
@@ -118,11 +120,15 @@ def _when(value) -> datetime:
 
 
 def _sqlite_rows(c: Connection, words: list[str], limit: int):
+    """FTS5 walks its index newest first (rowid = message id, which grows as messages are
+    stored) and stops at the limit; the snippets are made for those rows only."""
     match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
     return c.execute(text(
-        "SELECT f.ticket_id, f.at, snippet(message_fts, -1, '[', ']', '...', 12), t.subject, t.status "
-        "FROM message_fts f JOIN ticket t ON t.id = f.ticket_id WHERE message_fts MATCH :q "
-        "ORDER BY f.at DESC, f.rowid DESC LIMIT :n"), {"q": match, "n": limit * 5}).all()
+        "WITH f AS (SELECT rowid AS id, ticket_id, at FROM message_fts WHERE message_fts MATCH :q "
+        "ORDER BY rowid DESC LIMIT :n) "
+        "SELECT f.ticket_id, f.at, (SELECT snippet(message_fts, -1, '[', ']', '...', 12) FROM message_fts "
+        "WHERE message_fts MATCH :q AND rowid = f.id), t.subject, t.status "
+        "FROM f JOIN ticket t ON t.id = f.ticket_id ORDER BY f.id DESC"), {"q": match, "n": limit * 5}).all()
 
 
 def _pg_rows(c: Connection, words: list[str], limit: int):

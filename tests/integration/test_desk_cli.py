@@ -182,3 +182,43 @@ def test_reply_with_a_macro_is_the_mail_path_too(desk):
     perform(desk.app, Act(2, "ana@example.com", ("macro need-details",), "", via="reply"))
     assert footprint(desk, 1) == footprint(desk, 2)
     assert desk.store.ticket_detail(2).messages[-1].text.startswith("Hello,\n\nto look into \"Printer jams\"")
+
+
+# ---------------------------------------------------------------------- #help, #mine, #queue by mail
+def to_desk(n: int, body: str) -> bytes:
+    return (f"From: Ana Lima <ana@example.com>\r\nTo: support@example.com\r\nSubject: desk\r\n"
+            f"Date: Mon, 02 Mar 2026 09:40:00 +0000\r\nMessage-ID: <q{n}@example.com>\r\n\r\n{body}\r\n").encode()
+
+
+def last_to_ana(d) -> str:
+    raw = [raw for _, rcpts, raw in d.relay.sent if rcpts == ("ana@example.com",)][-1]
+    return parsed(raw).get_body(("plain",)).get_content()
+
+
+def test_help_mine_and_queue_answer_by_mail_instead_of_opening_a_ticket(desk):
+    twins(desk)
+    perform(desk.app, Act(1, "ana@example.com", ("assign me", "priority P2")))
+    assert send_agent(desk, to_desk(1, "#help")).outcome == "agent:help"
+    text = last_to_ana(desk)
+    assert "#priority" in text and "password-reset" in text and "Your queues: general" in text
+    assert send_agent(desk, to_desk(2, "#mine")).outcome == "agent:mine"
+    text = last_to_ana(desk)
+    assert "1 open ticket(s)" in text and "HD-1  P2" in text and "HD-2" not in text
+    address = re.search(r"reply to work it: (support\+\S+@example\.com)", text).group(1)
+    assert send_agent(desk, to_desk(3, "#queue general")).outcome == "agent:queue"
+    assert "HD-1" in last_to_ana(desk) and "HD-2" in last_to_ana(desk)
+    send_agent(desk, to_desk(4, "#queue network"))
+    assert "You are not an agent of queue network" in last_to_ana(desk)
+    assert len(desk.store.list_tickets()) == 2                       # no ticket was opened
+    raw = (f"From: Ana Lima <ana@example.com>\r\nTo: {address}\r\nSubject: Re: HD-1\r\n"
+           f"Message-ID: <q5@example.com>\r\n\r\n#pending\r\n").encode()
+    assert send_agent(desk, raw, to=address).outcome == "agent:acted"    # the listed address works the ticket
+    assert desk.store.ticket_detail(1).ticket.status == "pending"
+
+
+def test_an_unauthenticated_help_is_not_answered(desk):
+    twins(desk)
+    n = len(desk.relay.sent)
+    result = send_agent(desk, to_desk(1, "#mine"), signed=False)
+    assert result.outcome != "agent:mine"
+    assert not [1 for _, rcpts, raw in desk.relay.sent[n:] if b"open ticket(s)" in raw]
