@@ -117,7 +117,7 @@ class AgentDesk:
                  macros: Callable[[], Any] | None = None):
         self.settings, self.desk, self.notices, self.outbound = settings, desk, notices, outbound
         self.auth, self.rules, self.clock, self.macros = authenticator, rules, clock, macros
-        self.queries = DeskQueries(notices, macros)
+        self.queries = DeskQueries(notices, macros, getattr(outbound, "sla", None))
         self.flood = Flood(settings.max_bad_tokens_per_hour)
 
     @property

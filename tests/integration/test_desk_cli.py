@@ -204,6 +204,7 @@ def test_help_mine_and_queue_answer_by_mail_instead_of_opening_a_ticket(desk):
     assert send_agent(desk, to_desk(2, "#mine")).outcome == "agent:mine"
     text = last_to_ana(desk)
     assert "1 open ticket(s)" in text and "HD-1  P2" in text and "HD-2" not in text
+    assert re.search(r"HD-1  P2  new +Printer jams  \(SLA: first response in \d+h\d\d\)", text), text
     address = re.search(r"reply to work it: (support\+\S+@example\.com)", text).group(1)
     assert send_agent(desk, to_desk(3, "#queue general")).outcome == "agent:queue"
     assert "HD-1" in last_to_ana(desk) and "HD-2" in last_to_ana(desk)
