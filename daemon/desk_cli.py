@@ -26,7 +26,7 @@ from daemon import tokens
 from daemon.agents import Prelude
 from daemon.errors import HelpdeskError, NotFound
 from daemon.identity import Auth
-from daemon.message_path import Entry
+from daemon.message_path import Entry, StageFailed
 from daemon.macros import context_of, expand
 from daemon.model import Envelope
 from daemon.pipeline import agent as plan
@@ -134,9 +134,12 @@ def _run(app, raw: bytes, agent, roster, now: datetime):
     check = tokens.check_reply_token(desk.ring, claim.details[0], now.date()) if claim.details else None
     auth = Auth("pass", agent.email, "cli", (f"command line, local user {_user()}, as {agent.email}",))
     entry = Entry(None, raw, envelope, msg=msg, pre=Prelude(msg.text, roster, claim, check, auth))
-    with app.store.write() as tx:
-        done = worker.path.store_one(tx, entry)
-        tx.commit()
+    try:
+        with app.store.write() as tx:
+            done = worker.path.store_one(tx, entry)
+            tx.commit()
+    except StageFailed as exc:                      # the cause, as `Worker.process` raises it
+        raise exc.cause from exc
     result = done.result
     if result is not None and result.outcome != "duplicate":
         app.mail.outbound.after_commit(result.ticket_id, done.outbox_ids, done.alerts)

@@ -20,6 +20,7 @@ good set stays live and the problem is logged.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -107,7 +108,6 @@ def load_macros(rules_dir: str | Path, vocab: Vocabulary | None = None) -> Macro
         by_name[macro.name] = macro
     if problems:
         raise RulesError(problems[0], problems)
-    import hashlib
     return Macros(by_name, templates, hashlib.sha256(data).hexdigest()[:16])
 
 
