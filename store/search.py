@@ -51,17 +51,23 @@ def _pg(bind) -> bool:
 def ensure_search(engine: Engine) -> None:
     """Create the search table (and on PostgreSQL its indexes) if missing; fill it once
     from the messages already stored."""
-    with engine.begin() as c:
-        pg = _pg(c)
-        existed = _exists(c, pg)
-        for ddl in PG_DDL if pg else SQLITE_DDL:
-            if pg:
-                c.exec_driver_sql("SELECT pg_advisory_xact_lock(4711)")   # two processes starting at once
-            c.exec_driver_sql(ddl)
-        if not existed:
-            backfill(c)
-            if pg:
-                c.exec_driver_sql("ANALYZE message_search")       # word statistics: the planner picks GIN
+    with engine.connect() as conn:
+        c = conn.execution_options(sqlite_immediate=True)      # SQLite: take the write lock first
+        with c.begin():
+            _ensure(c)
+
+
+def _ensure(c: Connection) -> None:
+    pg = _pg(c)
+    if pg:                                       # two processes starting at once: one creates and fills
+        c.exec_driver_sql("SELECT pg_advisory_xact_lock(4711)")
+    existed = _exists(c, pg)
+    for ddl in PG_DDL if pg else SQLITE_DDL:
+        c.exec_driver_sql(ddl)
+    if not existed:
+        backfill(c)
+        if pg:
+            c.exec_driver_sql("ANALYZE message_search")           # word statistics: the planner picks GIN
 
 
 def _exists(c: Connection, pg: bool) -> bool:

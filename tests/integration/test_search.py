@@ -78,3 +78,27 @@ def test_search_command(desk, tmp_path, capsys):
     assert main(site + ["search", "nothing-like-this"]) == 0
     assert capsys.readouterr().out.strip() == "no tickets match"
     assert main(site + ["search", "vpn", "--limit", "0"]) == 2
+
+
+def test_two_processes_starting_at_once_on_an_older_database_both_start(desk):
+    fill(desk)
+    engine = desk.store.engine
+    table = "message_search" if engine.dialect.name == "postgresql" else "message_fts"
+    with engine.begin() as c:
+        c.execute(text(f"DROP TABLE {table}"))
+    import threading
+    errors: list = []
+
+    def start() -> None:
+        try:
+            create_schema(engine)
+        except Exception as exc:                 # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with engine.connect() as c:
+        assert c.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 4
