@@ -169,12 +169,12 @@ class AgentDesk:
             return self._requester(tx, msg, envelope, raw, decision, pre, now) if self._may_command(msg, decision,
                                                                                                   pre) else None
         reads = tx.agent_reads()
-        answered = self.queries.answer(tx, msg, pre, rules, now) if self.queries is not None else None
-        if answered is not None:
-            return answered
         if pre.flood:
             verdict = plan.Verdict("quarantine", "token-flood", evidence=(f"source {pre.flood}",))
             return self._quarantine(tx, verdict, msg, envelope, raw, now, None, rules)
+        answered = self.queries.answer(tx, msg, pre, rules, now) if self.queries is not None else None
+        if answered is not None:                 # #help, #mine, #queue to the desk address (daemon.desk_mail)
+            return answered
         ticket = reads.state(self._ticket_id(msg, pre.check, decision))
         verdict = plan.decide(msg, pre.claim, pre.check, pre.auth, ticket, decision, pre.roster,
                               can_defer=self._can_defer(envelope))
