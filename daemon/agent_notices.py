@@ -23,6 +23,7 @@ from daemon.pipeline.agent_mail import MailKit, Said, agent_mail, customer_reply
 from daemon.pipeline.commands import Commands
 from daemon.pipeline.notify import Desk, Fuses
 from daemon.model import Agent
+from store.records import SaveResult
 from store.tickets import since_hour
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,19 @@ class _Builder:
 
     def effects(self) -> MailEffects:
         return MailEffects(mails=tuple(self.mails), suppressed=tuple(self.held))
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What the agent path did with a message: `recorded` (stored, `result`), `quarantined`,
+    or `deferred` (authentication must wait: keep it in the spool); with the outbox rows
+    and fuse alerts written in the transaction."""
+
+    kind: str
+    result: SaveResult | None = None
+    outbox_ids: tuple[int, ...] = ()
+    alerts: tuple = ()
+    reason: str = ""
 
 
 class Notices:

@@ -24,12 +24,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from daemon import tokens
-from daemon.agent_notices import Acted, Notices
+from daemon.agent_notices import Acted, Handled, Notices  # noqa: F401  (Handled: importable from here)
 from daemon.clock import utcnow
+from daemon.desk_mail import DeskQueries
+from daemon.macros import context_of, expand, with_macros
 from daemon.identity import Auth, Authenticator, AuthPolicy, dns_lookup, load_pinned, pinned_lookup
 from daemon.model import Envelope, MailEffects, ParsedMessage, ThreadDecision
 from daemon.pipeline import agent as plan
-from daemon.pipeline.commands import Commands, Parsed, Refusal, Vocabulary, parse_commands, validate, \
+from daemon.pipeline.commands import Command, Commands, Parsed, Refusal, Vocabulary, parse_commands, validate, \
     validate_requester
 from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag
@@ -94,26 +96,15 @@ class Prelude:
         return parse_commands(self.text)
 
 
-@dataclass(frozen=True)
-class Handled:
-    """What the agent path did with a message: `recorded` (stored, `result`), `quarantined`,
-    or `deferred` (authentication must wait: keep it in the spool); with the outbox rows
-    and fuse alerts written in the transaction."""
-
-    kind: str
-    result: SaveResult | None = None
-    outbox_ids: tuple[int, ...] = ()
-    alerts: tuple = ()
-    reason: str = ""
-
-
 class AgentDesk:
     """See module docstring."""
 
     def __init__(self, settings: AgentSettings, desk, notices: Notices, outbound, authenticator: Authenticator,
-                 rules: Callable[[], Any], clock: Callable[[], datetime] = utcnow):
+                 rules: Callable[[], Any], clock: Callable[[], datetime] = utcnow,
+                 macros: Callable[[], Any] | None = None):
         self.settings, self.desk, self.notices, self.outbound = settings, desk, notices, outbound
-        self.auth, self.rules, self.clock = authenticator, rules, clock
+        self.auth, self.rules, self.clock, self.macros = authenticator, rules, clock, macros
+        self.queries = DeskQueries(notices, macros, getattr(outbound, "sla", None))
         self.flood = Flood(settings.max_bad_tokens_per_hour)
 
     @property
@@ -168,6 +159,9 @@ class AgentDesk:
         if pre.flood:
             verdict = plan.Verdict("quarantine", "token-flood", evidence=(f"source {pre.flood}",))
             return self._quarantine(tx, verdict, msg, envelope, raw, now, None, rules)
+        answered = self.queries.answer(tx, msg, pre, rules, now) if self.queries is not None else None
+        if answered is not None:                 # #help, #mine, #queue to the desk address (daemon.desk_mail)
+            return answered
         ticket = reads.state(self._ticket_id(msg, pre.check, decision))
         verdict = plan.decide(msg, pre.claim, pre.check, pre.auth, ticket, decision, pre.roster,
                               can_defer=self._can_defer(envelope))
@@ -204,7 +198,9 @@ class AgentDesk:
         else:
             vocab = Vocabulary(frozenset(rules.queues), frozenset(rules.types), frozenset(rules.tags),
                                frozenset(pre.roster), tuple(rules.matrix.levels), self.desk.prefix)
-            return validate(parsed, vocab, sender=agent.email, ticket_id=ticket.id)
+            parsed, refused = expand(parsed, self.macros(), context_of(ticket, agent, self.desk.prefix)) \
+                if self.macros is not None else (parsed, ())
+            return with_macros(validate(parsed, vocab, sender=agent.email, ticket_id=ticket.id), refused)
         return Commands((), tuple(Refusal(line, why) for line, _, _ in parsed.lines), parsed.body)
 
     def _record(self, tx, verdict: plan.Verdict, msg, envelope, raw, now, ticket: plan.TicketState, rules,
@@ -222,7 +218,8 @@ class AgentDesk:
         status = ("pending" if cmds.status() == "pending" else "open") if public else None
         write = AgentWrite(ticket.id, "out" if public else "in", "public" if public else "internal",
                            {"act": "acted"}.get(verdict.kind, verdict.kind), agent.email, verdict.why,
-                           cmds.body if cmds.body.strip() else pre.text, cmds.commands, status, verdict.evidence)
+                           cmds.body if cmds.body.strip() else pre.text,
+                           cmds.commands + on_answer(public, ticket, agent, rules, cmds), status, verdict.evidence)
         return self._write(tx, write, msg, envelope, raw, now, lambda done: self._acted(
             tx, verdict, msg, ticket, Acted(cmds, public, done.results), done.ticket, rules, now))
 
@@ -277,6 +274,16 @@ class AgentDesk:
             resolved = done.ticket.status == "resolved" and ticket.status != "resolved"
             return self.outbound.plan_status(tx, done.ticket, "resolved", now) if resolved else MailEffects()
         return self._write(tx, write, msg, envelope, raw, now, effects)
+
+
+def on_answer(public: bool, ticket: plan.TicketState, agent, rules, cmds: Commands) -> tuple[Command, ...]:
+    """An answer to the requester on an unassigned ticket assigns it to the agent who
+    answered, unless the queue says `assign_on_answer: false` or the mail assigns it."""
+    queue = rules.queues.get(ticket.queue)
+    if not public or ticket.assignee or (queue is not None and not queue.assign_on_answer) \
+            or any(c.name == "assign" for c in cmds.commands):
+        return ()
+    return (Command("assign", agent.email, "(first answer; queue setting assign_on_answer)"),)
 
 
 def _sha(raw: bytes) -> str:

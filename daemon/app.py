@@ -36,6 +36,7 @@ from daemon.intake.lmtp import start_lmtp
 from daemon.intake.smtp import build_intake
 from daemon.metrics import Metrics
 from daemon.observe import observe_serve, observe_worker
+from daemon.macros import LiveMacros, vocabulary
 from daemon.outbound import Outbound, desk_of, fuses_of
 from daemon.parse_guard import ParseGuard
 from daemon.templates import LiveTemplates, watch_templates
@@ -143,7 +144,10 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
                         reply_token=replies)
     auth = build_authenticator(cfg)
     notices = Notices(desk, fuses, templates, ring, os.urandom, replies, auth, cfg.agents.max_warnings_per_hour)
-    agents = AgentDesk(agent_settings(cfg), desk, notices, outbound, auth, rules=lambda: rules.current, clock=clock)
+    macros = LiveMacros(cfg.paths.rules, vocab=lambda: vocabulary(rules.current, desk.prefix))
+    agents = AgentDesk(agent_settings(cfg), desk, notices, outbound, auth, rules=lambda: rules.current, clock=clock,
+                       macros=macros.current)
+    agents.live_macros = macros
     tasks.huey.bind(delivery, escalator)
     return Mail(ring, templates, outbound, agents, escalator, delivery)
 
@@ -164,8 +168,18 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock, guard=guard, metrics=metrics)
     app.reloaders.append(rules.reload)
     if mail is not None:
-        app.reloaders.append(lambda: templates_reloaded(app, mail.templates.reload()))
+        app.reloaders.append(lambda: reload_templates(app, mail.templates))
+        app.reloaders.append(mail.agents.live_macros.reload)
     return app
+
+
+def reload_templates(app: App, templates: LiveTemplates) -> None:
+    """SIGHUP: reload the templates; the rules again only when the templates changed (the
+    rules were reloaded just before: once more would log their result twice)."""
+    before = templates.current.version
+    problems = templates.reload()
+    if templates.current.version != before:
+        templates_reloaded(app, problems)
 
 
 def templates_reloaded(app: App, problems: list[str]) -> None:

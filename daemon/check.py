@@ -13,6 +13,7 @@ import yaml
 
 from daemon.config import Config, key_location
 from daemon.errors import RulesError
+from daemon.macros import MACROS_FILE, load_macros, vocabulary
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
 from daemon.sla.loader import SLA_FILE, load_sla
 from daemon.templates import load_templates, template_names
@@ -72,22 +73,28 @@ def check(cfg: Config) -> tuple[list[str], str]:
                 loaded.add(rules_dir / SLA_FILE)
                 sla = load_sla(rules_dir, ruleset, known_templates=template_names(tpl_dir))
                 rules_note += f"; {SLA_FILE}: {len(sla.policies)} SLA policies, version {sla.version}"
+            if (rules_dir / MACROS_FILE).exists():
+                loaded.add(rules_dir / MACROS_FILE)
+                macros = load_macros(rules_dir, vocabulary(ruleset, cfg.helpdesk.ticket_prefix))
+                rules_note += f"; {MACROS_FILE}: {len(macros.by_name)} macro(s)"
         except RulesError as exc:
             problems += exc.problems
         for p in rule_files:
             if p not in loaded:                  # files the loader does not read: syntax only
                 problems += _check_yaml(p)
     templates: list[Path] = []
+    tpl_note = "not loaded"
     if not tpl_dir.is_dir():
         problems.append(f"{key_location(cfg, 'paths.templates')}: paths.templates: not a directory: {tpl_dir}")
     else:
         templates = sorted(tpl_dir.rglob("*.j2"))
         try:
-            load_templates(tpl_dir)
+            names = load_templates(tpl_dir).names        # what `serve` counts: one per name, text + HTML
+            tpl_note = f"{len(names)} template(s) ({len(templates)} file(s))"
         except RulesError as exc:
             problems += exc.problems
     summary = (f"ok: config {', '.join(str(s) for s in cfg.sources)}; rules in {rules_dir}: {rules_note}; "
-               f"{len(templates)} template(s) in {tpl_dir}")
+               f"templates in {tpl_dir}: {tpl_note}")
     return problems, summary
 
 

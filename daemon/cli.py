@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--raw", action="store_true", help="with show: print the raw message")
     from daemon.rules.tester import add_rules_parser
     add_rules_parser(sub, common)
+    from daemon.desk_cli import add_parsers as add_desk_parsers
+    add_desk_parsers(sub, common)
+    se = sub.add_parser("search", parents=[common], help="tickets whose subject or messages match, newest first")
+    se.add_argument("query", metavar="QUERY")
+    se.add_argument("--json", action="store_true")
+    se.add_argument("--limit", type=int, default=None)
+    sub.add_parser("agents", parents=[common], help="every agent: queues, roles, open tickets assigned").add_argument(
+        "--json", action="store_true")
     e = sub.add_parser("export", parents=[common], help="every ticket as one JSON array")
     e.add_argument("--since", metavar="DATE")
     e.add_argument("--raw", action="store_true",
@@ -224,6 +232,10 @@ def _store(cfg: Config):
 
 def cmd_tickets(cfg: Config, args) -> int:
     from daemon import views
+    from daemon.filters import check_filters
+    problems = check_filters(cfg, status=args.status, queue=args.queue, type=args.type)
+    if problems:
+        raise UsageError("; ".join(problems))
     rows = _store(cfg).list_tickets(status=args.status, queue=args.queue, type=args.type, limit=args.limit)
     prefix = cfg.helpdesk.ticket_prefix
     _out(json.dumps([views.ticket_json(t, prefix) for t in rows], ensure_ascii=False, indent=1)
@@ -259,7 +271,10 @@ def cmd_quarantine(cfg: Config, args) -> int:
         if args.raw:
             sys.stdout.buffer.write(raw)
             return EX_OK
-        _out(json.dumps(views.quarantine_json(row), indent=1))
+        shown = views.quarantine_json(row)
+        _out(json.dumps(shown, indent=1) if args.json else "\n".join(
+            f"{k + ':':<12} {v if v is not None else '-'}" for k, v in shown.items())
+            + f"\n(helpdesk quarantine show {args.id} --raw prints the message)")
         return EX_OK
     app = build_app(cfg)
     from daemon.intake.ingest import release
@@ -370,11 +385,37 @@ def cmd_import(cfg: Config, args) -> int:
 
 
 def cmd_rules(cfg: Config, args) -> int:
+    if getattr(args, "rules_command", "test") == "replay":
+        from daemon.rules_replay import run_replay
+        return run_replay(cfg, args, _since(args.since), _out)
     from daemon.rules.tester import run_rules_command
     return run_rules_command(cfg, args)
 
 
-COMMANDS = {"worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+def cmd_desk(cfg: Config, args) -> int:
+    from daemon.desk_cli import run_command
+    return run_command(cfg, args, parse_ref, UsageError, _out)
+
+
+def cmd_agents(cfg: Config, args) -> int:
+    from daemon.roster_view import cmd_agents as run
+    store = _store(cfg)
+    try:
+        return run(cfg, args, store, _out)
+    finally:
+        store.engine.dispose()
+
+
+def cmd_search(cfg: Config, args) -> int:
+    from daemon.search_view import cmd_search as run
+    store = _store(cfg)
+    try:
+        return run(cfg, args, store, _out, UsageError)
+    finally:
+        store.engine.dispose()
+
+
+COMMANDS = {"search": cmd_search, "agents": cmd_agents, "update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla,
             "oauth2": cmd_oauth2, "db": cmd_db, "import": cmd_import}
 

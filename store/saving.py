@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from daemon.model import (Envelope, KnownMessage, ParsedMessage, Routing, ThreadCandidates, ThreadDecision,
                           TicketGlance)
 from store import tables as m
+from store import search
 from store.records import SaveResult
 
 T, MSG, EVT = m.Ticket.__table__, m.Message.__table__, m.Event.__table__
@@ -244,6 +245,7 @@ def save_message(c: Connection, msg: ParsedMessage, envelope: Envelope, raw: byt
     w.raw(raw_sha256, raw)
     ticket_id, outcome, new = w.ticket_for(msg, decision, routing, own)
     pk = w.message(msg, envelope, raw_sha256, decision, routing, ticket_id, reuse)
+    search.index_message(c, pk, ticket_id, now, msg.subject, msg.text)
     if ticket_id is not None:
         w.touch(ticket_id, msg, decision, msg.from_addr.email if msg.from_addr else "", new)
     w.flush_events()

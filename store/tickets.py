@@ -28,7 +28,7 @@ from daemon.model import TicketState
 from daemon.model import Command
 from store import tables as m
 from store.tables import AgentMessage, TicketTag  # noqa: F401  (re-exported)
-from store import outbox
+from store import outbox, search
 from store.records import SaveResult, TicketRow
 
 THREAD = 10                           # customer message ids put into References of a reply
@@ -164,6 +164,7 @@ def record(s: Session, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_s
     if ticket is None:
         raise NotFound(f"ticket {w.ticket_id} not found")
     row = _message(s, msg, envelope, raw, raw_sha256, w, now)
+    search.index_message(s.connection(), row.id, row.ticket_id, now, row.subject, row.text)
     results = tuple(_apply(s, ticket, c, w.agent, now, prefix) for c in w.commands)
     explicit = any(r.ok and c.name in ("status", "merge") for c, r in zip(w.commands, results))
     if w.implicit_status and not explicit and ticket.status != w.implicit_status:

@@ -25,6 +25,7 @@ class Queue:
     description: str
     email: str
     agents: tuple[Agent, ...]
+    assign_on_answer: bool = True        # an unassigned ticket goes to the first agent who answers
 
     def with_role(self, role: str) -> Agent | None:
         return next((a for a in self.agents if a.role == role), None)

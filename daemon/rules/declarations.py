@@ -86,12 +86,16 @@ def load_queues(data: YDict, file: str, problems: Problems) -> tuple[dict[str, Q
         q = expect_mapping(body, f"queues.{qname}", file, at, problems)
         if q is None:
             continue
-        check_keys(q, ("description", "email", "agents"), f"queues.{qname}", file, problems)
+        check_keys(q, ("description", "email", "agents", "assign_on_answer"), f"queues.{qname}", file, problems)
+        on_answer = q.get("assign_on_answer", True)
+        if not isinstance(on_answer, bool):
+            problems.add(file, q.line_of("assign_on_answer"), f"queues.{qname}.assign_on_answer: expected true or "
+                                                               f"false, got {type_name(on_answer)}")
         agents = _load_agents(q.get("agents", []), f"queues.{qname}.agents", file, q.line_of("agents"),
                               roles, problems)
         queues[qname] = Queue(qname, expect_str(q, "description", f"queues.{qname}", file, problems, default="")
                               or "", expect_str(q, "email", f"queues.{qname}", file, problems, default="") or "",
-                              agents)
+                              agents, on_answer is not False)
     return queues, roles
 
 

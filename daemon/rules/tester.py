@@ -45,6 +45,11 @@ def add_rules_parser(subparsers: Any, common_parent: Any) -> None:
     t.add_argument("--at", metavar="TIME", help="route as if at this ISO time (default: the mail's Date)")
     t.add_argument("--reply", action="store_true", help="route as a reply on an existing ticket")
     t.add_argument("--rcpt", action="append", default=[], metavar="ADDR", help="envelope recipient (repeatable)")
+    rp = rsub.add_parser("replay", parents=[common_parent], help="route stored mail by the live and candidate "
+                                                                  "rules; list what would differ (changes nothing)")
+    rp.add_argument("--rules", metavar="DIR", required=True, help="the candidate rules directory")
+    rp.add_argument("--since", metavar="DATE", help="tickets created since (default: 30 days ago)")
+    rp.add_argument("--json", action="store_true", help="machine-readable output (CI)")
 
 
 def run_rules_command(cfg: Any, args: Any) -> int:

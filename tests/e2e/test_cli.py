@@ -87,7 +87,7 @@ def test_quarantine_list_show_release(tmp_path, corpus):
     rows = json.loads(helpdesk(cfg, "quarantine", "list", "--json", check=True).stdout)
     assert len(rows) == 1 and rows[0]["stage"] == "parse" and rows[0]["reason"] == "not_mail"
     qid = str(rows[0]["id"])
-    assert json.loads(helpdesk(cfg, "quarantine", "show", qid, check=True).stdout)["id"] == rows[0]["id"]
+    assert json.loads(helpdesk(cfg, "quarantine", "show", qid, "--json", check=True).stdout)["id"] == rows[0]["id"]
     assert helpdesk(cfg, "quarantine", "show", qid, "--raw", check=True).stdout == msg_file.read_bytes()
     again = helpdesk(cfg, "quarantine", "release", qid)
     assert again.returncode == 1 and b"still fails" in again.stderr

@@ -1,0 +1,108 @@
+"""Agents find their way by mail: `#help`, `#mine` and `#queue NAME` sent to the desk address.
+
+An authenticated registered agent (the agent path's prelude: DKIM or our MTA's
+Authentication-Results) whose mail to the plain desk address holds only these command
+lines gets an answer instead of a new ticket: `#help` lists the commands and the macros
+they may use and the queues they work; `#mine` their open assigned tickets, `#queue NAME`
+the open tickets of a queue they work - each with ref, subject, priority, the business
+time left on its SLA clock and a signed
+reply address for that ticket (answering it is working the ticket). Nothing is stored
+but the answer's outbox row (template agent/desk). An unauthenticated mail goes on as
+any other (the agent path decides on it).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from daemon import tokens
+from daemon.model import MailEffects
+from daemon.pipeline.agent_mail import MailKit, agent_mail
+from daemon.pipeline.commands import NAMES
+from daemon.pipeline.sla import policy_for, sla_state
+from store.desk_reads import open_tickets
+from store.records import SaveResult
+from daemon.agent_notices import Handled
+
+QUERIES = ("help", "mine", "queue")
+MAX_LISTED = 50
+
+
+def query_of(pre) -> tuple[str, str] | None:
+    """(name, argument) when the mail holds only query lines, else None."""
+    lines = pre.parsed.lines
+    if not lines or any(name not in QUERIES for _, name, _ in lines) or pre.parsed.body.strip():
+        return None
+    _, name, arg = lines[0]
+    return name, arg.strip()
+
+
+class DeskQueries:
+    """See module docstring."""
+
+    def __init__(self, notices, macros=None, escalator=None):
+        self.notices, self.macros, self.escalator = notices, macros, escalator
+
+    def answer(self, tx, msg, pre, rules, now: datetime):
+        """A `Handled` (daemon.agents) when this was a query it answered, else None."""
+        agent, auth = pre.claim.from_agent, pre.auth
+        if pre.check is not None or pre.claim.comment or agent is None or not msg.machine.is_human:
+            return None
+        if auth is None or not auth.passed or auth.address != agent.email:
+            return None
+        query = query_of(pre)
+        if query is None:
+            return None
+        title, lines = self._lines(tx, query, agent, rules, now)
+        n = self.notices
+        kit = MailKit(n.desk, n.templates.current, n.ring, now, n.random, n.reply_token)
+        mail = agent_mail(kit, "agent_desk", "desk", agent, None, None, {"name": "", "description": ""},
+                          {"lines": lines, "title": title}, title)
+        applied = tx.apply_mail(MailEffects(mails=(mail,)), None, now)
+        return Handled("recorded", SaveResult(f"agent:{query[0]}", None, None, msg.message_id),
+                       applied.outbox_ids, applied.alerts)
+
+    def _sla_left(self, tx, ticket_id: int, now: datetime) -> str:
+        """The business time left on the ticket's running SLA clock, '' when none runs."""
+        settings = self.escalator.settings()[1] if self.escalator is not None else None
+        row = tx.sla.row(ticket_id) if settings is not None else None
+        trow = tx.ticket(ticket_id) if row is not None else None
+        if trow is None:
+            return ""
+        history = tx.sla.history(trow, row.policy)
+        state = sla_state(history, policy_for(settings, history), now)
+        running = [c for c in state.clocks if c.phase == "running" and c.target != "update"]
+        if not running:
+            return ""
+        c = min(running, key=lambda c: c.left)
+        minutes = int(c.left.total_seconds() // 60)
+        if minutes < 0:
+            return f"{c.target.replace('_', ' ')} overdue by {-minutes // 60}h{-minutes % 60:02d}"
+        return f"{c.target.replace('_', ' ')} in {minutes // 60}h{minutes % 60:02d}"
+
+    def _lines(self, tx, query: tuple[str, str], agent, rules, now: datetime) -> tuple[str, list[str]]:
+        name, arg = query
+        mine = sorted(q.name for q in rules.queues.values() if any(a.email == agent.email for a in q.agents))
+        if name == "help":
+            macros = self.macros().names if self.macros is not None else ()
+            return "Commands you may use", [
+                "Answer a ticket mail (its Reply-To is your signed address) and start with commands:",
+                *(f"  #{c}" for c in NAMES), "  #resolve #close #pending #open (shortcuts)",
+                "  #macro NAME   answer with a canned text: " + (", ".join(macros) or "none defined"),
+                f"Your queues: {', '.join(mine) or 'none'}",
+                f"Write #mine or #queue NAME to {self.notices.desk.address} for open tickets."]
+        if name == "queue" and arg not in rules.queues:
+            return f"No queue {arg!r}", [f"There is no queue {arg!r}. Queues: {', '.join(sorted(rules.queues))}."]
+        if name == "queue" and arg not in mine:
+            return f"Queue {arg}", [f"You are not an agent of queue {arg}. Your queues: {', '.join(mine) or 'none'}."]
+        rows = open_tickets(tx.s, assignee=agent.email, limit=MAX_LISTED) if name == "mine" \
+            else open_tickets(tx.s, queue=arg, limit=MAX_LISTED)
+        title = "Your open tickets" if name == "mine" else f"Open tickets of queue {arg}"
+        prefix, address = self.notices.desk.prefix, self.notices.desk.address
+        lines = [f"{len(rows)} open ticket(s){' (the first ' + str(MAX_LISTED) + ')' if len(rows) >= MAX_LISTED else ''}:"]
+        for t in rows:
+            reply = tokens.reply_address(address, self.notices.reply_token(t.id, agent.email))
+            left = self._sla_left(tx, t.id, now)
+            lines += [f"{prefix}-{t.id}  {t.priority}  {t.status:<8} {t.subject[:70]}" + (f"  (SLA: {left})" if left
+                                                                                         else ""),
+                      f"    assignee {t.assignee or 'none'}; reply to work it: {reply}"]
+        return title, lines
