@@ -2,6 +2,8 @@
 nothing changed, each differing ticket listed with the rules before and after."""
 from __future__ import annotations
 
+import re
+
 import json
 import shutil
 
@@ -57,7 +59,8 @@ def test_replay_lists_what_the_candidate_rules_would_change_and_changes_nothing(
     assert main(site + ["rules", "replay", "--rules", str(candidate(tmp_path / "x")), "--since", "2026-01-01"]) == 0
     text = capsys.readouterr().out
     assert "2 would be routed differently" in text and "general -> workplace" in text
-    assert "\nHD-1  Printer jams\n" in text and "after:  routing.yaml:85 printers-to-workplace: subject contains" in text, text
+    assert "\nHD-1  Printer jams\n" in text, text
+    assert re.search(r"after:  routing\.yaml:\d+ printers-to-workplace: subject contains", text), text
     assert main(site + ["rules", "replay", "--rules", str(REPO / "rules"), "--since", "2026-01-01"]) == 0
     assert "0 would be routed differently" in capsys.readouterr().out
     assert main(site + ["rules", "replay", "--rules", str(tmp_path / "nowhere")]) == 1
