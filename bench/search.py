@@ -3,7 +3,7 @@
 Fills a fresh database with N tickets (default 100,000), each with an opening mail and an
 answer (synthetic text drawn from an IT-desk vocabulary with a Zipf-like spread, so some
 words are on most tickets and some on a handful), indexes them (the one-time backfill path
-of store.search.ensure_search, the same rows the per-message hook writes), then times
+of store.search.create_index (migration 0003), the same rows the per-message hook writes), then times
 `search()` for a common word, a rare word, two words, a subject word and a miss.
 
 Run by hand (prints figures; no assertions):
@@ -91,7 +91,7 @@ def main() -> None:
         c.execute(text("DROP TABLE IF EXISTS " + ("message_search" if args.pg else "message_fts")))
     took = fill(engine, args.n)
     start = time.perf_counter()
-    create_schema(engine)                         # ensure_search: creates and backfills the index
+    create_schema(engine)                         # migration 0003: creates and backfills the index
     indexed = time.perf_counter() - start
     print(f"{engine.dialect.name}: {args.n} tickets, {2 * args.n} messages stored in {took:.1f}s, "
           f"indexed in {indexed:.1f}s")

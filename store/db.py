@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
 from daemon.errors import StoreUnavailable
-from store import imap_state, migrate, search  # noqa: F401  (imap_state: its tables, on the metadata)
+from store import imap_state, migrate  # noqa: F401  (imap_state: its tables, on the metadata)
 
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON")
 
@@ -60,7 +60,6 @@ def create_schema(engine: Engine) -> None:
     """
     try:
         migrate.ensure_schema(engine)
-        search.ensure_search(engine)              # the full-text index (idempotent DDL, outside the ORM tables)
     except migrate.SchemaError:
         engine.dispose()                      # the caller stops; leave no connection behind
         raise

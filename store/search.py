@@ -4,7 +4,7 @@ SQLite: an FTS5 table `message_fts` (rowid = the message's id). PostgreSQL: a ta
 `message_search` with a stored `tsvector` column and a GIN index ('simple' configuration:
 no stemming, so German, French and English mail all match word for word). A message is
 indexed by `index_message` in the transaction that stores it (store.saving.save_message,
-store.tickets.record), so the index never lags the messages. `ensure_search` is the DDL,
+store.tickets.record), so the index never lags the messages. `create_index` is the DDL (run by migration 0003_message_search),
 idempotent (IF NOT EXISTS), called from store.db.create_schema; a database made before it
 existed is filled from the stored messages once (`backfill`).
 
@@ -48,16 +48,17 @@ def _pg(bind) -> bool:
     return bind.dialect.name == "postgresql"
 
 
-def ensure_search(engine: Engine) -> None:
-    """Create the search table (and on PostgreSQL its indexes) if missing; fill it once
-    from the messages already stored."""
-    with engine.connect() as conn:
-        c = conn.execution_options(sqlite_immediate=True)      # SQLite: take the write lock first
-        with c.begin():
-            _ensure(c)
+TABLES = ("message_fts", "message_search")   # outside the ORM metadata (and their FTS5 shadow tables)
 
 
-def _ensure(c: Connection) -> None:
+def is_search_table(name: str) -> bool:
+    """Whether a table is the full-text index's (Alembic's model comparison skips them)."""
+    return name.startswith(TABLES)
+
+
+def create_index(c: Connection) -> None:
+    """Create the search table (and on PostgreSQL its indexes) if missing, and fill it
+    from the messages already stored: migration 0003_message_search runs it."""
     pg = _pg(c)
     if pg:                                       # two processes starting at once: one creates and fills
         c.exec_driver_sql("SELECT pg_advisory_xact_lock(4711)")

@@ -10,10 +10,12 @@ from __future__ import annotations
 from alembic import context
 
 from store.migrate import metadata
+from store.search import is_search_table
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata(),
                   render_as_batch=connection.dialect.name == "sqlite", compare_type=True,
-                  transactional_ddl=True)
+                  transactional_ddl=True,
+                  include_name=lambda name, kind, _parent: not (kind == "table" and is_search_table(name)))
 with context.begin_transaction():
     context.run_migrations()

@@ -5,6 +5,7 @@ the index existed is filled once at start."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 from daemon.cli import main
 from daemon.desk_cli import Act, perform
+from store import migrate
 from store.db import create_schema
 from store.search import search
 from tests.integration.test_outbox import close_desk, make_desk, new_mail
@@ -56,14 +58,28 @@ def test_punctuation_and_operators_are_words_not_syntax(desk):
     assert search(desk.store.engine, "  ") == []
 
 
+def before_index(engine, table: str) -> None:
+    """Make the desk's database one from before the index (revision 0002)."""
+    with engine.begin() as c:
+        c.execute(text(f"DROP TABLE {table}"))
+        c.execute(text("UPDATE alembic_version SET version_num = '0002_schemainfo_v2'"))
+
+
+def upgrade_at_start(engine) -> None:
+    """What a start does: SQLite is upgraded by create_schema; PostgreSQL by `helpdesk db upgrade`."""
+    if engine.dialect.name == "postgresql":
+        migrate.upgrade(engine)
+    else:
+        create_schema(engine)
+
+
 def test_an_older_database_is_indexed_once_at_start(desk):
     fill(desk)
     engine = desk.store.engine
     table = "message_search" if engine.dialect.name == "postgresql" else "message_fts"
-    with engine.begin() as c:
-        c.execute(text(f"DROP TABLE {table}"))
-    create_schema(engine)
-    create_schema(engine)                            # idempotent: no second copy
+    before_index(engine, table)
+    upgrade_at_start(engine)
+    upgrade_at_start(engine)                         # up to date now: no second copy
     assert [h.ticket_id for h in search(engine, "vpn")] == [3, 1]
     with engine.connect() as c:
         assert c.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 4
@@ -84,14 +100,12 @@ def test_two_processes_starting_at_once_on_an_older_database_both_start(desk):
     fill(desk)
     engine = desk.store.engine
     table = "message_search" if engine.dialect.name == "postgresql" else "message_fts"
-    with engine.begin() as c:
-        c.execute(text(f"DROP TABLE {table}"))
-    import threading
+    before_index(engine, table)
     errors: list = []
 
     def start() -> None:
         try:
-            create_schema(engine)
+            upgrade_at_start(engine)
         except Exception as exc:                 # noqa: BLE001 - collected for the assertion
             errors.append(exc)
     threads = [threading.Thread(target=start) for _ in range(2)]
