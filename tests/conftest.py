@@ -21,7 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 IN_CI = os.environ.get("CI") == "true"
 PG_ADMIN_URL = os.environ.get("HELPDESK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("HELPDESK_TEST_REDIS", "redis://127.0.0.1:6379/15")
+# Each pytest-xdist worker (gw0, gw1, ...) gets its own Redis database, counting down from 15,
+# so one worker's flush never empties another's queue.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+REDIS_URL = os.environ.get("HELPDESK_TEST_REDIS",
+                           f"redis://127.0.0.1:6379/{15 - int(_XDIST_WORKER.removeprefix('gw') or 0) % 15}")
 
 
 def missing(reason: str) -> None:
