@@ -55,6 +55,46 @@ def wait_until(pred, timeout: float = 10.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class Gate:
+    """Stands in for a poller's wait between retries (its `pause`): records each delay asked
+    for and holds the poller there until the test lets it go, so a test counts retries and
+    reads their delays without measuring any time."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.stop: threading.Event | None = None       # the poller's, set by Harness.poller
+        self._cond = threading.Condition()
+        self._passes = 0
+        self._open = False
+
+    def __call__(self, delay: float) -> None:
+        with self._cond:
+            self.delays.append(delay)
+            self._cond.notify_all()
+            while not (self._open or self._passes or (self.stop is not None and self.stop.is_set())):
+                self._cond.wait(0.05)
+            if self._passes:
+                self._passes -= 1
+
+    def paused(self, n: int, timeout: float = 10.0) -> list[float]:
+        """Wait until the poller has asked for its n-th pause; the delays so far."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.delays) >= n, timeout), \
+                f"{len(self.delays)} retries, expected {n}"
+            return list(self.delays)
+
+    def release(self, n: int = 1) -> None:
+        with self._cond:
+            self._passes += n
+            self._cond.notify_all()
+
+    def open(self) -> None:
+        """From now on every pause returns at once."""
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+
 @dataclass
 class Harness:
     """Spool + state DB + pollers for one test; drains the spool into `seen`."""
@@ -77,7 +117,10 @@ class Harness:
         opts = dict(environ={PW_ENV: password}, tick=0.1, backoff_base=0.05, backoff_cap=0.5,
                     auth_backoff=1.0, lease_ttl=5.0)
         opts.update(kw)
-        return cls(acct, self.spool, engine or self.engine(), on_stored, threading.Event(), owner, **opts)
+        poller = cls(acct, self.spool, engine or self.engine(), on_stored, threading.Event(), owner, **opts)
+        if isinstance(opts.get("pause"), Gate):
+            opts["pause"].stop = poller.stop
+        return poller
 
     def start(self, poller: ImapPoller) -> ImapPoller:
         self.running.append((poller, poller.start()))
@@ -369,19 +412,27 @@ def test_server_killed_while_idling_backs_off_then_takes_new_mail_once(dovecot_f
     c = server.client()
     c.append("INBOX", msg("before"))
     c.logout()
+    gate = Gate()
     p = harness.start(harness.poller(account(server, "agent@example.test"), backoff_base=0.1,
-                                     backoff_cap=1.0))
+                                     backoff_cap=1.0, pause=gate))
     harness.wait_entries(1)
     idle_again(p)
-    connects, cpu = p.status().connects, time.process_time()
+    connects = p.status().connects
     server.stop(signal.SIGKILL)                                     # crash: whole process group
-    time.sleep(2.5)                                                 # the outage being measured
-    during = p.status().connects - connects
-    cpu = time.process_time() - cpu
-    assert 2 <= during <= 10, f"{during} connection attempts in a 2.5 s outage"
-    assert cpu < 1.0, f"{cpu:.2f}s CPU during a 2.5 s outage: spinning"
-    assert caplog.text.count("; retry ") >= during - 1                # one line per backoff step
+    gate.paused(1, timeout=30)                                      # the session noticed
+    assert p.status().connects == connects
+    for n in range(2, 7):                                           # five more failed attempts
+        gate.release()
+        gate.paused(n)
+        assert p.status().connects - connects == n - 1             # one connection per retry, no spin
+    delays = gate.paused(6)
+    caps = [min(1.0, 0.1 * 2 ** (k - 1)) for k in range(1, 7)]      # base 0.1 doubling, cap 1.0
+    assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps)), delays   # equal jitter
+    st = p.status()
+    assert st.state == "backoff" and st.retry_at and st.last_error
+    assert caplog.text.count("; retry ") == len(delays)             # one line per backoff step
     server.start()
+    gate.open()
     c = server.client()
     c.append("INBOX", msg("after"))
     harness.wait_entries(2, timeout=10)
@@ -394,16 +445,20 @@ def test_server_killed_while_idling_backs_off_then_takes_new_mail_once(dovecot_f
 def test_server_down_at_start_retries_with_backoff(dovecot_factory, harness, caplog):
     caplog.set_level(logging.INFO, logger=LOGGER)
     server = dovecot_factory(start=False)
+    gate = Gate()
     p = harness.start(harness.poller(account(server, "agent@example.test"), backoff_base=0.1,
-                                     backoff_cap=0.4))
-    wait_until(lambda: p.status().connects >= 2, 5, "a retry")
-    time.sleep(1.0)
+                                     backoff_cap=0.4, pause=gate))
+    gate.paused(1)
+    gate.release()
+    delays = gate.paused(2)                                         # held in its second backoff
     st = p.status()
-    assert st.state in ("backoff", "connecting") and "ConnectionRefused" in st.last_error
-    assert st.connects <= 12 and st.logins == 0                      # a spin would be thousands
+    assert st.state == "backoff" and "ConnectionRefused" in st.last_error
+    assert st.connects == 2 and st.logins == 0                      # one attempt per retry
+    assert 0.05 <= delays[0] <= 0.1 and 0.1 <= delays[1] <= 0.2     # equal jitter, doubling
     text = caplog.text
-    assert text.count("ConnectionRefusedError") == text.count("; retry ") >= 2
+    assert text.count("ConnectionRefusedError") == text.count("; retry ") == 2
     server.start()
+    gate.open()
     c = server.client()
     c.append("INBOX", msg("late"))
     harness.wait_entries(1)
@@ -418,23 +473,28 @@ def test_wrong_password_backs_off_and_alerts_while_other_accounts_work(dovecot_f
     caplog.set_level(logging.INFO, logger=LOGGER)
     # private server without Dovecot's own auth penalty, so only our pacing limits the attempts
     server = dovecot_factory("auth_failure_delay = 0\n", auth_penalty=False)
+    gate = Gate()
     bad = harness.start(harness.poller(account(server, "agent@example.test", name="bad"), "wrong",
-                                       auth_backoff=1.0, auth_backoff_cap=60.0))
+                                       auth_backoff=1.0, auth_backoff_cap=60.0, pause=gate))
     good = harness.start(harness.poller(account(mailbox.server, mailbox.user, name="good")))
-    wait_until(lambda: bad.status().state == "auth_failed", 10, "auth failure")
-    time.sleep(2.5)
+    gate.paused(1)
     st = bad.status()
-    assert 1 <= st.logins <= 3, f"{st.logins} logins in ~2.5 s"
-    wait_until(lambda: server.log_count("auth failed") == bad.status().logins, 5, "server saw each login")
     assert st.state == "auth_failed" and "AUTHENTICATIONFAILED" in st.last_error and st.retry_at
-    alerts = [r for r in caplog.records if r.levelno == logging.ERROR and "ALERT" in r.getMessage()]
-    assert 1 <= len(alerts) <= st.logins
-    c = mailbox.client()
+    assert st.logins == 1                                           # held: no second login meanwhile
+    c = mailbox.client()                                            # the other account works meanwhile
     c.append("INBOX", msg("still-works"))
     harness.wait_entries(1)
     idle_again(good)
     assert harness.message_ids() == ["still-works"]
     c.logout()
+    assert bad.status().logins == 1
+    gate.release()
+    delays = gate.paused(2)
+    assert bad.status().logins == 2
+    assert all(d >= 1.0 for d in delays) and delays[1] <= 60.0      # never sooner than auth_backoff
+    wait_until(lambda: server.log_count("auth failed") == 2, 5, "server saw each login")
+    alerts = [r for r in caplog.records if r.levelno == logging.ERROR and "ALERT" in r.getMessage()]
+    assert len(alerts) == 2                                         # one ALERT per refused login
 
 
 # ----------------------------------------------------------------- volume and concurrency

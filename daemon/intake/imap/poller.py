@@ -67,7 +67,8 @@ class ImapPoller(FolderSync):
                  auth_backoff: float = 300.0, auth_backoff_cap: float = 3600.0, lease_ttl: float = 90.0,
                  timeout: SocketTimeout = SocketTimeout(connect=30.0, read=120.0),
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 rand: Callable[[], float] = random.random):
+                 rand: Callable[[], float] = random.random,
+                 pause: Callable[[float], object] | None = None):
         check_security(account)
         if account.auth == "oauth2" and tokens is None:
             raise ConfigError(f"imap {account.name}: auth = \"oauth2\" needs a token source")
@@ -81,6 +82,7 @@ class ImapPoller(FolderSync):
         self.auth_policy = BackoffPolicy(auth_backoff, auth_backoff_cap, UPWARD_JITTER)
         self.lease_ttl, self.timeout = lease_ttl, timeout
         self.clock, self.monotonic, self.rand = clock, monotonic, rand
+        self._wait_out = pause or self.stop.wait        # the wait between retries (tests step it)
         self._lock = threading.Lock()
         self._status = PollerStatus(account.name, account.folder)
         self._caps: frozenset[bytes] = frozenset()
@@ -208,7 +210,7 @@ class ImapPoller(FolderSync):
     def _pause(self, state: str, exc: BaseException, delay: float) -> None:
         now = self.clock()
         self._set(state=state, last_error=describe(exc), last_error_at=iso(now), retry_at=iso(now + delay))
-        self.stop.wait(delay)
+        self._wait_out(delay)
 
     # ------------------------------------------------------------- session
     def _session(self) -> None:
