@@ -67,9 +67,21 @@ class Worker:
         self.spool, self.store, self.settings = spool, store, settings
         self.path = MessagePath(settings, clock=clock, rules=rules, mail=mail, agents=agents,
                                 **({"parse": parse} if parse is not None else {}))
-        self.clock, self.mail, self.agents = clock, mail, agents
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
+
+    # what the message path holds, read through it (one copy of each)
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.path.clock
+
+    @property
+    def mail(self) -> Outbound | None:
+        return self.path.mail
+
+    @property
+    def agents(self) -> AgentDesk | None:
+        return self.path.agents
 
     def _after(self, done: Done) -> None:
         """After the commit: hand the new outbox rows to the queue, schedule the SLA check."""
