@@ -182,9 +182,8 @@ def backend(request, tmp_path) -> Backend:
     return Backend("sqlite", f"sqlite:///{tmp_path / 'hd.db'}", "")
 
 
-@pytest.fixture
-def pg_url(pg_admin):
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def _fresh_pg_database(pg_admin):
+    """A new, empty PostgreSQL database; its URL is yielded, and it is dropped afterwards."""
     from sqlalchemy import text
     name = f"hd_test_{uuid.uuid4().hex[:12]}"
     with pg_admin.connect() as c:
@@ -192,3 +191,16 @@ def pg_url(pg_admin):
     yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     with pg_admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_url(pg_admin):
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    yield from _fresh_pg_database(pg_admin)
+
+
+@pytest.fixture
+def second_pg_url(pg_admin):
+    """Another fresh PostgreSQL database for the same test (e.g. export from one, import into
+    the other)."""
+    yield from _fresh_pg_database(pg_admin)

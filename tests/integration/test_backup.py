@@ -6,29 +6,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import uuid
 
 import pytest
 from sqlalchemy import text
 
 from store.db import make_engine
-from tests.conftest import PG_ADMIN_URL, write_site_config
+from tests.conftest import write_site_config
 from tests.e2e.helpers import helpdesk
 from tests.integration.test_migrate import dump, fill
 from tests.integration.test_outbox import close_desk, make_desk
 
 SCOPED = ("ticket", "message", "event", "attachment", "participant", "threadkey", "ticketsla", "tickettag",
           "outbox", "outboxrecipient", "rawmessage")
-
-
-@pytest.fixture
-def second_pg(pg_admin):
-    name = f"hd_test_{uuid.uuid4().hex[:12]}"
-    with pg_admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with pg_admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -39,7 +28,7 @@ def backend(request):
 def _urls(request, backend):
     if backend == "sqlite":
         return "", ""
-    return request.getfixturevalue("pg_url"), request.getfixturevalue("second_pg")
+    return request.getfixturevalue("pg_url"), request.getfixturevalue("second_pg_url")
 
 
 def _export(site, *extra) -> str:

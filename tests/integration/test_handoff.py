@@ -17,6 +17,7 @@ from daemon.processes import ProcessFile, read_all, running_serve
 from daemon.spool import Spool
 from tests.conftest import write_site_config
 from tests.e2e.helpers import REPO
+from tests.integration.intake_helpers import entries
 
 MSG = b"From: ann@example.org\nTo: support@example.com\nSubject: printer\nMessage-ID: <h1@example.org>\n\nIt jams.\n"
 HEAVY = ("huey", "sqlalchemy", "sqlmodel", "mailparser", "jinja2", "yaml", "aiosmtpd", "imapclient", "dkim",
@@ -52,14 +53,6 @@ def end(proc) -> None:
     proc.kill()
     proc.wait()
     proc.stdout.close()
-
-
-def entries(spool):
-    out = []
-    while (c := spool.claim()) is not None:
-        out.append(spool.read(c))
-        spool.done(c)
-    return out
 
 
 def test_hand_off_spools_with_the_envelope_wakes_the_daemon_and_loads_no_pipeline(tmp_path):

@@ -10,6 +10,7 @@ from daemon.errors import HelpdeskError
 from daemon.intake.lmtp import LmtpController, LmtpHandler
 from daemon.spool import Spool
 from tests.conftest import free_port
+from tests.integration.intake_helpers import entries
 
 MSG = b"From: ann@example.org\r\nTo: support@example.com\r\nSubject: printer\r\nMessage-ID: <l1@example.org>\r\n\r\nIt jams.\r\n"
 
@@ -69,14 +70,6 @@ def connect_tcp(port: int) -> Client:
     assert c.reply()[0].startswith(b"220")
     assert c.cmd("LHLO mta.test")[0].startswith(b"250")
     return c
-
-
-def entries(spool):
-    out = []
-    while (c := spool.claim()) is not None:
-        out.append(spool.read(c))
-        spool.done(c)
-    return out
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from daemon.intake.smtp import IntakeController, IntakeHandler, tls_context
 from daemon.spool import Spool
 from tests.conftest import free_port, missing
+from tests.integration.intake_helpers import entries, raw_session
 
 MSG = b"From: ann@example.org\r\nTo: support@example.com\r\nSubject: printer\r\nMessage-ID: <h1@example.org>\r\n\r\nIt jams.\r\n"
 
@@ -41,26 +42,8 @@ def make(tmp_path):
         ctl.stop()
 
 
-def entries(spool):
-    out = []
-    while (c := spool.claim()) is not None:
-        out.append(spool.read(c))
-        spool.done(c)
-    return out
-
-
 def client(ctl) -> smtplib.SMTP:
     return smtplib.SMTP("127.0.0.1", ctl.port, timeout=5)
-
-
-def session(port: int, payload: bytes, until: bytes = b"\r\n221 ") -> bytes:
-    """Send `payload` in one packet and read replies until `until` appears or the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        data = s.recv(1024)
-        s.sendall(payload)
-        while until not in data and (chunk := s.recv(65536)):
-            data += chunk
-    return data
 
 
 def test_greeting_says_only_the_configured_name(make):
@@ -124,7 +107,7 @@ def test_every_smuggling_variant_yields_one_message(make, dot):
     ctl = make()
     body = (b"Subject: one\r\n\r\nhello" + dot + b"MAIL FROM:<ceo@example.com>\r\nRCPT TO:<support@example.com>\r\n"
             b"DATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n")
-    replies = session(ctl.port, b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\n"
+    replies = raw_session(ctl.port, b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\n"
                                 b"DATA\r\n" + body + b"QUIT\r\n")
     got = entries(ctl.spool)
     assert len(got) == 1, replies
@@ -137,7 +120,7 @@ def test_dot_stuffing_is_undone_and_bytes_kept_exactly(make):
     ctl = make()
     raw = b"Subject: dots\r\n\r\n..leading\r\n.\tx\r\nbare\nlf and bare\rcr\r\n"
     wire = raw.replace(b"\r\n.", b"\r\n..")
-    session(ctl.port, b"HELO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
+    raw_session(ctl.port, b"HELO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
                       + wire + b".\r\nQUIT\r\n")
     [(_, stored)] = entries(ctl.spool)
     assert stored == raw
@@ -155,7 +138,7 @@ def test_idle_client_is_told_421_on_command_timeout(make):
 def test_oversize_stream_is_552_and_leaves_no_tmp(make):
     ctl = make(max_message_bytes=10_000)
     big = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 50
-    replies = session(ctl.port, b"HELO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
+    replies = raw_session(ctl.port, b"HELO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
                                 + big + b".\r\nQUIT\r\n")
     assert b"\r\n552 " in replies
     assert entries(ctl.spool) == [] and list(ctl.spool.tmp.iterdir()) == []
@@ -217,7 +200,7 @@ def test_commands_pipelined_after_the_dot_are_executed_in_order(make):
     ctl = make()
     one = b"MAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\nDATA\r\nSubject: first\r\n\r\n1\r\n.\r\n"
     two = one.replace(b"first", b"second").replace(b"\r\n1\r\n", b"\r\n2\r\n")
-    replies = session(ctl.port, b"EHLO x\r\n" + one + two + b"QUIT\r\n")  # one packet, PIPELINING style
+    replies = raw_session(ctl.port, b"EHLO x\r\n" + one + two + b"QUIT\r\n")  # one packet, PIPELINING style
     assert replies.count(b"250 2.0.0 OK queued") == 2 and b"\r\n221 " in replies
     got = sorted(raw for _, raw in entries(ctl.spool))
     assert got == [b"Subject: first\r\n\r\n1\r\n", b"Subject: second\r\n\r\n2\r\n"]

@@ -5,13 +5,13 @@ import os
 import smtplib
 import socket
 import threading
-import time
 
 import pytest
 
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.spool import Spool
 from tests.conftest import free_port
+from tests.integration.intake_helpers import entries, raw_session
 
 MSG = b"From: ann@example.org\r\nTo: support@example.com\r\nSubject: printer\r\nMessage-ID: <p1@example.org>\r\n\r\nIt jams.\r\n"
 
@@ -29,30 +29,8 @@ def intake(tmp_path):
     ctl.stop()
 
 
-def entries(spool):
-    out = []
-    while (c := spool.claim()) is not None:
-        out.append(spool.read(c))
-        spool.done(c)
-    return out
-
-
 def client(intake) -> smtplib.SMTP:
     return smtplib.SMTP("127.0.0.1", intake.port, timeout=5)
-
-
-def _raw_session(port: int, payload: bytes) -> bytes:
-    """Every reply to `payload`, which ends with QUIT: the server closing the connection after
-    its 221 is the barrier (every command before it has been handled), not a sleep."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.recv(1024)
-    s.sendall(payload)
-    data = b""
-    while chunk := s.recv(65536):               # a server that never closes fails on the timeout
-        data += chunk
-    s.close()
-    assert b"\r\n221 " in data or data.startswith(b"221 "), data
-    return data
 
 
 def test_accepts_for_our_domain_and_stores_exact_bytes(intake):
@@ -101,7 +79,7 @@ def test_size_announced_and_enforced_at_mail(intake):
 
 def test_oversize_without_size_is_552_after_data(intake):
     big = MSG + (b"y" * 70 + b"\r\n") * 300
-    replies = _raw_session(intake.port, b"HELO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\n"
+    replies = raw_session(intake.port, b"HELO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\n"
                                         b"DATA\r\n" + big + b".\r\nQUIT\r\n")
     assert b"\r\n552 " in replies
     assert entries(intake.spool) == []
@@ -121,7 +99,7 @@ def test_spool_failure_is_451_without_internals(intake):
 def test_smtp_smuggling_yields_one_message(intake):
     body = (b"Subject: one\r\n\r\nhello\n.\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<support@example.com>\r\n"
             b"DATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n")
-    replies = _raw_session(intake.port, b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\n"
+    replies = raw_session(intake.port, b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\n"
                                         b"DATA\r\n" + body + b"QUIT\r\n")
     got = entries(intake.spool)
     assert len(got) == 1, replies
@@ -129,7 +107,7 @@ def test_smtp_smuggling_yields_one_message(intake):
 
 
 def test_line_too_long_is_rejected_and_nothing_stored(intake):
-    replies = _raw_session(intake.port, b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\n"
+    replies = raw_session(intake.port, b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<support@example.com>\r\n"
                                         b"DATA\r\nSubject: x\r\n\r\n" + b"a" * 2000 + b"\r\n.\r\nQUIT\r\n")
     assert b"500 Line too long" in replies or b"552" in replies
     assert entries(intake.spool) == []
