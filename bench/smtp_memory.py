@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import smtplib
 import subprocess
 import sys
 import tempfile
@@ -27,13 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import free_port  # noqa: E402
-
-
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+from tests.integration.intake_memory import send_at_once, start_intake, status_kb, stop_intake  # noqa: E402
 
 
 def big_mail(i: int, mb: int) -> bytes:
@@ -47,28 +40,9 @@ def big_mail(i: int, mb: int) -> bytes:
     return head + payload + b"--b--\r\n"
 
 
-INTAKE_ONLY = """
-import sys, threading
-from pathlib import Path
-from daemon.intake.smtp import IntakeController, IntakeHandler
-from daemon.spool import Spool
-spool = Spool(Path(sys.argv[1])).ensure()
-ctl = IntakeController(IntakeHandler(spool, ("example.com",)), "127.0.0.1", int(sys.argv[2]),
-                       max_message_bytes=30_000_000, timeout=300)
-ctl.start()
-print(" ready", flush=True)
-sys.stdin.read()
-ctl.stop()
-"""
-
-
-def start_intake(repo: Path, state: Path, port: int) -> subprocess.Popen:
+def start_intake_only(repo: Path, state: Path, port: int) -> subprocess.Popen:
     """Only the SMTP intake (no worker parsing what arrives): its own memory."""
-    env = dict(os.environ, PYTHONPATH=str(repo))
-    proc = subprocess.Popen([sys.executable, "-c", INTAKE_ONLY, str(state / "spool"), str(port)], cwd=str(repo),
-                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
-    assert b"ready" in proc.stdout.readline()
-    return proc
+    return start_intake(state / "spool", port, max_bytes=30_000_000, timeout=300, repo=repo)
 
 
 def start(repo: Path, state: Path, port: int) -> subprocess.Popen:
@@ -88,24 +62,6 @@ def start(repo: Path, state: Path, port: int) -> subprocess.Popen:
     return proc
 
 
-def attack(port: int, mails: list[bytes]) -> list[str]:
-    results: list[str] = []
-
-    def send(raw: bytes, i: int) -> None:
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=300) as c:
-                c.sendmail(f"user{i}@example.org", ["support@example.com"], raw)
-            results.append("250")
-        except (OSError, smtplib.SMTPException) as exc:
-            results.append(f"{exc.__class__.__name__}: {exc}")
-    threads = [threading.Thread(target=send, args=(raw, i)) for i, raw in enumerate(mails)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parallel", type=int, default=10)
@@ -117,7 +73,7 @@ def main() -> None:
     mails = [big_mail(i, args.mb) for i in range(args.parallel)]
     with tempfile.TemporaryDirectory(prefix="hd-bench-mem-") as tmp:
         state, port = Path(tmp), free_port()
-        proc = (start_intake if args.intake_only else start)(args.repo.resolve(), state, port)
+        proc = (start_intake_only if args.intake_only else start)(args.repo.resolve(), state, port)
         try:
             base = status_kb(proc.pid, "VmRSS")
             peak, done = [base], threading.Event()
@@ -128,7 +84,7 @@ def main() -> None:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             t0 = time.monotonic()
-            results = attack(port, mails)
+            results = send_at_once(port, mails, timeout=300)
             took = time.monotonic() - t0
             received_hwm = status_kb(proc.pid, "VmHWM")
             if args.drain:
@@ -139,10 +95,10 @@ def main() -> None:
             hwm = status_kb(proc.pid, "VmHWM")
         finally:
             if args.intake_only:
-                proc.stdin.close()
+                stop_intake(proc)
             else:
                 proc.terminate()
-            proc.wait(timeout=60)
+                proc.wait(timeout=60)
     ok = results.count("250")
     print(f"{args.parallel} x {args.mb} MB in parallel: {ok} answered 250 in {took:.1f} s "
           f"({args.parallel * args.mb / took:.0f} MB/s)")

@@ -9,36 +9,8 @@ would need ~4 x 80 = 320 MB, so the margin covers allocator noise either way.
 """
 from __future__ import annotations
 
-import os
-import smtplib
-import subprocess
-import sys
-import threading
-from pathlib import Path
-
 from tests.conftest import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-INTAKE = """
-import sys
-from pathlib import Path
-from daemon.intake.smtp import IntakeController, IntakeHandler
-from daemon.spool import Spool
-spool = Spool(Path(sys.argv[1])).ensure()
-ctl = IntakeController(IntakeHandler(spool, ("example.com",)), "127.0.0.1", int(sys.argv[2]),
-                       max_message_bytes=10_000_000, timeout=120)
-ctl.start()
-print("ready", flush=True)
-sys.stdin.read()
-ctl.stop()
-"""
-
-
-def kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} for {pid}")
+from tests.integration.intake_memory import send_at_once, start_intake, status_kb, stop_intake
 
 
 def mail(i: int, mb: int) -> bytes:
@@ -48,30 +20,15 @@ def mail(i: int, mb: int) -> bytes:
 
 def test_ten_parallel_large_transfers_keep_the_intake_small(tmp_path):
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", INTAKE, str(tmp_path / "spool"), str(port)], env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(REPO))
+    proc = start_intake(tmp_path / "spool", port, max_bytes=10_000_000, timeout=120)
     try:
-        assert proc.stdout.readline().strip() == b"ready"
-        start = kb(proc.pid, "VmRSS")
+        start = status_kb(proc.pid, "VmRSS")
         mails = [mail(i, 8) for i in range(10)]
-        codes: list[int] = []
-
-        def send(raw: bytes) -> None:
-            with smtplib.SMTP("127.0.0.1", port, timeout=120) as c:
-                c.sendmail("a@x.test", ["support@example.com"], raw)
-                codes.append(250)
-        threads = [threading.Thread(target=send, args=(m,)) for m in mails]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        growth_mb = (kb(proc.pid, "VmHWM") - start) / 1024
+        results = send_at_once(port, mails, timeout=120)
+        growth_mb = (status_kb(proc.pid, "VmHWM") - start) / 1024
     finally:
-        proc.stdin.close()
-        proc.wait(timeout=60)
-        proc.stdout.close()
-    assert codes == [250] * 10
+        stop_intake(proc)
+    assert results == ["250"] * 10
     stored = [p.read_bytes() for p in (tmp_path / "spool" / "new").iterdir()]
     assert sorted(s[s.index(b"Subject:"):] for s in stored) == sorted(mails)       # every byte kept
     assert growth_mb < 48, f"intake RSS grew by {growth_mb:.0f} MB receiving 80 MB"
