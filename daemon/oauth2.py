@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable, Mapping
 
 from daemon.backoff import EQUAL_JITTER, BackoffPolicy, backoff
@@ -62,19 +62,12 @@ class OAuth2Error(HelpdeskError):
         self.permanent, self.code, self.retry_at = permanent, code, retry_at
 
 
-@dataclass(frozen=True)
-class OAuth2Settings:
-    """One account's OAuth 2.0 keys; `key` names it in errors ("outbound", "imap[support]")."""
+@dataclass(frozen=True, kw_only=True)
+class OAuth2Settings(OAuth2Keys):
+    """One account's OAuth 2.0 keys (the config's OAuth2Keys, with `oauth2_device_url` filled
+    in); `key` names the account in errors ("outbound", "imap[support]")."""
 
     key: str
-    token_url: str
-    client_id: str
-    client_secret_env: str = ""
-    client_secret_credential: str = ""
-    scope: str = ""
-    refresh_token_env: str = ""
-    refresh_token_credential: str = ""
-    device_url: str = ""
     timeout: float = 30.0
 
 
@@ -100,10 +93,9 @@ class Grant:
 
 def oauth2_settings(key: str, keys: OAuth2Keys, timeout: float = 30.0) -> OAuth2Settings:
     """OAuth2Settings from an account's config keys (an ImapAccount or the OutboundSection)."""
-    return OAuth2Settings(key, keys.oauth2_token_url, keys.oauth2_client_id, keys.oauth2_client_secret_env,
-                          keys.oauth2_client_secret_credential, keys.oauth2_scope, keys.oauth2_refresh_token_env,
-                          keys.oauth2_refresh_token_credential,
-                          keys.oauth2_device_url or device_url(keys.oauth2_token_url), timeout)
+    values = {f.name: getattr(keys, f.name) for f in fields(OAuth2Keys)}
+    values["oauth2_device_url"] = keys.oauth2_device_url or device_url(keys.oauth2_token_url)
+    return OAuth2Settings(key=key, timeout=timeout, **values)
 
 
 def token_source(state_dir, key: str, keys: OAuth2Keys, **kw) -> "TokenSource | None":
@@ -196,13 +188,13 @@ Post = Callable[[str, Mapping[str, str], float], tuple[int, bytes]]
 def client_fields(settings: OAuth2Settings, environ: Mapping[str, str] | None,
                   credentials_dir: str | None = None) -> dict[str, str]:
     """client_id, the client secret when one is configured, and the scope."""
-    fields = {"client_id": settings.client_id}
-    if settings.client_secret_env or settings.client_secret_credential:
-        fields["client_secret"] = read_secret(f"{settings.key}.oauth2_client_secret", settings.client_secret_env,
-                                              settings.client_secret_credential, environ=environ,
+    fields = {"client_id": settings.oauth2_client_id}
+    if settings.oauth2_client_secret_env or settings.oauth2_client_secret_credential:
+        fields["client_secret"] = read_secret(f"{settings.key}.oauth2_client_secret", settings.oauth2_client_secret_env,
+                                              settings.oauth2_client_secret_credential, environ=environ,
                                               credentials_dir=credentials_dir).value
-    if settings.scope:
-        fields["scope"] = settings.scope
+    if settings.oauth2_scope:
+        fields["scope"] = settings.oauth2_scope
     return fields
 
 
@@ -210,9 +202,9 @@ def first_refresh_token(settings: OAuth2Settings, environ: Mapping[str, str] | N
                         credentials_dir: str | None = None) -> str:
     """The configured first refresh token (oauth2_refresh_token_env / _credential), "" if none."""
     s = settings
-    if not (s.refresh_token_env or s.refresh_token_credential):
+    if not (s.oauth2_refresh_token_env or s.oauth2_refresh_token_credential):
         return ""
-    return read_secret(f"{s.key}.oauth2_refresh_token", s.refresh_token_env, s.refresh_token_credential,
+    return read_secret(f"{s.key}.oauth2_refresh_token", s.oauth2_refresh_token_env, s.oauth2_refresh_token_credential,
                        environ=environ, credentials_dir=credentials_dir).value
 
 
@@ -305,7 +297,7 @@ class TokenSource:
                     f"{self.settings.key}: no refresh token: run 'helpdesk oauth2 login' for it or set "
                     f"{self.settings.key}.oauth2_refresh_token_env", permanent=True, code="no_refresh_token"))
             try:
-                grant = parse_token_answer(*self.post(self.settings.token_url, fields, self.settings.timeout))
+                grant = parse_token_answer(*self.post(self.settings.oauth2_token_url, fields, self.settings.timeout))
             except OAuth2Error as exc:
                 raise self._failed(now, exc) from None
             if grant.refresh_token and grant.refresh_token != refresh_token:

@@ -55,7 +55,7 @@ def device_login(settings: OAuth2Settings, store: TokenStore, *, out: Callable[[
             raise OAuth2Error(f"{settings.key}: the code expired before the sign-in; run the login again",
                               permanent=True, code="expired_token")
         try:
-            grant = parse_token_answer(*post(settings.token_url, poll, settings.timeout))
+            grant = parse_token_answer(*post(settings.oauth2_token_url, poll, settings.timeout))
             break
         except OAuth2Error as exc:
             if exc.code == "slow_down":
@@ -76,14 +76,14 @@ def device_login(settings: OAuth2Settings, store: TokenStore, *, out: Callable[[
 def _device_code(settings: OAuth2Settings, fields: dict, post: Post) -> dict:
     """The device-authorization answer, normalised (Google says verification_url)."""
     form = {k: v for k, v in fields.items() if k in ("client_id", "scope")}
-    status, body = post(settings.device_url, form, settings.timeout)
+    status, body = post(settings.oauth2_device_url, form, settings.timeout)
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         data = None
     if status != 200 or not isinstance(data, dict) or not data.get("device_code") or not data.get("user_code"):
         error = data.get("error") if isinstance(data, dict) else None
-        raise OAuth2Error(f"{settings.key}: device authorization at {settings.device_url} refused: "
+        raise OAuth2Error(f"{settings.key}: device authorization at {settings.oauth2_device_url} refused: "
                           f"{error or f'HTTP {status}'}", permanent=True, code=str(error or status))
     return {"device_code": str(data["device_code"]), "user_code": str(data["user_code"]),
             "uri": str(data.get("verification_uri_complete") or data.get("verification_uri")

@@ -79,8 +79,8 @@ def auth():
 
 
 def make_relay(port, auth, tmp_path, clock, env):
-    settings = OAuth2Settings("outbound", auth.token_url, "helpdesk", client_secret_env="HD_SECRET",
-                              refresh_token_env="HD_RT")
+    settings = OAuth2Settings(key="outbound", oauth2_token_url=auth.token_url, oauth2_client_id="helpdesk",
+                              oauth2_client_secret_env="HD_SECRET", oauth2_refresh_token_env="HD_RT")
     tokens = TokenSource(settings, TokenStore(tmp_path, "outbound"), environ=env, clock=clock, rand=lambda: 0.0)
     return Relay(RelaySettings(port=port, username=USER, timeout=5, auth="oauth2", oauth2=settings), tokens=tokens)
 
@@ -120,6 +120,6 @@ def test_relay_revoked_refresh_token_holds_mail_and_alerts(auth, tmp_path):
 
 
 def test_relay_settings_build_their_own_token_source(tmp_path):
-    settings = OAuth2Settings("outbound", "http://127.0.0.1:9/token", "helpdesk")
+    settings = OAuth2Settings(key="outbound", oauth2_token_url="http://127.0.0.1:9/token", oauth2_client_id="helpdesk")
     relay = Relay(RelaySettings(username=USER, auth="oauth2", oauth2=settings, state_dir=tmp_path))
     assert relay.tokens is not None and relay.tokens.store.path == tmp_path / "oauth2" / "outbound.json"

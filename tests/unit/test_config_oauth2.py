@@ -43,8 +43,8 @@ def test_imap_and_outbound_oauth2_keys(tmp_path):
     assert cfg.outbound.auth == "oauth2" and cfg.outbound.oauth2_client_secret_env == "HD_SECRET"
     accounts = oauth2_accounts(cfg)
     assert sorted(accounts) == ["outbound", "support"]
-    assert accounts["support"].device_url == "https://login.microsoftonline.com/t/oauth2/v2.0/devicecode"
-    assert accounts["outbound"].device_url == "https://oauth2.googleapis.com/device/code"
+    assert accounts["support"].oauth2_device_url == "https://login.microsoftonline.com/t/oauth2/v2.0/devicecode"
+    assert accounts["outbound"].oauth2_device_url == "https://oauth2.googleapis.com/device/code"
     relay = relay_settings(cfg, environ={})                  # no password read with oauth2
     assert relay.auth == "oauth2" and relay.password == "" and relay.oauth2.key == "outbound"
 

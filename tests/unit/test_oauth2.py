@@ -22,8 +22,9 @@ URL = "http://127.0.0.1:9/token"
 
 
 def settings(**kw) -> OAuth2Settings:
-    values = dict(key="imap[support]", token_url=URL, client_id="helpdesk", client_secret_env="HD_SECRET",
-                  refresh_token_env="HD_RT", device_url="http://127.0.0.1:9/devicecode")
+    values = dict(key="imap[support]", oauth2_token_url=URL, oauth2_client_id="helpdesk",
+                  oauth2_client_secret_env="HD_SECRET", oauth2_refresh_token_env="HD_RT",
+                  oauth2_device_url="http://127.0.0.1:9/devicecode")
     values.update(kw)
     return OAuth2Settings(**values)
 
@@ -207,17 +208,17 @@ def test_revoked_refresh_token_alerts_until_a_new_login(auth, clock, tmp_path):
 
 def test_client_credentials_when_there_is_no_refresh_token(auth, clock, tmp_path):
     auth.app_users["helpdesk"] = USER
-    src = source(auth, clock, tmp_path, refresh_token_env="")
+    src = source(auth, clock, tmp_path, oauth2_refresh_token_env="")
     assert src.access_token().fresh and auth.grants == ["client_credentials"]
     assert src.store.refresh_token() is None and src.store.load()["grant"] == "client_credentials"
 
 
 def test_no_refresh_token_and_no_secret_names_the_keys(auth, clock, tmp_path):
-    src = TokenSource(settings(client_secret_env=""), TokenStore(tmp_path, "imap[support]"), environ={},
+    src = TokenSource(settings(oauth2_client_secret_env=""), TokenStore(tmp_path, "imap[support]"), environ={},
                       post=direct_post(auth), clock=clock)
     with pytest.raises(ConfigError, match=r"imap\[support\]\.oauth2_refresh_token_env"):
         src.access_token()
-    src = TokenSource(settings(client_secret_env="", refresh_token_env=""), TokenStore(tmp_path, "x"),
+    src = TokenSource(settings(oauth2_client_secret_env="", oauth2_refresh_token_env=""), TokenStore(tmp_path, "x"),
                       environ={}, post=direct_post(auth), clock=clock)
     with pytest.raises(OAuth2Error, match="helpdesk oauth2 login"):
         src.access_token()
