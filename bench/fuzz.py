@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                                      exc.detail, datetime.now(timezone.utc))
                 reasons[exc.reason] += 1
             else:
-                outcomes[app.worker.process_parsed(msg, raw, env).outcome] += 1
+                outcomes[app.worker.process(raw, env, msg).outcome] += 1
         except Exception as exc:                    # noqa: BLE001 - what fuzzing is for
             crashes[type(exc).__name__] += 1
             _keep(out, n, args.seed, how, raw, traceback.format_exc())

@@ -89,10 +89,11 @@ class Worker:
             self.mail.after_commit(done.result.ticket_id, done.outbox_ids, done.alerts)
 
     # ------------------------------------------------------------------ one message, no spool
-    def process(self, raw: bytes, envelope: Envelope) -> SaveResult:
+    def process(self, raw: bytes, envelope: Envelope, parsed: ParsedMessage | None = None) -> SaveResult:
         """Run one message through the pipeline in a transaction of its own (commands,
-        tests, benchmarks). Raises on failure (the cause, not the stage wrapper)."""
-        e = self.path.prepare(Entry(None, raw, envelope))
+        tests, benchmarks; `parsed` when the caller parsed it already). Raises on failure
+        (the cause, not the stage wrapper)."""
+        e = self.path.prepare(Entry(None, raw, envelope), parsed)
         if e.error is not None:
             raise cause(e.error)
         try:
