@@ -32,7 +32,7 @@ from daemon.clock import stamp as _stamp
 from daemon.pipeline import tokens
 from daemon.model import Address, Agent, FuseAlert, MailHistory, OutgoingMail
 from daemon.pipeline.addresses import sanitize
-from daemon.pipeline.compose import Headers, compose, outbound_address
+from daemon.pipeline.compose import Headers, compose, mail_address
 from daemon.pipeline.thread import normalize_subject
 from daemon.pipeline.render import Templates, build_context, message_vars
 
@@ -142,7 +142,7 @@ def _requester(kind: str, ticket, history: MailHistory, desk: Desk, fuses: Fuses
                mails: list, held: list, alerts: list) -> None:
     email = (ticket.requester or "").lower()
     why = None
-    if not email or outbound_address(email) is None:
+    if not email or mail_address(email) is None:
         why = f"no usable requester address {email!r}"
     elif email in desk.own:
         why = f"{email} is one of our own addresses"
