@@ -106,6 +106,7 @@ class LoopsSection:
     max_per_recipient_day: int = 20
     max_new_tickets_per_sender_hour: int = 20
     max_agent_mails_per_hour: int = 200
+    same_notice_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,9 @@ def _validate_outbound(cfg: dict, where: Path) -> None:
         if queue[key] <= 0:
             raise ConfigError(f"{where}: queue.{key}: must be positive")
     for key, value in cfg["loops"].items():
-        if value <= 0:
+        if key == "same_notice_days" and value < 0:
+            raise ConfigError(f"{where}: loops.same_notice_days: must be 0 (off) or more")
+        if value <= 0 and key != "same_notice_days":
             raise ConfigError(f"{where}: loops.{key}: must be positive")
 
 
