@@ -126,6 +126,8 @@ class AgentsSection:
     requester_commands: tuple[str, ...] = ("resolve",)
     max_warnings_per_hour: int = 5
     max_bad_tokens_per_hour: int = 20
+    dkim_relaxed_domains: tuple[str, ...] = ()
+    arc_trusted_forwarders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -388,6 +390,8 @@ def _validate_agents(cfg: dict, where: Path) -> None:
     if bad:
         raise ConfigError(f"{where}: agents.requester_commands: {bad[0]!r}: use resolve and/or close")
     a["domains"] = {domain_keys([d], f"{where}: agents.domains")[0]: v for d, v in a["domains"].items()}
+    for key in ("dkim_relaxed_domains", "arc_trusted_forwarders"):
+        a[key] = domain_keys(a[key], f"{where}: agents.{key}")
     for key in ("authserv_ids", "requester_commands"):
         a[key] = tuple(a[key])
 
