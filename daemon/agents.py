@@ -293,7 +293,8 @@ def _sha(raw: bytes) -> str:
 def build_authenticator(cfg) -> Authenticator:
     a = cfg.agents
     policy = AuthPolicy(a.auth, dict(a.domains), frozenset(i.lower() for i in a.authserv_ids), a.authres_count,
-                        a.dkim_min_key_bits, a.dns_timeout_seconds)
+                        a.dkim_min_key_bits, a.dns_timeout_seconds, frozenset(a.dkim_relaxed_domains),
+                        frozenset(a.arc_trusted_forwarders))
     lookup = dns_lookup(a.dns_timeout_seconds)
     if a.dkim_keys_file:
         lookup = pinned_lookup(load_pinned(a.dkim_keys_file), lookup)

@@ -3,17 +3,20 @@
 Each problem is one line `file:line: reason`. The config was already loaded by the caller
 (a config error stops before this). Rule files must be valid YAML (safe loader, no
 duplicate keys) and templates valid Jinja2 syntax; the rule and template vocabularies
-add their own checks as they land.
+add their own checks as they land. OAuth 2.0 accounts are checked by daemon.oauth2_check
+(secrets readable, a refresh token or a client secret to get tokens with).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
 from daemon.config import Config, key_location
 from daemon.errors import RulesError
 from daemon.macros import MACROS_FILE, load_macros, vocabulary
+from daemon.oauth2_check import oauth2_problems
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
 from daemon.sla.loader import SLA_FILE, load_sla
 from daemon.templates import load_templates, template_names
@@ -54,9 +57,10 @@ def _check_yaml(path: Path) -> list[str]:
     return []
 
 
-def check(cfg: Config) -> tuple[list[str], str]:
-    """Every problem found, and a one-line summary for when there is none."""
-    problems: list[str] = []
+def check(cfg: Config, environ: Mapping[str, str] | None = None) -> tuple[list[str], str]:
+    """Every problem found, and a one-line summary for when there is none. `environ` is
+    where secrets are looked up (default: the process environment)."""
+    problems, oauth_notes = oauth2_problems(cfg, environ)
     rules_dir, tpl_dir = cfg.paths.rules, cfg.paths.templates
     rule_files: list[Path] = []
     rules_note = "not loaded"
@@ -94,7 +98,7 @@ def check(cfg: Config) -> tuple[list[str], str]:
         except RulesError as exc:
             problems += exc.problems
     summary = (f"ok: config {', '.join(str(s) for s in cfg.sources)}; rules in {rules_dir}: {rules_note}; "
-               f"templates in {tpl_dir}: {tpl_note}")
+               f"templates in {tpl_dir}: {tpl_note}" + "".join(f"; oauth2 {n}" for n in oauth_notes))
     return problems, summary
 
 

@@ -106,6 +106,7 @@ class LoopsSection:
     max_per_recipient_day: int = 20
     max_new_tickets_per_sender_hour: int = 20
     max_agent_mails_per_hour: int = 200
+    same_notice_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class AgentsSection:
     requester_commands: tuple[str, ...] = ("resolve",)
     max_warnings_per_hour: int = 5
     max_bad_tokens_per_hour: int = 20
+    dkim_relaxed_domains: tuple[str, ...] = ()
+    arc_trusted_forwarders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -387,6 +390,8 @@ def _validate_agents(cfg: dict, where: Path) -> None:
     if bad:
         raise ConfigError(f"{where}: agents.requester_commands: {bad[0]!r}: use resolve and/or close")
     a["domains"] = {domain_keys([d], f"{where}: agents.domains")[0]: v for d, v in a["domains"].items()}
+    for key in ("dkim_relaxed_domains", "arc_trusted_forwarders"):
+        a[key] = domain_keys(a[key], f"{where}: agents.{key}")
     for key in ("authserv_ids", "requester_commands"):
         a[key] = tuple(a[key])
 
@@ -409,7 +414,9 @@ def _validate_outbound(cfg: dict, where: Path) -> None:
         if queue[key] <= 0:
             raise ConfigError(f"{where}: queue.{key}: must be positive")
     for key, value in cfg["loops"].items():
-        if value <= 0:
+        if key == "same_notice_days" and value < 0:
+            raise ConfigError(f"{where}: loops.same_notice_days: must be 0 (off) or more")
+        if value <= 0 and key != "same_notice_days":
             raise ConfigError(f"{where}: loops.{key}: must be positive")
 
 

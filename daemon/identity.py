@@ -6,8 +6,12 @@ is authenticated as the From address, by one of two signals, chosen per From dom
 (`[agents] auth`, `[agents] domains`):
 
   dkim     the daemon verifies the DKIM signatures itself (dkimpy): a signature passes only
-           if it verifies, its `d=` equals the From domain (strict alignment) and it has no
-           `l=` tag (a body length limit lets anyone append text). Every signature is tried.
+           if it verifies, its `d=` equals the From domain (strict alignment; relaxed - the
+           same organisational domain by the Public Suffix List, daemon.alignment - for the
+           From domains in `dkim_relaxed_domains`) and it has no `l=` tag (a body length
+           limit lets anyone append text). Every signature is tried. When none passes and
+           `arc_trusted_forwarders` is set, an ARC chain sealed last by a trusted forwarder
+           may vouch for the From instead (daemon.arc, RFC 8617).
   authres  a DMARC or DKIM pass in an Authentication-Results header added by our own MTA:
            only the topmost `authres_count` A-R fields whose authserv-id is configured count
            (our MTA prepends them); copies a sender placed below them are ignored.
@@ -17,7 +21,8 @@ Before either: exactly one From field with exactly one address, else `fail`. A D
 (timeout, SERVFAIL) is `temperror`: the caller keeps the mail and tries again later; it is
 never a pass. DNS goes through a lookup function (name -> TXT bytes or None; raises
 DnsTemporary): `dns_lookup` uses dnspython, `pinned_lookup` serves keys from a file first
-(internal domains without public DNS; tests). This is the only importer of dkim and authres.
+(internal domains without public DNS; tests). This module and daemon.arc are the only
+importers of dkim and authres.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ import dns.exception
 import dns.resolver
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from daemon.alignment import aligned
+from daemon.arc import arc_auth
 from daemon.errors import ConfigError, DnsTemporary
 from daemon.model import Auth
 from daemon.pipeline import addresses as hdr
@@ -56,6 +63,8 @@ class AuthPolicy:
     authres_count: int = 1
     min_key_bits: int = 1024
     dns_timeout: float = 5.0
+    relaxed: frozenset[str] = frozenset()           # From domains with relaxed DKIM alignment
+    arc_trusted: frozenset[str] = frozenset()       # ARC sealers trusted to vouch for a From
 
     def mode_for(self, domain: str) -> str:
         return self.domains.get(domain.lower(), self.mode)
@@ -115,7 +124,9 @@ class Authenticator:
         tried: list[Auth] = []
         if mode in ("dkim", "either"):
             tried.append(self._dkim(raw, fields, sender.address, domain))
-        if mode in ("authres", "either") and not (tried and tried[0].passed):
+            if not tried[0].passed and self.policy.arc_trusted:
+                tried.append(self._arc(raw, fields, sender.address, domain))
+        if mode in ("authres", "either") and not any(a.passed for a in tried):
             tried.append(self._authres(fields, sender.address, domain))
         evidence = tuple(e for a in tried for e in a.evidence)
         for a in tried:
@@ -141,12 +152,15 @@ class Authenticator:
             if b"l" in tags:
                 evidence.append(f"dkim #{idx + 1} d={d}: has an l= body length limit: not accepted")
                 continue
-            if d != domain:
-                evidence.append(f"dkim #{idx + 1} d={d}: not aligned with the From domain {domain}")
+            relaxed = domain in self.policy.relaxed
+            if not aligned(d, domain, relaxed):
+                evidence.append(f"dkim #{idx + 1} d={d}: not aligned with the From domain {domain}"
+                                + (" (relaxed: another organisational domain)" if relaxed else ""))
                 continue
             ok, why, temp = self._verify(raw, idx)
             if ok:
-                evidence.append(f"dkim #{idx + 1} d={d} s={tags.get(b's', b'').decode('ascii', 'replace')}: pass")
+                how = "" if d == domain else f" (relaxed alignment with {domain})"
+                evidence.append(f"dkim #{idx + 1} d={d} s={tags.get(b's', b'').decode('ascii', 'replace')}: pass{how}")
                 return Auth("pass", address, "dkim", tuple(evidence))
             temporary |= temp
             evidence.append(f"dkim #{idx + 1} d={d}: {why}")
@@ -173,6 +187,11 @@ class Authenticator:
         if failures:
             return False, f"temperror: DNS lookup failed: {failures[0]}", True
         return ok, "" if ok else "signature does not verify (or no usable key)", False
+
+    def _arc(self, raw: bytes, fields, address: str, domain: str) -> Auth:
+        p = self.policy
+        return arc_auth(raw, fields, address, domain, trusted=p.arc_trusted, relaxed=domain in p.relaxed,
+                        lookup=self.lookup, min_key_bits=p.min_key_bits, timeout=p.dns_timeout)
 
     # ------------------------------------------------------------------ Authentication-Results
     def _authres(self, fields, address: str, domain: str) -> Auth:
@@ -201,10 +220,11 @@ class Authenticator:
             for r in h.results:
                 method, result = str(r.method).lower(), str(r.result).lower()
                 props = {f"{p.type}.{p.name}".lower(): str(p.value).lower() for p in r.properties}
+                d = props.get("header.d", "")
                 if result == "pass" and ((method == "dmarc" and props.get("header.from") == domain)
-                                         or (method == "dkim" and props.get("header.d") == domain)):
-                    key = "header.from" if method == "dmarc" else "header.d"
-                    evidence.append(f"authres {h.authserv_id}: {method}=pass {key}={domain}")
+                                         or (method == "dkim" and d and aligned(d, domain, domain in self.policy.relaxed))):
+                    key = f"header.from={domain}" if method == "dmarc" else f"header.d={d}"
+                    evidence.append(f"authres {h.authserv_id}: {method}=pass {key}")
                     return Auth("pass", address, "authres", tuple(evidence))
                 if method in ("dmarc", "dkim") and result == "temperror":
                     temporary = True

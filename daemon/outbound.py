@@ -35,7 +35,7 @@ def desk_of(cfg) -> Desk:
 def fuses_of(cfg) -> Fuses:
     loops = cfg.loops
     return Fuses(loops.max_per_recipient_hour, loops.max_per_recipient_day, loops.max_new_tickets_per_sender_hour,
-                 loops.max_agent_mails_per_hour)
+                 loops.max_agent_mails_per_hour, loops.same_notice_days)
 
 
 def language_of(msg: ParsedMessage) -> str | None:
@@ -131,7 +131,9 @@ class Outbound:
         queue = rules.queues.get(ticket.queue) if rules is not None else None
         agents = queue.agents if queue is not None else ()
         recipients = [ticket.requester, *(a.email for a in agents), *([ticket.assignee] if ticket.assignee else [])]
-        history = tx.mail_history(ticket.id, recipients, ticket.requester if trigger.event in NEW_EVENTS else "", now)
+        days = self.fuses.same_notice_days
+        history = tx.mail_history(ticket.id, recipients, ticket.requester if trigger.event in NEW_EVENTS else "", now,
+                                  notices_since=now - timedelta(days=days) if days else None)
         plan = plan_notifications(ticket, trigger, agents, history, self.desk, self.fuses, now)
         built = build_mails(plan, ticket, trigger, history, self.desk, templates, self.ring,
                             QueueInfo(ticket.queue, queue.description if queue else ""), now, self.random,

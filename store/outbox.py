@@ -76,8 +76,12 @@ class _Sql:
                                 func.count(case((rc.c.planned_at >= bindparam("b_hour"), 1))))
             .where(rc.c.email.in_(emails), rc.c.planned_at >= bindparam("b_day")).group_by(rc.c.email),
             "bouncing": sa_select(_n(_BOUNCING), sup.c.email, _NULL_INT, _NULL_INT)
-            .where(sup.c.email.in_(emails), sup.c.until > bindparam("b_now"))}
-        self.history: dict[tuple[bool, bool, bool], object] = {}
+            .where(sup.c.email.in_(emails), sup.c.until > bindparam("b_now")),
+            "notices": sa_select(_n(_NOTICES), ob.c.kind + " " + rc.c.email, _NULL_INT, _NULL_INT).distinct()
+            .select_from(ob.join(rc, rc.c.outbox_id == ob.c.id))
+            .where(ob.c.ticket_id == tid, ob.c.audience == "requester", ob.c.auto != "no",
+                   rc.c.email.in_(emails), ob.c.created_at >= bindparam("b_notices"))}
+        self.history: dict[tuple[bool, bool, bool, bool], object] = {}
         self.outbox = insert(ob).returning(ob.c.id, sort_by_parameter_order=True)
         self.recipients, self.keys = insert(rc), insert(m.ThreadKey.__table__)
         self.events, self.ticketmail = insert(m.Event.__table__), insert(tm)
@@ -86,19 +90,20 @@ class _Sql:
         self.fuse_count = update(fuse).where(fuse.c.key == key).values(count=fuse.c.count + 1)
         self.fuse_insert, self.fuse_reset = insert(fuse), update(fuse).where(fuse.c.key == key)
 
-    def history_for(self, ticket: bool, sender: bool, emails: bool):
+    def history_for(self, ticket: bool, sender: bool, emails: bool, notices: bool = False):
         """The history statement for what is asked: a UNION ALL of the parts that apply."""
-        key = (ticket, sender, emails)
+        key = (ticket, sender, emails, notices)
         if key not in self.history:
             p = self.parts
             state = sa_select(_n(_STATE), p["language"] if ticket else sa_cast(null(), Text),
                               p["acks"] if ticket else _n(0), p["flood"] if sender else _n(0))
             parts = [state] + ([p["conversation"]] if ticket else []) + ([p["counts"], p["bouncing"]] if emails else [])
+            parts += [p["notices"]] if ticket and emails and notices else []
             self.history[key] = union_all(*parts) if len(parts) > 1 else state
         return self.history[key]
 
 
-_STATE, _CONVERSATION, _COUNTS, _BOUNCING = range(4)
+_STATE, _CONVERSATION, _COUNTS, _BOUNCING, _NOTICES = range(5)
 _NULL_INT = sa_cast(null(), Integer)
 
 
@@ -117,19 +122,22 @@ class Ledger:
     def __init__(self, s: Session):
         self.s = s
 
-    def history(self, ticket_id: int | None, recipients: Iterable[str], sender: str, now: datetime) -> MailHistory:
+    def history(self, ticket_id: int | None, recipients: Iterable[str], sender: str, now: datetime,
+                notices_since: datetime | None = None) -> MailHistory:
         """One statement: (part, text, number, number) rows - the state row (language,
         acks, tickets the sender opened in the last hour), the ticket's real message ids
-        (with their row id), per recipient its mails in the last day and hour, and the
-        recipients whose mail is suppressed."""
+        (with their row id), per recipient its mails in the last day and hour, the
+        recipients whose mail is suppressed, and (with `notices_since`) which automatic
+        requester mail of the ticket went to which recipient since then (RFC 3834)."""
         now, emails = _utc(now), sorted({e.lower() for e in recipients if e})
         if ticket_id is None and not sender and not emails:
             return MailHistory()
         self.s.flush()                          # what the session holds counts too (as autoflush did)
         rows = self.s.connection().execute(
-            _sql().history_for(ticket_id is not None, bool(sender), bool(emails)),
+            _sql().history_for(ticket_id is not None, bool(sender), bool(emails), notices_since is not None),
             {"b_tid": ticket_id, "b_sender": sender, "b_since": now - timedelta(hours=1), "b_emails": emails,
-             "b_hour": now - timedelta(hours=1), "b_day": now - timedelta(days=1), "b_now": now}).all()
+             "b_hour": now - timedelta(hours=1), "b_day": now - timedelta(days=1), "b_now": now,
+             "b_notices": _utc(notices_since) if notices_since is not None else now}).all()
         language, acks, flood = next((s, a, b) for part, s, a, b in rows if part == _STATE)
         ids = [s for _, s in sorted((a, s) for part, s, a, _ in rows if part == _CONVERSATION)]
         counts = sorted((s, a, b) for part, s, a, b in rows if part == _COUNTS)
@@ -137,7 +145,8 @@ class Ledger:
                            last_day=tuple((e, d) for e, d, _ in counts),
                            bouncing=frozenset(s for part, s, _, _ in rows if part == _BOUNCING),
                            sender_new_tickets=flood if sender else 0,
-                           conversation=tuple(ids[:1] + ids[1:][-(CONVERSATION - 1):]), language=language)
+                           conversation=tuple(ids[:1] + ids[1:][-(CONVERSATION - 1):]), language=language,
+                           notices=frozenset(tuple(s.split(" ", 1)) for part, s, _, _ in rows if part == _NOTICES))
 
 
 @dataclass(frozen=True)

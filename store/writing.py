@@ -114,8 +114,9 @@ class WriteTx:
         row = self._guard(lambda: saving.ticket_row(self._c(), ticket_id))
         return ticket_row(row) if row is not None else None
 
-    def mail_history(self, ticket_id: int | None, recipients, sender: str, now: datetime) -> MailHistory:
-        return self._guard(lambda: outbox.Ledger(self.s).history(ticket_id, recipients, sender, now))
+    def mail_history(self, ticket_id: int | None, recipients, sender: str, now: datetime,
+                     notices_since: datetime | None = None) -> MailHistory:
+        return self._guard(lambda: outbox.Ledger(self.s).history(ticket_id, recipients, sender, now, notices_since))
 
     def alerts_since(self, email: str, since: datetime) -> int:
         return self._guard(lambda: tickets.alerts_since(self.s, email, since))

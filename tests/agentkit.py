@@ -79,3 +79,19 @@ def agent_reply(notice: bytes, body: str, *, frm: str = "Ana Lima <ana@example.c
             f"Date: Mon, 02 Mar 2026 09:40:00 +0000\r\nMessage-ID: <agent-{n}@example.com>\r\n"
             f"In-Reply-To: {parent['Message-ID']}\r\nReferences: {refs}\r\n{extra}"
             f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}").encode()
+
+
+def arc_seal(raw: bytes, sealer: str, pem: bytes, results: str, selector: str = "arc",
+             headers: tuple[bytes, ...] = (b"from", b"to", b"subject", b"date", b"message-id")) -> bytes:
+    """`raw` as an ARC sealer (a list or forwarder, RFC 8617) hands it on: its own
+    Authentication-Results (`results`, what it saw on arrival, e.g. "dkim=pass
+    header.d=example.com") and a real ARC set (dkimpy) prepended, for the next instance."""
+    marked = f"Authentication-Results: {sealer}; {results}\r\n".encode() + raw
+    arc = dkim.arc_sign(marked, selector.encode(), sealer.encode(), pem, sealer.encode(),
+                        include_headers=list(headers), timestamp=1772443200)
+    return b"".join(arc) + marked
+
+
+def as_list_delivers(raw: bytes, tag: bytes = b"[it-team] ", footer: bytes = b"-- \r\nthe it-team list\r\n") -> bytes:
+    """What a mailing list does to a mail: a subject tag and a footer (which break DKIM)."""
+    return raw.replace(b"Subject: ", b"Subject: " + tag, 1) + footer

@@ -6,7 +6,9 @@ or a loopback TCP port. The policy and the durable commit are the SMTP intake's
 after the raw bytes and the envelope are fsynced into the spool; any internal failure a
 451 4.3.0). What LMTP adds is the reply after DATA: one line per accepted recipient, in
 RCPT order. The message is spooled once for all of them, so every line carries the
-same outcome. `LmtpController` is the start/stop object the composition root runs.
+same outcome. SMTPUTF8 (RFC 6531) is offered in the LHLO reply, as on SMTP: UTF-8 senders,
+recipients and headers (RFC 6532) are accepted and spooled byte for byte. `LmtpController`
+is the start/stop object the composition root runs.
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Policy lives in `IntakeHandler`: RCPT outside the configured domains gets 550 (never an
 open relay), and with a recipient list only listed addresses are accepted (550 5.1.1 for
 the rest); a client IP starting more transactions a minute than allowed gets 451 4.7.0.
+SMTPUTF8 (RFC 6531) is offered; an envelope address with controls or bytes that are not
+UTF-8 is refused (501 5.1.7 / 553 5.1.3), never spooled.
 DATA is streamed into a spool entry as it arrives (daemon.intake.smtp_session) and
 answered 250 only after the entry is fsynced and renamed into the spool; any internal
 failure answers 451 4.3.0 with a correlation id (never 5xx, never a traceback), a full
@@ -40,6 +42,13 @@ __all__ = ["Gate", "IntakeController", "IntakeHandler", "IntakeSMTP", "Throttle"
 
 def _domain(address: str) -> str:
     return address_domain(address)          # IDN: A-labels, "" when not a domain
+
+
+def _malformed(address: str) -> bool:
+    """Controls, or bytes that were not UTF-8 (aiosmtpd decodes envelope arguments with
+    surrogateescape): such an address is refused rather than spooled (RFC 6531 allows
+    UTF-8 only)."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in address)
 
 
 class Throttle:
@@ -87,12 +96,14 @@ class IntakeHandler:
             self.stats["throttled"] += 1
             log.warning("throttled peer=%s: more than %d transactions a minute", ip, self.throttle.per_minute)
             return "451 4.7.0 Too many messages from your address, please slow down"
+        if _malformed(address or ""):
+            return "501 5.1.7 Bad sender address syntax (not UTF-8)"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if any(c in address for c in "\r\n\0") or "@" not in address:
+        if _malformed(address) or "@" not in address:
             return "553 5.1.3 Bad recipient address syntax"
         if _domain(address) not in self.domains:
             self.stats["relay_denied"] += 1

@@ -245,6 +245,8 @@ class MailHistory:
     sender_new_tickets: int = 0                       # tickets the sender opened in the last hour
     conversation: tuple[str, ...] = ()                # message ids of the ticket, oldest first
     language: str | None = None                       # the requester's language, when known
+    notices: frozenset[tuple[str, str]] = frozenset()  # (kind, recipient) of this ticket's automatic
+                                                      # requester mail planned within the RFC 3834 window
 
     def sent_hour(self, email: str) -> int:
         return dict(self.last_hour).get(email.lower(), 0)

@@ -23,7 +23,7 @@ from daemon.clock import stamp as _stamp
 from daemon.pipeline import tokens
 from daemon.model import Address, Agent, OutgoingMail
 from daemon.pipeline.addresses import sanitize
-from daemon.pipeline.compose import Headers, compose, outbound_address
+from daemon.pipeline.compose import Headers, compose, mail_address
 from daemon.pipeline.notify import Desk
 from daemon.pipeline.thread import normalize_subject
 from daemon.pipeline.render import Rendered, Templates, build_context, message_vars
@@ -94,7 +94,7 @@ def _tagged(subject: str, tag: str) -> str:
 def customer_reply(kit: MailKit, ticket, agent: Agent, said: Said, recipients: tuple[str, ...],
                    thread: tuple[str, ...], queue: Mapping[str, str]) -> OutgoingMail:
     """The agent's answer to the customer (and the public participants)."""
-    rcpts = tuple(dict.fromkeys(r.lower() for r in recipients if outbound_address(r)))
+    rcpts = tuple(dict.fromkeys(r.lower() for r in recipients if mail_address(r)))
     if not rcpts:
         raise ValueError("no usable customer address")
     ctx = _context(kit, ticket, said, agent, queue, {})
@@ -114,7 +114,7 @@ def customer_reply(kit: MailKit, ticket, agent: Agent, said: Said, recipients: t
 def agent_mail(kit: MailKit, kind: str, event: str, to: Agent, ticket, said: Said | None,
                queue: Mapping[str, str], extra: Mapping[str, Any], subject: str) -> OutgoingMail:
     """One mail to an agent's registered address, with their reply token in Reply-To."""
-    if outbound_address(to.email) is None:
+    if mail_address(to.email) is None:
         raise ValueError(f"unusable agent address {to.email!r}")
     ctx = _context(kit, ticket, said, to, queue, extra)
     tid = ticket.id if ticket is not None else 0

@@ -1,11 +1,16 @@
 """Composing one outgoing mail: sanitised header values and rendered bodies into the
-complete message as CRLF bytes - exactly the bytes `EmailMessage(policy=SMTP)` gives.
+complete message as CRLF bytes - exactly the bytes `EmailMessage(policy=SMTP)` gives, or
+`policy=SMTPUTF8` when an address has a UTF-8 local part.
 
 Headers the policy would write unchanged (printable ASCII, single spaces, no encoded-word
 look-alikes, folding at spaces) are written directly; everything else (non-ASCII, quoting
 edge cases, overlong words, odd dates) is folded by the policy itself, cached per value.
-No CR/LF reaches a header: every value is sanitised, and addresses that are not plain ASCII
-dot-atoms (IDN domains in punycode) are refused by `outbound_address`. Nothing here does I/O.
+No CR/LF reaches a header: every value is sanitised, and addresses are checked by
+`mail_address` (daemon.model.idn): ASCII dot-atoms with IDN domains in A-labels, or a UTF-8
+local part (RFC 6531). A mail to or from a UTF-8 local part is written with UTF-8 headers
+(RFC 6532: the address and any other non-ASCII value raw, no encoded words); it can only go
+out through a relay that offers SMTPUTF8, which the relay client checks (daemon.mailer
+holds it otherwise). `outbound_address` is the strict ASCII form. Nothing here does I/O.
 """
 from __future__ import annotations
 
@@ -21,10 +26,12 @@ from email.utils import format_datetime
 from functools import lru_cache
 
 from daemon.model import Address
+from daemon.model.idn import smtp_address
 from daemon.pipeline.addresses import sanitize
 from daemon.pipeline.render import Rendered
 
 POLICY = email_policy.SMTP
+UTF8_POLICY = email_policy.SMTPUTF8
 _ATOM_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _MSGID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}$")
@@ -67,6 +74,23 @@ def outbound_address(email: str) -> str | None:
     return f"{local}@{domain}"
 
 
+def mail_address(email: str) -> str | None:
+    """`email` as it goes into a header and an SMTP command, or None when unusable: the
+    ASCII form of `outbound_address`, or a UTF-8 local part (NFC) with its domain, which
+    needs UTF-8 headers and a relay offering SMTPUTF8."""
+    ascii_form = outbound_address(email)
+    if ascii_form is not None:
+        return ascii_form
+    addr = smtp_address(email)
+    return addr.text if addr is not None and addr.utf8 else None
+
+
+def needs_utf8(h: "Headers") -> bool:
+    """Whether an address of the mail has a UTF-8 local part (UTF-8 headers, SMTPUTF8)."""
+    emails = [h.from_email, *(a.email for a in h.to)] + ([h.reply_to] if h.reply_to else [])
+    return any(outbound_address(e) is None and mail_address(e) is not None for e in emails)
+
+
 def _ids(values: tuple[str, ...]) -> list[str]:
     """Well-formed message ids, deduplicated, first + last of a long chain."""
     ids = list(dict.fromkeys(v.strip().strip("<>") for v in values if v and _MSGID.match(v.strip().strip("<>"))))
@@ -80,27 +104,29 @@ def compose(h: Headers, body: Rendered) -> bytes:
     exactly as `EmailMessage(policy=SMTP)` with these headers and `set_content` /
     `add_alternative` (quoted-printable UTF-8) writes it. Headers the policy would write
     unchanged are written directly; anything else (non-ASCII, encoded-word look-alikes,
-    quoting edge cases, overlong words) is folded by the policy itself."""
-    head = [_addresses("From", ((h.from_name, h.from_email),)),
-            _addresses("To", tuple((a.name, a.email) for a in h.to))]
+    quoting edge cases, overlong words) is folded by the policy itself. With a UTF-8 local
+    part (`needs_utf8`) the policy is SMTPUTF8 and the header section is UTF-8 (RFC 6532)."""
+    utf8 = needs_utf8(h)
+    head = [_addresses("From", ((h.from_name, h.from_email),), utf8),
+            _addresses("To", tuple((a.name, a.email) for a in h.to), utf8)]
     subject = sanitize(h.subject)
-    head.append(_header("Subject", subject if len(subject) <= MAX_SUBJECT else subject[:MAX_SUBJECT - 1] + "…"))
+    head.append(_header("Subject", subject if len(subject) <= MAX_SUBJECT else subject[:MAX_SUBJECT - 1] + "…", utf8))
     date = format_datetime(h.date)
-    head.append(f"Date: {date}{_NL}" if _DATE.match(date) else _policy_fold("Date", date))
-    head.append(_header("Message-ID", f"<{h.message_id}>"))
+    head.append(f"Date: {date}{_NL}" if _DATE.match(date) else _policy_fold("Date", date, utf8))
+    head.append(_header("Message-ID", f"<{h.message_id}>", utf8))
     parent = _ids((h.in_reply_to,) if h.in_reply_to else ())
     refs = _ids(h.references)
     if parent:
-        head.append(_header("In-Reply-To", f"<{parent[0]}>"))
+        head.append(_header("In-Reply-To", f"<{parent[0]}>", utf8))
     if refs:
-        head.append(_header("References", " ".join(f"<{r}>" for r in refs)))
+        head.append(_header("References", " ".join(f"<{r}>" for r in refs), utf8))
     if h.reply_to:
-        head.append(_addresses("Reply-To", (("", h.reply_to),)))
-    head.append(_header("Auto-Submitted", h.auto))
+        head.append(_addresses("Reply-To", (("", h.reply_to),), utf8))
+    head.append(_header("Auto-Submitted", h.auto, utf8))
     head.append(f"X-Auto-Response-Suppress: All{_NL}")
-    head.append(_header("X-Loop", sanitize(h.loop)))
+    head.append(_header("X-Loop", sanitize(h.loop), utf8))
     if h.ticket_ref:
-        head.append(_header("X-Helpdesk-Ticket", sanitize(h.ticket_ref)))
+        head.append(_header("X-Helpdesk-Ticket", sanitize(h.ticket_ref), utf8))
     text = _qp(body.text)
     if body.html is None:
         head.append(_TEXT_HEAD.format("plain") + "MIME-Version: 1.0" + _NL)
@@ -111,8 +137,8 @@ def compose(h: Headers, body: Rendered) -> bytes:
         parts = (f"--{boundary}{_NL}{_TEXT_HEAD.format('plain')}{_NL}{text}{_NL}--{boundary}{_NL}"
                  f"{_TEXT_HEAD.format('html')}MIME-Version: 1.0{_NL}{_NL}{html}{_NL}--{boundary}--{_NL}")
     if h.lang:                                  # after the content headers, as set_content leaves them
-        head.append(_header("Content-Language", sanitize(h.lang)))
-    return ("".join(head) + _NL + parts).encode("ascii")
+        head.append(_header("Content-Language", sanitize(h.lang), utf8))
+    return ("".join(head) + _NL + parts).encode("utf-8" if utf8 else "ascii")
 
 
 _NL = "\r\n"
@@ -130,17 +156,18 @@ def _plain(value: str) -> bool:
     return "=?" not in value and _PLAIN.match(value) is not None
 
 
-def _header(name: str, value: str) -> str:
-    """One header field, folded as email.policy.SMTP folds an unstructured value."""
+def _header(name: str, value: str, utf8: bool = False) -> str:
+    """One header field, folded as email.policy.SMTP (SMTPUTF8 when `utf8`) folds an
+    unstructured value."""
     if not _plain(value):
-        return _policy_fold(name, value)
+        return _policy_fold(name, value, utf8)
     if len(name) + 2 + len(value) <= _MAXLEN:
         return f"{name}: {value}{_NL}"
     if len(value) < _MAXLEN:                    # the policy moves the whole value to the next line
         return f"{name}:{_NL} {value}{_NL}"
     words = value.split(" ")
     if any(len(w) >= _MAXLEN for w in words):   # too long for any line: the policy encodes it
-        return _policy_fold(name, value)
+        return _policy_fold(name, value, utf8)
     lines, line = [], name + ":"
     for w in words:
         if len(line) + 1 + len(w) <= _MAXLEN:
@@ -153,16 +180,18 @@ def _header(name: str, value: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _policy_fold(name: str, value: str) -> str:
-    return POLICY.header_store_parse(name, value)[1].fold(policy=POLICY)
+def _policy_fold(name: str, value: str, utf8: bool = False) -> str:
+    policy = UTF8_POLICY if utf8 else POLICY
+    return policy.header_store_parse(name, value)[1].fold(policy=policy)
 
 
 @lru_cache(maxsize=1024)
-def _addresses(name: str, boxes: tuple[tuple[str, str], ...]) -> str:
-    """An address header of (display name, address) pairs; refuses unusable addresses."""
+def _addresses(name: str, boxes: tuple[tuple[str, str], ...], utf8: bool = False) -> str:
+    """An address header of (display name, address) pairs; refuses unusable addresses (and
+    UTF-8 local parts unless `utf8`: the header section is then UTF-8)."""
     checked, plain = [], []
     for display, email in boxes:
-        addr = outbound_address(email)
+        addr = mail_address(email) if utf8 else outbound_address(email)
         if addr is None:
             raise ValueError(f"refusing unusable address {sanitize(email)[:80]!r}")
         display = sanitize(display)[:100]
@@ -176,11 +205,12 @@ def _addresses(name: str, boxes: tuple[tuple[str, str], ...]) -> str:
         else:
             plain.append("")
     line = f"{name}: {', '.join(plain)}"
-    if plain and all(plain) and len(line) <= _MAXLEN:
+    if plain and all(plain) and line.isascii() and len(line) <= _MAXLEN:
         return line + _NL
     value = [HeaderAddress(display_name=d, username=a.rpartition("@")[0], domain=a.rpartition("@")[2])
              for d, a in checked]
-    return POLICY.header_store_parse(name, value)[1].fold(policy=POLICY)
+    policy = UTF8_POLICY if utf8 else POLICY
+    return policy.header_store_parse(name, value)[1].fold(policy=policy)
 
 
 def _qp(text: str) -> str:

@@ -11,7 +11,9 @@ inside the ticket transaction, who gets which mail:
              once there is one); never the agent who wrote it.
 
 Fuses: per-recipient caps per hour and per day, a per-sender cap on new tickets per hour,
-an hourly cap per agent. A mail over a fuse is held back (the ticket is still stored) and
+an hourly cap per agent, and RFC 3834's rule for notices that are not about a new ticket:
+the same notice (reopen, resolve) about one ticket to one address at most once in
+`same_notice_days` (7) days (the store reads which were planned since: `MailHistory.notices`). A mail over a fuse is held back (the ticket is still stored) and
 the fuse raises one alert per window (`FuseAlert`), not one per mail.
 
 `build_mails` renders each planned mail from the templates and composes it
@@ -32,7 +34,7 @@ from daemon.clock import stamp as _stamp
 from daemon.pipeline import tokens
 from daemon.model import Address, Agent, FuseAlert, MailHistory, OutgoingMail
 from daemon.pipeline.addresses import sanitize
-from daemon.pipeline.compose import Headers, compose, outbound_address
+from daemon.pipeline.compose import Headers, compose, mail_address
 from daemon.pipeline.thread import normalize_subject
 from daemon.pipeline.render import Templates, build_context, message_vars
 
@@ -49,6 +51,7 @@ class Fuses:
     recipient_day: int = 20
     sender_tickets_hour: int = 20
     agent_hour: int = 200
+    same_notice_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -142,12 +145,15 @@ def _requester(kind: str, ticket, history: MailHistory, desk: Desk, fuses: Fuses
                mails: list, held: list, alerts: list) -> None:
     email = (ticket.requester or "").lower()
     why = None
-    if not email or outbound_address(email) is None:
+    if not email or mail_address(email) is None:
         why = f"no usable requester address {email!r}"
     elif email in desk.own:
         why = f"{email} is one of our own addresses"
     elif kind == "ack" and history.acks:
         why = "ticket already acknowledged"
+    elif kind != "ack" and fuses.same_notice_days and (kind, email) in history.notices:
+        why = (f"RFC 3834: the same {kind} notice about this ticket went to {email} within the last "
+               f"{fuses.same_notice_days} days")
     elif email in history.bouncing:
         why = f"mail to {email} bounced recently"
     elif history.sent_hour(email) >= fuses.recipient_hour or history.sent_day(email) >= fuses.recipient_day:

@@ -152,3 +152,52 @@ def test_busy_port_names_the_key(lmtp):
     other = LmtpController(LmtpHandler(lmtp.spool, ("example.com",)), host="127.0.0.1", port=lmtp.bound_port)
     with pytest.raises(HelpdeskError, match=r"lmtp.port: cannot listen on 127.0.0.1:\d+: .*another daemon"):
         other.start()
+
+
+UTF8_MSG = ("From: José Núñez <josé@example.org>\r\nTo: équipe@bücher.example\r\nSubject: café au lait\r\n"
+            "Message-ID: <l-utf8@example.org>\r\n\r\nÇa ne marche pas.\r\n").encode()
+
+
+def test_smtputf8_over_lmtp_is_offered_accepted_and_stored_intact(tmp_path):
+    """RFC 6531 over LMTP: LHLO offers SMTPUTF8; a UTF-8 sender and recipients (and an IDN
+    domain configured in either spelling) are accepted with MAIL FROM's SMTPUTF8 parameter,
+    and the envelope and the raw bytes are stored as they came."""
+    spool = Spool(tmp_path / "spool").ensure()
+    ctl = LmtpController(LmtpHandler(spool, ("example.com", "xn--bcher-kva.example")), host="127.0.0.1",
+                         port=free_port(), max_message_bytes=10_000, timeout=5)
+    ctl.start()
+    try:
+        c = Client(socket.create_connection(("127.0.0.1", ctl.bound_port), timeout=10))
+        c.reply()
+        assert b"250-SMTPUTF8" in c.cmd("LHLO mta.test") or b"250 SMTPUTF8" in c.cmd("LHLO mta.test")
+        assert c.cmd("MAIL FROM:<josé@example.org> SMTPUTF8")[0].startswith(b"250")
+        rcpt = [c.cmd(f"RCPT TO:<{r}>")[0] for r in ("équipe@bücher.example", "support@example.com",
+                                                       "ölaf@elsewhere.org")]
+        assert [r[:3] for r in rcpt] == [b"250", b"250", b"550"]
+        assert c.cmd("DATA")[0].startswith(b"354")
+        c.sock.sendall(UTF8_MSG + b".\r\n")
+        data = [c.line(), c.line()]
+        assert all(d.startswith(b"250 2.0.0 OK queued as ") for d in data)
+        assert c.cmd("QUIT")[0].startswith(b"221")
+    finally:
+        close_clients()
+        ctl.stop()
+    (env, raw), = entries(spool)
+    assert raw == UTF8_MSG                                          # byte for byte: RFC 6532 headers kept
+    assert env.mail_from == "josé@example.org" and env.rcpt_to == ("équipe@bücher.example", "support@example.com")
+
+
+def test_hostile_bytes_in_an_lmtp_envelope_get_an_answer_not_a_crash(lmtp):
+    """Invalid UTF-8 in MAIL FROM or RCPT TO is answered 5xx; the session goes on and the
+    next message is stored."""
+    c = connect_tcp(lmtp.bound_port)
+    c.sock.sendall(b"MAIL FROM:<jos\xc3@example.org> SMTPUTF8\r\n")
+    assert c.reply()[0][:1] == b"5"
+    assert c.cmd("MAIL FROM:<josé@example.org> SMTPUTF8")[0].startswith(b"250")
+    c.sock.sendall(b"RCPT TO:<\xff\xfe@example.com>\r\n")
+    assert c.reply()[0][:1] == b"5"
+    assert c.cmd("RSET")[0].startswith(b"250")
+    _rcpt, data = c.send("ann@example.org", ["support@example.com"], MSG)
+    assert data[0].startswith(b"250")
+    (env, raw), = entries(lmtp.spool)
+    assert raw == MSG and env.mail_from == "ann@example.org"

@@ -112,3 +112,16 @@ def test_agent_notification_cap():
     p = plan(history=MailHistory(last_hour=(("ana@example.com", 50),)))
     assert kinds(p) == [("ack", "ann@example.org"), ("agent_new", "ben@example.com")]
     assert [a.key for a in p.alerts] == ["agent:ana@example.com"]
+
+
+def test_rfc_3834_the_same_notice_about_a_ticket_at_most_once_in_the_window():
+    seen = MailHistory(notices=frozenset({("reopen", "ann@example.org")}))
+    p = plan("reopened", history=seen)
+    assert ("reopen", "ann@example.org") not in kinds(p) and ("agent_message", "ana@example.com") in kinds(p)
+    assert any("RFC 3834" in s and "reopen notice" in s and "7 days" in s for s in p.suppressed)
+    assert kinds(plan("resolved", sender=None, human=False, history=seen)) == [("resolve", "ann@example.org")]
+    acked = MailHistory(notices=frozenset({("ack", "ann@example.org")}))
+    assert ("ack", "ann@example.org") in kinds(plan(history=acked))     # acks: once per ticket, by `acks`
+    off = plan_notifications(TICKET, Trigger("reopened", sender=ANN), AGENTS, seen, DESK,
+                             replace(FUSES, same_notice_days=0), NOW)
+    assert ("reopen", "ann@example.org") in kinds(off)

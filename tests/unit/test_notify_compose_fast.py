@@ -17,14 +17,15 @@ import pytest
 
 from daemon.model import Address
 from daemon.pipeline.addresses import sanitize
-from daemon.pipeline.compose import MAX_SUBJECT, POLICY, Headers, _ids, compose, outbound_address
+from daemon.pipeline.compose import (MAX_SUBJECT, POLICY, UTF8_POLICY, Headers, _ids, compose, mail_address,
+                                     needs_utf8, outbound_address)
 from daemon.pipeline.render import Rendered
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
 
 
-def _mailbox(name: str, email: str) -> HeaderAddress:
-    addr = outbound_address(email)
+def _mailbox(name: str, email: str, utf8: bool = False) -> HeaderAddress:
+    addr = mail_address(email) if utf8 else outbound_address(email)
     if addr is None:
         raise ValueError(f"refusing unusable address {sanitize(email)[:80]!r}")
     local, _, domain = addr.rpartition("@")
@@ -32,9 +33,11 @@ def _mailbox(name: str, email: str) -> HeaderAddress:
 
 
 def reference(h: Headers, body: Rendered) -> bytes:
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = _mailbox(h.from_name, h.from_email)
-    msg["To"] = [_mailbox(a.name, a.email) for a in h.to]
+    utf8 = needs_utf8(h)
+    pol = UTF8_POLICY if utf8 else POLICY
+    msg = EmailMessage(policy=pol)
+    msg["From"] = _mailbox(h.from_name, h.from_email, utf8)
+    msg["To"] = [_mailbox(a.name, a.email, utf8) for a in h.to]
     subject = sanitize(h.subject)
     msg["Subject"] = subject if len(subject) <= MAX_SUBJECT else subject[:MAX_SUBJECT - 1] + "…"
     msg["Date"] = format_datetime(h.date)
@@ -46,7 +49,7 @@ def reference(h: Headers, body: Rendered) -> bytes:
     if refs:
         msg["References"] = " ".join(f"<{r}>" for r in refs)
     if h.reply_to:
-        msg["Reply-To"] = _mailbox("", h.reply_to)
+        msg["Reply-To"] = _mailbox("", h.reply_to, utf8)
     msg["Auto-Submitted"] = h.auto
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Loop"] = sanitize(h.loop)
@@ -57,7 +60,7 @@ def reference(h: Headers, body: Rendered) -> bytes:
         msg.add_alternative(body.html, subtype="html", charset="utf-8", cte="quoted-printable")
     if h.lang:
         msg["Content-Language"] = sanitize(h.lang)
-    return msg.as_bytes(policy=POLICY)
+    return msg.as_bytes(policy=pol)
 
 
 def outcome(fn, h: Headers, body: Rendered, seed: int):
@@ -183,7 +186,8 @@ def test_random_values_give_the_same_bytes():
     ids = ["ok@example.org", "a.b-c@x.test", "=?x?=@y", "q\"x@y", "(c)@d"] + [f"m{i}@{'d' * i}.test" for i in range(60)]
     for n in range(500):
         to = tuple(Address(fuzz_text(rng, 12), rng.choice(["ann@example.org", "b.c+d@x-y.test", "ann@bücher.example",
-                                                            "x" * 60 + "@example.org"]))
+                                                            "x" * 60 + "@example.org", "josé@example.org",
+                                                            "日本@bücher.example"]))
                    for _ in range(rng.choice([1, 1, 1, 2, 3])))
         h = headers(message_id=rng.choice(["hd.x@example.com", "hd." + "b" * rng.randrange(40, 80) + "@example.com"]),
                     from_name=fuzz_text(rng, 25), to=to, subject=fuzz_text(rng, rng.choice([10, 40, 120, 400])),

@@ -13,7 +13,7 @@ import pytest
 
 from daemon import tokens
 from daemon.model import Address, MailHistory
-from daemon.pipeline.compose import Headers, compose, outbound_address
+from daemon.pipeline.compose import Headers, compose, mail_address, outbound_address
 from daemon.pipeline.notify import Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
 from daemon.pipeline.parse import parse
 from daemon.pipeline.render import Rendered
@@ -132,6 +132,10 @@ def test_case_80_addresses_and_display_names_with_line_breaks():
     assert outbound_address("ann@bücher.example") == "ann@xn--bcher-kva.example"
     for bad in ("ann@example.org\r\n", "a b@example.org", '"a"@example.org', "ann", "ä@example.org"):
         assert outbound_address(bad) is None
+    assert mail_address("ä@example.org") == "ä@example.org"           # UTF-8 local part: RFC 6531/6532
+    for bad in ("jo sé@example.org", "josé\r\n@example.org", "jos\u2028é@example.org", "josé@", "<josé>@x.org",
+                "jos\u00a0é@example.org", "josé\x00@example.org"):
+        assert mail_address(bad) is None
     evil = Address("Evil\r\nBcc: x@evil.test", "ann@example.org")
     note = mails(sender=evil, message_id="x@example.org")["agent_new"]
     assert_clean_bytes(note.raw)
@@ -194,3 +198,24 @@ def test_german_requester_gets_german_acknowledgement():
     assert m["Content-Language"] == "de" and "vielen Dank" in body_text(m) and ack.template == "de/requester/ack"
     agent = parsed(mails(language="de", message_id="x@example.org")["agent_new"].raw)
     assert agent["Content-Language"] is None                 # agents: never the requester's language
+
+
+def test_ack_to_a_utf8_local_part_has_utf8_headers_and_nothing_else_changes():
+    jose = replace(TICKET, requester="josé@example.org")
+    built = mails(jose, message_id="orig@example.org", sender=Address("José Núñez", "josé@example.org"))
+    ack = built["ack"]
+    assert ack.recipients == ("josé@example.org",)
+    head, _, body = ack.raw.partition(b"\r\n\r\n")
+    text = head.decode("utf-8")                                # RFC 6532: UTF-8, raw
+    assert "\r\nTo: josé@example.org\r\n" in text and b"\r\nBcc" not in head
+    assert body.isascii()                                      # the parts stay quoted-printable
+    m = email.message_from_string(ack.raw.decode("utf-8"), policy=policy.default)
+    assert m["To"].addresses[0].addr_spec == "josé@example.org" and m["Auto-Submitted"] == "auto-replied"
+    assert built["agent_new"].raw.split(b"\r\n\r\n", 1)[0].isascii()   # agents' mail stays 7-bit
+
+
+def test_no_ack_to_a_hostile_utf8_address():
+    evil = replace(TICKET, requester="jos\u2028é@example.org")
+    t = Trigger(event="created", sender=Address("", evil.requester))
+    p = plan_notifications(evil, t, AGENTS, MailHistory(sender_new_tickets=1), DESK, Fuses(), NOW)
+    assert "ack" not in {m.kind for m in p.mails} and any("no usable requester address" in s for s in p.suppressed)
