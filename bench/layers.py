@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text",
                "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.alignment", "daemon.arc")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
-                  "daemon.message_path", "daemon.outbound", "daemon.observe", "daemon.desk_mail")),
+                  "daemon.message_path", "daemon.outbound", "daemon.parse_lanes", "daemon.observe", "daemon.desk_mail")),
     ("root", ("daemon.app",)),
     ("commands", ("daemon.cli", "daemon.__main__", "daemon.check", "daemon.views",
                   "daemon.rules.tester", "daemon.sla.views", "daemon.sla.report",

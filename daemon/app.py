@@ -101,6 +101,7 @@ class App:
         """Unbind the queue's context and release the database."""
         if self.mail is not None and tasks.huey.context is self.mail.delivery:
             tasks.huey.bind(None)
+        self.worker.close()
         if self.guard is not None:
             self.guard.close()
         self.store.engine.dispose()
@@ -161,10 +162,11 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     store = open_store(cfg)
     metrics = Metrics()                              # this process's registry (daemon.metrics)
     mail = build_mail(cfg, store, rules, clock, metrics) if outbound else None
-    guard = ParseGuard(processes=1)                 # forked on first use: commands that parse nothing pay nothing
+    lanes = cfg.worker.parse_processes              # forked on first use: commands that parse nothing pay nothing
+    guard = ParseGuard(processes=lanes)
     worker = Worker(spool, store, worker_settings(cfg), clock=clock, rules=lambda: rules.current,
                     mail=mail.outbound if mail else None, agents=mail.agents if mail else None,
-                    parse=partial(guard.parse, seconds=cfg.limits.parse_seconds))
+                    parse=partial(guard.parse, seconds=cfg.limits.parse_seconds), lanes=lanes)
     app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock, guard=guard, metrics=metrics)
     app.reloaders.append(rules.reload)
     if mail is not None:

@@ -142,6 +142,7 @@ class WorkerSection:
     retry_seconds: int
     idle_poll_seconds: float
     ingest_processes: int = 2
+    parse_processes: int = 2
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,13 @@ def _validate(cfg: dict, where: Path) -> None:
         raise ConfigError(f"{where}: smtp.port: out of range")
     _validate_outbound(cfg, where)
     _validate_agents(cfg, where)
+    _validate_worker(cfg["worker"], where)
+
+
+def _validate_worker(worker: dict, where: Path) -> None:
+    for key in ("ingest_processes", "parse_processes"):
+        if not 1 <= worker[key] <= 32:
+            raise ConfigError(f"{where}: worker.{key}: must be 1 to 32, got {worker[key]}")
 
 
 def _validate_smtp(smtp: dict, where: Path) -> None:

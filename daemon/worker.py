@@ -37,6 +37,7 @@ from daemon.message_path import Done, Entry, MessagePath, StageFailed, cause, sa
 from daemon.settings import WorkerSettings
 from daemon.model import Envelope, ParsedMessage
 from daemon.outbound import Outbound
+from daemon.parse_lanes import ParseLanes
 from daemon.rules.loader import RuleSet
 from daemon.spool import Claim, Spool
 from store.records import SaveResult
@@ -63,10 +64,14 @@ class Worker:
 
     def __init__(self, spool: Spool, store: Store, settings: WorkerSettings, *,
                  clock: Callable[[], datetime] = utcnow, rules: Callable[[], "RuleSet | None"] = lambda: None,
-                 mail: Outbound | None = None, agents: AgentDesk | None = None, parse=None):
+                 mail: Outbound | None = None, agents: AgentDesk | None = None, parse=None,
+                 lanes: int = 0):
         self.spool, self.store, self.settings = spool, store, settings
         self.path = MessagePath(settings, clock=clock, rules=rules, mail=mail, agents=agents,
                                 **({"parse": parse} if parse is not None else {}))
+        # lanes > 0: parse a batch's entries side by side (daemon.parse_lanes), so a slow one
+        # holds up only itself; 0: one after the other, in this thread
+        self.lanes = ParseLanes(self.path.parse, lanes, settings.limits) if lanes > 0 else None
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
 
@@ -135,9 +140,11 @@ class Worker:
     def _gather(self, only, limit: int, seconds: float, parsed: Mapping, outcomes: list, ready: list,
                 refused: list) -> Entry | None:
         """Claim, read and prepare entries; an entry tried before is returned to be handled
-        alone, after the batch (it may be the one that killed a batch)."""
+        alone, after the batch (it may be the one that killed a batch). With parse lanes a
+        slow parse stays in its lane for a later batch."""
         deadline = time.monotonic() + seconds
-        while len(outcomes) + len(ready) + len(refused) < limit and time.monotonic() < deadline:
+        alone = None
+        while len(outcomes) + len(ready) + len(refused) + self._in_lanes() < limit and time.monotonic() < deadline:
             claim = self._claim_ready(only)
             if claim is None:
                 break
@@ -146,10 +153,28 @@ class Worker:
                 outcomes.append(entry)
                 continue
             if claim.attempt > 1:
-                return entry
+                alone = entry
+                break
+            if self.lanes is not None and claim.base not in parsed:
+                self.lanes.submit(entry)
+                continue
             self.path.prepare(entry, parsed.get(claim.base))
             (refused if entry.error is not None else ready).append(entry)
-        return None
+        if self.lanes is not None:
+            for entry, result in self.lanes.harvest(max(0.0, deadline - time.monotonic())):
+                self._prepared(entry, result)
+                (refused if entry.error is not None else ready).append(entry)
+        return alone
+
+    def _in_lanes(self) -> int:
+        return self.lanes.pending if self.lanes is not None else 0
+
+    def _prepared(self, entry: Entry, result: "ParsedMessage | Exception") -> None:
+        """Finish preparing an entry whose parse ran in a lane."""
+        if isinstance(result, Exception) and not isinstance(result, ParseError):
+            entry.error = StageFailed("parse", result)
+        else:
+            self.path.prepare(entry, result)
 
     def _alone(self, e: Entry) -> list[Outcome]:
         if e.claim.attempt > self.settings.max_attempts:
@@ -277,10 +302,16 @@ class Worker:
         n = 0
         while not (stop and stop.is_set()):
             outcomes = self.run_batch(only)
-            if not outcomes:
+            if not outcomes and not self._in_lanes():
                 break
             n += len(outcomes)
         return n
+
+    def close(self) -> None:
+        """Stop the parse lanes (entries still in one stay claimed; the spool's recovery at
+        the next start hands them out again)."""
+        if self.lanes is not None:
+            self.lanes.close()
 
     def next_retry_in(self) -> float | None:
         """Seconds until the earliest delayed entry is due, or None."""
