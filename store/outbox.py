@@ -38,6 +38,7 @@ from daemon.clock import aware as _aware
 from daemon.clock import to_utc as _utc
 from daemon.model import FuseAlert, MailEffects, MailHistory
 from store import tables as m
+from store.saving import insert_ignore
 from store.tables import Event, MailFuse, MailSuppression, Outbox, OutboxRecipient, TicketMail  # noqa: F401
 
 CONVERSATION = 10                     # message ids of a ticket put into References
@@ -79,7 +80,7 @@ class _Sql:
             .where(sup.c.email.in_(emails), sup.c.until > bindparam("b_now"))}
         self.history: dict[tuple[bool, bool, bool], object] = {}
         self.outbox = insert(ob).returning(ob.c.id, sort_by_parameter_order=True)
-        self.recipients, self.keys = insert(rc), insert(m.ThreadKey.__table__)
+        self.recipients = insert(rc)
         self.events, self.ticketmail = insert(m.Event.__table__), insert(tm)
         fuse, key = MailFuse.__table__, bindparam("b_key")
         self.fuse = sa_select(fuse.c.until).where(fuse.c.key == key)
@@ -168,7 +169,7 @@ def apply(s: Session, effects: MailEffects, ticket_id: int | None, now: datetime
     keys = [{"key": mail.message_id, "ticket_id": mail.ticket_id, "ghost": False} for mail in effects.mails
             if mail.ticket_id is not None]
     if keys:
-        c.execute(q.keys, keys)
+        c.execute(insert_ignore(c, m.ThreadKey.__table__), sorted(keys, key=lambda k: k["key"]))
     events: list[dict] = []
     if effects.mails:
         _note(events, ticket_id, now, "mail_queued", {"mails": [
