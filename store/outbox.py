@@ -85,7 +85,7 @@ class _Sql:
         fuse, key = MailFuse.__table__, bindparam("b_key")
         self.fuse = sa_select(fuse.c.until).where(fuse.c.key == key)
         self.fuse_count = update(fuse).where(fuse.c.key == key).values(count=fuse.c.count + 1)
-        self.fuse_insert, self.fuse_reset = insert(fuse), update(fuse).where(fuse.c.key == key)
+        self.fuse_reset = update(fuse).where(fuse.c.key == key)
 
     def history_for(self, ticket: bool, sender: bool, emails: bool):
         """The history statement for what is asked: a UNION ALL of the parts that apply."""
@@ -201,13 +201,15 @@ def _trip(c, alert: FuseAlert, now: datetime) -> bool:
     """Count a fuse trip; True when it is the first in its window (then alert)."""
     q = _sql()
     row = c.execute(q.fuse, {"b_key": alert.key}).first()
-    if row is not None and _aware(row.until) > now:
+    if row is None:                             # another writer may trip the same fuse at this moment
+        if c.execute(insert_ignore(c, MailFuse.__table__),
+                     {"key": alert.key, "until": _utc(alert.until), "count": 1}).rowcount:
+            return True
+        row = c.execute(q.fuse, {"b_key": alert.key}).first()
+    if _aware(row.until) > now:
         c.execute(q.fuse_count, {"b_key": alert.key})
         return False
-    if row is None:
-        c.execute(q.fuse_insert, {"key": alert.key, "until": _utc(alert.until), "count": 1})
-    else:
-        c.execute(q.fuse_reset, {"b_key": alert.key, "until": _utc(alert.until), "count": 1})
+    c.execute(q.fuse_reset, {"b_key": alert.key, "until": _utc(alert.until), "count": 1})
     return True
 
 
