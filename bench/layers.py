@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.handoff", "daemon.http", "daemon.logfmt", "daemon.metrics", "daemon.oauth2",
                "daemon.oauth2_config", "daemon.oauth2_login", "daemon.oauth2_store", "daemon.processes",
                "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text",
-               "daemon.listen", "daemon.shipped", "daemon.macros")),
+               "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.node_beat")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
                   "daemon.message_path", "daemon.outbound", "daemon.observe", "daemon.desk_mail")),
     ("root", ("daemon.app",)),

@@ -228,7 +228,7 @@ def run_queue_worker(app: App) -> int:
     threads.append(threading.Thread(target=watch, args=(app.rules, stop), name="rules-watch", daemon=True))
     for t in threads:
         t.start()
-    observer = observe_worker(cfg, app.store, stop, app.metrics)
+    observer = observe_worker(cfg, app.store, stop, app.metrics, clock=app.clock)
     tasks.quiet_huey()
     log.info("ready: queue worker, %s backend, %d sender thread(s)", cfg.queue.backend, cfg.queue.workers)
     systemd.notify(f"READY=1\nSTATUS=ready: queue worker, {cfg.queue.backend} backend")

@@ -226,7 +226,7 @@ def cmd_check(cfg: Config, args) -> int:
 def cmd_status(cfg: Config, args) -> int:
     """Exit 0 when the daemon runs and nothing is wrong; 1 saying why otherwise."""
     from daemon.health import report, status_text
-    snap = report(cfg)
+    snap = report(cfg, build_clock(cfg).now())
     _out(json.dumps(snap, indent=1, default=str) if args.json else status_text(snap))
     if snap["problems"] and args.json:
         for line in snap["problems"]:

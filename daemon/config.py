@@ -180,6 +180,8 @@ class HealthSection:
     log_minutes: int
     alert_failing_minutes: int
     alert_silent_hours: int
+    node: str = ""                  # this node's name in `helpdesk status` ("" = host:state_dir)
+    node_silent_seconds: int = 60   # ALERT when a node with mail in its spool was not seen this long
 
 
 @dataclass(frozen=True)
