@@ -223,6 +223,8 @@ def run_queue_worker(app: App) -> int:
     cfg = app.config
     if cfg.queue.backend == "immediate":
         raise HelpdeskError("helpdesk worker needs queue.backend = \"sqlite\" or \"redis\"")
+    if cfg.queue.workers < 1:
+        raise HelpdeskError("helpdesk worker needs queue.workers >= 1 (its sender threads)")
     stop = threading.Event()
     threads = [t for t in mail_threads(app, stop) if not t.name.startswith(("sender-", "queue-"))]
     threads.append(threading.Thread(target=watch, args=(app.rules, stop), name="rules-watch", daemon=True))
