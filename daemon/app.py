@@ -225,12 +225,14 @@ def run_queue_worker(app: App) -> int:
     cfg = app.config
     if cfg.queue.backend == "immediate":
         raise HelpdeskError("helpdesk worker needs queue.backend = \"sqlite\" or \"redis\"")
+    if cfg.queue.workers < 1:
+        raise HelpdeskError("helpdesk worker needs queue.workers >= 1 (its sender threads)")
     stop = threading.Event()
     threads = [t for t in mail_threads(app, stop) if not t.name.startswith(("sender-", "queue-"))]
     threads.append(threading.Thread(target=watch, args=(app.rules, stop), name="rules-watch", daemon=True))
     for t in threads:
         t.start()
-    observer = observe_worker(cfg, app.store, stop, app.metrics)
+    observer = observe_worker(cfg, app.store, stop, app.metrics, clock=app.clock)
     tasks.quiet_huey()
     log.info("ready: queue worker, %s backend, %d sender thread(s)", cfg.queue.backend, cfg.queue.workers)
     systemd.notify(f"READY=1\nSTATUS=ready: queue worker, {cfg.queue.backend} backend")

@@ -1,6 +1,7 @@
 """`helpdesk check`: validate config, rules and templates; list every problem.
 
-Each problem is one line `file:line: reason`. The config was already loaded by the caller
+Each problem is one line `file:line: reason`. A node on a shared (PostgreSQL) database
+without a configured signing key is a problem too (daemon.secrets.shared_key_problem). The config was already loaded by the caller
 (a config error stops before this). Rule files must be valid YAML (safe loader, no
 duplicate keys) and templates valid Jinja2 syntax; the rule and template vocabularies
 add their own checks as they land. OAuth 2.0 accounts are checked by daemon.oauth2_check
@@ -20,6 +21,7 @@ from daemon.oauth2_check import oauth2_problems
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
 from daemon.sla.loader import SLA_FILE, load_sla
 from daemon.templates import load_templates, template_names
+from daemon.secrets import shared_key_problem
 from daemon.settings import defaults_of
 
 
@@ -97,6 +99,9 @@ def check(cfg: Config, environ: Mapping[str, str] | None = None) -> tuple[list[s
             tpl_note = f"{len(names)} template(s) ({len(templates)} file(s))"
         except RulesError as exc:
             problems += exc.problems
+    shared = shared_key_problem(cfg.database_url, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
+    if shared:
+        problems.append(f"{key_location(cfg, 'database.url')}: {shared}")
     summary = (f"ok: config {', '.join(str(s) for s in cfg.sources)}; rules in {rules_dir}: {rules_note}; "
                f"templates in {tpl_dir}: {tpl_note}" + "".join(f"; oauth2 {n}" for n in oauth_notes))
     return problems, summary

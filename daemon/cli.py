@@ -13,10 +13,11 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 from daemon.clock import build_clock
-from daemon.config import Config, find_site_config, load_config
+from daemon.config import Config, find_site_config, key_location, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
 from daemon.oauth2_login import add_oauth2_parser, device_login, oauth2_accounts
 from daemon.oauth2_store import TokenStore
+from daemon.secrets import shared_key_problem
 
 # logging, views and everything heavy are imported where used: `helpdesk ingest` from an
 # MTA's pipe must start fast (daemon.handoff)
@@ -164,8 +165,16 @@ def _out(text: str) -> None:
 
 
 # --------------------------------------------------------------------------- commands
+def _shared_key(cfg: Config) -> None:
+    """serve and worker refuse a node of a shared database without the shared signing key."""
+    problem = shared_key_problem(cfg.database_url, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
+    if problem:
+        raise ConfigError(f"{key_location(cfg, 'database.url')}: {problem}")
+
+
 def cmd_serve(cfg: Config, args) -> int:
     from daemon.app import build_app, serve
+    _shared_key(cfg)
     return serve(build_app(cfg))
 
 
@@ -217,7 +226,7 @@ def cmd_check(cfg: Config, args) -> int:
 def cmd_status(cfg: Config, args) -> int:
     """Exit 0 when the daemon runs and nothing is wrong; 1 saying why otherwise."""
     from daemon.health import report, status_text
-    snap = report(cfg)
+    snap = report(cfg, build_clock(cfg).now())
     _out(json.dumps(snap, indent=1, default=str) if args.json else status_text(snap))
     if snap["problems"] and args.json:
         for line in snap["problems"]:
@@ -354,6 +363,7 @@ def cmd_sla(cfg: Config, args) -> int:
 
 def cmd_worker(cfg: Config, args) -> int:
     from daemon.app import build_app, run_queue_worker
+    _shared_key(cfg)
     return run_queue_worker(build_app(cfg))
 
 

@@ -184,6 +184,8 @@ class HealthSection:
     log_minutes: int
     alert_failing_minutes: int
     alert_silent_hours: int
+    node: str = ""                  # this node's name in `helpdesk status` ("" = host:state_dir)
+    node_silent_seconds: int = 60   # ALERT when a node with mail in its spool was not seen this long
 
 
 @dataclass(frozen=True)
@@ -418,9 +420,12 @@ def _validate_outbound(cfg: dict, where: Path) -> None:
     for key in ("timeout", "retry_first_seconds", "retry_max_seconds", "retry_days", "bounce_suppress_days"):
         if out[key] <= 0:
             raise ConfigError(f"{where}: outbound.{key}: must be positive")
-    for key in ("workers", "lease_seconds", "sweep_seconds"):
+    for key in ("lease_seconds", "sweep_seconds"):
         if queue[key] <= 0:
             raise ConfigError(f"{where}: queue.{key}: must be positive")
+    if queue["workers"] < 0 or (queue["workers"] == 0 and queue["backend"] != "redis"):
+        raise ConfigError(f"{where}: queue.workers: must be positive (0 only with backend = \"redis\": this serve "
+                          f"sends nothing, `helpdesk worker` processes do)")
     for key, value in cfg["loops"].items():
         if key == "same_notice_days" and value < 0:
             raise ConfigError(f"{where}: loops.same_notice_days: must be 0 (off) or more")

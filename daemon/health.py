@@ -8,8 +8,10 @@ rules/templates reload problems) and beats its process file (daemon.processes), 
 failing or silent longer than configured (and once more when it recovers).
 
 `report(cfg)` is what `helpdesk status` and /healthz show: that file, every serve and
-worker process of the state directory, and the outbox read from the database (depth,
-oldest pending mail, last relay error); `problems(report)` lists why it is unhealthy.
+worker process of the state directory, the outbox read from the database (depth,
+oldest pending mail, last relay error) and every node's heartbeat from the database (any
+host: daemon.node_beat; a node with mail in its spool silent longer than `[health]
+node_silent_seconds` is a problem); `problems(report)` lists why it is unhealthy.
 It also alerts while an OAuth 2.0 token refresh fails or a refresh token nears its end
 (daemon.oauth2_store).
 """
@@ -26,8 +28,12 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from daemon.clock import utcnow
+
+from daemon.node_beat import Heart, nodes_view
 from daemon.processes import ProcessFile, read_all
 from daemon.oauth2_store import ALERT_KINDS, read_statuses, status_line, token_alerts
+from store.nodes import read_nodes
 from store.observe import outbox_figures
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,9 @@ class Health:
         http = getattr(app.config, "http", None)
         self.process = ProcessFile(self.path.parent, "serve", self.started.isoformat(),
                                    http=f"{http.host}:{http.port}" if http is not None and http.enabled else "")
+        engine = getattr(app.store, "engine", None)
+        self.heart = Heart(engine, app.config, "serve", getattr(app, "clock", None) or utcnow) \
+            if engine is not None else None
 
     def snapshot(self, state: str = "running") -> dict:
         app = self.app
@@ -86,6 +95,8 @@ class Health:
             self.process.beat(spool_depth=snap.get("spool_depth"))
         else:
             self.process.remove()
+        if self.heart is not None:                             # the other nodes see it (the database)
+            self.heart.beat(snap.get("spool_depth") or 0)
         return snap
 
     def tick(self) -> None:
@@ -175,14 +186,21 @@ def outbox_state(engine, retry_first_seconds: float, now: datetime) -> tuple[dic
             "last_relay_error_at": iso(fig.last_error_at), "last_sent_at": iso(fig.last_sent_at)}, "ok"
 
 
-def _outbox_of(cfg, now: datetime) -> tuple[dict | None, str]:
-    """outbox_state on a short-lived engine that never creates a database."""
+def _database_of(cfg, now: datetime) -> tuple[dict | None, str, list[dict], list[str]]:
+    """outbox_state and every node's heartbeat (nodes_view) on a short-lived engine that
+    never creates a database."""
     url = cfg.database_url
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        return None, f"unreachable: no database at {url[len('sqlite:///'):]}"
+        return None, f"unreachable: no database at {url[len('sqlite:///'):]}", [], []
     engine = create_engine(url, connect_args={"timeout": 5} if url.startswith("sqlite") else {"connect_timeout": 5})
     try:
-        return outbox_state(engine, cfg.outbound.retry_first_seconds, now)
+        box, database = outbox_state(engine, cfg.outbound.retry_first_seconds, now)
+        try:
+            nodes, alerts = nodes_view(read_nodes(engine), now, cfg.health.node_silent_seconds) \
+                if database == "ok" else ([], [])
+        except SQLAlchemyError:                      # a database from before the heartbeat table
+            nodes, alerts = [], []
+        return box, database, nodes, alerts
     finally:
         engine.dispose()
 
@@ -195,8 +213,8 @@ def report(cfg, now: datetime | None = None) -> dict:
     snap["processes"] = [{"kind": p.kind, "pid": p.pid, "host": p.host, "alive": p.alive, "why": p.why or None,
                           "started_at": p.info.get("started_at"), "http": p.info.get("http") or None}
                          for p in read_all(cfg.state_dir, stale)]
-    snap["outbox"], snap["database"] = _outbox_of(cfg, now)
-    snap["problems"] = problems(snap, cfg.outbound.retry_first_seconds)
+    snap["outbox"], snap["database"], snap["nodes"], stuck = _database_of(cfg, now)
+    snap["problems"] = problems(snap, cfg.outbound.retry_first_seconds) + stuck
     return snap
 
 
@@ -237,6 +255,9 @@ def status_text(snap: dict) -> str:
         state = "alive" if p["alive"] else f"DEAD ({p['why']})"
         http = f" · http {p['http']}" if p.get("http") else ""
         lines.append(f"  process {p['kind']} pid {p['pid']} on {p['host']}: {state} · since {p['started_at']}{http}")
+    for n in snap.get("nodes", []):
+        lines.append(f"  node {n['node']} ({n['kind']}, pid {n['pid']} on {n['host']}): spool {n['spool_depth']} · "
+                     f"last seen {n['last_seen']} ({n['silent_seconds']:.0f}s ago)" + (" · ALERT" if n["alert"] else ""))
     box = snap.get("outbox")
     if box is not None:
         lines.append(f"  outbox {box['pending']} pending · oldest {box['oldest_pending_at'] or '-'} · last sent "

@@ -98,6 +98,22 @@ class MessagePath:
         return entry
 
     # ------------------------------------------------------------------ inside the transaction
+    def lock(self, tx: WriteTx, entries: "list[Entry]") -> None:
+        """First thing in the transaction: lock every thread key the entries carry (their own
+        ids, In-Reply-To, References) and the tickets their subject tags name, in the store's
+        one order; a racing transaction with a shared key waits, then threads on what this
+        one committed (store.saving.lock_threads)."""
+        keys: set[str] = set()
+        tags: set[int] = set()
+        for e in entries:
+            if e.msg is None:
+                continue
+            keys.update((*thread_keys(e.msg), e.msg.message_id, *e.msg.in_reply_to, *e.msg.references))
+            tag = subject_tag(e.msg.subject, self.settings.tag_prefix)
+            if tag is not None:
+                tags.add(tag)
+        tx.lock_threads(keys, tags)
+
     def store_one(self, tx: WriteTx, e: Entry) -> Done:
         """Thread, route, save and plan one prepared message in `tx`. Raises StageFailed with the
         stage, or StoreUnavailable."""
@@ -130,6 +146,9 @@ class MessagePath:
         if self.mail is None or result.outcome == "duplicate":
             return Done(result)
         effects = self.mail.plan_message(tx, msg, decision, routing, result.outcome, result.ticket_id, now, ref)
+        if result.met:                                  # keys of two tickets met: they are linked, agents told
+            split = self.mail.plan_split(tx, result.ticket_id, result.met, msg.message_id, now)
+            effects = replace(effects, mails=effects.mails + split.mails, suppressed=effects.suppressed + split.suppressed)
         applied = tx.apply_mail(effects, result.ticket_id, now)
         return Done(result, applied.outbox_ids, applied.alerts)
 
@@ -180,4 +199,5 @@ def cause(exc: Exception) -> Exception:
 
 def saved(d: Done) -> SaveResult:
     r = d.result
-    return Saved(r.outcome, r.ticket_id, r.message_pk, r.message_id, d.outbox_ids, d.alerts)
+    return Saved(r.outcome, r.ticket_id, r.message_pk, r.message_id, met=r.met, outbox_ids=d.outbox_ids,
+                 alerts=d.alerts)

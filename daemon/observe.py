@@ -20,6 +20,7 @@ from daemon.handoff import WAKE_SIGNAL
 from daemon.health import outbox_state, problems
 from daemon.http import HttpServer
 from daemon.metrics import Metrics, outbox_pending_of
+from daemon.node_beat import Heart
 from daemon.processes import ProcessFile
 
 
@@ -71,13 +72,17 @@ def observe_serve(app, health=None) -> Observer:
     return Observer(metrics, _start_http(app.config, metrics, check))
 
 
-def observe_worker(cfg, store, stop: threading.Event, metrics: Metrics | None = None) -> Observer:
-    """Metrics, HTTP and a process file (beaten every status_seconds) of `helpdesk worker`."""
+def observe_worker(cfg, store, stop: threading.Event, metrics: Metrics | None = None,
+                   clock: Callable[[], datetime] | None = None) -> Observer:
+    """Metrics, HTTP, a process file and the node's heartbeat in the database (both beaten
+    every status_seconds) of `helpdesk worker`."""
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch(outbox_pending=outbox_pending_of(store.engine))
     http = _start_http(cfg, metrics, lambda: _check("worker", cfg, store.engine, dict))
     beat = ProcessFile(cfg.state_dir, "worker", datetime.now(timezone.utc).isoformat(),
                        http=http.where if http is not None else "")
+
+    heart = Heart(store.engine, cfg, "worker", clock or (lambda: datetime.now(timezone.utc)))
 
     def run() -> None:
         while True:
@@ -85,6 +90,7 @@ def observe_worker(cfg, store, stop: threading.Event, metrics: Metrics | None = 
                 beat.beat()
             except OSError:
                 pass                       # a full disk must not stop the worker; status shows it stale
+            heart.beat(0)                  # a worker has no spool of its own
             if stop.wait(cfg.health.status_seconds):
                 return
     thread = threading.Thread(target=run, name="process-beat", daemon=True)

@@ -18,7 +18,9 @@ from typing import Any, Callable
 
 from daemon import tokens
 from daemon.clock import utcnow
-from daemon.model import BounceMark, Envelope, MachineVerdict, MailEffects, ParsedMessage, Routing, ThreadDecision
+from daemon.model import (Agent, BounceMark, Envelope, MachineVerdict, MailEffects, ParsedMessage, Routing,
+                          ThreadDecision)
+from daemon.pipeline.agent_mail import MailKit, agent_mail
 from daemon.pipeline.notify import NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
 from store.outbox import OutboundRef
 from store.records import TicketRow
@@ -144,6 +146,32 @@ class Outbound:
         return MailEffects(mails=built.mails, alerts=plan.alerts,
                            suppressed=plan.suppressed + tuple(f"not built: {p}" for p in built.problems), language=lang)
 
+    def plan_split(self, tx, ticket_id: int, met: tuple[int, ...], message_id: str, now: datetime) -> MailEffects:
+        """The notice to the ticket's agents (queue agents and assignee) that the message
+        `message_id` carried thread keys of the tickets `met` too: they were just linked."""
+        ticket, rules = tx.ticket(ticket_id), self.rules()
+        if ticket is None or not met:
+            return MailEffects()
+        queue = rules.queues.get(ticket.queue) if rules is not None else None
+        agents = list(queue.agents) if queue is not None else []
+        if ticket.assignee and all(a.email != ticket.assignee.lower() for a in agents):
+            agents.append(Agent(ticket.assignee.lower(), "", "agent"))
+        kit = MailKit(self.desk, self.templates.current, self.ring, now, self.random, self.reply_token)
+        queue_vars = {"name": ticket.queue, "description": queue.description if queue else ""}
+        extra = {"split": {"tickets": [f"{self.desk.prefix}-{t}" for t in met], "message_id": message_id}}
+        mails, held = [], []
+        for agent in {a.email: a for a in agents}.values():
+            try:
+                mails.append(agent_mail(kit, "agent_split", "split", agent, ticket, None, queue_vars, extra,
+                                        f"[{self.desk.prefix}-{ticket.id}] Linked: one conversation, several tickets"))
+            except Exception as exc:          # noqa: BLE001 - one bad mail must not block the ticket
+                held.append(f"split notice to {agent.email} not built: {exc.__class__.__name__}: {exc}")
+        if not agents:
+            held.append(f"split notice: queue {ticket.queue} has no agents")
+        log.warning("ticket=%s linked with %s: message_id=<%s> carries thread keys of both", ticket.id,
+                    ", ".join(map(str, met)), message_id)
+        return MailEffects(mails=tuple(mails), suppressed=tuple(held))
+
     # ------------------------------------------------------------------ after the commit
     def after_commit(self, ticket_id: int | None, outbox_ids=(), alerts=()) -> None:
         """Enqueue the new outbox rows; log the alerts raised; schedule the next SLA check."""
@@ -167,7 +195,7 @@ class Outbound:
             applied = tx.apply_mail(self.plan_status(tx, tx.ticket(ticket_id), outcome, now), ticket_id, now)
             tx.commit()
         self.after_commit(ticket_id, applied.outbox_ids, applied.alerts)
-        return Saved(outcome, ticket_id, None, "", applied.outbox_ids, applied.alerts)
+        return Saved(outcome, ticket_id, None, "", outbox_ids=applied.outbox_ids, alerts=applied.alerts)
 
     def resolve(self, ticket_id: int, why: str = "") -> Saved:
         """Mark a ticket resolved and send the requester the resolve notice."""

@@ -61,3 +61,15 @@ def _credential(key: str, name: str, directory: str) -> Secret:
     if not text:
         raise ConfigError(f"{key}_credential: credential {name!r} ({path}) is empty")
     return Secret(text, str(path))
+
+
+def shared_key_problem(database_url: str, key_env: str, key_credential: str) -> str | None:
+    """Why this node may not run, or None. With a network database (PostgreSQL) several nodes
+    serve one desk, and a Message-ID, bounce address or agent reply token signed by one must
+    verify on every other: the signing key must be configured (`[helpdesk] key_env` or
+    `key_credential`, the same key on every node), never generated per state directory."""
+    if not database_url or database_url.startswith("sqlite") or key_env or key_credential:
+        return None
+    return ("helpdesk.key_env / helpdesk.key_credential: not set, but database.url is a shared database (PostgreSQL): "
+            "every node must sign with the same key. Set key_env (an environment variable) or key_credential "
+            "(a systemd credential) holding the same key on every node (lines \"KID SECRET\", see config.toml)")

@@ -184,8 +184,9 @@ def build_delivery(cfg, outbox: OutboxStore, clock: Callable[[], datetime] = utc
 
 def consumer_threads(stop: threading.Event, workers: int) -> list[threading.Thread]:
     """Inside `helpdesk serve`: the sender threads and the scheduler (retries, etas) of the
-    bound queue; not started. None for the immediate backend."""
-    if huey.immediate:
+    bound queue; not started. None for the immediate backend, or with no sender threads
+    (`[queue] workers = 0`: `helpdesk worker` processes send)."""
+    if huey.immediate or workers == 0:
         return []
     threads = [threading.Thread(target=_run_process, name=f"sender-{i + 1}", daemon=True,
                                 args=(HueyWorker(huey, stop, default_delay=0.01, max_delay=0.1, backoff=1.5), stop))

@@ -103,6 +103,7 @@ class Worker:
             raise cause(e.error)
         try:
             with self.store.write() as tx:
+                self.path.lock(tx, [e])
                 done = self.path.store_one(tx, e)
                 tx.commit()
         except StageFailed as exc:
@@ -189,6 +190,11 @@ class Worker:
         done: list[tuple[Entry, Done]] = []
         later: list[Outcome] = []
         with self.store.write() as tx:
+            try:
+                self.path.lock(tx, ready)
+            except StoreUnavailable as exc:
+                tx.rollback()
+                return [self._failed(x, exc) for x in ready]
             for e in ready:
                 try:
                     d = self.path.store_one(tx, e)

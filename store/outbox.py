@@ -38,6 +38,7 @@ from daemon.clock import aware as _aware
 from daemon.clock import to_utc as _utc
 from daemon.model import FuseAlert, MailEffects, MailHistory
 from store import tables as m
+from store.saving import insert_ignore
 from store.tables import Event, MailFuse, MailSuppression, Outbox, OutboxRecipient, TicketMail  # noqa: F401
 
 CONVERSATION = 10                     # message ids of a ticket put into References
@@ -83,12 +84,12 @@ class _Sql:
                    rc.c.email.in_(emails), ob.c.created_at >= bindparam("b_notices"))}
         self.history: dict[tuple[bool, bool, bool, bool], object] = {}
         self.outbox = insert(ob).returning(ob.c.id, sort_by_parameter_order=True)
-        self.recipients, self.keys = insert(rc), insert(m.ThreadKey.__table__)
+        self.recipients = insert(rc)
         self.events, self.ticketmail = insert(m.Event.__table__), insert(tm)
         fuse, key = MailFuse.__table__, bindparam("b_key")
         self.fuse = sa_select(fuse.c.until).where(fuse.c.key == key)
         self.fuse_count = update(fuse).where(fuse.c.key == key).values(count=fuse.c.count + 1)
-        self.fuse_insert, self.fuse_reset = insert(fuse), update(fuse).where(fuse.c.key == key)
+        self.fuse_reset = update(fuse).where(fuse.c.key == key)
 
     def history_for(self, ticket: bool, sender: bool, emails: bool, notices: bool = False):
         """The history statement for what is asked: a UNION ALL of the parts that apply."""
@@ -177,7 +178,7 @@ def apply(s: Session, effects: MailEffects, ticket_id: int | None, now: datetime
     keys = [{"key": mail.message_id, "ticket_id": mail.ticket_id, "ghost": False} for mail in effects.mails
             if mail.ticket_id is not None]
     if keys:
-        c.execute(q.keys, keys)
+        c.execute(insert_ignore(c, m.ThreadKey.__table__), sorted(keys, key=lambda k: k["key"]))
     events: list[dict] = []
     if effects.mails:
         _note(events, ticket_id, now, "mail_queued", {"mails": [
@@ -209,13 +210,15 @@ def _trip(c, alert: FuseAlert, now: datetime) -> bool:
     """Count a fuse trip; True when it is the first in its window (then alert)."""
     q = _sql()
     row = c.execute(q.fuse, {"b_key": alert.key}).first()
-    if row is not None and _aware(row.until) > now:
+    if row is None:                             # another writer may trip the same fuse at this moment
+        if c.execute(insert_ignore(c, MailFuse.__table__),
+                     {"key": alert.key, "until": _utc(alert.until), "count": 1}).rowcount:
+            return True
+        row = c.execute(q.fuse, {"b_key": alert.key}).first()
+    if _aware(row.until) > now:
         c.execute(q.fuse_count, {"b_key": alert.key})
         return False
-    if row is None:
-        c.execute(q.fuse_insert, {"key": alert.key, "until": _utc(alert.until), "count": 1})
-    else:
-        c.execute(q.fuse_reset, {"b_key": alert.key, "until": _utc(alert.until), "count": 1})
+    c.execute(q.fuse_reset, {"b_key": alert.key, "until": _utc(alert.until), "count": 1})
     return True
 
 

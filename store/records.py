@@ -14,6 +14,7 @@ class SaveResult:
     ticket_id: int | None
     message_pk: int | None
     message_id: str
+    met: tuple[int, ...] = ()         # tickets newly linked: their thread keys met this one's in the message
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,20 @@
 """The write path of incoming messages, as prebuilt SQLAlchemy Core statements (the hot path).
 
-Used by `Store.save_incoming` (one message, one transaction) and by `store.batch.WriteBatch`
-(many messages, one transaction): the thread lookup, the duplicate check, raw bytes, the
-ticket (new, or appended to, reopened, or a bounce filed on it), participants, links, the
-message row, attachments, thread keys and events. Every statement is built once at import
+Used by `store.writing.WriteTx` (one message or a batch, one transaction): the thread
+locks and lookup, the duplicate check, raw bytes, the ticket (new, or appended to, reopened,
+or a bounce filed on it), participants, links, the message row, attachments, thread keys
+and events.
+
+One conversation, one ticket, whatever the timing: a thread key belongs to one ticket
+(unique `threadkey.key`). On PostgreSQL a write transaction first takes `lock_threads`:
+transaction-scoped advisory locks on every key its messages carry, in one order (sorted by
+the key's 64-bit hash), then the tickets owning them (FOR NO KEY UPDATE, by id). A reply and
+its parent stored at once by two daemons meet on the lock of the parent's id: the second
+waits for the first to commit and only then reads the candidates and threads, into the
+ticket the first one opened. On SQLite BEGIN IMMEDIATE already makes the writer the only one.
+Keys are inserted with ON CONFLICT DO NOTHING and their owners read back: keys of another
+ticket in one message (a conversation split before, or mail that names two tickets) link
+the two tickets (`met`, for the agent notice); never silently left apart. Every statement is built once at import
 and executed with parameters on the transaction's Core connection: no statement
 construction, no cache-key computation, no ORM unit of work per message (measured: a
 prebuilt INSERT costs a quarter of a freshly built one). Nothing here commits.
@@ -14,7 +25,10 @@ import json
 from dataclasses import asdict
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+import hashlib
+
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from daemon.model import (Envelope, KnownMessage, ParsedMessage, Routing, ThreadCandidates, ThreadDecision,
@@ -30,7 +44,7 @@ INS_TAGS = insert(m.TicketTag.__table__)
 
 # ---------------------------------------------------------------------- prebuilt statements
 INS_TICKET, INS_MESSAGE, INS_EVENTS = insert(T), insert(MSG), insert(EVT)
-INS_PARTS, INS_ATTS, INS_KEYS, INS_LINKS = insert(PART), insert(ATT), insert(TK), insert(LINK)
+INS_PARTS, INS_ATTS, INS_LINKS = insert(PART), insert(ATT), insert(LINK)
 SEL_STATUS = select(T.c.status).where(T.c.id == bindparam("b_tid"))
 SEL_TICKET = select(T).where(T.c.id == bindparam("b_tid"))
 SEL_DIGESTS = select(MSG.c.digest).where(MSG.c.message_id == bindparam("b_mid"))
@@ -46,22 +60,58 @@ UPD_TOUCH = (update(T).where(T.c.id == bindparam("b_tid"))
              .values(message_count=T.c.message_count + 1, updated_at=bindparam("b_now")))
 UPD_REAL_KEY = (update(TK).where(TK.c.ticket_id == bindparam("b_tid"), TK.c.key == bindparam("b_key"))
                 .values(ghost=False))
-_INS_RAW: dict[str, object] = {}
+SEL_OWNERS = select(TK.c.key, TK.c.ticket_id, TK.c.ghost).where(TK.c.key.in_(bindparam("b_keys", expanding=True)))
+SEL_LINKED = select(LINK.c.other_id).where(LINK.c.ticket_id == bindparam("b_tid"), LINK.c.kind == "related",
+                                           LINK.c.other_id.in_(bindparam("b_ids", expanding=True)))
+SEL_OWNER_IDS = select(TK.c.ticket_id).where(TK.c.key.in_(bindparam("b_keys", expanding=True))).distinct()
+LOCK_TICKETS = (select(T.c.id).where(T.c.id.in_(bindparam("b_ids", expanding=True))).order_by(T.c.id)
+                .with_for_update(key_share=True))              # FOR NO KEY UPDATE: FK checks still pass
+THREADS_LOCK = 0x68647468726473      # "hdthrds": shared by every key-locking writer, exclusive for a huge batch
+MAX_KEY_LOCKS = 1024                 # more keys than this in one transaction: the exclusive lock instead
+LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(:k)")
+LOCK_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:k)")
+LOCK_KEYS = text("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM "
+                 "(SELECT unnest(CAST(:ks AS bigint[])) AS k ORDER BY 1) AS s) AS x")
+_IGNORING: dict[tuple[str, str], object] = {}
 
 
 def insert_ignore(c: Connection, table):
-    """INSERT that does nothing when the primary key exists (SQLite and PostgreSQL)."""
-    if c.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        return pg_insert(table).on_conflict_do_nothing()
-    return insert(table).prefix_with("OR IGNORE")
+    """INSERT that does nothing when a unique key exists (SQLite and PostgreSQL); built once."""
+    stmt = _IGNORING.get((c.dialect.name, table.name))
+    if stmt is None:
+        stmt = pg_insert(table).on_conflict_do_nothing() if c.dialect.name == "postgresql" \
+            else insert(table).prefix_with("OR IGNORE")
+        _IGNORING[(c.dialect.name, table.name)] = stmt
+    return stmt
 
 
 def _ins_raw(c: Connection):
-    stmt = _INS_RAW.get(c.dialect.name)
-    if stmt is None:
-        stmt = _INS_RAW[c.dialect.name] = insert_ignore(c, RAW)
-    return stmt
+    return insert_ignore(c, RAW)
+
+
+def key_lock(key: str) -> int:
+    """The advisory lock number of a thread key (64 bits of its sha256, signed)."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
+
+
+def lock_threads(c: Connection, keys, tickets=()) -> None:
+    """PostgreSQL: lock every thread key of the transaction's messages, then the tickets they
+    lead to (and `tickets`, e.g. subject tags), in the one order (see module docstring). Call
+    it before the transaction reads thread candidates; a no-op on SQLite."""
+    if c.dialect.name != "postgresql":
+        return
+    keys = sorted(set(keys))
+    numbers = sorted({key_lock(k) for k in keys})
+    if len(numbers) > MAX_KEY_LOCKS:
+        c.execute(LOCK_EXCLUSIVE, {"k": THREADS_LOCK})
+    else:
+        c.execute(LOCK_SHARED, {"k": THREADS_LOCK})
+        if numbers:
+            c.execute(LOCK_KEYS, {"ks": numbers})
+    owners = set(c.execute(SEL_OWNER_IDS, {"b_keys": keys}).scalars()) if keys else set()
+    ids = sorted(owners | {t for t in tickets if t})
+    if ids:
+        c.execute(LOCK_TICKETS, {"b_ids": ids}).all()
 
 
 def _json(value) -> str:
@@ -194,14 +244,15 @@ class Writer:
         return pk
 
     def touch(self, ticket_id: int, msg: ParsedMessage, decision: ThreadDecision, from_addr: str,
-              new: bool) -> None:
+              new: bool) -> tuple[int, ...]:
         """A message landed on the ticket: count it (a new ticket was created counting it),
-        index its thread keys, log it."""
+        index its thread keys, log it; link the tickets whose keys met in it (returned)."""
         if not new:
             self.c.execute(UPD_TOUCH, {"b_tid": ticket_id, "b_now": self.now})
-        index_keys(self.c, ticket_id, msg, new=new)
+        met = index_keys(self.c, ticket_id, msg)
         kind = "bounce" if decision.action == "bounce" else "message"
         self.event(ticket_id, kind, {"message_id": msg.message_id, "from": from_addr, "evidence": decision.evidence})
+        return link_tickets(self, ticket_id, met, msg.message_id) if met else ()
 
 
 def message_values(msg: ParsedMessage, envelope: Envelope, raw_sha256: str, decision: ThreadDecision,
@@ -223,18 +274,35 @@ def message_values(msg: ParsedMessage, envelope: Envelope, raw_sha256: str, deci
         defects=json.dumps(list(msg.defects)))
 
 
-def index_keys(c: Connection, ticket_id: int, msg: ParsedMessage, *, new: bool = False) -> None:
-    """Record the message's own id (real) and every id it names (ghosts) for the ticket
-    (a ticket created in this transaction has no keys yet: nothing to look up)."""
+def index_keys(c: Connection, ticket_id: int, msg: ParsedMessage) -> tuple[int, ...]:
+    """Register the message's own id (real) and every id it names (ghosts) for the ticket;
+    a key another ticket owns stays with it. Returns the other tickets owning keys of this
+    message (sorted; empty unless two tickets meet in it)."""
     keys = {msg.message_id: False}
     for ref in (*msg.in_reply_to, *msg.references):
         keys.setdefault(ref, True)
-    existing = {} if new else dict(c.execute(SEL_KEYS_OF, {"b_tid": ticket_id, "b_keys": list(keys)}).all())
-    rows = [{"key": k, "ticket_id": ticket_id, "ghost": g} for k, g in keys.items() if k not in existing]
-    if rows:
-        c.execute(INS_KEYS, rows)
-    if existing.get(msg.message_id):                   # a ghost became a real message
-        c.execute(UPD_REAL_KEY, {"b_tid": ticket_id, "b_key": msg.message_id})
+    c.execute(insert_ignore(c, TK), [{"key": k, "ticket_id": ticket_id, "ghost": g} for k, g in sorted(keys.items())])
+    owners = {k: (t, g) for k, t, g in c.execute(SEL_OWNERS, {"b_keys": list(keys)})}
+    if owners.get(msg.message_id) == (ticket_id, True):
+        c.execute(UPD_REAL_KEY, {"b_tid": ticket_id, "b_key": msg.message_id})   # a ghost became real
+    return tuple(sorted({t for t, _ in owners.values() if t != ticket_id}))
+
+
+def link_tickets(w: "Writer", ticket_id: int, others: tuple[int, ...], message_id: str) -> tuple[int, ...]:
+    """Link `ticket_id` with each ticket whose keys met it in one message (related, both
+    ways, a `linked` event on each); returns the tickets newly linked."""
+    c = w.c
+    have = set(c.execute(SEL_LINKED, {"b_tid": ticket_id, "b_ids": list(others)}).scalars()) if others else set()
+    fresh = tuple(o for o in others if o not in have)
+    if fresh:
+        c.execute(insert_ignore(c, LINK), [row for o in fresh for row in (
+            {"ticket_id": ticket_id, "other_id": o, "kind": "related"},
+            {"ticket_id": o, "other_id": ticket_id, "kind": "related"})])
+        for o in fresh:
+            why = f"message <{message_id}> carries thread keys of both tickets (split conversation)"
+            w.event(ticket_id, "linked", {"ticket": o, "why": why})
+            w.event(o, "linked", {"ticket": ticket_id, "why": why})
+    return fresh
 
 
 def save_message(c: Connection, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
@@ -246,7 +314,7 @@ def save_message(c: Connection, msg: ParsedMessage, envelope: Envelope, raw: byt
     ticket_id, outcome, new = w.ticket_for(msg, decision, routing, own)
     pk = w.message(msg, envelope, raw_sha256, decision, routing, ticket_id, reuse)
     search.index_message(c, pk, ticket_id, now, msg.subject, msg.text)
-    if ticket_id is not None:
-        w.touch(ticket_id, msg, decision, msg.from_addr.email if msg.from_addr else "", new)
+    met = w.touch(ticket_id, msg, decision, msg.from_addr.email if msg.from_addr else "", new) \
+        if ticket_id is not None else ()
     w.flush_events()
-    return SaveResult(outcome, ticket_id, pk, msg.message_id)
+    return SaveResult(outcome, ticket_id, pk, msg.message_id, met=met)

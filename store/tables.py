@@ -7,7 +7,8 @@ could not be processed, with the stage and reason. The outbox tables (one row pe
 send, its recipients, suppressions, fuses, the requester's language), the agent path's
 (ticket tags, agent-mail verdicts) and the SLA plans (policy and next due time per ticket,
 fired escalation levels, the sweep's cursor) are queried by store/outbox.py, tickets.py and
-sla_store.py; the IMAP intake's state tables live in store/imap_state.py.
+sla_store.py; `nodebeat` (every process's heartbeat) by store/nodes.py; the IMAP intake's
+state tables live in store/imap_state.py.
 """
 from __future__ import annotations
 
@@ -93,8 +94,11 @@ class Message(SQLModel, table=True):
 
 class ThreadKey(SQLModel, table=True):
     """Message ids that lead to a ticket: each stored message's own id (ghost=False) and
-    every id its References/In-Reply-To name (ghost=True until that message arrives)."""
+    every id its References/In-Reply-To name (ghost=True until that message arrives). A key
+    belongs to at most one ticket (`uq_threadkey_key`): the first transaction to register it
+    owns it, and a later message carrying it threads there (store/saving.py)."""
 
+    __table_args__ = (Index("uq_threadkey_key", "key", unique=True),)
     key: str = Field(primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
     ghost: bool = True
@@ -230,6 +234,20 @@ class SlaFired(SQLModel, table=True):
     due_at: datetime
     fired_at: datetime
     detail: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+
+
+class NodeBeat(SQLModel, table=True):
+    """One row per serve/worker process of the installation, whatever host it runs on: its
+    heartbeat (store/nodes.py), so `helpdesk status` on any node sees every node."""
+
+    __tablename__ = "nodebeat"
+    node: str = Field(primary_key=True)          # [health] node, else host:state_dir
+    kind: str = Field(primary_key=True)          # serve | worker
+    host: str = ""
+    pid: int = 0
+    started_at: datetime
+    last_seen: datetime
+    spool_depth: int = 0
 
 
 class SlaCursor(SQLModel, table=True):

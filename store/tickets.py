@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, select
 
 from daemon.clock import aware, to_utc
@@ -29,6 +29,7 @@ from daemon.model import Command
 from store import tables as m
 from store.tables import AgentMessage, TicketTag  # noqa: F401  (re-exported)
 from store import outbox, search
+from store.saving import insert_ignore
 from store.records import SaveResult, TicketRow
 
 THREAD = 10                           # customer message ids put into References of a reply
@@ -199,8 +200,10 @@ def _message(s: Session, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw
     for part in msg.attachments:
         s.add(m.Attachment(message_pk=row.id, filename=part.filename, content_type=part.content_type,
                            size=part.size, sha256=part.sha256, inline=part.inline))
-    if s.get(m.ThreadKey, (msg.message_id, w.ticket_id)) is None:
-        s.add(m.ThreadKey(key=msg.message_id, ticket_id=w.ticket_id, ghost=False))
+    s.flush()
+    c = s.connection()                    # a key another ticket owns stays with it (one owner per key)
+    c.execute(insert_ignore(c, m.ThreadKey.__table__), {"key": msg.message_id, "ticket_id": w.ticket_id,
+                                                        "ghost": False})
     return row
 
 def _verdict(s: Session, ticket_id: int, row: m.Message, w: AgentWrite,
@@ -264,13 +267,8 @@ def _merge(s: Session, t: m.Ticket, other: m.Ticket, c: Command, by: str, now: d
     s.add(m.TicketLink(ticket_id=t.id, other_id=other.id, kind="merged_into"))
     if s.get(m.TicketLink, (other.id, t.id, "merged_from")) is None:
         s.add(m.TicketLink(ticket_id=other.id, other_id=t.id, kind="merged_from"))
-    keys = s.exec(select(m.ThreadKey).where(m.ThreadKey.ticket_id == t.id)).all()
-    taken = set(s.exec(select(m.ThreadKey.key).where(m.ThreadKey.ticket_id == other.id,
-                                                     m.ThreadKey.key.in_([k.key for k in keys]))).all()) if keys else set()
-    for k in keys:
-        if k.key not in taken:
-            s.add(m.ThreadKey(key=k.key, ticket_id=other.id, ghost=k.ghost))
-        s.delete(k)
+    s.flush()
+    s.exec(update(m.ThreadKey).where(m.ThreadKey.ticket_id == t.id).values(ticket_id=other.id))  # keys have one owner
     for p in s.exec(select(m.Participant).where(m.Participant.ticket_id == t.id)).all():
         if p.role != "agent" and s.get(m.Participant, (other.id, p.email)) is None:
             s.add(m.Participant(ticket_id=other.id, email=p.email, role="cc"))

@@ -100,7 +100,13 @@ class WriteTx:
     def __exit__(self, *exc) -> None:
         self.rollback()
 
-    # ------------------------------------------------------------------ reads
+    # ------------------------------------------------------------------ locks, then reads
+    def lock_threads(self, keys, tickets=()) -> None:
+        """Before any thread lookup: lock the thread keys of every message this transaction
+        will store, then the tickets they lead to (store.saving.lock_threads: one order for
+        every writer, so writers never deadlock and a racing reply waits for its parent)."""
+        self._guard(lambda: saving.lock_threads(self._c(), keys, tickets))
+
     def thread_candidates(self, keys: tuple[str, ...], tag: int | None) -> ThreadCandidates:
         return self._guard(lambda: saving.thread_candidates(self._c(), keys, tag))
 

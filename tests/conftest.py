@@ -26,6 +26,10 @@ PG_ADMIN_URL = os.environ.get("HELPDESK_TEST_PG", "postgresql+psycopg://postgres
 _XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 REDIS_URL = os.environ.get("HELPDESK_TEST_REDIS",
                            f"redis://127.0.0.1:6379/{15 - int(_XDIST_WORKER.removeprefix('gw') or 0) % 15}")
+# The signing key every node of a shared (PostgreSQL) database must have (issue 14): site
+# configs on PostgreSQL name it, and every process a test starts inherits it.
+TEST_KEY_ENV = "HELPDESK_TEST_SIGNING_KEY"
+os.environ.setdefault(TEST_KEY_ENV, "1 " + "dGVzdC1zaWduaW5nLWtleS1vZi10aGUtdGVzdHMtMTQ=")
 
 
 def missing(reason: str) -> None:
@@ -107,10 +111,12 @@ def corpus() -> Path:
 def write_site_config(tmp: Path, extra: str = "", *, db_url: str = "") -> Path:
     """A site config in `tmp` with its own state dir and a free SMTP port."""
     path = tmp / "site.toml"
+    key = f'key_env = "{TEST_KEY_ENV}"' if db_url.startswith("postgresql") and "key_" not in extra else ""
     path.write_text(f"""
 [helpdesk]
 address = "support@example.com"
 state_dir = "state"
+{key}
 
 [database]
 url = "{db_url}"

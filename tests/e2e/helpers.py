@@ -35,10 +35,12 @@ def show(config: Path, ref: str) -> dict:
 
 
 class Daemon:
-    """`helpdesk serve` in a subprocess; started, waited for `ready`, killed."""
+    """`helpdesk serve` (or `command`, e.g. "worker") in a subprocess; started, waited for
+    `ready`, killed."""
 
-    def __init__(self, config: Path, env: dict | None = None):
-        self.config, self.proc, self.log = config, None, config.parent / "serve.log"
+    def __init__(self, config: Path, env: dict | None = None, command: str = "serve"):
+        self.config, self.proc, self.command = config, None, command
+        self.log = config.parent / f"{command}.log"
         self.extra_env = env or {}
 
     def start(self, timeout: float = 30) -> "Daemon":
@@ -46,19 +48,19 @@ class Daemon:
         env.pop("HELPDESK_CONFIG", None)
         self.logfh = open(self.log, "ab")
         start = self.log.stat().st_size
-        self.proc = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(self.config), "serve"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(self.config), self.command],
                                      stdout=self.logfh, stderr=subprocess.STDOUT, env=env,
                                      cwd=str(self.config.parent), start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise AssertionError(f"{self.command} exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             with open(self.log, "rb") as fh:
                 fh.seek(start)
                 if b" ready" in fh.read():
                     return self
             time.sleep(0.05)
-        raise AssertionError("serve did not become ready: " + self.log.read_text()[-2000:])
+        raise AssertionError(f"{self.command} did not become ready: " + self.log.read_text()[-2000:])
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
         if self.proc is None:

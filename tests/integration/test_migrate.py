@@ -65,7 +65,7 @@ def dump(engine) -> dict[str, list[tuple]]:
     out = {}
     with engine.connect() as c:
         for name in sorted(migrate.metadata().tables):
-            if name != "schemainfo":
+            if name != "schemainfo" and name in md.tables:          # a newer table: not there yet
                 out[name] = sorted((tuple(r) for r in c.execute(select(md.tables[name]))), key=repr)
     return out
 
@@ -109,7 +109,7 @@ def test_a_database_from_before_migrations_upgrades_with_everything_kept(legacy,
         assert counts(dump(make_engine(f"sqlite:///{backup}"))) == figures
     after = dump(engine)
     print(f"\n{backend}: before {figures}\n{backend}: after  {counts(after)}")
-    assert after == before
+    assert {k: v for k, v in after.items() if k in before} == before and not set(after) - set(before) - {"nodebeat"}
     assert migrate.schema_state(engine).up_to_date
     with engine.connect() as c:
         assert c.execute(text("SELECT value FROM schemainfo WHERE key = 'version'")).scalar() == "2"

@@ -164,7 +164,8 @@ def save_planned(desk, msg, raw, now, plan):
                             ThreadDecision("new", None, "t"), Routing("incident", "general", "P3"), now)
         applied = tx.apply_mail(plan(r.outcome, tx.ticket(r.ticket_id), None), r.ticket_id, now)
         tx.commit()
-    return Saved(r.outcome, r.ticket_id, r.message_pk, r.message_id, applied.outbox_ids, applied.alerts)
+    return Saved(r.outcome, r.ticket_id, r.message_pk, r.message_id, outbox_ids=applied.outbox_ids,
+                 alerts=applied.alerts)
 
 
 def test_a_failing_plan_rolls_back_the_ticket_too(desk):

@@ -21,8 +21,7 @@ _spec.loader.exec_module(layers)
 
 DISPATCHER = "daemon.cli"
 # Function-level imports of required (not optional) third-party or stdlib modules: (importer, module).
-FOREIGN_ALLOWLIST = {("store.saving", "sqlalchemy.dialects.postgresql.insert"),   # PostgreSQL only
-                     ("daemon.cli", "logging"), ("daemon.cli", "traceback"),     # the dispatcher, lazily
+FOREIGN_ALLOWLIST = {("daemon.cli", "logging"), ("daemon.cli", "traceback"),     # the dispatcher, lazily
                      ("daemon.cli", "pathlib.Path")}
 
 EDGES, FOREIGN = layers.all_imports()

@@ -1,0 +1,38 @@
+"""A node of a shared (PostgreSQL) database must sign with the key every node shares (issue 14):
+`check`, `serve` and `worker` refuse a config without `[helpdesk] key_env`/`key_credential`,
+naming the key, exit 1, no traceback; SQLite (one node) still generates its own key."""
+from __future__ import annotations
+
+import pytest
+
+from daemon.cli import main
+from daemon.secrets import shared_key_problem
+
+PG = "postgresql+psycopg://nobody@127.0.0.1:1/none"       # never reached: refused before connecting
+
+
+def site(tmp_path, key: str = "") -> str:
+    path = tmp_path / "site.toml"
+    path.write_text(f'[helpdesk]\nstate_dir = "st"\n{key}\n[database]\nurl = "{PG}"\n[queue]\nbackend = "redis"\n'
+                    f'url = "redis://127.0.0.1:1/0"\n')
+    return str(path)
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "check"])
+def test_a_node_of_a_shared_database_without_the_signing_key_is_refused(tmp_path, capsys, command):
+    assert main(["--config", site(tmp_path), command]) == 1
+    err = capsys.readouterr().err
+    assert "helpdesk.key_env" in err and "key_credential" in err and "same key on every node" in err
+    assert "site.toml" in err and "Traceback" not in err and "internal error" not in err
+
+
+def test_the_rule_itself():
+    assert shared_key_problem("", "", "") is None                                  # SQLite in state_dir
+    assert shared_key_problem("sqlite:////var/lib/hd/helpdesk.db", "", "") is None
+    assert shared_key_problem(PG, "HD_KEY", "") is None
+    assert shared_key_problem(PG, "", "helpdesk-key") is None
+    assert "helpdesk.key_env" in shared_key_problem(PG, "", "")
+
+
+def test_check_passes_with_the_key_configured(tmp_path, capsys):
+    assert main(["--config", site(tmp_path, 'key_env = "HD_KEY"'), "check"]) == 0
