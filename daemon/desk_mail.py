@@ -9,9 +9,15 @@ time left on its SLA clock and a signed
 reply address for that ticket (answering it is working the ticket). Nothing is stored
 but the answer's outbox row (template agent/desk). An unauthenticated mail goes on as
 any other (the agent path decides on it).
+
+The same query delivered twice (an MTA's retry, an IMAP re-poll) is answered once: the
+answer's nonce - which keys its outbox row and makes its Message-ID - is derived from the
+query's Message-ID and content digest (`answer_nonce`), so a second delivery finds the
+row (outcome `duplicate`) and two nodes racing on it hit the outbox's UNIQUE nonce.
 """
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from daemon import tokens
@@ -25,6 +31,12 @@ from daemon.agent_notices import Handled
 
 QUERIES = ("help", "mine", "queue")
 MAX_LISTED = 50
+
+
+def answer_nonce(msg) -> bytes:
+    """The 8-byte nonce of the answer to query mail `msg` (see module docstring)."""
+    key = f"desk-answer\0{msg.message_id}\0{msg.content_digest}".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(key).digest()[:8]
 
 
 def query_of(pre) -> tuple[str, str] | None:
@@ -52,9 +64,12 @@ class DeskQueries:
         query = query_of(pre)
         if query is None:
             return None
+        nonce = answer_nonce(msg)
+        if tx.outbox_ref(nonce=nonce.hex()) is not None:          # answered already: a redelivery
+            return Handled("recorded", SaveResult("duplicate", None, None, msg.message_id))
         title, lines = self._lines(tx, query, agent, rules, now)
         n = self.notices
-        kit = MailKit(n.desk, n.templates.current, n.ring, now, n.random, n.reply_token)
+        kit = MailKit(n.desk, n.templates.current, n.ring, now, lambda size: nonce[:size], n.reply_token)
         mail = agent_mail(kit, "agent_desk", "desk", agent, None, None, {"name": "", "description": ""},
                           {"lines": lines, "title": title}, title)
         applied = tx.apply_mail(MailEffects(mails=(mail,)), None, now)
