@@ -24,6 +24,7 @@ from daemon import tokens
 from daemon.model import MailEffects
 from daemon.pipeline.agent_mail import MailKit, agent_mail
 from daemon.pipeline.commands import NAMES
+from daemon.pipeline.digest import SlaNote, sla_note
 from daemon.pipeline.sla import policy_for, sla_state
 from store.desk_reads import open_tickets
 from store.records import SaveResult
@@ -76,23 +77,23 @@ class DeskQueries:
         return Handled("recorded", SaveResult(f"agent:{query[0]}", None, None, msg.message_id),
                        applied.outbox_ids, applied.alerts)
 
-    def _sla_left(self, tx, ticket_id: int, now: datetime) -> str:
-        """The business time left on the ticket's running SLA clock, '' when none runs."""
+    def sla_note(self, tx, ticket_id: int, now: datetime, risk_percent: float = 100.0) -> SlaNote:
+        """The ticket's running SLA clock (daemon.pipeline.digest.sla_note); no text when none runs."""
         settings = self.escalator.settings()[1] if self.escalator is not None else None
         row = tx.sla.row(ticket_id) if settings is not None else None
         trow = tx.ticket(ticket_id) if row is not None else None
         if trow is None:
-            return ""
+            return SlaNote("", False)
         history = tx.sla.history(trow, row.policy)
-        state = sla_state(history, policy_for(settings, history), now)
-        running = [c for c in state.clocks if c.phase == "running" and c.target != "update"]
-        if not running:
-            return ""
-        c = min(running, key=lambda c: c.left)
-        minutes = int(c.left.total_seconds() // 60)
-        if minutes < 0:
-            return f"{c.target.replace('_', ' ')} overdue by {-minutes // 60}h{-minutes % 60:02d}"
-        return f"{c.target.replace('_', ' ')} in {minutes // 60}h{minutes % 60:02d}"
+        return sla_note(sla_state(history, policy_for(settings, history), now), risk_percent)
+
+    def entry(self, t, agent, note: SlaNote) -> list[str]:
+        """The two lines of one listed ticket: ref, priority, status, subject, SLA; its reply address."""
+        prefix, address = self.notices.desk.prefix, self.notices.desk.address
+        reply = tokens.reply_address(address, self.notices.reply_token(t.id, agent.email))
+        return [f"{prefix}-{t.id}  {t.priority}  {t.status:<8} {t.subject[:70]}"
+                + (f"  (SLA: {note.text})" if note.text else ""),
+                f"    assignee {t.assignee or 'none'}; reply to work it: {reply}"]
 
     def _lines(self, tx, query: tuple[str, str], agent, rules, now: datetime) -> tuple[str, list[str]]:
         name, arg = query
@@ -112,12 +113,7 @@ class DeskQueries:
         rows = open_tickets(tx.s, assignee=agent.email, limit=MAX_LISTED) if name == "mine" \
             else open_tickets(tx.s, queue=arg, limit=MAX_LISTED)
         title = "Your open tickets" if name == "mine" else f"Open tickets of queue {arg}"
-        prefix, address = self.notices.desk.prefix, self.notices.desk.address
         lines = [f"{len(rows)} open ticket(s){' (the first ' + str(MAX_LISTED) + ')' if len(rows) >= MAX_LISTED else ''}:"]
         for t in rows:
-            reply = tokens.reply_address(address, self.notices.reply_token(t.id, agent.email))
-            left = self._sla_left(tx, t.id, now)
-            lines += [f"{prefix}-{t.id}  {t.priority}  {t.status:<8} {t.subject[:70]}" + (f"  (SLA: {left})" if left
-                                                                                         else ""),
-                      f"    assignee {t.assignee or 'none'}; reply to work it: {reply}"]
+            lines += self.entry(t, agent, self.sla_note(tx, t.id, now))
         return title, lines
