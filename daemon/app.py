@@ -3,7 +3,8 @@
 Nothing else constructs these; `serve`, `worker`, `ingest` and the CLI commands ask for an
 `App` and use its parts, each handed what it needs at construction: the clock, the store,
 the spool, the live rules and templates, the signing keys, the mail planner (Outbound),
-the agent desk, the SLA escalator, the delivery context of the queue and the spool worker.
+the agent desk, the SLA escalator, the daily agent digest, the delivery context of the queue
+and the spool worker.
 The queue's tasks get their context through the one `huey.bind` call here. `serve` runs
 the intake edges and the workers until told to stop; `run_queue_worker` is
 `helpdesk worker`.
@@ -29,6 +30,7 @@ from daemon.agents import AgentDesk, agent_settings, build_authenticator
 from daemon.clock import build_clock, utcnow
 from daemon.config import Config
 from daemon.errors import HelpdeskError, SpoolError
+from daemon.digest import Digests, digest_loop
 from daemon.escalation import Escalator, sweeper as sla_sweeper
 from daemon.health import Health
 from daemon.intake.imap import ImapPoller, imap_tokens
@@ -67,6 +69,7 @@ class Mail:
     agents: AgentDesk
     escalator: Escalator
     delivery: tasks.Delivery
+    digests: Digests | None = None
 
 
 @dataclass
@@ -150,7 +153,9 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
                        macros=macros.current)
     agents.live_macros = macros
     tasks.huey.bind(delivery, escalator)
-    return Mail(ring, templates, outbound, agents, escalator, delivery)
+    digests = Digests(cfg.digest, store, agents.queries, lambda: rules.current, clock=clock,
+                      enqueue_mail=lambda i: send(i))
+    return Mail(ring, templates, outbound, agents, escalator, delivery, digests)
 
 
 def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetime] | None = None) -> App:
@@ -199,6 +204,8 @@ def mail_threads(app: App, stop: threading.Event) -> list[threading.Thread]:
             threading.Thread(target=sla_sweeper, args=(mail.escalator, stop, every), name="sla-sweep", daemon=True),
             threading.Thread(target=watch_templates, args=(mail.templates, stop), name="templates-watch",
                              kwargs={"on_reload": lambda problems: templates_reloaded(app, problems)}, daemon=True),
+            *([threading.Thread(target=digest_loop, args=(mail.digests, stop, every), name="digest", daemon=True)]
+              if cfg.digest.enabled else []),
             *tasks.consumer_threads(stop, cfg.queue.workers)]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from daemon import shipped
 from daemon.config_lookup import SYSTEM_CONFIG, find_site_config, site_config_path  # noqa: F401 (re-exported)
 from daemon.config_text import did_you_mean, find_key, locate
+from daemon.digest_config import DigestSection, check_digest
 from daemon.errors import ConfigError
 from daemon.oauth2_config import OAUTH2_DEFAULTS, OAuth2Keys, check_auth
 from daemon.model.idn import domain_keys
@@ -227,6 +228,7 @@ class Config:
     lmtp: LmtpSection = field(default_factory=LmtpSection)
     http: HttpSection = field(default_factory=HttpSection)
     debug: DebugSection = field(default_factory=DebugSection)
+    digest: DigestSection = field(default_factory=DigestSection)
     imap: tuple[ImapAccount, ...] = ()
     sources: tuple[Path, ...] = field(default=())
 
@@ -360,6 +362,8 @@ def _validate(cfg: dict, where: Path) -> None:
         raise ConfigError(f"{where}: smtp.port: out of range")
     _validate_outbound(cfg, where)
     _validate_agents(cfg, where)
+    if "digest" in cfg:
+        check_digest(cfg["digest"], where)
     _validate_worker(cfg["worker"], where)
 
 

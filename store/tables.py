@@ -255,3 +255,16 @@ class SlaCursor(SQLModel, table=True):
     name: str = Field(primary_key=True)
     low: int = 0                        # the sweep before last saw events up to here
     high: int = 0                       # the last sweep saw events up to here
+
+
+# ---------------------------------------------------------------------- the daily agent digest (daemon.digest)
+class AgentDigest(SQLModel, table=True):
+    """One row per digest decided: `key` is `digest:EMAIL:LOCAL-DATE` (the agent's day), so
+    restarts and several nodes send it once; `outbox_id` is NULL when there was nothing to send."""
+
+    __tablename__ = "agentdigest"
+    key: str = Field(primary_key=True)
+    agent: str
+    day: str                            # the agent's local date, YYYY-MM-DD
+    outbox_id: Optional[int] = Field(default=None, foreign_key="outbox.id")
+    created_at: datetime

@@ -202,5 +202,17 @@ class WriteTx:
         """Write the mail planning decided (outbox rows, bounce marks, fuses) for `ticket_id`."""
         return self._guard(lambda: outbox.apply(self.s, effects, ticket_id, now))
 
+    def digest_done(self, key: str) -> bool:
+        """Whether the digest `key` (daemon.digest) was decided already, by any node."""
+        return self._guard(lambda: self.s.get(m.AgentDigest, key) is not None)
+
+    def record_digest(self, key: str, agent: str, day: str, outbox_id: int | None, now: datetime) -> None:
+        """The digest `key` is decided (sent as `outbox_id`, or nothing to send); a second
+        node's insert hits the primary key at flush and its transaction rolls back."""
+        def write() -> None:
+            self.s.add(m.AgentDigest(key=key, agent=agent, day=day, outbox_id=outbox_id, created_at=to_utc(now)))
+            self.s.flush()
+        self._guard(write)
+
     def count(self, table) -> int:
         return self._guard(lambda: self.s.exec(select(func.count()).select_from(table)).one())

@@ -15,6 +15,7 @@ class Agent:
     email: str
     name: str
     role: str
+    timezone: str = ""               # IANA zone from queues.yaml; "" = [digest] timezone
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def _load_agents(value: Any, path: str, file: str, line: int, roles: tuple[str, 
             item = YDict(email=item)
             item.line, item.key_lines = at, {}
         a = expect_mapping(item, f"{path}[{i}]", file, at, problems)
-        if a is None or not check_keys(a, ("email", "name", "role"), f"{path}[{i}]", file, problems,
+        if a is None or not check_keys(a, ("email", "name", "role", "timezone"), f"{path}[{i}]", file, problems,
                                        required=("email",)):
             continue
         email = expect_str(a, "email", f"{path}[{i}]", file, problems, default="") or ""
@@ -127,8 +127,21 @@ def _load_agents(value: Any, path: str, file: str, line: int, roles: tuple[str, 
             problems.add(file, a.line_of("email"), f"{path}[{i}]: {email!r} is listed twice")
             continue
         name = expect_str(a, "name", f"{path}[{i}]", file, problems, default="") or ""
-        out.append(Agent(canonical_address(email), name, role))     # IDN domain in A-labels
+        zone = expect_str(a, "timezone", f"{path}[{i}]", file, problems, default="") or ""
+        if zone and not _zone_ok(zone):
+            problems.add(file, a.line_of("timezone"), f"{path}[{i}].timezone: unknown time zone {zone!r} "
+                                                      "(an IANA name such as Europe/Berlin)")
+            zone = ""
+        out.append(Agent(canonical_address(email), name, role, zone))     # IDN domain in A-labels
     return tuple(out)
+
+
+def _zone_ok(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 def load_services(data: YDict, file: str, problems: Problems, queues: dict[str, Queue],

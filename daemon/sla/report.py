@@ -3,11 +3,13 @@
 `build_report(histories, settings, start=, end=, now=)` takes the tickets CREATED in
 [start, end) (the CLI reads them from the store as `TicketHistory` values) and measures,
 as of `now`, their first-response and resolution targets under each ticket's policy and
-current priority: met, breached (also while still open: a breach cannot be undone) or
-open (running and not yet breached; left out of the attainment). Attainment is
-met / (met + breached). Times are business time (pauses excluded) of the completed
-clocks: the median, and the 90th percentile by nearest rank. Rows are given overall and
-per queue, priority and policy.
+current priority: met, breached (also while still open: a breach cannot be undone),
+unanswered (first response only: resolved within the goal without any public answer to
+the requester - not met, and left out of the attainment, like open) or open (running and
+not yet breached; left out of the attainment). Attainment is met / (met + breached).
+Times are business time (pauses excluded) of the completed clocks (an unanswered one has
+no response time): the median, and the 90th percentile by nearest rank. Rows are given
+overall and per queue, priority and policy.
 
 `render_text`, `render_json` and `render_html` make the output; the HTML page is one
 self-contained file (inline styles and CSS bars, no scripts, fonts or images to fetch)
@@ -31,7 +33,8 @@ REPORT_TARGETS = ("first_response", "resolution")
 DIMENSIONS = ("all", "queue", "priority", "policy")
 _LABEL = {"first_response": "first response", "resolution": "resolution", "all": "overall",
           "queue": "queue", "priority": "priority", "policy": "policy"}
-_COLOURS = {"met": "#2e7d32", "breached": "#c62828", "open": "#9e9e9e"}
+_COLOURS = {"met": "#2e7d32", "breached": "#c62828", "unanswered": "#f9a825", "open": "#9e9e9e"}
+OUTCOMES = ("met", "breached", "unanswered", "open")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Row:
     open: int
     median: timedelta | None
     p90: timedelta | None
+    unanswered: int = 0
 
     @property
     def attainment(self) -> float | None:
@@ -85,8 +89,8 @@ def build_report(histories: Iterable[TicketHistory], settings: SlaSettings, *, s
         keys = {"all": "all", "queue": h.queue, "priority": h.priority, "policy": policy.name}
         for target in REPORT_TARGETS:
             clock = state.clock(target)
-            outcome = "breached" if clock.breached else "met" if clock.met else "open"
-            value = (outcome, clock.elapsed if clock.phase == "stopped" else None)
+            outcome = clock.state if clock.state in OUTCOMES else "open"
+            value = (outcome, clock.elapsed if clock.phase == "stopped" and not clock.unanswered else None)
             for dim in DIMENSIONS:
                 groups.setdefault((dim, keys[dim], target), []).append(value)
     rows = [_row(dim, key, target, items) for (dim, key, target), items in groups.items()]
@@ -96,10 +100,11 @@ def build_report(histories: Iterable[TicketHistory], settings: SlaSettings, *, s
 
 def _row(dim: str, key: str, target: str, items: list[tuple[str, timedelta | None]]) -> Row:
     times = sorted(t for _, t in items if t is not None)
-    count = {k: sum(1 for o, _ in items if o == k) for k in ("met", "breached", "open")}
+    count = {k: sum(1 for o, _ in items if o == k) for k in OUTCOMES}
     median = statistics.median(times) if times else None
     p90 = times[math.ceil(0.9 * len(times)) - 1] if times else None
-    return Row(dim, key, target, len(items), count["met"], count["breached"], count["open"], median, p90)
+    return Row(dim, key, target, len(items), count["met"], count["breached"], count["open"], median, p90,
+               count["unanswered"])
 
 
 # ------------------------------------------------------------------ rendering
@@ -120,9 +125,10 @@ def render_text(report: SlaReport) -> str:
     lines = [f"SLA report: tickets created {_period(report)}",
              f"as of {report.generated_at.isoformat()}; {report.tickets} ticket(s)"
              + (f", {report.skipped} without targets" if report.skipped else ""),
-             "attained = met / (met + breached); open = not yet due; times are business time", ""]
+             "attained = met / (met + breached); open = not yet due; unanswered = resolved without a "
+             "public answer; times are business time", ""]
     head = f"  {'':<22} {'target':<15} {'tickets':>7} {'met':>6} {'breached':>8} {'open':>6} " \
-           f"{'attained':>8} {'median':>8} {'p90':>8}"
+           f"{'unanswered':>10} {'attained':>8} {'median':>8} {'p90':>8}"
     for dim in DIMENSIONS:
         rows = [r for r in report.rows if r.dimension == dim]
         if not rows:
@@ -133,7 +139,7 @@ def render_text(report: SlaReport) -> str:
             shown = r.key if r.key != last else ""
             last = r.key
             lines.append(f"  {shown[:22]:<22} {_LABEL[r.target]:<15} {r.tickets:>7} {r.met:>6} {r.breached:>8} "
-                         f"{r.open:>6} {_pct(r.attainment):>8} {duration_text(r.median):>8} "
+                         f"{r.open:>6} {r.unanswered:>10} {_pct(r.attainment):>8} {duration_text(r.median):>8} "
                          f"{duration_text(r.p90):>8}")
         lines.append("")
     if not report.rows:
@@ -152,7 +158,7 @@ def report_dict(report: SlaReport) -> dict:
         "tickets": report.tickets,
         "skipped": report.skipped,
         "rows": [{"dimension": r.dimension, "key": r.key, "target": r.target, "tickets": r.tickets,
-                  "met": r.met, "breached": r.breached, "open": r.open,
+                  "met": r.met, "breached": r.breached, "open": r.open, "unanswered": r.unanswered,
                   "attainment": None if r.attainment is None else round(r.attainment, 2),
                   "median_seconds": secs(r.median), "p90_seconds": secs(r.p90)} for r in report.rows],
     }
@@ -181,7 +187,8 @@ th {{ background: #f3f3f3; }} td.k, th.k {{ text-align: left; }}
 <h1 style="font-size:22px">{e(title)}</h1>
 <p class="muted">Tickets created {e(_period(report))}; measured {e(report.generated_at.isoformat())}.
 {report.tickets} ticket(s){f", {report.skipped} without targets" if report.skipped else ""}.
-Attained = met / (met + breached); open tickets not yet due are left out. Times are business
+Attained = met / (met + breached); open tickets not yet due and tickets resolved without a
+public answer (unanswered) are left out. Times are business
 hours (time waiting on the customer excluded).</p>
 <div class="cards">"""]
     for target in REPORT_TARGETS:
@@ -199,6 +206,7 @@ hours (time waiting on the customer excluded).</p>
             parts.append(_html_table(dim, rows, goal))
     parts.append(f'<p class="muted">Legend: <span style="color:{_COLOURS["met"]}">&#9632; met</span> '
                  f'<span style="color:{_COLOURS["breached"]}">&#9632; breached</span> '
+                 f'<span style="color:{_COLOURS["unanswered"]}">&#9632; unanswered</span> '
                  f'<span style="color:{_COLOURS["open"]}">&#9632; open</span></p></body></html>\n')
     return "\n".join(parts)
 
@@ -213,10 +221,10 @@ def _html_table(dim: str, rows: list[Row], goal: float) -> str:
     e = html.escape
     out = [f'<h2 style="font-size:18px">By {e(_LABEL[dim])}</h2><table>',
            f'<tr><th class="k">{e(_LABEL[dim])}</th><th class="k">target</th><th>tickets</th><th>met</th>'
-           '<th>breached</th><th>open</th><th>attained</th><th class="k">split</th><th>median</th><th>p90</th></tr>']
+           '<th>breached</th><th>open</th><th>unanswered</th><th>attained</th><th class="k">split</th><th>median</th><th>p90</th></tr>']
     for r in rows:
         out.append(f'<tr><td class="k">{e(r.key)}</td><td class="k">{e(_LABEL[r.target])}</td><td>{r.tickets}</td>'
-                   f'<td>{r.met}</td><td>{r.breached}</td><td>{r.open}</td>'
+                   f'<td>{r.met}</td><td>{r.breached}</td><td>{r.open}</td><td>{r.unanswered}</td>'
                    f'<td style="color:{_colour(r.attainment, goal)};font-weight:600">{e(_pct(r.attainment))}</td>'
                    f'<td class="k">{_bar(r)}</td><td>{e(duration_text(r.median))}</td>'
                    f'<td>{e(duration_text(r.p90))}</td></tr>')
@@ -225,10 +233,10 @@ def _html_table(dim: str, rows: list[Row], goal: float) -> str:
 
 
 def _bar(r: Row) -> str:
-    """A 200px stacked bar of met / breached / open, made of inline-styled spans."""
-    total = r.met + r.breached + r.open
+    """A 200px stacked bar of met / breached / unanswered / open, made of inline-styled spans."""
+    total = r.met + r.breached + r.unanswered + r.open
     spans = []
-    for kind, count in (("met", r.met), ("breached", r.breached), ("open", r.open)):
+    for kind, count in (("met", r.met), ("breached", r.breached), ("unanswered", r.unanswered), ("open", r.open)):
         if count:
             width = max(1, round(200 * count / total))
             spans.append(f'<span title="{kind}: {count}" style="display:inline-block;height:12px;'

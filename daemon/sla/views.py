@@ -4,11 +4,14 @@ its `clocks`), `helpdesk export`, and the inputs of `helpdesk sla report`.
 `sla_json` is pure: the ticket's history, its policy and `now` in, plain data out:
   response_due, resolution_due   the deadlines (for a met target: the one that applied;
                                  null while the clock is paused, since it is not known yet)
-  responded_at                   the first public agent reply
+  responded_at                   the first public agent reply (by mail or `helpdesk reply`;
+                                 commands, notes and CLI updates are not one)
   breached                       the targets missed (a breach cannot be undone)
   policy, policy_reason, priority, clocks: per target its phase (running | paused |
-  stopped | inactive), goal, business time used and left (seconds), percent, due and done
-  times; next_escalation and escalations (levels fired) when the store's rows are given.
+  stopped | inactive), its state (met | breached | unanswered | the phase; unanswered: a
+  first response never given, the ticket resolved within the goal - not met), goal,
+  business time used and left (seconds), percent, due and done times; next_escalation
+  and escalations (levels fired) when the store's rows are given.
 `SlaReader` is the edge: it loads sla.yaml with the rules (a file that does not load
 leaves the `sla` object empty rather than failing `show` or `export`) and reads the store.
 """
@@ -61,7 +64,8 @@ def sla_json(history: TicketHistory, settings: SlaSettings, now: datetime, *, ro
         clocks.append({"target": c.target, "phase": c.phase, "goal_seconds": _secs(c.goal),
                        "elapsed_seconds": _secs(c.elapsed), "left_seconds": _secs(c.left),
                        "percent": round(c.percent, 1), "due_at": _iso(at), "done_at": _iso(c.done_at),
-                       "met": c.met, "breached": c.breached, "calendar": targets.calendar.name})
+                       "met": c.met, "breached": c.breached, "unanswered": c.unanswered,
+                       "state": c.state, "calendar": targets.calendar.name})
     out: dict[str, Any] = {
         "response_due": _iso(due.get("first_response")), "resolution_due": _iso(due.get("resolution")),
         "responded_at": _iso(history.first_response_at), "breached": list(state.breaches),
@@ -89,7 +93,7 @@ def sla_text(sla: dict[str, Any]) -> list[str]:
              + (f" · BREACHED: {', '.join(sla['breached'])}" if sla["breached"] else "")]
     for c in sla["clocks"]:
         left = c["left_seconds"]
-        state = ("met" if c["met"] else "breached" if c["breached"] else c["phase"])
+        state = c["state"]
         when = f"due {c['due_at']}" if c["due_at"] else "due -"
         lines.append(f"  {c['target']:<15} {state:<9} {when:<31} used {_dur(c['elapsed_seconds'])} of "
                      f"{_dur(c['goal_seconds'])} ({c['percent']:g}%), "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from datetime import timedelta
 
 import pytest
 
@@ -53,6 +54,26 @@ def test_a_public_answer_is_the_first_response(desk):
     send_agent(desk, agent_reply(notice, "#resolve\nFixed: the tray was loose."))
     sla, fr = first_response(desk)
     assert sla["responded_at"] is not None and fr["met"] is True
+
+
+def test_a_commands_only_mail_is_not_the_first_response(desk):
+    """Issue 17 defect: `#priority` / `#resolve` alone showed first_response `met` with
+    responded_at null, and the SLA report counted it as met."""
+    notice = opened(desk)
+    desk.clock.advance(minutes=10)
+    send_agent(desk, agent_reply(notice, "#priority P2"))
+    sla, fr = first_response(desk)
+    assert sla["responded_at"] is None and fr["state"] == "running" and not fr["met"]
+    send_agent(desk, agent_reply(notice, "#resolve", n=2))
+    sla, fr = first_response(desk)
+    assert sla["responded_at"] is None and sla["breached"] == []
+    assert (fr["state"], fr["met"], fr["unanswered"], fr["phase"]) == ("unanswered", False, True, "stopped")
+    now = desk.clock()
+    report = SlaReader(desk.app.config, desk.store.engine).report(now - timedelta(days=1), now + timedelta(days=1),
+                                                                  now)
+    row = report.row("all", "all", "first_response")
+    assert (row.met, row.unanswered, row.breached, row.attainment) == (0, 1, 0, None)
+    assert report.row("all", "all", "resolution").met == 1
 
 
 def test_an_answer_assigns_the_unassigned_ticket_to_whoever_answered(desk):

@@ -59,14 +59,16 @@ def fill(desk) -> None:
 
 
 def dump(engine) -> dict[str, list[tuple]]:
-    """Every row of every table of the models, sorted (schemainfo apart: its version moves)."""
+    """Every row of every table of the models, sorted (schemainfo apart: its version moves).
+    A table the database does not have yet (added by a later migration) has no rows: []."""
     md = MetaData()
     md.reflect(engine)
     out = {}
     with engine.connect() as c:
         for name in sorted(migrate.metadata().tables):
-            if name != "schemainfo" and name in md.tables:          # a newer table: not there yet
-                out[name] = sorted((tuple(r) for r in c.execute(select(md.tables[name]))), key=repr)
+            if name != "schemainfo":
+                out[name] = sorted((tuple(r) for r in c.execute(select(md.tables[name]))), key=repr) \
+                    if name in md.tables else []
     return out
 
 

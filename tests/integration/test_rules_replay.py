@@ -1,11 +1,12 @@
 """`helpdesk rules replay`: stored first messages routed by the live and candidate rules,
-nothing changed, each differing ticket listed with the rules before and after."""
+nothing changed, each differing ticket listed with the rules before and after; a stored
+month of mail cut by `--since`."""
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import shutil
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -64,3 +65,23 @@ def test_replay_lists_what_the_candidate_rules_would_change_and_changes_nothing(
     assert main(site + ["rules", "replay", "--rules", str(REPO / "rules"), "--since", "2026-01-01"]) == 0
     assert "0 would be routed differently" in capsys.readouterr().out
     assert main(site + ["rules", "replay", "--rules", str(tmp_path / "nowhere")]) == 1
+
+
+def test_replay_of_a_stored_month_routes_only_the_mail_since_the_date(desk, tmp_path, capsys):
+    """A month of mail, one first message a day (every third about a printer), stored through
+    the real worker with the clock moved between them; `--since` cuts the month."""
+    start = datetime(2026, 2, 1, 9, tzinfo=timezone.utc)
+    subjects = ("Printer on floor {} jams", "Password expired ({})", "VPN drops again ({})")
+    for day in range(35):
+        desk.clock.now = start + timedelta(days=day, minutes=7 * day)
+        assert desk.mail(new_mail(100 + day, frm=f"u{day}@example.org",
+                                  subject=subjects[day % 3].format(day))).outcome == "created"
+    site = ["--config", str(tmp_path / "site.toml"), "rules", "replay", "--rules", str(candidate(tmp_path))]
+    assert main(site + ["--since", "2026-02-08", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    month = [d for d in range(35) if start + timedelta(days=d) >= datetime(2026, 2, 8, tzinfo=timezone.utc)]
+    assert got["routed"] == len(month) == 28
+    assert got["changed"] == len([d for d in month if d % 3 == 0]) and got["summary"]["queue"] == got["changed"]
+    assert {c["fields"]["queue"]["after"] for c in got["changes"]} == {"workplace"}
+    assert main(site + ["--since", "2026-01-01", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["routed"] == 35

@@ -130,10 +130,25 @@ def test_resolved_tickets_do_not_escalate_and_reopen_resumes_the_resolution_cloc
     assert reopened.resolved_at is None
 
 
-def test_resolving_without_a_public_reply_ends_the_first_response_clock():
-    h = ticket(MON_9, changes=((berlin(2026, 3, 2, 10), "resolved"), (berlin(2026, 3, 2, 11), "open")))
-    fr = sla_state(h, POLICY, berlin(2026, 3, 2, 16)).clock("first_response")
-    assert fr.phase == "stopped" and fr.done_at == berlin(2026, 3, 2, 10) and fr.met
+def test_resolving_without_a_public_reply_stops_the_first_response_clock_but_does_not_meet_it():
+    # Issue 17: only a public answer to the requester is a first response (this test used
+    # to assert that the resolve met the target).
+    resolved = ticket(MON_9, changes=((berlin(2026, 3, 2, 10), "resolved"),))
+    fr = sla_state(resolved, POLICY, berlin(2026, 3, 2, 16)).clock("first_response")
+    assert fr.phase == "stopped" and fr.done_at == berlin(2026, 3, 2, 10) and fr.elapsed == H
+    assert fr.unanswered and not fr.met and not fr.breached and fr.state == "unanswered"
+    assert plan_escalations(resolved, POLICY, berlin(2026, 3, 2, 16)) == ()
+    late = ticket(MON_9, changes=((berlin(2026, 3, 2, 15), "resolved"),))          # 6h of a 4h goal
+    fr = sla_state(late, POLICY, berlin(2026, 3, 2, 16)).clock("first_response")
+    assert fr.unanswered and fr.breached and fr.state == "breached" and fr.due_at == berlin(2026, 3, 2, 13)
+    reopened = ticket(MON_9, changes=((berlin(2026, 3, 2, 10), "resolved"), (berlin(2026, 3, 2, 11), "open")))
+    fr = sla_state(reopened, POLICY, berlin(2026, 3, 2, 12)).clock("first_response")
+    assert fr.phase == "running" and fr.elapsed == 2 * H and not fr.unanswered    # the resolved hour not counted
+    assert fr.due_at == berlin(2026, 3, 2, 14)
+    answered = ticket(MON_9, changes=((berlin(2026, 3, 2, 10), "resolved"), (berlin(2026, 3, 2, 11), "open")),
+                      first=berlin(2026, 3, 2, 12))
+    fr = sla_state(answered, POLICY, berlin(2026, 3, 2, 16)).clock("first_response")
+    assert fr.met and fr.done_at == berlin(2026, 3, 2, 12) and fr.elapsed == 2 * H
 
 
 def test_closed_counts_as_resolved_from_the_first_stop():

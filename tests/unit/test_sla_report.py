@@ -36,6 +36,8 @@ HISTORIES = [
     t(5, "general", "P3", created=at(1, 9) - timedelta(days=3)),                   # before the period
     t(6, "general", "P9"),                                                          # no targets
 ]
+UNANSWERED = [t(7, "general", "P3", [(at(2, 10), "resolved")]),                     # resolved, never answered
+              t(8, "general", "P3", [(at(2, 15), "resolved")])]                     # ... after the 4h goal
 START, END, NOW = at(1, 0), at(8, 0), at(9, 12)
 
 
@@ -69,10 +71,20 @@ def test_open_tickets_are_left_out_of_attainment_until_they_breach():
     assert (row.open, row.attainment) == (1, None)
 
 
+def test_a_ticket_resolved_without_a_public_answer_is_unanswered_not_met():
+    r = build_report(UNANSWERED, SETTINGS, start=START, end=END, now=NOW)
+    fr, res = r.row("all", "all", "first_response"), r.row("all", "all", "resolution")
+    assert (fr.met, fr.breached, fr.unanswered, fr.open, fr.attainment) == (0, 1, 1, 0, 0.0)
+    assert (fr.median, fr.p90) == (None, None)                   # no response, no response time
+    assert (res.met, res.breached, res.unanswered) == (2, 0, 0)
+    assert re.search(r"\n  all\s+first response\s+2\s+0\s+1\s+0\s+1\s+0\.0%", render_text(r))
+    assert json.loads(render_json(r))["rows"][0]["unanswered"] == 1
+
+
 def test_text():
     text = render_text(report())
     assert "tickets created 2026-02-28T23:00:00+00:00 to 2026-03-07T23:00:00+00:00" in text
-    assert re.search(r"\n  all\s+first response\s+4\s+2\s+2\s+0\s+50\.0%\s+1h00m\s+6h00m\n", text), text
+    assert re.search(r"\n  all\s+first response\s+4\s+2\s+2\s+0\s+0\s+50\.0%\s+1h00m\s+6h00m\n", text), text
     assert re.search(r"\n  network\s+first response", text) and "BY PRIORITY" in text
     empty = render_text(build_report([], SETTINGS, start=START, end=END, now=NOW))
     assert "No tickets with SLA targets" in empty
@@ -83,7 +95,7 @@ def test_json():
     assert data["tickets"] == 5 and data["skipped"] == 1 and data["period"]["start"] == START.isoformat()
     first = data["rows"][0]
     assert first == {"dimension": "all", "key": "all", "target": "first_response", "tickets": 4, "met": 2,
-                     "breached": 2, "open": 0, "attainment": 50.0, "median_seconds": 3600.0, "p90_seconds": 21600.0}
+                     "breached": 2, "open": 0, "unanswered": 0, "attainment": 50.0, "median_seconds": 3600.0, "p90_seconds": 21600.0}
 
 
 def test_html_is_self_contained_and_escaped():

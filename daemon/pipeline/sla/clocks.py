@@ -13,7 +13,10 @@ Clock rules (docs: rules/sla.yaml):
 - Every clock runs only while the ticket's status is neither paused (`pending`: waiting
   on the customer) nor stopped (`resolved`, `closed`), and only in the calendar's open
   time. A reopen resumes the resolution clock where it stopped (time already used stays
-  used). Resolving a ticket without any public reply also ends the first-response clock.
+  used). Only a public answer to the requester is a first response: resolving a ticket
+  without one stops the first-response clock too (its time while resolved is not
+  counted, and a reopen resumes it), but the target is then `unanswered` - not met;
+  breached when it had already run past its goal.
 - A priority (or policy) change recomputes everything as if the ticket had always had
   the new one: elapsed business time is measured from creation on the new calendar.
 - A target is met when its elapsed business time is <= the target, breached when >.
@@ -150,7 +153,8 @@ def policy_for(settings: SlaSettings, history: TicketHistory) -> Policy:
 class ClockState:
     """One target at `now`. phase: running | paused | stopped | inactive (the update
     target before any first response). `elapsed` is business time; `due_at` is the
-    deadline while running, the breach instant once breached, else None."""
+    deadline while running, the breach instant once breached, else None. `unanswered`:
+    a first-response clock stopped by a resolve without any public answer (not met)."""
 
     target: str
     goal: timedelta
@@ -158,6 +162,7 @@ class ClockState:
     elapsed: timedelta
     due_at: datetime | None
     done_at: datetime | None = None
+    unanswered: bool = False
 
     @property
     def breached(self) -> bool:
@@ -165,7 +170,16 @@ class ClockState:
 
     @property
     def met(self) -> bool:
-        return self.phase == "stopped" and not self.breached
+        return self.phase == "stopped" and not self.breached and not self.unanswered
+
+    @property
+    def state(self) -> str:
+        """met | breached | unanswered (stopped without an answer, within the goal) | the phase."""
+        if self.breached:
+            return "breached"
+        if self.met:
+            return "met"
+        return "unanswered" if self.unanswered else self.phase
 
     @property
     def left(self) -> timedelta:
@@ -257,23 +271,25 @@ class _Clock:
         return None
 
 
-def _clocks(h: TicketHistory, targets: Targets, now: int) -> Iterable[tuple[str, int, str, _Clock, int | None, int]]:
-    """(target, goal µs, phase, clock, done_at µs, cycle start µs) for each set target."""
+Clocks = Iterable[tuple[str, int, str, "_Clock", int | None, int]]
+
+
+def _clocks(h: TicketHistory, targets: Targets, now: int) -> Clocks:
+    """(target, goal µs, phase, clock, done_at µs, cycle start µs) for each set target.
+    A first-response clock whose done_at is set without a first response is unanswered."""
     periods = _periods(h, now)
     created, status = periods[0][0], periods[-1][2]
     phase = "stopped" if status in STOPPED else "paused" if status in PAUSED else "running"
-    stop = next((a for a, _, s in periods if s in STOPPED), None)
     fr = _known(h.first_response_at, now)
     cal = targets.calendar
 
     whole = _Clock(cal, _running(periods, created, now), phase == "running")
-    done = min((x for x in (fr, stop) if x is not None), default=None)
-    if done is not None:
-        yield "first_response", targets.first_response // _ONE, "stopped", \
-            _Clock(cal, _running(periods, created, done), False), done, created
-    else:                                    # until answered, it is the resolution clock's twin
-        yield "first_response", targets.first_response // _ONE, phase, whole, None, created
     resolved = _stopped_since(periods) if phase == "stopped" else None
+    if fr is not None:
+        yield "first_response", targets.first_response // _ONE, "stopped", \
+            _Clock(cal, _running(periods, created, fr), False), fr, created
+    else:                                    # until answered, it is the resolution clock's twin
+        yield "first_response", targets.first_response // _ONE, phase, whole, resolved, created
     yield "resolution", targets.resolution // _ONE, phase, whole, resolved, created
     if targets.update is not None:
         start = _known(h.last_update_at, now)
@@ -308,12 +324,14 @@ def sla_state(history: TicketHistory, policy: Policy, now: datetime) -> SlaState
     targets = policy.targets.get(history.priority)
     clocks: list[ClockState] = []
     if targets is not None:
+        answered = _known(history.first_response_at, to_us(now)) is not None
         for target, goal, phase, clock, done, _ in _clocks(history, targets, to_us(now)):
             due = clock.deadline(goal)
             clocks.append(ClockState(target, timedelta(microseconds=goal), phase,
                                      timedelta(microseconds=clock.elapsed),
                                      None if due is None else from_us(due),
-                                     None if done is None else from_us(done)))
+                                     None if done is None else from_us(done),
+                                     target == "first_response" and phase == "stopped" and not answered))
     return SlaState(history.ticket_id, policy.name, history.priority, now, tuple(clocks))
 
 

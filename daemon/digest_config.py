@@ -1,0 +1,37 @@
+"""`[digest]`: the optional daily mail to each agent of their open tickets and SLA risks.
+
+  enabled       false by default
+  hour          the local hour (0-23) at which it is sent, in the agent's time zone
+  timezone      the zone of agents whose rules/queues.yaml entry has no `timezone:`
+  risk_percent  a running SLA clock at or past this share of its target is listed as a risk
+Used by daemon.config (validation) and daemon.digest (the sender).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from daemon.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DigestSection:
+    """[digest] (see module docstring)."""
+
+    enabled: bool = False
+    hour: int = 8
+    timezone: str = "UTC"
+    risk_percent: float = 75.0
+
+
+def check_digest(values: dict, where: object) -> None:
+    """Refuse an out-of-range hour, an unknown time zone or a bad percent, naming the key."""
+    if not 0 <= values["hour"] <= 23:
+        raise ConfigError(f"{where}: digest.hour: must be 0..23 (a local hour), got {values['hour']}")
+    try:
+        ZoneInfo(values["timezone"] or "")
+    except (ValueError, KeyError, OSError):
+        raise ConfigError(f"{where}: digest.timezone: unknown time zone {values['timezone']!r} "
+                          "(an IANA name such as Europe/Berlin)") from None
+    if not 0 < values["risk_percent"] <= 1000:
+        raise ConfigError(f"{where}: digest.risk_percent: must be above 0 (and at most 1000)")
