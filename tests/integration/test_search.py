@@ -16,6 +16,7 @@ from daemon.desk_cli import Act, perform
 from store import migrate
 from store.db import create_schema
 from store.search import search
+from tests.integration.schema_rollback import roll_back_to
 from tests.integration.test_outbox import close_desk, make_desk, new_mail
 
 
@@ -60,9 +61,7 @@ def test_punctuation_and_operators_are_words_not_syntax(desk):
 
 def before_index(engine, table: str) -> None:
     """Make the desk's database one from before the index (revision 0002)."""
-    with engine.begin() as c:
-        c.execute(text(f"DROP TABLE {table}"))
-        c.execute(text("UPDATE alembic_version SET version_num = '0002_schemainfo_v2'"))
+    roll_back_to(engine, "0002_schemainfo_v2", also_drop=(table,))
 
 
 def upgrade_at_start(engine) -> None:
