@@ -2,11 +2,13 @@
 
 `prepare` runs before the write transaction: parse (unless a helper process did), recognise
 our own mail (daemon.outbound), and the agent path's prelude (daemon.agents: reply token,
-sender authentication - DNS never runs while the transaction holds its lock). `store_one`
-runs inside the worker's `store.writing.WriteTx`: thread (or map a bounce to the mail it
-reports on), the agent path or classify by the rules, save, plan the mail and SLA timers
-the change causes and apply them. Each stage runs once per message; a failure comes out as
-`StageFailed` naming the stage.
+sender authentication - DNS never runs while the transaction holds its lock). `lock` opens
+the transaction by locking the thread keys of every message of the batch (store.saving).
+`store_one` runs inside the worker's `store.writing.WriteTx`: thread (or map a bounce to the
+mail it reports on), the agent path or classify by the rules, save, plan the mail and SLA
+timers the change causes and apply them (and, when the message carried thread keys of
+another ticket too, the notice to the agents that the tickets were linked). Each stage runs
+once per message; a failure comes out as `StageFailed` naming the stage.
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """The write transaction: one object the worker drives for a batch of one or many messages.
 
-Everything a stored message changes goes through one `WriteTx`, in this order, per message:
+Everything a stored message changes goes through one `WriteTx`. First, once for the batch,
+`lock_threads`: the thread keys of every message, then the tickets they lead to, locked in
+one order (store.saving), so concurrent writers on PostgreSQL never deadlock and a reply
+racing its parent threads on what the parent's transaction committed. Then, per message:
 the reads threading and planning need (thread candidates, the ticket a delivery report is
 about, the ticket row, its mail history, the agent path's ticket state), the message itself
 (`save_message`, or `record_agent` with its commands), then the effects planning decided

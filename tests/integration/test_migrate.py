@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic import command
 from sqlalchemy import MetaData, select, text
+from sqlalchemy.exc import IntegrityError
 
 from daemon.cli import main
 from store import migrate
@@ -237,3 +239,31 @@ def _dump_present(engine) -> dict[str, list[tuple]]:
     with engine.connect() as c:
         return {name: sorted((tuple(r) for r in c.execute(select(t))), key=repr)
                 for name, t in md.tables.items() if name != "schemainfo"}
+
+
+def test_a_split_conversation_from_before_0004_is_kept_once_and_linked(empty_url):
+    """Two tickets holding one thread key (a split made before keys had one owner): the upgrade
+    keeps the key with the ticket holding the real message, links both tickets, and from then on
+    the key is unique."""
+    engine = make_engine(empty_url)
+    with engine.connect() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0003_message_search")
+        conn.commit()
+    now = "2026-03-02 09:30:00"
+    with engine.begin() as c:
+        for tid in (1, 2):
+            c.execute(text("INSERT INTO ticket (id, subject, type, status, priority, queue, requester, created_at, "
+                           "updated_at, message_count, rules_version) VALUES (:i, 's', 'incident', 'new', 'P3', "
+                           "'general', 'ann@example.org', :now, :now, 1, '')"), {"i": tid, "now": now})
+        c.execute(text("INSERT INTO threadkey (key, ticket_id, ghost) VALUES "
+                       "('p@x.test', 2, false), ('p@x.test', 1, true), ('r@x.test', 1, false)"))
+    migrate.upgrade(engine)
+    with engine.connect() as c:
+        keys = sorted(c.execute(text("SELECT key, ticket_id FROM threadkey")).all())
+        links = sorted(c.execute(text("SELECT ticket_id, other_id FROM ticketlink WHERE kind = 'related'")).all())
+        events = c.execute(text("SELECT ticket_id, detail FROM event WHERE kind = 'linked'")).all()
+    assert keys == [("p@x.test", 2), ("r@x.test", 1)] and links == [(1, 2), (2, 1)]
+    assert len(events) == 2 and all("p@x.test" in d for _, d in events)
+    with pytest.raises(IntegrityError), engine.begin() as c:
+        c.execute(text("INSERT INTO threadkey (key, ticket_id, ghost) VALUES ('r@x.test', 2, true)"))
+    engine.dispose()

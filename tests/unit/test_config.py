@@ -86,3 +86,16 @@ username = "s@x"
 """))
     assert [a.name for a in cfg.imap] == ["support", "sales"]
     assert cfg.imap[0].port == 1143 and cfg.imap[1].port == 993 and cfg.imap[1].idle is True
+
+
+def test_queue_workers_zero_only_with_redis(tmp_path):
+    """A serve node that only takes mail in (`helpdesk worker` processes send): redis only."""
+    cfg = load_config(site(tmp_path, '[queue]\nbackend = "redis"\nurl = "redis://127.0.0.1:6379/0"\nworkers = 0\n'))
+    assert cfg.queue.workers == 0
+    with pytest.raises(ConfigError, match=r"queue\.workers: must be positive \(0 only with backend"):
+        load_config(site(tmp_path, '[queue]\nworkers = 0\n'))
+
+
+def test_node_health_keys_have_defaults(tmp_path):
+    cfg = load_config(site(tmp_path, '[health]\nnode = "mx1"\n'))
+    assert cfg.health.node == "mx1" and cfg.health.node_silent_seconds == 60

@@ -8,7 +8,7 @@ the same moment by two daemons: a split conversation). Upgrading keeps, for each
 twice, the row of the ticket that really holds the message (ghost = false), else the oldest
 ticket, links the tickets that shared it (`ticketlink` related, both ways, with a `linked`
 event saying why), and drops the other rows; then the unique index is made. `nodebeat` is
-new (store/nodes.py).
+new (store/nodes.py). Like the baseline, it makes only what the database lacks.
 """
 from __future__ import annotations
 
@@ -57,8 +57,15 @@ def _dedupe(bind) -> None:
 
 def upgrade() -> None:
     bind = op.get_bind()
-    _dedupe(bind)
-    op.create_index("uq_threadkey_key", "threadkey", ["key"], unique=True)
+    inspector = sa.inspect(bind)
+    if "uq_threadkey_key" not in {ix["name"] for ix in inspector.get_indexes("threadkey")}:
+        _dedupe(bind)
+        op.create_index("uq_threadkey_key", "threadkey", ["key"], unique=True)
+    if not inspector.has_table("nodebeat"):
+        _nodebeat()
+
+
+def _nodebeat() -> None:
     op.create_table(
         "nodebeat",
         sa.Column("node", sa.String(), nullable=False),
