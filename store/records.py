@@ -41,6 +41,7 @@ class MessageRow:
     thread_evidence: str
     parent_message_id: str | None
     attachments: tuple[AttachmentRow, ...] = ()
+    raw_sha256: str = ""  # the stored raw mail (`rawmessage`), as received: the original
 
 
 @dataclass(frozen=True)
