@@ -65,6 +65,7 @@ class TicketRow:
     updated_at: datetime
     message_count: int
     rules_version: str = ""
+    archived_at: datetime | None = None  # when an archive import stored it (created_at is the mail's date)
 
 
 @dataclass(frozen=True)

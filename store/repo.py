@@ -146,7 +146,8 @@ class Store:
     @staticmethod
     def _trow(t: m.Ticket) -> TicketRow:
         return TicketRow(t.id, t.subject, t.type, t.status, t.priority, t.queue, t.requester, t.assignee,
-                         aware(t.created_at), aware(t.updated_at), t.message_count, t.rules_version)
+                         aware(t.created_at), aware(t.updated_at), t.message_count, t.rules_version,
+                     aware(getattr(t, "archived_at", None)))
 
     def list_tickets(self, *, status: str | None = None, queue: str | None = None,
                      type: str | None = None, limit: int | None = None) -> list[TicketRow]:
