@@ -38,8 +38,10 @@ class Reply:
     """One message of a reply chain.
 
     `text` is the message as written (body, closing and signature, without quoted
-    history); `body` leaves out the closing and the signature; `header` is the
-    attribution or header block that introduced the message in the chain ("" when none).
+    history); `body` leaves out the closing and the signature; a bare rule line with
+    nothing under it (the "-----" a client puts above the quoted header) ends the body,
+    or the closing when there is one; `header` is the attribution or header block that
+    introduced the message in the chain ("" when none).
     """
 
     text: str
