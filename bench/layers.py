@@ -48,7 +48,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                   "daemon.rules.tester", "daemon.sla.views", "daemon.sla.report",
                   "daemon.intake.ingest", "daemon.backup", "daemon.schema_commands", "daemon.site_init",
                   "daemon.desk_cli", "daemon.roster_view", "daemon.search_view", "daemon.filters",
-                  "daemon.rules_replay", "daemon.oauth2_check")),
+                  "daemon.rules_replay", "daemon.oauth2_check", "daemon.original_view")),
 )
 
 # Layers whose project imports are limited to these modules (and what is under them;

@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", parents=[common], help="one ticket with its messages and events")
     s.add_argument("ref", metavar="REF")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--full", action="store_true",
+                   help="each message's original text as received (unstripped) and its stored raw mail's sha256")
     q = sub.add_parser("quarantine", parents=[common], help="messages that could not be processed")
     q.add_argument("action", nargs="?", default="list", choices=["list", "show", "release"])
     q.add_argument("id", nargs="?", type=int)
@@ -260,8 +262,17 @@ def cmd_show(cfg: Config, args) -> int:
     ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
     sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
-    _out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1)
-         if args.json else views.detail_text(detail, prefix, sla_text(sla)))
+    if not args.full:
+        _out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1)
+             if args.json else views.detail_text(detail, prefix, sla_text(sla)))
+        return EX_OK
+    from daemon import original_view
+    from daemon.settings import worker_settings
+    raws = store.raw_messages([x.raw_sha256 for x in detail.messages])
+    originals = original_view.read_originals(detail, raws, worker_settings(cfg).limits)
+    _out(json.dumps(original_view.add_originals(views.detail_json(detail, prefix, sla), detail, originals),
+                    ensure_ascii=False, indent=1) if args.json
+         else views.detail_text(detail, prefix, sla_text(sla), original_view.full_bodies(detail, originals)))
     return EX_OK
 
 

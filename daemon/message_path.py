@@ -142,9 +142,14 @@ class MessagePath:
             raise StageFailed(stage, exc) from exc
 
     def _save(self, tx: WriteTx, e: Entry, msg: ParsedMessage, decision: ThreadDecision, routing, ref) -> Done:
+        """Save dated now, or an archived mail (envelope source "archive") by its own date
+        with the import time kept on a ticket it opens (its past escalations never fire)."""
         own = self.settings.own_addresses | {r.lower() for r in e.envelope.rcpt_to}
         now = self.clock()
-        result = tx.save_message(msg, e.envelope, e.raw, e.sha, decision, routing, now, own)
+        archived = e.envelope.source == "archive"
+        when = min(self._arrival(e.envelope), now) if archived else now
+        result = tx.save_message(msg, e.envelope, e.raw, e.sha, decision, routing, when, own,
+                                 archived_at=now if archived else None)
         if self.mail is None or result.outcome == "duplicate":
             return Done(result)
         effects = self.mail.plan_message(tx, msg, decision, routing, result.outcome, result.ticket_id, now, ref)

@@ -80,7 +80,10 @@ def tickets_text(rows: list[TicketRow], prefix: str) -> str:
     return "\n".join(lines)
 
 
-def detail_text(d: TicketDetail, prefix: str, sla_lines: list[str] | None = None) -> str:
+def detail_text(d: TicketDetail, prefix: str, sla_lines: list[str] | None = None,
+                bodies: dict[int, list[str]] | None = None) -> str:
+    """The ticket as text; each message shows its stored text (200 lines at most), or
+    all of `bodies[pk]` when given (`show --full`: daemon.original_view)."""
     t = d.ticket
     lines = [f"{ref(prefix, t.id)}  {shown(t.subject)}",
              f"  status {t.status} · priority {t.priority} · type {t.type} · queue {t.queue}",
@@ -96,7 +99,8 @@ def detail_text(d: TicketDetail, prefix: str, sla_lines: list[str] | None = None
         flag = "" if x.visibility == "public" else f" [{x.visibility}]"
         lines += ["", f"--- {iso(x.received_at)} {x.direction} from {who}{flag}",
                   f"    Subject: {shown(x.subject)}", f"    ({shown(x.thread_evidence)})"]
-        lines += ["    " + shown(line) for line in (x.text.strip() or "(no text)").splitlines()[:200]]
+        body = bodies[x.pk] if bodies is not None else (x.text.strip() or "(no text)").splitlines()[:200]
+        lines += ["    " + shown(line) for line in body]
         for a in x.attachments:
             lines.append(f"    [attachment] {shown(a.filename)} ({shown(a.content_type)}, {a.size} bytes)")
     lines.append("")

@@ -42,6 +42,7 @@ class MessageRow:
     thread_evidence: str
     parent_message_id: str | None
     attachments: tuple[AttachmentRow, ...] = ()
+    raw_sha256: str = ""  # the stored raw mail (`rawmessage`), as received: the original
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class TicketRow:
     updated_at: datetime
     message_count: int
     rules_version: str = ""
+    archived_at: datetime | None = None  # when an archive import stored it (created_at is the mail's date)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,8 @@ class Store:
     @staticmethod
     def _trow(t: m.Ticket) -> TicketRow:
         return TicketRow(t.id, t.subject, t.type, t.status, t.priority, t.queue, t.requester, t.assignee,
-                         aware(t.created_at), aware(t.updated_at), t.message_count, t.rules_version)
+                         aware(t.created_at), aware(t.updated_at), t.message_count, t.rules_version,
+                     aware(getattr(t, "archived_at", None)))
 
     def list_tickets(self, *, status: str | None = None, queue: str | None = None,
                      type: str | None = None, limit: int | None = None) -> list[TicketRow]:
@@ -181,7 +182,7 @@ class Store:
                 x.id, x.message_id, x.from_addr, x.from_name, tuple(json.loads(x.to_addrs)),
                 tuple(json.loads(x.cc_addrs)), x.subject, x.direction, x.visibility, x.text,
                 aware(x.received_at), x.machine_kind, x.thread_evidence, x.parent_message_id,
-                tuple(atts.get(x.id, ()))))
+                tuple(atts.get(x.id, ())), x.raw_sha256))
         for e in s.exec(select(m.Event).where(m.Event.ticket_id.in_(ids)).order_by(m.Event.id)):
             by_ticket[e.ticket_id]["events"].append(EventRow(aware(e.at), e.kind, e.detail))
         for p in s.exec(select(m.Participant).where(m.Participant.ticket_id.in_(ids))):
@@ -210,6 +211,12 @@ class Store:
                 details = self._details(s, tickets)
             yield from details
             last = tickets[-1].id
+
+    def raw_messages(self, sha256s: list[str]) -> dict[str, bytes]:
+        """The stored raw mails by sha256 (a missing one is left out)."""
+        with self._read() as s:
+            rows = s.exec(select(m.RawMessage).where(m.RawMessage.sha256.in_(sorted(set(sha256s))))) if sha256s else []
+            return {r.sha256: r.data for r in rows}
 
     def raw_message(self, sha256: str) -> bytes:
         with self._read() as s:

@@ -21,13 +21,12 @@ prebuilt INSERT costs a quarter of a freshly built one). Nothing here commits.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from datetime import datetime
 
-import hashlib
-
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, case, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -56,8 +55,9 @@ SEL_TICKET_OF = (select(MSG.c.ticket_id).where(MSG.c.message_id == bindparam("b_
 SEL_KEYS_OF = select(TK.c.key, TK.c.ghost).where(TK.c.ticket_id == bindparam("b_tid"),
                                                  TK.c.key.in_(bindparam("b_keys", expanding=True)))
 UPD_REOPEN = update(T).where(T.c.id == bindparam("b_tid")).values(status="open")
-UPD_TOUCH = (update(T).where(T.c.id == bindparam("b_tid"))
-             .values(message_count=T.c.message_count + 1, updated_at=bindparam("b_now")))
+UPD_TOUCH = (update(T).where(T.c.id == bindparam("b_tid"))      # updated_at never goes back (archived mail)
+             .values(message_count=T.c.message_count + 1,
+                     updated_at=case((T.c.updated_at > bindparam("b_now"), T.c.updated_at), else_=bindparam("b_now"))))
 UPD_REAL_KEY = (update(TK).where(TK.c.ticket_id == bindparam("b_tid"), TK.c.key == bindparam("b_key"))
                 .values(ghost=False))
 SEL_OWNERS = select(TK.c.key, TK.c.ticket_id, TK.c.ghost).where(TK.c.key.in_(bindparam("b_keys", expanding=True)))
@@ -152,10 +152,12 @@ def seen_digests(c: Connection, message_id: str) -> set[str]:
 
 # ---------------------------------------------------------------------- one message's writes
 class Writer:
-    """One message's writes in one open transaction; events are batched into one INSERT."""
+    """One message's writes in one open transaction; events are batched into one INSERT.
+    `now` dates them all (an archived mail's own date); `archived_at`, the import time of
+    an archived mail, is kept on a ticket it creates."""
 
-    def __init__(self, c: Connection, now: datetime):
-        self.c, self.now = c, now
+    def __init__(self, c: Connection, now: datetime, archived_at: datetime | None = None):
+        self.c, self.now, self.archived_at = c, now, archived_at
         self.events: list[dict] = []
 
     def event(self, ticket_id: int, kind: str, detail: dict) -> None:
@@ -203,14 +205,17 @@ class Writer:
             "subject": msg.subject, "type": routing.type, "status": "new", "priority": routing.priority,
             "queue": routing.queue, "requester": requester, "assignee": routing.assignee,
             "created_at": self.now, "updated_at": self.now, "message_count": 1,
-            "rules_version": routing.rules_version}).inserted_primary_key[0]
+            "rules_version": routing.rules_version, "archived_at": self.archived_at}).inserted_primary_key[0]
         self._participants(tid, requester, msg, own)
         if routing.tags:
             self.c.execute(INS_TAGS, [{"ticket_id": tid, "tag": t}
                                                          for t in dict.fromkeys(routing.tags)])
-        self.event(tid, "created", {"evidence": decision.evidence, "routing": {
+        created = {"evidence": decision.evidence, "routing": {
             "type": routing.type, "queue": routing.queue, "priority": routing.priority,
-            "tags": list(routing.tags), "hits": list(routing.hits), "rules_version": routing.rules_version}})
+            "tags": list(routing.tags), "hits": list(routing.hits), "rules_version": routing.rules_version}}
+        if self.archived_at is not None:
+            created["archived"] = {"imported_at": self.archived_at.isoformat()}
+        self.event(tid, "created", created)
         if decision.action == "new_linked" and decision.link_to and self._status(decision.link_to):
             self.c.execute(INS_LINKS, [
                 {"ticket_id": tid, "other_id": decision.link_to, "kind": "related"},
@@ -307,9 +312,10 @@ def link_tickets(w: "Writer", ticket_id: int, others: tuple[int, ...], message_i
 
 def save_message(c: Connection, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                  decision: ThreadDecision, routing: Routing, now: datetime, own: frozenset[str],
-                 reuse: bool = False) -> SaveResult:
-    """All writes of one incoming message, in the caller's open transaction."""
-    w = Writer(c, now)
+                 reuse: bool = False, archived_at: datetime | None = None) -> SaveResult:
+    """All writes of one incoming message, in the caller's open transaction, dated `now`
+    (`archived_at`: the import time of an archived mail, see Writer)."""
+    w = Writer(c, now, archived_at)
     w.raw(raw_sha256, raw)
     ticket_id, outcome, new = w.ticket_for(msg, decision, routing, own)
     pk = w.message(msg, envelope, raw_sha256, decision, routing, ticket_id, reuse)

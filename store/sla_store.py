@@ -100,7 +100,8 @@ def build_history(ticket: TicketRow, policy: str, statuses: Iterable[tuple[datet
         changes.append(StatusChange(_aware(ticket.updated_at), ticket.status))
     replies = sorted(_aware(r) for r in replies)
     return TicketHistory(ticket.id, _aware(ticket.created_at), ticket.priority, ticket.queue, policy,
-                         tuple(changes), replies[0] if replies else None, replies[-1] if replies else None)
+                         tuple(changes), replies[0] if replies else None, replies[-1] if replies else None,
+                         _aware(ticket.archived_at))
 
 
 def status_of(detail: str) -> str | None:
@@ -114,7 +115,8 @@ def status_of(detail: str) -> str | None:
 
 def _trow(t) -> TicketRow:
     return TicketRow(t.id, t.subject, t.type, t.status, t.priority, t.queue, t.requester, t.assignee,
-                     _aware(t.created_at), _aware(t.updated_at), t.message_count, t.rules_version)
+                     _aware(t.created_at), _aware(t.updated_at), t.message_count, t.rules_version,
+                     _aware(getattr(t, "archived_at", None)))
 
 
 def _srow(r) -> SlaRow:

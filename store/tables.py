@@ -39,6 +39,7 @@ class Ticket(SQLModel, table=True):
     updated_at: datetime
     message_count: int = 0
     rules_version: str = ""
+    archived_at: Optional[datetime] = None  # set when an archive import stored it: when (see TicketHistory)
 
 
 class Participant(SQLModel, table=True):

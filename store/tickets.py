@@ -72,7 +72,8 @@ def _event(s: Session, ticket_id: int, at: datetime, kind: str, detail: dict) ->
 
 def _trow(t: m.Ticket) -> TicketRow:
     return TicketRow(t.id, t.subject, t.type, t.status, t.priority, t.queue, t.requester, t.assignee,
-                     aware(t.created_at), aware(t.updated_at), t.message_count, t.rules_version)
+                     aware(t.created_at), aware(t.updated_at), t.message_count, t.rules_version,
+                     aware(getattr(t, "archived_at", None)))
 
 
 @dataclass(frozen=True)

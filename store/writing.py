@@ -51,7 +51,7 @@ def ticket_row(row) -> TicketRow:
     """A TicketRow from a ticket's row (Core row or ORM object)."""
     return TicketRow(row.id, row.subject, row.type, row.status, row.priority, row.queue, row.requester,
                      row.assignee, aware(row.created_at), aware(row.updated_at), row.message_count,
-                     row.rules_version)
+                     row.rules_version, aware(getattr(row, "archived_at", None)))
 
 
 class WriteTx:
@@ -144,9 +144,10 @@ class WriteTx:
     # ------------------------------------------------------------------ writes
     def save_message(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                      decision: ThreadDecision, routing: Routing, now: datetime,
-                     own_addresses: frozenset[str] = frozenset()) -> SaveResult:
-        """An incoming customer message and its ticket change; attachment bytes are made
-        durable on disk first. A message already stored is recognised (`duplicate`)."""
+                     own_addresses: frozenset[str] = frozenset(), archived_at: datetime | None = None) -> SaveResult:
+        """An incoming customer message and its ticket change, dated `now`; attachment bytes
+        are made durable on disk first. A message already stored is recognised (`duplicate`).
+        `archived_at`: the import time when `now` is an archived mail's own date."""
         for part in msg.attachments:
             self.blobs.put(part.data, part.sha256 or None)
 
@@ -156,7 +157,8 @@ class WriteTx:
             if msg.content_digest in digests:
                 return SaveResult("duplicate", None, None, msg.message_id)
             return saving.save_message(c, msg, envelope, raw, raw_sha256, decision, routing, to_utc(now),
-                                       own_addresses, reuse=bool(digests))
+                                       own_addresses, reuse=bool(digests),
+                                       archived_at=to_utc(archived_at) if archived_at is not None else None)
         return self._guard(write)
 
     def record_agent(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,

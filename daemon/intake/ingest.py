@@ -125,8 +125,7 @@ def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead
 
     try:
         for incoming in iter_messages(paths):
-            envelope = envelope_for(incoming.raw, incoming.origin, datetime.now(timezone.utc), archive, mail_from,
-                                    rcpts)
+            envelope = envelope_for(incoming.raw, incoming.origin, app.clock(), archive, mail_from, rcpts)
             batch.append((incoming.raw, envelope))
             bar.read += 1
             if len(batch) >= BATCH:

@@ -55,7 +55,9 @@ class TicketHistory:
 
     `priority`/`queue`/`policy` are the current ones. `status_changes` are in time order;
     before the first one the status is "new". `first_response_at` is the first public
-    agent reply (not an automatic acknowledgement), `last_update_at` the latest one."""
+    agent reply (not an automatic acknowledgement), `last_update_at` the latest one.
+    `archived_at` is when an archive import stored the ticket (its clocks run from the
+    mail's own date): escalation levels due before it are the past, never fired."""
 
     ticket_id: int
     created_at: datetime
@@ -65,6 +67,7 @@ class TicketHistory:
     status_changes: tuple[StatusChange, ...] = ()
     first_response_at: datetime | None = None
     last_update_at: datetime | None = None
+    archived_at: datetime | None = None
 
     @property
     def status(self) -> str:

@@ -6,7 +6,8 @@ quoted history, attribution lines ("On ... wrote:", "Am ... schrieb ...:", "Le .
 "-----Original Message-----" blocks and the signature ("-- " blocks, mobile taglines,
 list footers) are removed; the closing ("Regards,\\nAnna") stays.  If everything looks
 quoted, the original text is returned: a customer who only forwarded something must not
-lose it.  `split_reply` returns the parts as a `Reply`, `split_thread` the messages of
+lose it; but a chain of nothing but attribution lines and empty quotes (nested spam
+re-sends) holds no text at all, and gives "".  `split_reply` returns the parts as a `Reply`, `split_thread` the messages of
 the quoted chain (newest first), and `strip_reply_html` handles an HTML-only body.
 
 How: every line is classified (blank, quoted, rule, mobile tagline, text) and attribution
@@ -37,8 +38,10 @@ class Reply:
     """One message of a reply chain.
 
     `text` is the message as written (body, closing and signature, without quoted
-    history); `body` leaves out the closing and the signature; `header` is the
-    attribution or header block that introduced the message in the chain ("" when none).
+    history); `body` leaves out the closing and the signature; a bare rule line with
+    nothing under it (the "-----" a client puts above the quoted header) ends the body,
+    or the closing when there is one; `header` is the attribution or header block that
+    introduced the message in the chain ("" when none).
     """
 
     text: str
@@ -57,12 +60,25 @@ class _Lines:
 
 
 def strip_reply(text: str) -> str:
-    """The new text of a reply; the original text when all of it looks quoted."""
+    """The new text of a reply; the original text when all of it looks quoted, unless
+    nothing in it was written by anyone (only attributions, header blocks, quote marks
+    and rules): then ""."""
     lines, rest = _prepare(text)
-    _, kept, ended = _newest(lines, _find_headers(lines))
+    spans = _find_headers(lines)
+    _, kept, ended = _newest(lines, spans)
     if rest and not ended:  # a huge reply: keep what was not examined (or all, below)
         kept = (kept + "\n" + rest).strip("\n") if kept.strip() else ""
-    return kept if kept.strip() or not text.strip() else _normalise(text).strip()
+    if kept.strip() or not text.strip():
+        return kept
+    return _normalise(text).strip() if rest or _has_content(lines, spans) else ""
+
+
+def _has_content(lines: _Lines, spans: list[tuple[int, int, int]]) -> bool:
+    """Whether any line, at any quote depth, is text outside attributions and headers."""
+    kinds = _kinds(lines, quoted_is_text=True)
+    for start, end, _ in spans:
+        kinds[start:end] = [HEADER] * (end - start)
+    return TEXT in kinds or TAGLINE in kinds
 
 
 def split_reply(text: str) -> Reply:
@@ -312,7 +328,8 @@ def _finish(lines: _Lines, region: list[int], kinds: list[str],
             header: str) -> tuple[Reply, str]:
     """The lines of one message as a Reply, and as body plus closing (what strip keeps).
     A signature starts at the first rule line, or at a mobile tagline opening a short
-    last block ("Sent from my iPhone\nBob Smith\nIT")."""
+    last block ("Sent from my iPhone\nBob Smith\nIT"); rule lines with no text under
+    them end the body (or the closing) of the Reply, and are not kept by strip."""
     rule = next((k for k, i in enumerate(region) if kinds[i] == RULE), len(region))
     rule = min(rule, _tagline_block(region, kinds))
     before, after = region[:rule], region[rule:]
@@ -322,12 +339,23 @@ def _finish(lines: _Lines, region: list[int], kinds: list[str],
     while after and kinds[after[-1]] in (QUOTE, BLANK):
         after.pop()
     signature += after
+    rules: list[int] = []
     if not any(kinds[i] in (TEXT, TAGLINE) for i in signature):
-        signature = []  # only rules and blank lines: nothing worth calling a signature
+        # only rules and blank lines: no signature.  A bare rule (the line a client puts
+        # above the quoted header) stays with the message as written; strip drops it.
+        if all(kinds[i] in (RULE, BLANK) for i in signature):
+            last = max((k for k, i in enumerate(signature) if kinds[i] == RULE), default=-1)
+            rules = signature[:last + 1]
+        signature = []
     split = _closing_start(lines, body)
-    return Reply(text=_join(lines.raw, body + signature),
-                 body=_join(lines.raw, body[:split]),
-                 closing=_join(lines.raw, body[split:]),
+    main, closing = body[:split], body[split:]
+    if closing:
+        closing = closing + rules
+    else:
+        main = main + rules
+    return Reply(text=_join(lines.raw, body + rules + signature),
+                 body=_join(lines.raw, main),
+                 closing=_join(lines.raw, closing),
                  signature=_join(lines.raw, signature),
                  header=header), _join(lines.raw, body)
 

@@ -1,6 +1,7 @@
 """The `helpdesk` commands as users run them: ingest, tickets, show, export, quarantine, check."""
 from __future__ import annotations
 
+import hashlib
 import json
 import mailbox
 
@@ -172,3 +173,25 @@ def test_big_import_is_parsed_ahead_by_a_helper_and_threads_exactly_as_one_proce
         assert [e["reason"] for e in held] == ["not_mail"], held
         results[processes] = sorted((t["id"], t["subject"], t["message_count"]) for t in rows)
     assert results[2] == results[1]
+
+def test_show_full_gives_each_message_its_original_text_and_raw_mail(tmp_path):
+    """The stored reply is stripped; `show --full` shows what the sender sent, unstripped,
+    with the sha256 and size of the raw mail the desk keeps (issue 15)."""
+    cfg = write_site_config(tmp_path)
+    (tmp_path / "a.eml").write_bytes(FIRST)
+    (tmp_path / "b.eml").write_bytes(REPLY)
+    helpdesk(cfg, "ingest", str(tmp_path / "a.eml"), str(tmp_path / "b.eml"), check=True)
+    [t] = tickets(cfg)
+    plain = helpdesk(cfg, "show", t["ref"], check=True).stdout.decode()
+    assert "On Mon, Ann wrote:" not in plain
+    full = helpdesk(cfg, "show", t["ref"], "--full", check=True).stdout.decode()
+    for raw in (FIRST, REPLY):
+        assert f"[raw mail] sha256 {hashlib.sha256(raw).hexdigest()} ({len(raw)} bytes)" in full
+    assert "    Still jamming.\n    \n    On Mon, Ann wrote:\n    > It jams on every page." in full
+    d = json.loads(helpdesk(cfg, "show", t["ref"], "--full", "--json", check=True).stdout)
+    reply = d["messages"][1]
+    assert reply["text"].strip() == "Still jamming."
+    assert reply["original_text"] == "Still jamming.\n\nOn Mon, Ann wrote:\n> It jams on every page.\n"
+    assert reply["raw_sha256"] == hashlib.sha256(REPLY).hexdigest() and reply["raw_size"] == len(REPLY)
+    assert reply["original_problem"] is None
+    assert "original_text" not in show(cfg, t["ref"])["messages"][1]  # plain --json unchanged

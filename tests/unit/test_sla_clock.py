@@ -2,6 +2,7 @@
 update cycles, escalation plans and policy selection — all with a settable clock."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -294,3 +295,16 @@ def test_shipped_standard_policy_over_easter(shipped):
     p1 = sla_state(TicketHistory(6, berlin(2026, 4, 3, 23), "P1", "general", "standard"), pol, berlin(2026, 4, 3, 23))
     assert p1.clock("resolution").due_at == berlin(2026, 4, 4, 3)            # 24x7 for P1
     assert [e.level for e in plan_escalations(h, pol, berlin(2026, 4, 2, 16))][:2] == ["warn", "breached"]
+
+
+def test_an_archived_ticket_runs_its_clocks_from_the_mail_but_fires_nothing_from_before_the_import():
+    """ingest --no-mail (issue 15): created_at is the old mail's date, archived_at the import
+    time; the levels due before the import are the past, the later ones fire as usual."""
+    imported = berlin(2026, 3, 4, 12)            # resolution warn (Wed 11:30) is past, breached (Thu 9) not
+    h = replace(ticket(MON_9), archived_at=imported)
+    assert sla_state(h, POLICY, imported).clock("first_response").due_at == berlin(2026, 3, 2, 13)
+    plans = plan_escalations(h, POLICY, imported)
+    assert [(e.target, e.level) for e in plans] == [("resolution", "breached"), ("resolution", "manager")]
+    assert due_now(plans, imported) == ()
+    old = replace(ticket(berlin(2024, 3, 4, 9)), archived_at=imported)
+    assert plan_escalations(old, POLICY, imported) == () and sla_state(old, POLICY, imported).clocks

@@ -339,10 +339,12 @@ def plan_escalations(history: TicketHistory, policy: Policy, now: datetime,
                      fired: Collection[str] = frozenset()) -> tuple[Escalation, ...]:
     """Escalation levels of running targets not yet in `fired`, by due time (then target,
     then level). Paused and resolved tickets get none; a met target gets none; a level
-    already overdue has its past `due_at` and should fire at once."""
+    already overdue has its past `due_at` and should fire at once, unless it was due before
+    an archive import stored the ticket (`history.archived_at`): that is the past."""
     targets = policy.targets.get(history.priority)
     if targets is None or not policy.levels:
         return ()
+    quiet = to_us(history.archived_at) if history.archived_at is not None else None
     out: list[tuple[int, int, float, Escalation]] = []
     for rank, (target, goal, phase, clock, _, cycle) in enumerate(_clocks(history, targets, to_us(now))):
         if phase != "running":
@@ -353,7 +355,7 @@ def plan_escalations(history: TicketHistory, policy: Policy, now: datetime,
             if target not in level.targets or key in fired:
                 continue
             due = clock.deadline(round(goal * level.percent / 100))
-            if due is not None:
+            if due is not None and (quiet is None or due >= quiet):
                 out.append((due, rank, level.percent, Escalation(history.ticket_id, key, target, level.name,
                                                                  level.percent, from_us(due), level.actions)))
     out.sort(key=lambda x: x[:3])
