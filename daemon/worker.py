@@ -37,7 +37,7 @@ from daemon.message_path import Done, Entry, MessagePath, StageFailed, cause, sa
 from daemon.settings import WorkerSettings
 from daemon.model import Envelope, ParsedMessage
 from daemon.outbound import Outbound
-from daemon.parse_lanes import ParseLanes
+from daemon.parse_lanes import OVERTAKE_SECONDS, ParseLanes
 from daemon.rules.loader import RuleSet
 from daemon.spool import Claim, Spool
 from store.records import SaveResult
@@ -65,13 +65,14 @@ class Worker:
     def __init__(self, spool: Spool, store: Store, settings: WorkerSettings, *,
                  clock: Callable[[], datetime] = utcnow, rules: Callable[[], "RuleSet | None"] = lambda: None,
                  mail: Outbound | None = None, agents: AgentDesk | None = None, parse=None,
-                 lanes: int = 0):
+                 lanes: int = 0, overtake_seconds: float = OVERTAKE_SECONDS):
         self.spool, self.store, self.settings = spool, store, settings
         self.path = MessagePath(settings, clock=clock, rules=rules, mail=mail, agents=agents,
                                 **({"parse": parse} if parse is not None else {}))
-        # lanes > 0: parse a batch's entries side by side (daemon.parse_lanes), so a slow one
-        # holds up only itself; 0: one after the other, in this thread
-        self.lanes = ParseLanes(self.path.parse, lanes, settings.limits) if lanes > 0 else None
+        # lanes > 0: parse a batch's entries side by side (daemon.parse_lanes), in order, so a
+        # slow one holds up the rest for overtake_seconds at most; 0: one by one, here
+        self.lanes = ParseLanes(self.path.parse, lanes, settings.limits,
+                                overtake_seconds=overtake_seconds) if lanes > 0 else None
         self._not_before: dict[str, float] = {}
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
 
@@ -156,8 +157,11 @@ class Worker:
             if claim.attempt > 1:
                 alone = entry
                 break
-            if self.lanes is not None and claim.base not in parsed:
-                self.lanes.submit(entry)
+            if self.lanes is not None:                     # in line: parsed here or ahead
+                if claim.base in parsed:
+                    self.lanes.add_parsed(entry, parsed[claim.base])
+                else:
+                    self.lanes.submit(entry)
                 continue
             self.path.prepare(entry, parsed.get(claim.base))
             (refused if entry.error is not None else ready).append(entry)
