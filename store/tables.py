@@ -237,3 +237,45 @@ class SlaCursor(SQLModel, table=True):
     name: str = Field(primary_key=True)
     low: int = 0                        # the sweep before last saw events up to here
     high: int = 0                       # the last sweep saw events up to here
+
+
+# ---------------------------------------------------------------------- problems and satisfaction
+# (SQL: store/problems.py, store/csat.py). Incidents are linked to their problem in
+# `ticketlink` (kind `problem` on the incident, `incident` on the problem).
+class KnownError(SQLModel, table=True):
+    """A problem's workaround (`#workaround`): added to the acknowledgement of every new
+    incident linked to it."""
+
+    __tablename__ = "knownerror"
+    problem_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    workaround: str = Field(sa_column=Column(Text, nullable=False))
+    set_by: str = ""
+    set_at: datetime
+
+
+class ProblemNotice(SQLModel, table=True):
+    """Requesters told that a problem was resolved (each once per problem)."""
+
+    __tablename__ = "problemnotice"
+    problem_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    email: str = Field(primary_key=True)
+    ticket_id: int                      # the incident the notice was sent on
+    sent_at: datetime
+
+
+class CsatSurvey(SQLModel, table=True):
+    """One satisfaction survey sent on a resolved ticket, and its answer (score 1-5, null
+    while unanswered). Reports read this table."""
+
+    __tablename__ = "csatsurvey"
+    __table_args__ = (Index("ix_csatsurvey_requester_sent", "requester", "sent_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    requester: str
+    queue: str
+    message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    sent_at: datetime
+    score: Optional[int] = None
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    answered_at: Optional[datetime] = None
+    answer_message_id: Optional[str] = None
