@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("commands", ("daemon.cli", "daemon.__main__", "daemon.check", "daemon.views",
                   "daemon.rules.tester", "daemon.sla.views", "daemon.sla.report",
                   "daemon.intake.ingest", "daemon.backup", "daemon.schema_commands", "daemon.site_init",
-                  "daemon.desk_cli", "daemon.roster_view", "daemon.search_view", "daemon.filters",
+                  "daemon.desk_cli", "daemon.itil_views", "daemon.problem_check", "daemon.roster_view", "daemon.search_view", "daemon.filters",
                   "daemon.rules_replay")),
 )
 

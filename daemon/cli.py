@@ -246,13 +246,15 @@ def cmd_tickets(cfg: Config, args) -> int:
 def cmd_show(cfg: Config, args) -> int:
     from daemon import views
     from daemon.sla.views import SlaReader, sla_text
+    from daemon.itil_views import itil_json, itil_lines
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
     ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
     sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
-    _out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1)
-         if args.json else views.detail_text(detail, prefix, sla_text(sla)))
+    extra = itil_json(store.engine, ticket_id, prefix)          # problem, incidents, known_error, csat
+    _out(json.dumps({**views.detail_json(detail, prefix, sla), **extra}, ensure_ascii=False, indent=1)
+         if args.json else views.detail_text(detail, prefix, sla_text(sla) + itil_lines(extra)))
     return EX_OK
 
 

@@ -35,6 +35,7 @@ from daemon.pipeline.parse import parse
 import sys
 import json
 from daemon import views
+from daemon.itil_views import itil_json
 from daemon.app import build_app
 from daemon.sla.views import SlaReader, sla_text
 
@@ -223,7 +224,8 @@ def run_command(cfg, args, parse_ref, usage, out) -> int:
         sla = SlaReader(cfg, app.store.engine).show(result.ticket_id, app.clock())
         prefix = cfg.helpdesk.ticket_prefix
         if args.json:
-            out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1))
+            extra = itil_json(app.store.engine, result.ticket_id, prefix)
+            out(json.dumps({**views.detail_json(detail, prefix, sla), **extra}, ensure_ascii=False, indent=1))
         else:
             t = detail.ticket
             out(f"{prefix}-{t.id}: {t.status}, {t.priority}, queue {t.queue}, "
