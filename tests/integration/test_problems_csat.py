@@ -22,6 +22,7 @@ RULE = """
       subject: vpn
     then:
       problem: HD-1
+    continue: true
 """
 SURVEY = "    survey:\n      every_days: 30\n      notify_lead: true\n"
 
