@@ -9,7 +9,8 @@ Message-ID in `csatsurvey` (store.csat); if not, and the queue sends surveys, th
 `csat_skipped` event says why.
 
 `answer_of` recognises an answer before the message is stored: a person's reply on the
-ticket from its requester that names the survey mail (In-Reply-To/References) and whose
+ticket from its requester that names the survey mail (In-Reply-To/References: only our
+own MAC-verified notice Message-IDs are looked up, so other replies cost no query) and whose
 first line is a score (score_of). Such a reply threads into the ticket as a message but
 never reopens it (daemon.message_path stores it as `append`); `record` then keeps the
 score and, for a bad one when the queue says `notify_lead`, mails the queue's lead
@@ -89,7 +90,12 @@ class Surveys:
         """The survey answer `msg` is, or None (module docstring)."""
         if decision.action not in ("append", "reopen") or decision.ticket_id is None or not msg.machine.is_human:
             return None
-        survey = tx.surveys.answered(decision.ticket_id, tuple(msg.in_reply_to) + tuple(msg.references))
+        ours = tuple(r for r in (*msg.in_reply_to, *msg.references)      # only our notices can be a survey
+                     if (tag := tokens.read_message_id(self.ring, r)) is not None and tag.kind == "notice"
+                     and tag.ticket_id == decision.ticket_id)
+        if not ours:
+            return None
+        survey = tx.surveys.answered(decision.ticket_id, tuple(dict.fromkeys(ours)))
         sender = msg.from_addr.email.lower() if msg.from_addr else ""
         if survey is None or sender != survey.requester:
             return None
