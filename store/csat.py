@@ -3,7 +3,7 @@
 One row per survey sent: the ticket, the requester, the ticket's queue at the time, the
 survey mail's Message-ID (a reply names it in In-Reply-To/References), when it was sent,
 and once answered the score (1-5), the comment, when, and the answering message. The
-latest answer counts. Reports read `scores` (or the table directly: see docs/csat.md).
+latest answer counts. Reports read `scores` (or the table directly: see docs/problems-csat.md).
 Nothing here commits.
 """
 from __future__ import annotations
