@@ -100,3 +100,24 @@ def test_no_survey_for_machine_mail_or_spam_and_a_reply_without_a_score_reopens(
     desk.mail(answer)
     data = show(desk, 3, tmp_path, capsys)
     assert data["status"] == "open" and data["csat"]["score"] is None
+
+
+def test_a_problem_resolved_by_status_change_and_the_text_view(desk, tmp_path, capsys):
+    problem = opened(desk, 1, subject="Printers offline")
+    send_agent(desk, agent_reply(problem, "#type problem\n#workaround\n\nPrint to the floor 2 printer."))
+    assert _events(desk, 1, "workaround")[0]["text"] == "Print to the floor 2 printer."
+    assert not [m for m in sent_to(desk, "ann@example.org") if "floor 2" in m.get_body(("plain",)).get_content()]
+    for n, who in ((2, "bob@example.org"), (3, "bob@example.org"), (4, "carl@example.org")):
+        opened(desk, n, frm=who, subject=f"Printer {n} dead")
+    send_agent(desk, agent_reply(problem, "#link HD-2 HD-3 HD-4", n=2))
+    desk.outbound.resolve(1, "fixed")                          # a status change outside the agent path
+    assert [str(m["X-Helpdesk-Ticket"]) for m in sent_to(desk, "bob@example.org") if "Fixed:" in str(m["Subject"])] \
+        == ["HD-2"]                                            # two incidents, one notice
+    assert len([m for m in sent_to(desk, "carl@example.org") if "Fixed:" in str(m["Subject"])]) == 1
+    assert {desk.store.ticket_detail(t).ticket.status for t in (2, 3, 4)} == {"resolved"}
+    assert main(["--config", str(tmp_path / "site.toml"), "show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "incidents: HD-2 (resolved), HD-3 (resolved), HD-4 (resolved)" in out
+    assert "workaround: Print to the floor 2 printer." in out
+    assert main(["--config", str(tmp_path / "site.toml"), "show", "3"]) == 0
+    assert "problem: HD-1 (resolved) Printers offline" in capsys.readouterr().out
