@@ -133,7 +133,7 @@ class ProblemTx:
         text = text.strip()[:MAX_WORKAROUND]
         if not text:
             return False, "#workaround needs the text"
-        row = self.s.get(m.KnownError, problem.id) or m.KnownError(problem_id=problem.id, workaround="",
+        row = self.s.get(m.KnownError, problem.id) or m.KnownError(ticket_id=problem.id, workaround="",
                                                                    set_at=to_utc(now))
         row.workaround, row.set_by, row.set_at = text, by, to_utc(now)
         self.s.add(row)

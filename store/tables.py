@@ -247,7 +247,7 @@ class KnownError(SQLModel, table=True):
     incident linked to it."""
 
     __tablename__ = "knownerror"
-    problem_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)     # the problem
     workaround: str = Field(sa_column=Column(Text, nullable=False))
     set_by: str = ""
     set_at: datetime
@@ -257,9 +257,9 @@ class ProblemNotice(SQLModel, table=True):
     """Requesters told that a problem was resolved (each once per problem)."""
 
     __tablename__ = "problemnotice"
-    problem_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    problem_id: int = Field(primary_key=True)   # no foreign key, like ticketlink.other_id (backups restore per ticket)
     email: str = Field(primary_key=True)
-    ticket_id: int                      # the incident the notice was sent on
+    ticket_id: int = Field(foreign_key="ticket.id")   # the incident the notice was sent on (its backup scope)
     sent_at: datetime
 
 

@@ -40,19 +40,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_csatsurvey_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('knownerror',
-    sa.Column('problem_id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
     sa.Column('workaround', sa.Text(), nullable=False),
     sa.Column('set_by', sa.String(), nullable=False),
     sa.Column('set_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['problem_id'], ['ticket.id'], ),
-    sa.PrimaryKeyConstraint('problem_id')
+    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
+    sa.PrimaryKeyConstraint('ticket_id')
     )
     op.create_table('problemnotice',
     sa.Column('problem_id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['problem_id'], ['ticket.id'], ),
+    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
     sa.PrimaryKeyConstraint('problem_id', 'email')
     )
 
