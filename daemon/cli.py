@@ -295,6 +295,7 @@ def _since(text: str | None) -> datetime | None:
 
 def cmd_export(cfg: Config, args) -> int:
     from daemon import views
+    from daemon.itil_views import itil_batch
     from daemon.sla.views import SlaReader
     if args.raw:
         from daemon.backup import export_backup
@@ -310,8 +311,10 @@ def cmd_export(cfg: Config, args) -> int:
 
     def flush() -> None:
         nonlocal first
+        extra = itil_batch(store.engine, [(d.ticket.id, d.ticket.type) for d in batch], prefix)   # problem, csat...
         for detail, sla in zip(batch, reader.export(batch, now)):
-            write(("\n" if first else ",\n") + json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False))
+            obj = {**views.detail_json(detail, prefix, sla), **extra.get(detail.ticket.id, {})}
+            write(("\n" if first else ",\n") + json.dumps(obj, ensure_ascii=False))
             first = False
         batch.clear()
     for detail in store.iter_details(since=since):

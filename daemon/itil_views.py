@@ -8,41 +8,67 @@ JSON keys added to the ticket object (`show --json`, `update --json`):
   csat         the latest satisfaction survey: {sent_at, score (1-5 or null while
                unanswered), comment, answered_at} or null
 
-The text view gets the same as header lines. Strings from mail pass through views.shown.
+The text view gets the same as header lines; `export` the same keys per ticket
+(`itil_batch`: four queries per batch of tickets). Strings from mail pass through views.shown.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from daemon.clock import aware
 from daemon.views import iso, shown
 from store import tables as m
-from store.csat import SurveyTx
-from store.problems import ProblemTx
+from store.problems import INCIDENT, PROBLEM
 
 
 def itil_json(engine, ticket_id: int, prefix: str) -> dict[str, Any]:
-    """The keys above for one ticket."""
+    """The keys above for one ticket ({} when there is no such ticket)."""
     with Session(engine) as s:
         ticket = s.get(m.Ticket, ticket_id)
-        if ticket is None:
-            return {}
-        problems = ProblemTx(s)
-        pid = problems.problem_of(ticket_id)
-        problem = s.get(m.Ticket, pid) if pid else None
-        out: dict[str, Any] = {"problem": {"ref": f"{prefix}-{problem.id}", "subject": problem.subject,
-                                           "status": problem.status} if problem is not None else None}
-        if ticket.type == "problem":
-            out["incidents"] = [{"ref": f"{prefix}-{i.id}", "subject": i.subject, "status": i.status,
-                                 "requester": i.requester} for i in problems.incidents(ticket_id)]
-            known = s.get(m.KnownError, ticket_id)
-            out["known_error"] = {"workaround": known.workaround, "set_at": iso(known.set_at)} if known else None
-        surveys = SurveyTx(s).for_ticket(ticket_id)
-        last = surveys[-1] if surveys else None
-        out["csat"] = {"sent_at": iso(last.sent_at), "score": last.score, "comment": last.comment,
-                       "answered_at": iso(last.answered_at)} if last is not None else None
-        return out
+        return _batch(s, [(ticket.id, ticket.type)], prefix)[ticket.id] if ticket is not None else {}
+
+
+def itil_batch(engine, tickets: list[tuple[int, str]], prefix: str) -> dict[int, dict[str, Any]]:
+    """The keys above for many (id, type) tickets in four queries (export's batches)."""
+    if not tickets:
+        return {}
+    with Session(engine) as s:
+        return _batch(s, tickets, prefix)
+
+
+def _batch(s: Session, tickets: list[tuple[int, str]], prefix: str) -> dict[int, dict[str, Any]]:
+    ids = [tid for tid, _ in tickets]
+    links = s.exec(select(m.TicketLink).where(m.TicketLink.ticket_id.in_(ids),
+                                              m.TicketLink.kind.in_((PROBLEM, INCIDENT)))).all()
+    others = {t.id: t for t in s.exec(select(m.Ticket).where(m.Ticket.id.in_({ln.other_id for ln in links})))} \
+        if links else {}
+    known = {k.ticket_id: k for k in s.exec(select(m.KnownError).where(m.KnownError.ticket_id.in_(ids)))}
+    last = {r.ticket_id: r for r in s.exec(select(m.CsatSurvey).where(m.CsatSurvey.ticket_id.in_(ids))
+                                           .order_by(m.CsatSurvey.id))}
+    out: dict[int, dict[str, Any]] = {tid: {"problem": None} for tid in ids}
+    for tid, kind in tickets:
+        if kind == PROBLEM:
+            out[tid].update(incidents=[], known_error=None)
+    for ln in sorted(links, key=lambda x: x.other_id):
+        other = others.get(ln.other_id)
+        if other is None:
+            continue
+        if ln.kind == PROBLEM:
+            out[ln.ticket_id]["problem"] = {"ref": f"{prefix}-{other.id}", "subject": other.subject,
+                                            "status": other.status}
+        elif "incidents" in out[ln.ticket_id]:
+            out[ln.ticket_id]["incidents"].append({"ref": f"{prefix}-{other.id}", "subject": other.subject,
+                                                   "status": other.status, "requester": other.requester})
+    for tid, k in known.items():
+        if "known_error" in out[tid]:
+            out[tid]["known_error"] = {"workaround": k.workaround, "set_at": iso(aware(k.set_at))}
+    for tid in ids:
+        r = last.get(tid)
+        out[tid]["csat"] = {"sent_at": iso(aware(r.sent_at)), "score": r.score, "comment": r.comment,
+                            "answered_at": iso(aware(r.answered_at)) if r.answered_at else None} if r else None
+    return out
 
 
 def itil_lines(data: dict[str, Any]) -> list[str]:

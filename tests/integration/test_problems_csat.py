@@ -121,3 +121,17 @@ def test_a_problem_resolved_by_status_change_and_the_text_view(desk, tmp_path, c
     assert "workaround: Print to the floor 2 printer." in out
     assert main(["--config", str(tmp_path / "site.toml"), "show", "3"]) == 0
     assert "problem: HD-1 (resolved) Printers offline" in capsys.readouterr().out
+
+
+def test_export_has_what_show_json_has(desk, tmp_path, capsys):
+    problem = opened(desk, 1, subject="Printers offline")
+    send_agent(desk, agent_reply(problem, "#type problem\n#workaround Use floor 2."))
+    opened(desk, 2, frm="bob@example.org", subject="Printer dead")
+    send_agent(desk, agent_reply(problem, "#link HD-2", n=2))
+    assert main(["--config", str(tmp_path / "site.toml"), "export"]) == 0
+    exported = {t["ref"]: t for t in json.loads(capsys.readouterr().out)}
+    for ref in ("HD-1", "HD-2"):
+        shown = show(desk, int(ref[3:]), tmp_path, capsys)
+        for key in ("problem", "incidents", "known_error", "csat"):
+            assert exported[ref].get(key, "absent") == shown.get(key, "absent")
+    assert exported["HD-2"]["problem"]["ref"] == "HD-1" and exported["HD-1"]["known_error"]["workaround"] == "Use floor 2."
