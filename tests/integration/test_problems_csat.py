@@ -68,6 +68,8 @@ def test_links_refusals_and_the_rule(desk, tmp_path, capsys):
     assert show(desk, 4, tmp_path, capsys)["problem"]["ref"] == "HD-1"
     ack = sent_to(desk, "dan@example.org")[-1].get_body(("plain",)).get_content()
     assert "Print to the floor 2 printer." in ack and "HD-1" in ack
+    send_agent(desk, agent_reply(other, "#link HD-2 HD-4", n=5))         # on an incident: related, each
+    assert set(desk.store.ticket_detail(3).links) >= {(2, "related"), (4, "related")}
     data = show(desk, 1, tmp_path, capsys)
     assert [i["ref"] for i in data["incidents"]] == ["HD-2", "HD-4"]
     assert data["known_error"]["workaround"] == "Print to the floor 2 printer."
