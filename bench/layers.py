@@ -42,13 +42,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.node_beat")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
                   "daemon.message_path", "daemon.outbound", "daemon.parse_lanes", "daemon.observe", "daemon.desk_mail",
-                  "daemon.digest")),
+                  "daemon.digest", "daemon.problems", "daemon.csat")),
     ("root", ("daemon.app",)),
     ("commands", ("daemon.cli", "daemon.__main__", "daemon.check", "daemon.views",
                   "daemon.rules.tester", "daemon.sla.views", "daemon.sla.report",
                   "daemon.intake.ingest", "daemon.backup", "daemon.schema_commands", "daemon.site_init",
-                  "daemon.desk_cli", "daemon.roster_view", "daemon.search_view", "daemon.filters",
-                  "daemon.rules_replay", "daemon.oauth2_check", "daemon.original_view")),
+                  "daemon.desk_cli", "daemon.itil_views", "daemon.problem_check", "daemon.roster_view", "daemon.search_view",
+                  "daemon.filters", "daemon.rules_replay", "daemon.oauth2_check", "daemon.original_view")),
 )
 
 # Layers whose project imports are limited to these modules (and what is under them;

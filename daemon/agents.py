@@ -35,6 +35,7 @@ from daemon.pipeline.commands import Command, Commands, Parsed, Refusal, Vocabul
     validate_requester
 from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag
+from daemon.problems import combine
 from store.records import SaveResult
 from store.tickets import AgentWrite
 
@@ -228,11 +229,10 @@ class AgentDesk:
         """The agent-path mail, plus the resolve notice when the agent resolved the ticket
         without answering the customer (an answer already tells them)."""
         effects = self.notices.recorded(tx, verdict, msg, ticket, acted, trow, rules, now)
-        if trow.status != "resolved" or ticket.status == "resolved" or acted.public:
+        if trow.status != "resolved" or ticket.status == "resolved":
             return effects
-        notice = self.outbound.plan_status(tx, trow, "resolved", now)
-        return MailEffects(mails=effects.mails + notice.mails, alerts=effects.alerts + notice.alerts,
-                           suppressed=effects.suppressed + notice.suppressed)
+        notice = self.outbound.plan_status(tx, trow, "resolved", now) if not acted.public else MailEffects()
+        return combine(effects, notice, self.outbound.on_resolved(tx, trow, now))
 
     def _write(self, tx, write: AgentWrite, msg, envelope, raw, now, effects) -> Handled:
         """Store the message, then plan and apply the mail it causes (`effects(recorded)`)."""
@@ -272,7 +272,10 @@ class AgentDesk:
 
         def effects(done) -> MailEffects:
             resolved = done.ticket.status == "resolved" and ticket.status != "resolved"
-            return self.outbound.plan_status(tx, done.ticket, "resolved", now) if resolved else MailEffects()
+            if not resolved:
+                return MailEffects()
+            return combine(self.outbound.plan_status(tx, done.ticket, "resolved", now),
+                           self.outbound.on_resolved(tx, done.ticket, now))
         return self._write(tx, write, msg, envelope, raw, now, effects)
 
 

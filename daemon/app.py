@@ -41,6 +41,8 @@ from daemon.observe import observe_serve, observe_worker
 from daemon.macros import LiveMacros, vocabulary
 from daemon.outbound import Outbound, desk_of, fuses_of
 from daemon.parse_guard import ParseGuard
+from daemon.problems import ProblemDesk
+from daemon.csat import Surveys
 from daemon.templates import LiveTemplates, watch_templates
 from daemon.listen import listening
 from daemon.rules.live import LiveRules, watch
@@ -143,9 +145,11 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
     escalator = Escalator(desk, fuses, SlaStore(store.engine), rules, templates, ring, clock=clock,
                           enqueue_mail=lambda i: send(i), metrics=metrics)
     replies = ReplyTokens(ring, cfg.agents.token_days, clock)
+    problems = ProblemDesk(desk, templates, ring, lambda: rules.current, os.urandom, sla=escalator)
+    surveys = Surveys(desk, templates, ring, lambda: rules.current, os.urandom, replies)
     outbound = Outbound(store, desk, fuses, templates, ring, rules=lambda: rules.current, sla=escalator,
                         bounce_days=cfg.outbound.bounce_suppress_days, enqueue=lambda i: send(i), clock=clock,
-                        reply_token=replies)
+                        reply_token=replies, problems=problems, surveys=surveys)
     auth = build_authenticator(cfg)
     notices = Notices(desk, fuses, templates, ring, os.urandom, replies, auth, cfg.agents.max_warnings_per_hour)
     macros = LiveMacros(cfg.paths.rules, vocab=lambda: vocabulary(rules.current, desk.prefix))

@@ -18,6 +18,7 @@ from daemon.config import Config, key_location
 from daemon.errors import RulesError
 from daemon.macros import MACROS_FILE, load_macros, vocabulary
 from daemon.oauth2_check import oauth2_problems
+from daemon.problem_check import problem_rule_problems
 from daemon.rules.loader import OPTIONAL_FILES, REQUIRED_FILES, load_rules
 from daemon.sla.loader import SLA_FILE, load_sla
 from daemon.templates import load_templates, template_names
@@ -75,6 +76,7 @@ def check(cfg: Config, environ: Mapping[str, str] | None = None) -> tuple[list[s
             ruleset = load_rules(rules_dir, known_templates=template_names(tpl_dir), defaults=defaults_of(cfg))
             rules_note = f"{len(ruleset.rules)} rule(s), version {ruleset.version}"
             problems += intake_loops(cfg, ruleset.queues)
+            problems += problem_rule_problems(cfg, ruleset)
             if (rules_dir / SLA_FILE).exists():      # checked against the rules, so only when they load
                 loaded.add(rules_dir / SLA_FILE)
                 sla = load_sla(rules_dir, ruleset, known_templates=template_names(tpl_dir))

@@ -257,22 +257,24 @@ def cmd_tickets(cfg: Config, args) -> int:
 def cmd_show(cfg: Config, args) -> int:
     from daemon import views
     from daemon.sla.views import SlaReader, sla_text
+    from daemon.itil_views import itil_json, itil_lines
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
     ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
     sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
+    extra = itil_json(store.engine, ticket_id, prefix)          # problem, incidents, known_error, csat
+    data, sla_lines = {**views.detail_json(detail, prefix, sla), **extra}, sla_text(sla) + itil_lines(extra)
     if not args.full:
-        _out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1)
-             if args.json else views.detail_text(detail, prefix, sla_text(sla)))
+        _out(json.dumps(data, ensure_ascii=False, indent=1) if args.json
+             else views.detail_text(detail, prefix, sla_lines))
         return EX_OK
     from daemon import original_view
     from daemon.settings import worker_settings
     raws = store.raw_messages([x.raw_sha256 for x in detail.messages])
     originals = original_view.read_originals(detail, raws, worker_settings(cfg).limits)
-    _out(json.dumps(original_view.add_originals(views.detail_json(detail, prefix, sla), detail, originals),
-                    ensure_ascii=False, indent=1) if args.json
-         else views.detail_text(detail, prefix, sla_text(sla), original_view.full_bodies(detail, originals)))
+    _out(json.dumps(original_view.add_originals(data, detail, originals), ensure_ascii=False, indent=1)
+         if args.json else views.detail_text(detail, prefix, sla_lines, original_view.full_bodies(detail, originals)))
     return EX_OK
 
 
@@ -313,6 +315,7 @@ def _since(text: str | None) -> datetime | None:
 
 def cmd_export(cfg: Config, args) -> int:
     from daemon import views
+    from daemon.itil_views import itil_batch
     from daemon.sla.views import SlaReader
     if args.raw:
         from daemon.backup import export_backup
@@ -328,8 +331,10 @@ def cmd_export(cfg: Config, args) -> int:
 
     def flush() -> None:
         nonlocal first
+        extra = itil_batch(store.engine, [(d.ticket.id, d.ticket.type) for d in batch], prefix)   # problem, csat...
         for detail, sla in zip(batch, reader.export(batch, now)):
-            write(("\n" if first else ",\n") + json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False))
+            obj = {**views.detail_json(detail, prefix, sla), **extra.get(detail.ticket.id, {})}
+            write(("\n" if first else ",\n") + json.dumps(obj, ensure_ascii=False))
             first = False
         batch.clear()
     for detail in store.iter_details(since=since):

@@ -35,6 +35,7 @@ from daemon.pipeline.parse import parse
 import sys
 import json
 from daemon import views
+from daemon.itil_views import itil_json
 from daemon.app import build_app
 from daemon.sla.views import SlaReader, sla_text
 
@@ -72,6 +73,10 @@ def update_commands(args) -> tuple[str, ...]:
     if getattr(args, "assign", None):
         out.append(f"assign {args.assign}")
     out += [f"tag {t}" for t in getattr(args, "tag", None) or ()]
+    for name in ("problem", "workaround"):            # problem management (daemon.problems)
+        value = getattr(args, name, None)
+        if value:
+            out.append(f"{name} {' '.join(value.split())}")
     return tuple(out)
 
 
@@ -168,6 +173,8 @@ def add_parsers(sub, common) -> None:
     u.add_argument("--type")
     u.add_argument("--tag", action="append", metavar="TAG", help="add a tag (-TAG removes it); repeatable")
     u.add_argument("--note", metavar="TEXT", help="an internal note for the colleagues on the ticket")
+    u.add_argument("--problem", metavar="REF", help="link this incident to problem REF")
+    u.add_argument("--workaround", metavar="TEXT", help="set this problem's workaround (known error)")
     u.add_argument("--json", action="store_true", help="print the ticket")
     r = sub.add_parser("reply", parents=[common], help="send an agent's answer to the requester")
     r.add_argument("ref", metavar="REF")
@@ -186,7 +193,7 @@ def act_of(args, ticket_id: int, usage) -> Act:
         cmds = update_commands(args)
         if not cmds and not args.note:
             raise usage("update: nothing to change (give --status, --priority, --assign, --queue, --type, "
-                        "--tag or --note)")
+                        "--tag, --problem, --workaround or --note)")
         return Act(ticket_id, args.agent, cmds, args.note or "", note=bool(args.note), via="update")
     text = args.message if args.message is not None else _read(args.file, usage) if args.file else ""
     macro = getattr(args, "macro", None)
@@ -217,7 +224,8 @@ def run_command(cfg, args, parse_ref, usage, out) -> int:
         sla = SlaReader(cfg, app.store.engine).show(result.ticket_id, app.clock())
         prefix = cfg.helpdesk.ticket_prefix
         if args.json:
-            out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1))
+            extra = itil_json(app.store.engine, result.ticket_id, prefix)
+            out(json.dumps({**views.detail_json(detail, prefix, sla), **extra}, ensure_ascii=False, indent=1))
         else:
             t = detail.ticket
             out(f"{prefix}-{t.id}: {t.status}, {t.priority}, queue {t.queue}, "

@@ -132,16 +132,24 @@ class MessagePath:
             stage = "classify"
             routing = classify_mod.classify(msg, decision, self.rules(), self.settings.defaults,
                                             now=self._arrival(e.envelope), envelope_rcpts=e.envelope.rcpt_to)
+            survey = self._survey_answer(tx, msg, decision)
+            if survey is not None:                  # a survey answer threads in and never reopens
+                decision = replace(decision, action="append")
             if decision.action in ("append", "reopen"):
                 msg = replace(msg, text=e.pre.text if e.pre is not None else strip_reply(msg.text))
             stage = "store"
-            return self._save(tx, e, msg, decision, routing, ref)
+            return self._save(tx, e, msg, decision, routing, ref, survey)
         except StoreUnavailable:
             raise
         except Exception as exc:
             raise StageFailed(stage, exc) from exc
 
-    def _save(self, tx: WriteTx, e: Entry, msg: ParsedMessage, decision: ThreadDecision, routing, ref) -> Done:
+    def _survey_answer(self, tx: WriteTx, msg: ParsedMessage, decision: ThreadDecision):
+        surveys = getattr(self.mail, "surveys", None)
+        return surveys.answer_of(tx, msg, decision) if surveys is not None else None
+
+    def _save(self, tx: WriteTx, e: Entry, msg: ParsedMessage, decision: ThreadDecision, routing, ref,
+              survey=None) -> Done:
         """Save dated now, or an archived mail (envelope source "archive") by its own date
         with the import time kept on a ticket it opens (its past escalations never fire)."""
         own = self.settings.own_addresses | {r.lower() for r in e.envelope.rcpt_to}
@@ -152,6 +160,13 @@ class MessagePath:
                                  archived_at=now if archived else None)
         if self.mail is None or result.outcome == "duplicate":
             return Done(result)
+        problems = getattr(self.mail, "problems", None)
+        if problems is not None and result.outcome in ("created", "linked") and routing.problem:
+            problems.link_new(tx, result.ticket_id, routing, now)       # before planning: the ack names it
+        if survey is not None:                      # the score is kept; no agent notice but a bad score's
+            effects = self.mail.surveys.record(tx, survey, msg, now)
+            applied = tx.apply_mail(effects, result.ticket_id, now)
+            return Done(result, applied.outbox_ids, applied.alerts)
         effects = self.mail.plan_message(tx, msg, decision, routing, result.outcome, result.ticket_id, now, ref)
         if result.met:                                  # keys of two tickets met: they are linked, agents told
             split = self.mail.plan_split(tx, result.ticket_id, result.met, msg.message_id, now)

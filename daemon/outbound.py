@@ -21,6 +21,7 @@ from daemon.clock import utcnow
 from daemon.model import (Agent, BounceMark, Envelope, MachineVerdict, MailEffects, ParsedMessage, Routing,
                           ThreadDecision)
 from daemon.pipeline.agent_mail import MailKit, agent_mail
+from daemon.problems import combine
 from daemon.pipeline.notify import NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
 from store.outbox import OutboundRef
 from store.records import TicketRow
@@ -54,11 +55,12 @@ class Outbound:
                  rules: Callable[[], Any] = lambda: None, sla=None, bounce_days: int = 7,
                  enqueue: Callable[[int], Any] = lambda i: None, clock: Callable[[], datetime] = utcnow,
                  random: Callable[[int], bytes] = os.urandom,
-                 reply_token: Callable[..., str | None] | None = None):
+                 reply_token: Callable[..., str | None] | None = None, problems=None, surveys=None):
         self.store, self.desk, self.fuses, self.templates, self.ring, self.rules = \
             store, desk, fuses, templates, ring, rules
         self.sla, self.bounce_days, self.enqueue, self.clock, self.random = sla, bounce_days, enqueue, clock, random
         self.reply_token = reply_token
+        self.problems, self.surveys = problems, surveys     # daemon.problems.ProblemDesk, daemon.csat.Surveys
         self.loop_marker = tokens.loop_marker(desk.address)
 
     # ------------------------------------------------------------------ before threading
@@ -117,7 +119,8 @@ class Outbound:
             event=outcome, sender=msg.from_addr, human=msg.machine.is_human, ours=msg.machine.kind == "loop",
             no_auto_reply=msg.machine.no_auto_reply or routing.suppress_ack, ack_template=routing.ack_template,
             message_id=None if msg.message_id_synthetic else msg.message_id, subject=msg.subject, text=msg.text,
-            received=now, language=language_of(msg), sla=sla)
+            received=now, language=language_of(msg), sla=sla,
+            known_error=self.problems.known_error(tx, ticket_id) if self.problems and outcome in NEW_EVENTS else None)
         return self.effects(tx, trigger, ticket, now)
 
     def plan_status(self, tx, ticket: TicketRow | None, outcome: str, now: datetime) -> MailEffects:
@@ -126,6 +129,16 @@ class Outbound:
             return MailEffects()
         sla = self.sla.track(tx.sla, ticket, now) if self.sla is not None else None
         return self.effects(tx, Trigger(event=outcome, human=False, sla=sla), ticket, now)
+
+    def on_resolved(self, tx, ticket: TicketRow | None, now: datetime) -> MailEffects:
+        """Besides the resolve notice, what a ticket becoming resolved causes: a problem's
+        incidents resolved and their requesters told (daemon.problems), the satisfaction
+        survey (daemon.csat)."""
+        if ticket is None:
+            return MailEffects()
+        done = [self.problems.on_resolved(tx, ticket, now)] if self.problems is not None else []
+        done += [self.surveys.on_resolved(tx, ticket, now)] if self.surveys is not None else []
+        return combine(*done)
 
     def effects(self, tx, trigger: Trigger, ticket: TicketRow, now: datetime) -> MailEffects:
         """Read the ticket's mail history, then plan and build (pure)."""
@@ -192,7 +205,11 @@ class Outbound:
             outcome = tx.change_status(ticket_id, status, now, why)
             if outcome == "unchanged":
                 return Saved("unchanged", ticket_id, None, "")
-            applied = tx.apply_mail(self.plan_status(tx, tx.ticket(ticket_id), outcome, now), ticket_id, now)
+            ticket = tx.ticket(ticket_id)
+            effects = self.plan_status(tx, ticket, outcome, now)
+            if outcome == "resolved":
+                effects = combine(effects, self.on_resolved(tx, ticket, now))
+            applied = tx.apply_mail(effects, ticket_id, now)
             tx.commit()
         self.after_commit(ticket_id, applied.outbox_ids, applied.alerts)
         return Saved(outcome, ticket_id, None, "", outbox_ids=applied.outbox_ids, alerts=applied.alerts)

@@ -29,6 +29,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from daemon.errors import RulesError
+from daemon.pipeline import csat, problems
 from daemon.pipeline.render import (LANG_DIR, AUDIENCES, ESCALATION_EVENTS, ESCALATION_SAMPLE, NO_MESSAGE_EVENTS,
                                     REQUIRED, Templates, build_context, message_vars, quote, split_subject)
 
@@ -92,6 +93,11 @@ def template_name(path: Path, root: Path) -> tuple[str | None, str]:
     return "/".join(parts), ""
 
 
+# The variables of problem management's and the survey's templates, for the trial render.
+EVENT_SAMPLES: dict[str, dict[str, Any]] = {"problem-resolved": problems.SAMPLE, "survey": csat.SAMPLE,
+                                            "csat-bad": csat.SAMPLE}
+
+
 def _samples(audience: str, event: str) -> list[dict[str, Any]]:
     """Complete contexts for a trial render: with and without SLA targets; without a
     message only for events no message causes (resolve)."""
@@ -108,11 +114,14 @@ def _samples(audience: str, event: str) -> list[dict[str, Any]]:
     sla = {"response_due": "2026-03-02 13:30 UTC", "resolution_due": "2026-03-04 17:00 UTC"}
     escalation = ESCALATION_SAMPLE if event.startswith(ESCALATION_EVENTS) else None
     out = []
+    known = (None, problems.KNOWN_ERROR_SAMPLE) if event == "ack" else (None,)
     for message in (msg, None) if event.startswith(NO_MESSAGE_EVENTS) else (msg,):
         for s in (None, sla):
-            out.append(build_context(desk=desk, ticket=ticket, requester=requester, message=message,
-                                     queue=queue, lang="en", reply_to=desk["address"], agent=agent, sla=s,
-                                     escalation=escalation))
+            for k in known:
+                ctx = build_context(desk=desk, ticket=ticket, requester=requester, message=message, queue=queue,
+                                    lang="en", reply_to=desk["address"], agent=agent, sla=s, escalation=escalation,
+                                    known_error=k)
+                out.append({**ctx, **EVENT_SAMPLES.get(event, {})})
     return out
 
 

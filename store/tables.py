@@ -269,3 +269,45 @@ class AgentDigest(SQLModel, table=True):
     day: str                            # the agent's local date, YYYY-MM-DD
     outbox_id: Optional[int] = Field(default=None, foreign_key="outbox.id")
     created_at: datetime
+
+
+# ---------------------------------------------------------------------- problems and satisfaction
+# (SQL: store/problems.py, store/csat.py). Incidents are linked to their problem in
+# `ticketlink` (kind `problem` on the incident, `incident` on the problem).
+class KnownError(SQLModel, table=True):
+    """A problem's workaround (`#workaround`): added to the acknowledgement of every new
+    incident linked to it."""
+
+    __tablename__ = "knownerror"
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)     # the problem
+    workaround: str = Field(sa_column=Column(Text, nullable=False))
+    set_by: str = ""
+    set_at: datetime
+
+
+class ProblemNotice(SQLModel, table=True):
+    """Requesters told that a problem was resolved (each once per problem)."""
+
+    __tablename__ = "problemnotice"
+    problem_id: int = Field(primary_key=True)   # no foreign key, like ticketlink.other_id (backups restore per ticket)
+    email: str = Field(primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id")   # the incident the notice was sent on (its backup scope)
+    sent_at: datetime
+
+
+class CsatSurvey(SQLModel, table=True):
+    """One satisfaction survey sent on a resolved ticket, and its answer (score 1-5, null
+    while unanswered). Reports read this table."""
+
+    __tablename__ = "csatsurvey"
+    __table_args__ = (Index("ix_csatsurvey_requester_sent", "requester", "sent_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    requester: str
+    queue: str
+    message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    sent_at: datetime
+    score: Optional[int] = None
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    answered_at: Optional[datetime] = None
+    answer_message_id: Optional[str] = None

@@ -28,7 +28,7 @@ from daemon.model import TicketState
 from daemon.model import Command
 from store import tables as m
 from store.tables import AgentMessage, TicketTag  # noqa: F401  (re-exported)
-from store import outbox, search
+from store import outbox, problems, search
 from store.saving import insert_ignore
 from store.records import SaveResult, TicketRow
 
@@ -236,6 +236,11 @@ def _apply(s: Session, t: m.Ticket, c: Command, by: str, now: datetime, prefix: 
         return CommandResult(what, True, f"{column}: {old or '-'} -> {new or 'unassigned'}")
     if c.name in ("tag", "untag"):
         return _tag(s, t, c, by, now)
+    if problems.handles(c, t):                     # #problem, #workaround, #link on a problem
+        return CommandResult(what, *problems.apply(s, t, c, by, now, prefix))
+    if c.name == "link" and " " in c.value:         # #link HD-12 HD-13: each one
+        done = [_apply(s, t, Command("link", v, c.line), by, now, prefix) for v in c.value.split()]
+        return CommandResult(what, all(r.ok for r in done), "; ".join(r.detail for r in done))
     other = s.get(m.Ticket, int(c.value))
     ref = f"{prefix}-{c.value}"
     if other is None:

@@ -26,6 +26,8 @@ from sqlmodel import Session, select
 from daemon.errors import NotFound, StoreUnavailable
 from daemon.model import Envelope, MailEffects, MailHistory, ParsedMessage, Routing, ThreadCandidates, ThreadDecision
 from store import outbox, saving, tickets
+from store.csat import SurveyTx
+from store.problems import ProblemTx
 from store import tables as m
 from store.records import SaveResult, TicketRow
 from store.sla_store import SlaTx
@@ -137,6 +139,16 @@ class WriteTx:
     def sla(self) -> SlaTx:
         """The SLA plan rows of this transaction (store.sla_store)."""
         return SlaTx(self.s)
+
+    @property
+    def problems(self) -> ProblemTx:
+        """Problem management's rows of this transaction (store.problems)."""
+        return ProblemTx(self.s)
+
+    @property
+    def surveys(self) -> SurveyTx:
+        """Satisfaction surveys' rows of this transaction (store.csat)."""
+        return SurveyTx(self.s)
 
     def agent_reads(self) -> "tickets.Reads":
         return tickets.Reads(self.s)

@@ -27,6 +27,9 @@ class Queue:
     email: str
     agents: tuple[Agent, ...]
     assign_on_answer: bool = True        # an unassigned ticket goes to the first agent who answers
+    resolve_linked_incidents: bool = True   # resolving a problem resolves its open incidents
+    survey_days: int | None = None       # satisfaction survey at most once per requester in N days; None: off
+    survey_notify_lead: bool = True      # a bad survey score tells the queue's lead
 
     def with_role(self, role: str) -> Agent | None:
         return next((a for a in self.agents if a.role == role), None)

@@ -184,6 +184,7 @@ class Routing:
     sla_policy: str | None = None    # the service's SLA policy name
     ack_template: str | None = None  # acknowledgement template chosen by a rule; None: the standard one
     decided: tuple[str, ...] = ()    # fields a rule set (on a reply, only these should change the ticket)
+    problem: int | None = None       # the open problem a rule links a new ticket to (`problem: HD-7`)
 
 
 # ---------------------------------------------------------------------- outgoing mail

@@ -114,7 +114,7 @@ def _complete(rules: RuleSet, ev: Evaluation, defaults: Defaults, hits: list[str
         suppress_ack=machine or ack is False or disposition != "ticket", action=disposition,
         impact=impact, urgency=urgency, service=service.name if service else None,
         sla_policy=service.sla if service else None, ack_template=ack if isinstance(ack, str) else None,
-        decided=tuple(sorted(decided)))
+        decided=tuple(sorted(decided)), problem=got.get("problem"))
 
 
 def _priority(rules: RuleSet, got: dict, impact: str | None, urgency: str | None, pick,

@@ -7,6 +7,10 @@ ticket by starting a reply with commands, one per line:
     #priority P1          #assign alice@example.com | me | none
     #queue network        #type request     #tag vip   #tag -vip (or #untag vip)
     #merge HD-17          #link HD-9        #note (the mail is an internal note)
+    #problem HD-7         (this incident is caused by problem HD-7)
+    #link HD-12 HD-13     (on a problem: these are its incidents; elsewhere: related tickets)
+    #workaround TEXT      (a problem's known-error workaround; without TEXT the message is
+                          the workaround and the mail an internal note)
 
 The command block starts at the first non-blank line and ends at the first line that is
 not a command (`#` and a letter); blank lines inside it are allowed. What follows is the
@@ -24,7 +28,8 @@ from daemon.model import Command
 STATUSES = ("open", "pending", "resolved", "closed")
 ALIASES = {"resolve": ("status", "resolved"), "close": ("status", "closed"), "pending": ("status", "pending"),
            "open": ("status", "open"), "untag": ("untag", None)}
-NAMES = ("status", "priority", "assign", "queue", "type", "tag", "untag", "merge", "link", "note")
+NAMES = ("status", "priority", "assign", "queue", "type", "tag", "untag", "merge", "link", "note", "problem",
+         "workaround")
 REQUESTER_MAY = ("resolve", "close")            # what [agents] requester_commands may allow
 MAX_COMMANDS = 20
 _LINE = re.compile(r"^#([A-Za-z][A-Za-z_-]{0,30})(?:\s+(.*?))?\s*$")
@@ -105,8 +110,19 @@ def validate(parsed: Parsed, vocab: Vocabulary, *, sender: str, ticket_id: int) 
             refused.append(Refusal(line, f"more than {MAX_COMMANDS} commands in one mail"))
             continue
         result = _one(line, name, arg, vocab, sender.lower(), ticket_id)
+        if isinstance(result, Command) and result.name == "workaround" and not result.value:
+            result = _workaround_body(line, parsed.body, ok)
         (ok if isinstance(result, Command) else refused).append(result)
     return Commands(tuple(ok), tuple(refused), parsed.body)
+
+
+def _workaround_body(line: str, body: str, ok: list[Command]) -> Command | Refusal:
+    """`#workaround` alone: the message is the workaround, and an internal note."""
+    if not body.strip():
+        return Refusal(line, "#workaround needs the text: on the line, or as the message below the commands")
+    if not any(c.name == "note" for c in ok):
+        ok.append(Command("note", "", line))
+    return Command("workaround", body.strip(), line)
 
 
 def validate_requester(parsed: Parsed, allowed: tuple[str, ...]) -> Commands:
@@ -136,6 +152,10 @@ def _one(line: str, name: str, arg: str, vocab: Vocabulary, sender: str, ticket_
         return Refusal(line, f"unknown command #{name}; known: {', '.join('#' + x for x in NAMES)}")
     if name == "note":
         return Command("note", "", line) if not arg else Refusal(line, "#note takes no value")
+    if name == "workaround":
+        return Command(name, arg, line)
+    if name == "link" and len(arg.split()) > 1:
+        return _ticket_refs(line, name, arg, vocab, sender, ticket_id)
     if not arg or len(arg.split()) != 1:
         return Refusal(line, f"#{name} needs exactly one value")
     if name == "tag" and arg.startswith("-"):
@@ -187,9 +207,18 @@ def _ticket_ref(line, name, arg, vocab, sender, ticket_id):
     return Command(name, str(other), line)
 
 
+def _ticket_refs(line, name, arg, vocab, sender, ticket_id):
+    refs = arg.replace(",", " ").split()
+    if len(refs) > MAX_COMMANDS:
+        return Refusal(line, f"#{name}: at most {MAX_COMMANDS} tickets in one line")
+    found = [_ticket_ref(line, name, r, vocab, sender, ticket_id) for r in refs]
+    bad = next((f for f in found if isinstance(f, Refusal)), None)
+    return bad or Command(name, " ".join(dict.fromkeys(f.value for f in found)), line)
+
+
 _CHECKS = {
     "status": _status, "priority": _priority, "assign": _assign,
     "queue": _named("queue", lambda v: v.queues), "type": _named("type", lambda v: v.types),
     "tag": _named("tag", lambda v: v.tags), "untag": _named("tag", lambda v: v.tags),
-    "merge": _ticket_ref, "link": _ticket_ref,
+    "merge": _ticket_ref, "link": _ticket_ref, "problem": _ticket_ref,
 }

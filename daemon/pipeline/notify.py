@@ -85,6 +85,7 @@ class Trigger:
     received: datetime | None = None
     language: str | None = None
     sla: Mapping[str, str] | None = None   # template `sla` (response_due, resolution_due) once SLAs exist
+    known_error: Mapping[str, str] | None = None   # template `known_error`: the linked problem's workaround
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,7 @@ def _context(planned: PlannedMail, ticket, trigger: Trigger, desk: Desk, queue: 
         requester={"name": sanitize(requester_name), "email": ticket.requester,
                    "display": sanitize(requester_name) or ticket.requester},
         message=message, queue={"name": queue.name, "description": queue.description}, lang=lang,
-        reply_to=desk.address, agent=agent, sla=trigger.sla)
+        reply_to=desk.address, agent=agent, sla=trigger.sla, known_error=trigger.known_error)
 
 
 def _tagged(subject: str, tag: str) -> str:

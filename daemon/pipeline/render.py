@@ -91,13 +91,16 @@ def build_context(*, desk: Mapping[str, str], ticket: Mapping[str, Any], request
                   message: Mapping[str, Any] | None, queue: Mapping[str, str], lang: str,
                   reply_to: str, agent: Mapping[str, str] | None = None,
                   sla: Mapping[str, str] | None = None,
-                  escalation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  escalation: Mapping[str, Any] | None = None,
+                  known_error: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The variables every template sees (`agent` only in agent templates, `escalation`
     only in sla-* templates). `sla` is None when the ticket has no SLA targets (or they
-    are paused); `message` is None for events no message caused."""
+    are paused); `message` is None for events no message caused; `known_error` is the
+    workaround of the problem a new incident is linked to (None when there is none)."""
     ctx: dict[str, Any] = {"desk": dict(desk), "ticket": dict(ticket), "requester": dict(requester),
                            "message": dict(message) if message is not None else None,
-                           "queue": dict(queue), "lang": lang, "reply_to": reply_to, "sla": sla}
+                           "queue": dict(queue), "lang": lang, "reply_to": reply_to, "sla": sla,
+                           "known_error": dict(known_error) if known_error is not None else None}
     if agent is not None:
         ctx["agent"] = dict(agent)
     if escalation is not None:

@@ -18,7 +18,7 @@ from daemon.pipeline.facts import Facts
 
 Check = Callable[[Facts], tuple[bool, str]]
 MERGE = {"type": "first", "queue": "first", "assignee": "first", "priority": "first",
-         "service": "first", "ack": "first", "disposition": "first",
+         "service": "first", "ack": "first", "disposition": "first", "problem": "first",
          "impact": "max", "urgency": "max", "tags": "union"}
 
 

@@ -5,13 +5,14 @@ agents, roles, tags, services, templates, priority levels) and returns `Effect`s
 (field, value) pairs. Evaluation merges the effects of every rule that hit, in order,
 by the field's merge mode, registered with the action:
   first  the first rule that sets the field wins (type, queue, assignee, priority,
-         service, ack, disposition) — later ones are reported as overridden;
+         service, ack, disposition, problem) — later ones are reported as overridden;
   max    impact and urgency only ever go up (a VIP rule can raise urgency whatever
          the rule that picks the queue says);
   union  tags accumulate.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from daemon.pipeline.ruleset import MERGE, Effect
@@ -21,6 +22,7 @@ from daemon.rules.textmatch import string_list, type_name
 
 ACTIONS: Registry[Callable[[Any, Any], tuple[Effect, ...]]] = Registry("action")
 DISPOSITIONS = ("ticket", "drop", "quarantine", "spam")
+_PROBLEM_REF = re.compile(r"^(?:[A-Za-z]+-)?#?(\d{1,12})$")
 
 
 def action(name: str, field: str) -> Callable:
@@ -119,3 +121,16 @@ def set_disposition(arg: Any, ctx) -> tuple[Effect, ...]:
     """What happens to the mail: ticket (default), drop, quarantine or spam."""
     return (Effect("disposition", _member(_name(arg, "disposition"), DISPOSITIONS, "disposition",
                                           "disposition", "the rule format")),)
+
+
+@action("problem", "problem")
+def link_problem(arg: Any, ctx) -> tuple[Effect, ...]:
+    """Link a new ticket to an open problem: `problem: HD-7` (for an outage keyword). The
+    ticket must be a problem and open when the mail arrives (`helpdesk check` says so of the
+    database it is given); otherwise the new ticket is not linked and its events say why."""
+    if isinstance(arg, int) and not isinstance(arg, bool) and arg > 0:
+        return (Effect("problem", arg),)
+    found = _PROBLEM_REF.match(arg.strip()) if isinstance(arg, str) else None
+    if found is None or int(found.group(1)) == 0:
+        raise Invalid(f"problem: expected a ticket such as HD-7, got {arg!r}")
+    return (Effect("problem", int(found.group(1))),)

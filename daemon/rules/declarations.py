@@ -21,6 +21,7 @@ from daemon.pipeline.facts import within
 from daemon.model.idn import canonical_address
 from daemon.rules.calendars import CALENDARS_FILE
 from daemon.rules.conditions import parse_clock, parse_days
+from daemon.rules.queue_itil import QUEUE_KEYS, load_queue_itil
 from daemon.rules.registry import Invalid, did_you_mean
 from daemon.rules.schema import Problems, check_keys, expect_mapping, expect_names, expect_str, line_of
 from daemon.rules.textmatch import type_name
@@ -86,7 +87,8 @@ def load_queues(data: YDict, file: str, problems: Problems) -> tuple[dict[str, Q
         q = expect_mapping(body, f"queues.{qname}", file, at, problems)
         if q is None:
             continue
-        check_keys(q, ("description", "email", "agents", "assign_on_answer"), f"queues.{qname}", file, problems)
+        check_keys(q, ("description", "email", "agents", "assign_on_answer") + QUEUE_KEYS, f"queues.{qname}", file,
+                   problems)
         on_answer = q.get("assign_on_answer", True)
         if not isinstance(on_answer, bool):
             problems.add(file, q.line_of("assign_on_answer"), f"queues.{qname}.assign_on_answer: expected true or "
@@ -95,7 +97,7 @@ def load_queues(data: YDict, file: str, problems: Problems) -> tuple[dict[str, Q
                               roles, problems)
         queues[qname] = Queue(qname, expect_str(q, "description", f"queues.{qname}", file, problems, default="")
                               or "", expect_str(q, "email", f"queues.{qname}", file, problems, default="") or "",
-                              agents, on_answer is not False)
+                              agents, on_answer is not False, **load_queue_itil(q, f"queues.{qname}", file, problems))
     return queues, roles
 
 
