@@ -38,15 +38,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.handoff", "daemon.http", "daemon.logfmt", "daemon.metrics", "daemon.oauth2",
                "daemon.oauth2_config", "daemon.oauth2_login", "daemon.oauth2_store", "daemon.processes",
                "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text",
-               "daemon.listen", "daemon.shipped", "daemon.macros")),
+               "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.approval_rules",
+               "daemon.report")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
-                  "daemon.message_path", "daemon.outbound", "daemon.observe", "daemon.desk_mail")),
+                  "daemon.message_path", "daemon.outbound", "daemon.observe", "daemon.desk_mail",
+                  "daemon.approvals", "daemon.report.mailing")),
     ("root", ("daemon.app",)),
     ("commands", ("daemon.cli", "daemon.__main__", "daemon.check", "daemon.views",
                   "daemon.rules.tester", "daemon.sla.views", "daemon.sla.report",
                   "daemon.intake.ingest", "daemon.backup", "daemon.schema_commands", "daemon.site_init",
                   "daemon.desk_cli", "daemon.roster_view", "daemon.search_view", "daemon.filters",
-                  "daemon.rules_replay")),
+                  "daemon.rules_replay", "daemon.approval_view", "daemon.report.command")),
 )
 
 # Layers whose project imports are limited to these modules (and what is under them;

@@ -26,6 +26,8 @@ from typing import Callable
 from daemon import systemd, tasks, tokens
 from daemon.agent_notices import Notices, ReplyTokens
 from daemon.agents import AgentDesk, agent_settings, build_authenticator
+from daemon.approval_rules import LiveApprovals
+from daemon.approvals import ApprovalGate, Approvals, sweeper as approval_sweeper
 from daemon.clock import build_clock, utcnow
 from daemon.config import Config
 from daemon.errors import HelpdeskError, SpoolError
@@ -67,6 +69,7 @@ class Mail:
     agents: AgentDesk
     escalator: Escalator
     delivery: tasks.Delivery
+    approvals: Approvals | None = None
 
 
 @dataclass
@@ -149,7 +152,11 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
                        macros=macros.current)
     agents.live_macros = macros
     tasks.huey.bind(delivery, escalator)
-    return Mail(ring, templates, outbound, agents, escalator, delivery)
+    live_approvals = LiveApprovals(cfg.paths.rules, rules=lambda: rules.current)
+    approvals = Approvals(desk, store.engine, live_approvals, lambda: rules.current, templates, ring, auth,
+                          clock=clock, enqueue_mail=lambda i: send(i), token_days=cfg.agents.token_days,
+                          defer_hours=cfg.agents.defer_hours)
+    return Mail(ring, templates, outbound, agents, escalator, delivery, approvals)
 
 
 def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetime] | None = None) -> App:
@@ -163,13 +170,15 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     mail = build_mail(cfg, store, rules, clock, metrics) if outbound else None
     guard = ParseGuard(processes=1)                 # forked on first use: commands that parse nothing pay nothing
     worker = Worker(spool, store, worker_settings(cfg), clock=clock, rules=lambda: rules.current,
-                    mail=mail.outbound if mail else None, agents=mail.agents if mail else None,
+                    mail=mail.outbound if mail else None,
+                    agents=ApprovalGate(mail.approvals, mail.agents) if mail else None,
                     parse=partial(guard.parse, seconds=cfg.limits.parse_seconds))
     app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock, guard=guard, metrics=metrics)
     app.reloaders.append(rules.reload)
     if mail is not None:
         app.reloaders.append(lambda: reload_templates(app, mail.templates))
         app.reloaders.append(mail.agents.live_macros.reload)
+        app.reloaders.append(mail.approvals.live.reload)
     return app
 
 
@@ -195,6 +204,8 @@ def mail_threads(app: App, stop: threading.Event) -> list[threading.Thread]:
     return [threading.Thread(target=tasks.sweeper, args=(mail.delivery, stop, every), name="outbox-sweep",
                              daemon=True),
             threading.Thread(target=sla_sweeper, args=(mail.escalator, stop, every), name="sla-sweep", daemon=True),
+            threading.Thread(target=approval_sweeper, args=(mail.approvals, stop, every), name="approval-sweep",
+                             daemon=True),
             threading.Thread(target=watch_templates, args=(mail.templates, stop), name="templates-watch",
                              kwargs={"on_reload": lambda problems: templates_reloaded(app, problems)}, daemon=True),
             *tasks.consumer_threads(stop, cfg.queue.workers)]

@@ -251,8 +251,15 @@ def cmd_show(cfg: Config, args) -> int:
     ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
     sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
-    _out(json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False, indent=1)
-         if args.json else views.detail_text(detail, prefix, sla_text(sla)))
+    from daemon.approval_view import approvals_json, approvals_text
+    from store.approvals_store import ApprovalStore
+    approval = ApprovalStore(store.engine).read(ticket_id)
+    if args.json:
+        shown = views.detail_json(detail, prefix, sla)
+        shown["approvals"] = approvals_json(approval, detail.ticket.status)
+        _out(json.dumps(shown, ensure_ascii=False, indent=1))
+    else:
+        _out(views.detail_text(detail, prefix, sla_text(sla) + approvals_text(approval, detail.ticket.status)))
     return EX_OK
 
 
