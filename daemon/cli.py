@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--to", dest="end", metavar="DATE", help="last day, included (or an ISO time, excluded); "
                                                                "default now")
     rep.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    from daemon.report.command import add_parser as add_report_parser
+    add_report_parser(sub, common)
     add_oauth2_parser(sub, common)
     return p
 
@@ -422,7 +424,12 @@ def cmd_search(cfg: Config, args) -> int:
         store.engine.dispose()
 
 
-COMMANDS = {"search": cmd_search, "agents": cmd_agents, "update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+def cmd_report(cfg: Config, args) -> int:
+    from daemon.report.command import cmd_report as run
+    return run(cfg, args, _out, UsageError)
+
+
+COMMANDS = {"report": cmd_report, "search": cmd_search, "agents": cmd_agents, "update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla,
             "oauth2": cmd_oauth2, "db": cmd_db, "import": cmd_import}
 
