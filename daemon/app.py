@@ -28,6 +28,7 @@ from daemon.agent_notices import Notices, ReplyTokens
 from daemon.agents import AgentDesk, agent_settings, build_authenticator
 from daemon.approval_rules import LiveApprovals
 from daemon.approvals import ApprovalGate, Approvals, sweeper as approval_sweeper
+from daemon.report.mailing import ReportMailer, report_sweeper
 from daemon.clock import build_clock, utcnow
 from daemon.config import Config
 from daemon.errors import HelpdeskError, SpoolError
@@ -70,6 +71,7 @@ class Mail:
     escalator: Escalator
     delivery: tasks.Delivery
     approvals: Approvals | None = None
+    reports: ReportMailer | None = None
 
 
 @dataclass
@@ -156,7 +158,9 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
     approvals = Approvals(desk, store.engine, live_approvals, lambda: rules.current, templates, ring, auth,
                           clock=clock, enqueue_mail=lambda i: send(i), token_days=cfg.agents.token_days,
                           defer_hours=cfg.agents.defer_hours)
-    return Mail(ring, templates, outbound, agents, escalator, delivery, approvals)
+    reports = ReportMailer(cfg.reports, desk, store.engine, lambda: rules.sla, ring, clock=clock,
+                           enqueue_mail=lambda i: send(i))
+    return Mail(ring, templates, outbound, agents, escalator, delivery, approvals, reports)
 
 
 def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetime] | None = None) -> App:
@@ -206,6 +210,8 @@ def mail_threads(app: App, stop: threading.Event) -> list[threading.Thread]:
             threading.Thread(target=sla_sweeper, args=(mail.escalator, stop, every), name="sla-sweep", daemon=True),
             threading.Thread(target=approval_sweeper, args=(mail.approvals, stop, every), name="approval-sweep",
                              daemon=True),
+            *([threading.Thread(target=report_sweeper, args=(mail.reports, stop, every), name="report-mailing",
+                                daemon=True)] if cfg.reports.to else []),
             threading.Thread(target=watch_templates, args=(mail.templates, stop), name="templates-watch",
                              kwargs={"on_reload": lambda problems: templates_reloaded(app, problems)}, daemon=True),
             *tasks.consumer_threads(stop, cfg.queue.workers)]

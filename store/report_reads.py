@@ -152,3 +152,9 @@ class ReportReads:
 def _time(value) -> datetime:
     """A timestamp read back (naive UTC on SQLite) as an aware UTC datetime."""
     return aware(value)
+
+
+def outbox_has(engine: Engine, message_id: str) -> bool:
+    """Whether a mail with this Message-ID was written into the outbox (a report sent once)."""
+    with Session(engine) as s:
+        return s.exec(select(m.Outbox.id).where(m.Outbox.message_id == message_id)).first() is not None
