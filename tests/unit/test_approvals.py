@@ -10,11 +10,13 @@ from datetime import date, timedelta
 import pytest
 
 from daemon.approval_rules import LiveApprovals, load_approvals
+from daemon.check import check
+from daemon.config import load_config
 from daemon.errors import RulesError
 from daemon.pipeline import tokens
 from daemon.pipeline.approvals import Approver, Decision, Refusal, Stage, Vote, plan_for, read_decision, tally
 from daemon.rules.loader import load_rules
-from tests.conftest import REPO
+from tests.conftest import REPO, write_site_config
 
 RING = tokens.Keyring({1: b"k" * 32}, 1)
 
@@ -104,3 +106,12 @@ def test_approval_tokens_are_not_agent_tokens():
     agent = tokens.reply_token(RING, 7, "chen@example.com", today + timedelta(days=30))
     assert tokens.check_approval_token(RING, agent, today).status == "invalid"
     assert tokens.check_approval_token(RING, t, today + timedelta(days=31)).status == "expired"
+
+
+def test_check_lists_approvals_problems_with_file_and_line(tmp_path):
+    shutil.copytree(REPO / "rules", tmp_path / "rules")
+    (tmp_path / "rules" / "approvals.yaml").write_text("queues:\n  network:\n    cab: {members: [a@example.com], "
+                                                       "quorum: 2}\n")
+    found, _ = check(load_config(str(write_site_config(tmp_path, '[paths]\nrules = "rules"\n'))))
+    assert found == [f"{tmp_path / 'rules' / 'approvals.yaml'}:3: queues.network.cab.quorum: expected any, all or "
+                     f"a number from 1 to 1 (the members), got 2"]
