@@ -174,9 +174,10 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     mail = build_mail(cfg, store, rules, clock, metrics) if outbound else None
     guard = ParseGuard(processes=1)                 # forked on first use: commands that parse nothing pay nothing
     worker = Worker(spool, store, worker_settings(cfg), clock=clock, rules=lambda: rules.current,
-                    mail=mail.outbound if mail else None,
-                    agents=ApprovalGate(mail.approvals, mail.agents) if mail else None,
+                    mail=mail.outbound if mail else None, agents=mail.agents if mail else None,
                     parse=partial(guard.parse, seconds=cfg.limits.parse_seconds))
+    if mail is not None:                             # approvers' replies go before the agent path
+        worker.path.agents = ApprovalGate(mail.approvals, mail.agents)
     app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock, guard=guard, metrics=metrics)
     app.reloaders.append(rules.reload)
     if mail is not None:

@@ -59,14 +59,16 @@ def fill(desk) -> None:
 
 
 def dump(engine) -> dict[str, list[tuple]]:
-    """Every row of every table of the models, sorted (schemainfo apart: its version moves)."""
+    """Every row of every table of the models, sorted (schemainfo apart: its version moves);
+    a table a later migration adds is empty before it exists."""
     md = MetaData()
     md.reflect(engine)
     out = {}
     with engine.connect() as c:
         for name in sorted(migrate.metadata().tables):
             if name != "schemainfo":
-                out[name] = sorted((tuple(r) for r in c.execute(select(md.tables[name]))), key=repr)
+                out[name] = sorted((tuple(r) for r in c.execute(select(md.tables[name]))), key=repr) \
+                    if name in md.tables else []
     return out
 
 
