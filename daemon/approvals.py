@@ -86,6 +86,17 @@ def approval_vars(row: ApprovalRow, **extra: Any) -> dict[str, Any]:
     return out
 
 
+def timer_due(row: ApprovalRow, now: datetime) -> bool:
+    """Whether the change's stage expires, or one of its approvers is due a reminder, at `now`."""
+    if row.state != "awaiting-approval" or not row.plan.get("stages"):
+        return False
+    if now >= row.stage_started_at + timedelta(seconds=row.plan["expire_after"]):
+        return True
+    remind = timedelta(seconds=row.plan["remind_after"])
+    return any(v.status == "pending" and v.reminded_at is None and now >= v.requested_at + remind
+               for v in row.stage_votes())
+
+
 class Approvals:
     """See module docstring."""
 
@@ -97,6 +108,7 @@ class Approvals:
         self.clock, self.enqueue_mail, self.random = clock, enqueue_mail, random
         self.token_days, self.defer_hours = token_days, defer_hours
         self.store, self.tx_store = ApprovalStore(engine), SlaStore(engine)
+        self._seen: tuple[int, int] | None = None          # event ids (low, high): the last two sweeps'
 
     def token(self, ticket_id: int, email: str, now: datetime) -> str:
         return tokens.approval_token(self.ring, ticket_id, email, (now + timedelta(days=self.token_days)).date())
@@ -111,13 +123,22 @@ class Approvals:
 
     # ------------------------------------------------------------------ the sweep
     def sweep(self) -> int:
-        """Start, remind and expire what is due; how many changes were looked at."""
+        """Start, remind and expire what is due; how many changes were looked at. New
+        changes are looked for among the tickets with events since the sweep before last
+        (a lag of one sweep covers transactions that committed out of id order); the first
+        sweep of a process looks at every ticket."""
         done = 0
         try:
-            for tid in self.store.to_start():
+            ids, top = self.store.to_start(self._seen[0] if self._seen else None)
+            for tid in ids:
                 done += self._run(tid, self._start)
+            if len(ids) < 200:                       # a full batch: look at the same events again
+                self._seen = (self._seen[1] if self._seen else top, top)
+            now = self.clock()
             for tid in self.store.awaiting():
-                done += self._run(tid, self._timers)
+                row = self.store.read(tid)
+                if row is not None and timer_due(row, now):       # a write transaction only when due
+                    done += self._run(tid, self._timers)
         except Exception:                              # the sweeper never dies
             log.exception("approval sweep failed")
         return done

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from daemon.clock import aware, to_utc
@@ -135,13 +135,17 @@ class ApprovalStore:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def to_start(self, limit: int = 200) -> list[int]:
-        """Open change tickets that have no approval yet."""
+    def to_start(self, after_event: int | None = None, limit: int = 200) -> tuple[list[int], int]:
+        """Open change tickets that have no approval yet - among the tickets with events
+        after `after_event` (None: all tickets) - and the newest event id when asked."""
         with Session(self.engine) as s:
+            top = s.exec(select(func.max(m.Event.id))).one() or 0
             q = (select(m.Ticket.id).outerjoin(m.ChangeApproval, m.ChangeApproval.ticket_id == m.Ticket.id)
                  .where(m.Ticket.type == "change", m.ChangeApproval.ticket_id.is_(None),
-                        m.Ticket.status.not_in(("resolved", "closed"))).order_by(m.Ticket.id).limit(limit))
-            return list(s.exec(q).all())
+                        m.Ticket.status.not_in(("resolved", "closed"))))
+            if after_event is not None:
+                q = q.where(m.Ticket.id.in_(select(m.Event.ticket_id).where(m.Event.id > after_event)))
+            return list(s.exec(q.order_by(m.Ticket.id).limit(limit)).all()), top
 
     def awaiting(self) -> list[int]:
         with Session(self.engine) as s:
