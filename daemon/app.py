@@ -157,7 +157,8 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
     live_approvals = LiveApprovals(cfg.paths.rules, rules=lambda: rules.current)
     approvals = Approvals(desk, store.engine, live_approvals, lambda: rules.current, templates, ring, auth,
                           clock=clock, enqueue_mail=lambda i: send(i), token_days=cfg.agents.token_days,
-                          defer_hours=cfg.agents.defer_hours)
+                          defer_hours=cfg.agents.defer_hours,
+                          max_warnings_per_hour=cfg.agents.max_warnings_per_hour)
     reports = ReportMailer(cfg.reports, desk, store.engine, lambda: rules.sla, ring, clock=clock,
                            enqueue_mail=lambda i: send(i))
     return Mail(ring, templates, outbound, agents, escalator, delivery, approvals, reports)

@@ -103,10 +103,10 @@ class Approvals:
     def __init__(self, desk: Desk, engine, live: LiveApprovals, rules: Callable[[], Any], templates, ring,
                  auth: Authenticator, *, clock: Callable[[], datetime] = utcnow,
                  enqueue_mail: Callable[[int], Any] = lambda i: None, random: Callable[[int], bytes] = os.urandom,
-                 token_days: int = 30, defer_hours: float = 24.0):
+                 token_days: int = 30, defer_hours: float = 24.0, max_warnings_per_hour: int = 5):
         self.desk, self.live, self.rules, self.templates, self.ring, self.auth = desk, live, rules, templates, ring, auth
         self.clock, self.enqueue_mail, self.random = clock, enqueue_mail, random
-        self.token_days, self.defer_hours = token_days, defer_hours
+        self.token_days, self.defer_hours, self.max_warnings = token_days, defer_hours, max_warnings_per_hour
         self.store, self.tx_store = ApprovalStore(engine), SlaStore(engine)
         self._seen: tuple[int, int] | None = None          # event ids (low, high): the last two sweeps'
 
@@ -255,8 +255,11 @@ class Approvals:
             return self._quarantine(tx, stx, msg, envelope, raw, now, ticket, "unknown-approver",
                                     f"the approval address names no approver of change {tid}")
         if sender != approver:
-            return self._quarantine(tx, stx, msg, envelope, raw, now, ticket, "unexpected-sender",
-                                    f"approval address of {approver}, From {sender or '(none)'}")
+            why = f"approval address of {approver}, From {sender or '(none)'}"
+            handled = self._quarantine(tx, stx, msg, envelope, raw, now, ticket, "unexpected-sender", why)
+            ids = self._warn(stx, atx, row, ticket, approver, msg, f"a reply to your approval address came from "
+                             f"{sender or '(no address)'}, not from you", now)
+            return Handled(handled.kind, handled.result, ids, reason=handled.reason)
         auth = pre.auth
         if msg.machine.is_human and auth is not None and auth.result == "temperror" and self._can_defer(envelope):
             return Handled("deferred", reason=f"approval reply <{msg.message_id}>: {'; '.join(auth.evidence)[:300]}")
@@ -274,7 +277,9 @@ class Approvals:
             stx.event(tid, now, "approval_refused", {"approver": approver, "from": sender, "why": why,
                                                      "auth": _auth(auth), "message_id": msg.message_id})
             log.warning("ticket=%s approval reply from %s not counted: %s", tid, sender, why)
-            return Handled("recorded", done.result)
+            ids = self._warn(stx, atx, row, done.ticket, approver, msg, f"a reply in your name was not "
+                             f"counted: {why}", now) if msg.machine.is_human else ()
+            return Handled("recorded", done.result, ids)
         ids = self._decide(tx, stx, atx, row, done.ticket, approver, msg, pre, auth, now)
         return Handled("recorded", done.result, ids)
 
@@ -319,6 +324,17 @@ class Approvals:
             atx.next_stage(ticket.id, row.stage + 1, now)
             return self._ask(stx, atx, ticket, row.stage + 1, now)
         return self._outcome(stx, atx, ticket, "approved", now, f"stage {row.stage}: {stage.quorum_text} approved")
+
+    def _warn(self, stx: SlaTx, atx: ApprovalTx, row: ApprovalRow, ticket, approver: str, msg, why: str,
+              now: datetime) -> tuple[int, ...]:
+        """Tell the approver of a mail in their name that did not count (at most
+        max_warnings_per_hour of them)."""
+        if atx.warnings_since(approver, now - timedelta(hours=1)) >= self.max_warnings:
+            return stx.mail(MailEffects(suppressed=(f"warning to {approver} held back: {self.max_warnings} per "
+                                                    f"hour",)), ticket.id, now).outbox_ids
+        mail = refused_mail(self._kit(now), ticket, self._queue(ticket.queue), approval_vars(row, reason=why),
+                            (approver, ""), None, alert=True)
+        return stx.mail(MailEffects(mails=(mail,)), ticket.id, now).outbox_ids
 
     def _quarantine(self, tx, stx: SlaTx, msg, envelope, raw, now, ticket, reason: str, detail: str) -> Handled:
         qid, _ = tx.quarantine(raw, _sha(raw), envelope, "approval", f"approval: {reason}", detail, now,

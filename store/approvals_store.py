@@ -124,6 +124,13 @@ class ApprovalTx:
         row.reminded_at = to_utc(now)
         self.s.add(row)
 
+    def warnings_since(self, email: str, since: datetime) -> int:
+        """Warnings about mail in this approver's name planned since then (their hourly cap)."""
+        return self.s.exec(select(func.count()).select_from(m.OutboxRecipient)
+                           .join(m.Outbox, m.Outbox.id == m.OutboxRecipient.outbox_id)
+                           .where(m.OutboxRecipient.email == email.lower(), m.Outbox.kind == "approval_alert",
+                                  m.OutboxRecipient.planned_at >= to_utc(since))).one()
+
     def service_of(self, ticket_id: int) -> str | None:
         row = self.s.get(m.TicketSla, ticket_id)
         return row.service if row is not None else None

@@ -87,12 +87,13 @@ def request_mail(kit: ApprovalKit, ticket, queue: Mapping[str, str], approval: M
 
 
 def refused_mail(kit: ApprovalKit, ticket, queue: Mapping[str, str], approval: Mapping[str, Any],
-                 approver: tuple[str, str], token: str | None) -> OutgoingMail:
-    """Your reply recorded nothing, and why (approval["reason"])."""
+                 approver: tuple[str, str], token: str | None, *, alert: bool = False) -> OutgoingMail:
+    """Your reply recorded nothing, and why (approval["reason"]); `alert`: a mail in your
+    name that was not yours (kind approval_alert, capped per hour by the caller)."""
     reply_to = tokens.reply_address(kit.desk.address, token) if token else None
-    ctx = _context(kit, ticket, queue, approval, approver, reply_to or kit.desk.address)
-    return _mail(kit, ticket, "approval_refused", "approver", "refused", approver[0], ctx,
-                 f"Not recorded: {ctx['ticket']['subject']}", reply_to)
+    ctx = _context(kit, ticket, queue, dict(approval, alert=alert), approver, reply_to or kit.desk.address)
+    return _mail(kit, ticket, "approval_alert" if alert else "approval_refused", "approver", "refused", approver[0],
+                 ctx, f"Not recorded: {ctx['ticket']['subject']}", reply_to)
 
 
 def outcome_mail(kit: ApprovalKit, ticket, queue: Mapping[str, str], approval: Mapping[str, Any]) -> OutgoingMail:

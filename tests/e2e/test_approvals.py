@@ -122,6 +122,10 @@ def test_cab_approves_with_two_of_three_and_forgeries_do_not_count(desk, sink):
                                                                  if e["kind"] == "approval_refused"]) == 2 and t)
     assert ticket["approvals"]["state"] == "awaiting-approval"
     assert all(v["status"] == "pending" for v in ticket["approvals"]["votes"])
+    alerts = wait_for(lambda: len(found := mails(sink, "Not recorded")) >= 2 and found)
+    warned = {rcpt: body(msg) for rcpt, msg, _ in alerts}
+    assert "not authenticated" in warned["chen@example.com"] and "tell the helpdesk" in warned["chen@example.com"]
+    assert "came from mallory@evil.test" in warned["dora@example.com"]
 
     answer(cfg, asked["chen@example.com"], "chen@example.com", "Approve - the maintenance window is fine", 2, pem)
     answer(cfg, asked["dora@example.com"], "dora@example.com", "approved\nBackup config first.", 3, pem)
@@ -139,8 +143,8 @@ def test_cab_approves_with_two_of_three_and_forgeries_do_not_count(desk, sink):
     assert all(d["auth"]["result"] == "pass" and d["auth"]["evidence"] and d["at"] for d in decisions)
 
     answer(cfg, asked["gus@example.com"], "gus@example.com", "maybe next week", 4, pem)     # too late, not a word
-    refused = wait_for(lambda: mails(sink, "Not recorded", "HD-1"))
-    assert refused[0][0] == "gus@example.com" and "already approved" in body(refused[0][1])
+    refused = wait_for(lambda: [m for m in mails(sink, "Not recorded", "HD-1") if m[0] == "gus@example.com"])
+    assert "already approved" in body(refused[0][1]) and "tell the helpdesk" not in body(refused[0][1])
 
 
 def test_single_approver_rejects_a_change_made_by_update(desk, sink):
