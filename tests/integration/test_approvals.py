@@ -3,7 +3,7 @@ immediate, a recording relay, real DKIM signatures against a dict-backed DNS): a
 made a change by an agent's `#type change` by mail, a two-stage policy (a CAB with quorum
 `any`, then one approver), the outcome mail, `implemented` once the change is resolved; an
 edit of approvals.yaml is picked up for the next change, a broken edit keeps the last good
-set; the same reply stored twice counts once."""
+set; the same reply stored twice counts once. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import shutil
@@ -15,6 +15,7 @@ from daemon.model import Envelope
 from store.approvals_store import ApprovalStore
 from tests.agentkit import Zone, agent_reply, reply_address, sign
 from tests.conftest import REPO
+from tests.e2e.helpers import helpdesk
 from tests.integration.test_agents import parsed, sent_to
 from tests.integration.test_outbox import close_desk, make_desk, new_mail
 
@@ -30,11 +31,11 @@ queues:
 
 
 @pytest.fixture
-def desk(tmp_path):
+def desk(tmp_path, backend):
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
     (rules / "approvals.yaml").write_text(TWO_STAGES)
-    d = make_desk(tmp_path, extra='[paths]\nrules = "rules"\n')
+    d = make_desk(tmp_path, backend.config_url, extra='[paths]\nrules = "rules"\n')
     zone = Zone()
     d.pem = zone.publish("mail", "example.com")
     d.app.worker.agents.auth.lookup = zone                  # the approvals share the authenticator
@@ -83,6 +84,9 @@ def test_two_stages_by_mail_from_type_change_to_implemented(desk):
     assert len(told) == 1 and "xena@example.com: approved" in told[0].get_body(("plain",)).get_content()
     d.store.change_status(1, "resolved", d.clock(), why="done")
     assert approval(d)["state"] == "implemented"
+    text = helpdesk(d.app.config.sources[-1], "show", "HD-1", check=True).stdout.decode()
+    assert "change:     implemented (queue general; stage 2 of 2)" in text
+    assert "cio@example.com" in text and "Go ahead on Saturday." in text
     events = [e.kind for e in d.store.ticket_detail(1).events]
     assert events.count("approval") == 2 and events.count("approval_requested") == 2
     assert events.count("approval_outcome") == 1
