@@ -81,7 +81,8 @@ def approval_vars(row: ApprovalRow, **extra: Any) -> dict[str, Any]:
            "quorum": stage.quorum_text if stage else "", "expires": stamp(expires),
            "approvers": [a.email for a in stage.approvers] if stage else [],
            "decisions": [{"approver": v.approver, "status": v.status, "comment": v.comment, "stage": v.stage}
-                         for v in row.votes if v.status != "pending"], "outcome": "", "reason": ""}
+                         for v in row.votes if v.status != "pending"], "outcome": "", "reason": "",
+           "description": ""}
     out.update(extra)
     return out
 
@@ -181,7 +182,8 @@ class Approvals:
         tx.event(ticket.id, now, "approval_requested", {"stage": stage, "approvers": [a.email for a in people],
                                                         "quorum": stage_of(row.plan, stage).quorum_text,
                                                         "policy": where or row.policy})
-        kit, queue, variables = self._kit(now), self._queue(ticket.queue), approval_vars(row)
+        kit, queue = self._kit(now), self._queue(ticket.queue)
+        variables = approval_vars(row, description=atx.description(ticket.id))
         mails, held = [], []
         for a in people:
             try:
@@ -202,7 +204,8 @@ class Approvals:
             return self._outcome(tx, atx, ticket, "expired", now, f"stage {row.stage} not decided by "
                                  f"{stamp(row.stage_started_at + timedelta(seconds=row.plan['expire_after']))}")
         remind = timedelta(seconds=row.plan["remind_after"])
-        kit, queue, variables = self._kit(now), self._queue(ticket.queue), approval_vars(row)
+        kit, queue = self._kit(now), self._queue(ticket.queue)
+        variables = approval_vars(row, description=atx.description(ticket_id))
         names = {a.email: a.name for a in stage_of(row.plan, row.stage).approvers}
         mails = []
         for v in row.stage_votes():

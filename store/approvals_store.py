@@ -131,6 +131,12 @@ class ApprovalTx:
                            .where(m.OutboxRecipient.email == email.lower(), m.Outbox.kind == "approval_alert",
                                   m.OutboxRecipient.planned_at >= to_utc(since))).one()
 
+    def description(self, ticket_id: int, limit: int = 4000) -> str:
+        """The change's first message text (what the requester asked for), cut at `limit`."""
+        text = self.s.exec(select(m.Message.text).where(m.Message.ticket_id == ticket_id)
+                           .order_by(m.Message.id).limit(1)).first()
+        return (text or "")[:limit]
+
     def service_of(self, ticket_id: int) -> str | None:
         row = self.s.get(m.TicketSla, ticket_id)
         return row.service if row is not None else None

@@ -7,7 +7,8 @@
   outcome    to the requester: approved, rejected or expired (`requester/change-outcome`)
 
 Templates get the usual `desk`, `ticket`, `queue` variables plus `approval` ({stage,
-stages, quorum, approvers, expires, outcome, decisions, reason}) and `approver`
+stages, state, quorum, approvers, expires, outcome, decisions, reason, description (the
+change's first message), alert}) and `approver`
 ({email, name, display}). Headers are built by daemon.pipeline.compose; no I/O here.
 """
 from __future__ import annotations

@@ -112,6 +112,7 @@ def test_cab_approves_with_two_of_three_and_forgeries_do_not_count(desk, sink):
     assert set(asked) == {"chen@example.com", "dora@example.com", "gus@example.com"}
     request = parsed(asked["chen@example.com"])
     assert request["Reply-To"].startswith("support+") and "2 of 3" in body(request)
+    assert "> It jams on every page." in body(request)            # what is asked: the change's first mail
     assert reply_address(asked["chen@example.com"]) != reply_address(asked["dora@example.com"])
 
     answer(cfg, asked["chen@example.com"], "chen@example.com", "approve", 1, None)          # forged: no DKIM
