@@ -315,10 +315,17 @@ def cmd_export(cfg: Config, args) -> int:
     first = True
     batch: list = []
 
+    from daemon.approval_view import approvals_json
+    from store.approvals_store import ApprovalStore
+    approvals = ApprovalStore(store.engine)
+
     def flush() -> None:
         nonlocal first
+        changes = approvals.read_many(d.ticket.id for d in batch)
         for detail, sla in zip(batch, reader.export(batch, now)):
-            write(("\n" if first else ",\n") + json.dumps(views.detail_json(detail, prefix, sla), ensure_ascii=False))
+            shown = views.detail_json(detail, prefix, sla)
+            shown["approvals"] = approvals_json(changes.get(detail.ticket.id), detail.ticket.status)
+            write(("\n" if first else ",\n") + json.dumps(shown, ensure_ascii=False))
             first = False
         batch.clear()
     for detail in store.iter_details(since=since):

@@ -169,3 +169,10 @@ class ApprovalStore:
     def read(self, ticket_id: int) -> ApprovalRow | None:
         with Session(self.engine) as s:
             return read(s, ticket_id)
+
+    def read_many(self, ticket_ids) -> dict[int, ApprovalRow]:
+        """The approvals of those tickets that have one (export: a batch at a time)."""
+        ids = list(ticket_ids)
+        with Session(self.engine) as s:
+            have = s.exec(select(m.ChangeApproval.ticket_id).where(m.ChangeApproval.ticket_id.in_(ids))).all()
+            return {tid: read(s, tid) for tid in have}

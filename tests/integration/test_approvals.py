@@ -6,6 +6,7 @@ edit of approvals.yaml is picked up for the next change, a broken edit keeps the
 set; the same reply stored twice counts once. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -91,6 +92,8 @@ def test_two_stages_by_mail_from_type_change_to_implemented(desk):
     text = helpdesk(d.app.config.sources[-1], "show", "HD-1", check=True).stdout.decode()
     assert "change:     implemented (queue general; stage 2 of 2)" in text
     assert "cio@example.com" in text and "Go ahead on Saturday." in text
+    exported = json.loads(helpdesk(d.app.config.sources[-1], "export", check=True).stdout)
+    assert exported[0]["approvals"] == approval(d)
     events = [e.kind for e in d.store.ticket_detail(1).events]
     assert events.count("approval") == 2 and events.count("approval_requested") == 2
     assert events.count("approval_outcome") == 1
