@@ -246,3 +246,9 @@ class LiveApprovals:
                 self.approvals = fresh
                 log.info("approvals reloaded: version %s", fresh.version or "(no file)")
             return []
+
+
+def approval_problems(app) -> list[str]:
+    """The last failed reload's problems of the app's approvals.yaml (status, /healthz)."""
+    live = getattr(getattr(getattr(app, "mail", None), "approvals", None), "live", None)
+    return list(getattr(live, "last_problems", []) or [])

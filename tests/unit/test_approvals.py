@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from types import SimpleNamespace
 from datetime import date, timedelta
 
 import pytest
 
-from daemon.approval_rules import LiveApprovals, load_approvals
+from daemon.approval_rules import LiveApprovals, approval_problems, load_approvals
 from daemon.check import check
 from daemon.config import load_config
 from daemon.errors import RulesError
@@ -115,3 +116,15 @@ def test_check_lists_approvals_problems_with_file_and_line(tmp_path):
     found, _ = check(load_config(str(write_site_config(tmp_path, '[paths]\nrules = "rules"\n'))))
     assert found == [f"{tmp_path / 'rules' / 'approvals.yaml'}:3: queues.network.cab.quorum: expected any, all or "
                      f"a number from 1 to 1 (the members), got 2"]
+
+
+def test_a_failed_reload_is_a_status_problem(tmp_path):
+    shutil.copytree(REPO / "rules", tmp_path / "rules")
+    ruleset = load_rules(tmp_path / "rules")
+    live = LiveApprovals(tmp_path / "rules", rules=lambda: ruleset)
+    app = SimpleNamespace(mail=SimpleNamespace(approvals=SimpleNamespace(live=live)))
+    assert approval_problems(app) == [] and approval_problems(SimpleNamespace()) == []
+    (tmp_path / "rules" / "approvals.yaml").write_text("queues: [1]\n")
+    live.reload()
+    assert approval_problems(app) == [f"{tmp_path / 'rules' / 'approvals.yaml'}:1: queues: expected a mapping of "
+                                      f"queue name to policy"]
