@@ -1,9 +1,10 @@
 """The continual improvement report as one self-contained HTML page (pure): `render_html`.
 
 Charts are inline SVG (bars and a trend chart drawn from <rect>, <polyline> and <text>,
-each with a <title> a screen reader and a mail client's plain view can read); styles are
-inline; no scripts, fonts, images or links to fetch, so the page reads the same when it is
-forwarded by mail. Every figure a chart shows is also written as text next to it.
+each with a <title> a screen reader can read); styles are inline; no scripts, fonts,
+images or links to fetch, so the page reads the same when it is forwarded by mail. Every
+figure a chart shows is also written as text under it or in a table next to it, for the
+mail clients that drop SVG (Gmail's web client, Outlook for Windows).
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def bar_chart(title: str, items: Sequence[tuple[str, float]], *, colour: str = B
                      f'<title>{e(label)}: {e(shown)}</title></rect>'
                      f'<text x="{label_w + w + 5}" y="{y + 14}" font-size="12">{e(shown)}</text>')
     parts.append("</svg>")
-    return "".join(parts)
+    figures = " · ".join(f"{e(label)} {value:g}{e(unit)}" for label, value in items) or "none"
+    return f'<div class="figure">{"".join(parts)}<div class="muted" style="font-size:12px">{figures}</div></div>'
 
 
 def trend_chart(f: Figures, width: int = 640, height: int = 220) -> str:
