@@ -39,16 +39,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.oauth2_config", "daemon.digest_config", "daemon.oauth2_login", "daemon.oauth2_store", "daemon.processes",
                "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text",
                "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.alignment", "daemon.arc",
-               "daemon.node_beat")),
+               "daemon.node_beat", "daemon.approval_rules", "daemon.report")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
                   "daemon.message_path", "daemon.outbound", "daemon.parse_lanes", "daemon.observe", "daemon.desk_mail",
-                  "daemon.digest", "daemon.problems", "daemon.csat")),
+                  "daemon.digest", "daemon.problems", "daemon.csat", "daemon.approvals", "daemon.report.mailing")),
     ("root", ("daemon.app",)),
     ("commands", ("daemon.cli", "daemon.__main__", "daemon.check", "daemon.views",
                   "daemon.rules.tester", "daemon.sla.views", "daemon.sla.report",
                   "daemon.intake.ingest", "daemon.backup", "daemon.schema_commands", "daemon.site_init",
                   "daemon.desk_cli", "daemon.itil_views", "daemon.problem_check", "daemon.roster_view", "daemon.search_view",
-                  "daemon.filters", "daemon.rules_replay", "daemon.oauth2_check", "daemon.original_view")),
+                  "daemon.filters", "daemon.rules_replay", "daemon.oauth2_check", "daemon.original_view",
+                  "daemon.approval_view", "daemon.report.command")),
 )
 
 # Layers whose project imports are limited to these modules (and what is under them;

@@ -27,6 +27,9 @@ from typing import Callable
 from daemon import systemd, tasks, tokens
 from daemon.agent_notices import Notices, ReplyTokens
 from daemon.agents import AgentDesk, agent_settings, build_authenticator
+from daemon.approval_rules import LiveApprovals
+from daemon.approvals import ApprovalGate, Approvals, sweeper as approval_sweeper
+from daemon.report.mailing import ReportMailer, report_sweeper
 from daemon.clock import build_clock, utcnow
 from daemon.config import Config
 from daemon.errors import HelpdeskError, SpoolError
@@ -72,6 +75,8 @@ class Mail:
     escalator: Escalator
     delivery: tasks.Delivery
     digests: Digests | None = None
+    approvals: Approvals | None = None
+    reports: ReportMailer | None = None
 
 
 @dataclass
@@ -159,7 +164,14 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
     tasks.huey.bind(delivery, escalator)
     digests = Digests(cfg.digest, store, agents.queries, lambda: rules.current, clock=clock,
                       enqueue_mail=lambda i: send(i))
-    return Mail(ring, templates, outbound, agents, escalator, delivery, digests)
+    live_approvals = LiveApprovals(cfg.paths.rules, rules=lambda: rules.current)
+    approvals = Approvals(desk, store.engine, live_approvals, lambda: rules.current, templates, ring, auth,
+                          clock=clock, enqueue_mail=lambda i: send(i), token_days=cfg.agents.token_days,
+                          defer_hours=cfg.agents.defer_hours,
+                          max_warnings_per_hour=cfg.agents.max_warnings_per_hour)
+    reports = ReportMailer(cfg.reports, desk, store.engine, lambda: rules.sla, ring, clock=clock,
+                           enqueue_mail=lambda i: send(i))
+    return Mail(ring, templates, outbound, agents, escalator, delivery, digests, approvals, reports)
 
 
 def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetime] | None = None) -> App:
@@ -174,13 +186,15 @@ def build_app(cfg: Config, *, outbound: bool = True, clock: Callable[[], datetim
     lanes = cfg.worker.parse_processes              # forked on first use: commands that parse nothing pay nothing
     guard = ParseGuard(processes=lanes)
     worker = Worker(spool, store, worker_settings(cfg), clock=clock, rules=lambda: rules.current,
-                    mail=mail.outbound if mail else None, agents=mail.agents if mail else None,
+                    mail=mail.outbound if mail else None,
+                    agents=ApprovalGate(mail.approvals, mail.agents) if mail else None,   # approvers' replies first
                     parse=partial(guard.parse, seconds=cfg.limits.parse_seconds), lanes=lanes)
     app = App(cfg, store, spool, worker, rules=rules, mail=mail, clock=clock, guard=guard, metrics=metrics)
     app.reloaders.append(rules.reload)
     if mail is not None:
         app.reloaders.append(lambda: reload_templates(app, mail.templates))
         app.reloaders.append(mail.agents.live_macros.reload)
+        app.reloaders.append(mail.approvals.live.reload)
     return app
 
 
@@ -206,6 +220,10 @@ def mail_threads(app: App, stop: threading.Event) -> list[threading.Thread]:
     return [threading.Thread(target=tasks.sweeper, args=(mail.delivery, stop, every), name="outbox-sweep",
                              daemon=True),
             threading.Thread(target=sla_sweeper, args=(mail.escalator, stop, every), name="sla-sweep", daemon=True),
+            threading.Thread(target=approval_sweeper, args=(mail.approvals, stop, every), name="approval-sweep",
+                             daemon=True),
+            *([threading.Thread(target=report_sweeper, args=(mail.reports, stop, every), name="report-mailing",
+                                daemon=True)] if cfg.reports.to else []),
             threading.Thread(target=watch_templates, args=(mail.templates, stop), name="templates-watch",
                              kwargs={"on_reload": lambda problems: templates_reloaded(app, problems)}, daemon=True),
             *([threading.Thread(target=digest_loop, args=(mail.digests, stop, every), name="digest", daemon=True)]

@@ -16,6 +16,7 @@ import yaml
 
 from daemon.config import Config, key_location
 from daemon.errors import RulesError
+from daemon.approval_rules import APPROVALS_FILE, load_approvals
 from daemon.macros import MACROS_FILE, load_macros, vocabulary
 from daemon.oauth2_check import oauth2_problems
 from daemon.problem_check import problem_rule_problems
@@ -81,6 +82,10 @@ def check(cfg: Config, environ: Mapping[str, str] | None = None) -> tuple[list[s
                 loaded.add(rules_dir / SLA_FILE)
                 sla = load_sla(rules_dir, ruleset, known_templates=template_names(tpl_dir))
                 rules_note += f"; {SLA_FILE}: {len(sla.policies)} SLA policies, version {sla.version}"
+            if (rules_dir / APPROVALS_FILE).exists():
+                loaded.add(rules_dir / APPROVALS_FILE)
+                approvals = load_approvals(rules_dir, ruleset)
+                rules_note += f"; {APPROVALS_FILE}: version {approvals.version}"
             if (rules_dir / MACROS_FILE).exists():
                 loaded.add(rules_dir / MACROS_FILE)
                 macros = load_macros(rules_dir, vocabulary(ruleset, cfg.helpdesk.ticket_prefix))

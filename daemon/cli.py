@@ -139,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--to", dest="end", metavar="DATE", help="last day, included (or an ISO time, excluded); "
                                                                "default now")
     rep.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    from daemon.report.command import add_parser as add_report_parser
+    add_report_parser(sub, common)
     add_oauth2_parser(sub, common)
     return p
 
@@ -258,13 +260,18 @@ def cmd_show(cfg: Config, args) -> int:
     from daemon import views
     from daemon.sla.views import SlaReader, sla_text
     from daemon.itil_views import itil_json, itil_lines
+    from daemon.approval_view import approvals_json, approvals_text
+    from store.approvals_store import ApprovalStore
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
     ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
     sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
     extra = itil_json(store.engine, ticket_id, prefix)          # problem, incidents, known_error, csat
-    data, sla_lines = {**views.detail_json(detail, prefix, sla), **extra}, sla_text(sla) + itil_lines(extra)
+    approval = ApprovalStore(store.engine).read(ticket_id)
+    data = {**views.detail_json(detail, prefix, sla), **extra,
+            "approvals": approvals_json(approval, detail.ticket.status)}
+    sla_lines = sla_text(sla) + itil_lines(extra) + approvals_text(approval, detail.ticket.status)
     if not args.full:
         _out(json.dumps(data, ensure_ascii=False, indent=1) if args.json
              else views.detail_text(detail, prefix, sla_lines))
@@ -329,11 +336,17 @@ def cmd_export(cfg: Config, args) -> int:
     first = True
     batch: list = []
 
+    from daemon.approval_view import approvals_json
+    from store.approvals_store import ApprovalStore
+    approvals = ApprovalStore(store.engine)
+
     def flush() -> None:
         nonlocal first
         extra = itil_batch(store.engine, [(d.ticket.id, d.ticket.type) for d in batch], prefix)   # problem, csat...
+        changes = approvals.read_many(d.ticket.id for d in batch)
         for detail, sla in zip(batch, reader.export(batch, now)):
-            obj = {**views.detail_json(detail, prefix, sla), **extra.get(detail.ticket.id, {})}
+            obj = {**views.detail_json(detail, prefix, sla), **extra.get(detail.ticket.id, {}),
+                   "approvals": approvals_json(changes.get(detail.ticket.id), detail.ticket.status)}
             write(("\n" if first else ",\n") + json.dumps(obj, ensure_ascii=False))
             first = False
         batch.clear()
@@ -441,7 +454,12 @@ def cmd_search(cfg: Config, args) -> int:
         store.engine.dispose()
 
 
-COMMANDS = {"search": cmd_search, "agents": cmd_agents, "update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
+def cmd_report(cfg: Config, args) -> int:
+    from daemon.report.command import cmd_report as run
+    return run(cfg, args, _out, UsageError)
+
+
+COMMANDS = {"report": cmd_report, "search": cmd_search, "agents": cmd_agents, "update": cmd_desk, "reply": cmd_desk, "worker": cmd_worker, "rules": cmd_rules, "status": cmd_status, "serve": cmd_serve, "ingest": cmd_ingest, "check": cmd_check, "tickets": cmd_tickets,
             "show": cmd_show, "quarantine": cmd_quarantine, "export": cmd_export, "sla": cmd_sla,
             "oauth2": cmd_oauth2, "db": cmd_db, "import": cmd_import}
 

@@ -132,6 +132,15 @@ class AgentsSection:
 
 
 @dataclass(frozen=True)
+class ReportsSection:
+    """[reports]: the continual improvement report mailed to managers (daemon.report.mailing)."""
+
+    to: tuple[str, ...] = ()
+    schedule: str = "weekly"
+    hour: int = 7
+
+
+@dataclass(frozen=True)
 class PathsSection:
     rules: Path
     templates: Path
@@ -225,6 +234,7 @@ class Config:
     health: HealthSection
     loops: LoopsSection
     agents: AgentsSection = field(default_factory=AgentsSection)
+    reports: ReportsSection = field(default_factory=ReportsSection)
     lmtp: LmtpSection = field(default_factory=LmtpSection)
     http: HttpSection = field(default_factory=HttpSection)
     debug: DebugSection = field(default_factory=DebugSection)
@@ -365,12 +375,23 @@ def _validate(cfg: dict, where: Path) -> None:
     if "digest" in cfg:
         check_digest(cfg["digest"], where)
     _validate_worker(cfg["worker"], where)
+    _validate_reports(cfg.get("reports", {}), where)
 
 
 def _validate_worker(worker: dict, where: Path) -> None:
     for key in ("ingest_processes", "parse_processes"):
         if not 1 <= worker[key] <= 32:
             raise ConfigError(f"{where}: worker.{key}: must be 1 to 32, got {worker[key]}")
+
+
+def _validate_reports(reports: dict, where: Path) -> None:
+    if reports.get("schedule", "weekly") not in ("daily", "weekly", "monthly"):
+        raise ConfigError(f"{where}: reports.schedule: must be daily, weekly or monthly")
+    if not 0 <= reports.get("hour", 7) <= 23:
+        raise ConfigError(f"{where}: reports.hour: must be 0..23 (UTC)")
+    for address in reports.get("to", ()):
+        if not isinstance(address, str) or "@" not in address or any(c in address for c in " <>,\r\n"):
+            raise ConfigError(f"{where}: reports.to: not an email address: {address!r}")
 
 
 def _validate_smtp(smtp: dict, where: Path) -> None:

@@ -28,8 +28,8 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from daemon.approval_rules import approval_problems
 from daemon.clock import utcnow
-
 from daemon.node_beat import Heart, nodes_view
 from daemon.processes import ProcessFile, read_all
 from daemon.oauth2_store import ALERT_KINDS, read_statuses, status_line, token_alerts
@@ -81,7 +81,8 @@ class Health:
                 "started_at": self.started.isoformat(), "database": db, "spool_depth": app.spool.depth(),
                 "quarantined": quarantined, "worker": dict(app.worker.stats),
                 "rules_version": app.rules.version if app.rules else None,
-                "rules_problems": list(getattr(app.rules, "last_problems", []) or []),
+                "rules_problems": list(getattr(app.rules, "last_problems", []) or [])
+                + approval_problems(app),
                 "templates_problems": list(getattr(templates, "last_problems", []) or []),
                 "imap": accounts, "oauth2": read_statuses(getattr(app.config, "state_dir", None)),
                 "alerts": sorted(self.alerted)}

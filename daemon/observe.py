@@ -19,6 +19,7 @@ from typing import Callable
 from daemon.handoff import WAKE_SIGNAL
 from daemon.health import outbox_state, problems
 from daemon.http import HttpServer
+from daemon.approval_rules import approval_problems
 from daemon.metrics import Metrics, outbox_pending_of
 from daemon.node_beat import Heart
 from daemon.processes import ProcessFile
@@ -50,7 +51,8 @@ def _check(kind: str, cfg, engine, extra: Callable[[], dict]) -> dict:
 def _serve_facts(app, health) -> dict:
     mail = getattr(app.worker, "mail", None)
     return {"spool_depth": app.spool.depth(),
-            "rules_problems": list(getattr(app.rules, "last_problems", []) or []),
+            "rules_problems": list(getattr(app.rules, "last_problems", []) or [])
+            + approval_problems(app),
             "templates_problems": list(getattr(getattr(mail, "templates", None), "last_problems", []) or []),
             "alerts": sorted(health.alerted) if health is not None else []}
 

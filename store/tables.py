@@ -311,3 +311,38 @@ class CsatSurvey(SQLModel, table=True):
     comment: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     answered_at: Optional[datetime] = None
     answer_message_id: Optional[str] = None
+
+
+# ---------------------------------------------------------------------- change approval (SQL: store/approvals_store.py)
+class ChangeApproval(SQLModel, table=True):
+    """One change ticket's approval: its state, the current stage and the plan frozen at
+    the start (JSON: the stages' approvers and quorum, reminder and expiry times)."""
+
+    __tablename__ = "changeapproval"
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    state: str = Field(index=True)             # awaiting-approval | approved | rejected | expired
+    policy: str = ""                           # where the approvers came from: "service email", ...
+    plan: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    stage: int = 1
+    stage_started_at: datetime
+    started_at: datetime
+    decided_at: Optional[datetime] = None
+    version: str = ""                          # approvals.yaml version
+
+
+class ApprovalVote(SQLModel, table=True):
+    """One approver's part in one stage: asked, reminded, answered (with the evidence)."""
+
+    __tablename__ = "approvalvote"
+    __table_args__ = (UniqueConstraint("ticket_id", "stage", "approver", name="uq_approvalvote"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    stage: int
+    approver: str
+    status: str = "pending"                    # pending | approved | rejected | expired
+    requested_at: datetime
+    reminded_at: Optional[datetime] = None
+    decided_at: Optional[datetime] = None
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    evidence: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    message_id: str = ""

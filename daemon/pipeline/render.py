@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import jinja2
 
-AUDIENCES = ("requester", "agent", "manager")
+AUDIENCES = ("requester", "agent", "manager", "approver")
 REQUIRED = ("requester/ack", "requester/reopen", "requester/resolve", "agent/new", "agent/message")
 NO_MESSAGE_EVENTS = ("resolve", "sla-")   # events no customer message causes: `message` is None
 ESCALATION_EVENTS = "sla-"           # <audience>/sla-*: SLA escalation mails, with `escalation`

@@ -163,6 +163,7 @@ _REPLY_MAC, _REPLY_LEN = 12, 40          # 25 bytes = 40 base32 characters; a 96
 _REPLY_BODY = 13                         # kid, flags, ticket (5), principal (4), expiry day (2)
 _EPOCH = date(1970, 1, 1)
 FLAG_REPLY, FLAG_COMMENT = 0, 1
+FLAG_APPROVAL = 2                        # an approver's reply address (daemon.approvals); never an agent's
 
 
 @dataclass(frozen=True)
@@ -190,18 +191,35 @@ def principal_id(email: str) -> bytes:
     return hashlib.sha256(b"principal|" + email.strip().lower().encode()).digest()[:4]
 
 
-def reply_token(ring: Keyring, ticket_id: int, agent_email: str, expires: date, *, comment: bool = False) -> str:
-    """The token for agent `agent_email` writing into `ticket_id` until `expires` (a day)."""
+def reply_token(ring: Keyring, ticket_id: int, agent_email: str, expires: date, *, comment: bool = False,
+                flag: int | None = None) -> str:
+    """The token for agent `agent_email` writing into `ticket_id` until `expires` (a day);
+    `flag=FLAG_APPROVAL` makes an approver's token (see approval_token)."""
     days = max(0, min((expires - _EPOCH).days, 0xFFFF))
-    body = (bytes([ring.current, FLAG_COMMENT if comment else FLAG_REPLY]) + int(ticket_id).to_bytes(5, "big")
+    flag = flag if flag is not None else (FLAG_COMMENT if comment else FLAG_REPLY)
+    body = (bytes([ring.current, flag]) + int(ticket_id).to_bytes(5, "big")
             + principal_id(agent_email) + days.to_bytes(2, "big"))
     key, _ = ring.key(ring.current)
     return _b32(body + _mac(key, b"reply", body, _REPLY_MAC))
 
 
-def check_reply_token(ring: Keyring, token: str, today: date) -> ReplyCheck:
+def approval_token(ring: Keyring, ticket_id: int, approver: str, expires: date) -> str:
+    """The reply token of an approval request: "approver P decides on change T until the
+    expiry day". The agent path refuses it (its flag is no agent's)."""
+    return reply_token(ring, ticket_id, approver, expires, flag=FLAG_APPROVAL)
+
+
+def check_approval_token(ring: Keyring, token: str, today: date) -> ReplyCheck:
+    """Judge an approval token as check_reply_token judges an agent's ("invalid" for any
+    other token, an agent's included)."""
+    return check_reply_token(ring, token, today, flags=(FLAG_APPROVAL,))
+
+
+def check_reply_token(ring: Keyring, token: str, today: date,
+                      flags: tuple[int, ...] = (FLAG_REPLY, FLAG_COMMENT)) -> ReplyCheck:
     """Judge a token from a reply address (any letter case). Malformed, tampered and
-    unknown-key tokens all take the same path through one `compare_digest`."""
+    unknown-key tokens all take the same path through one `compare_digest`; a token whose
+    flag is not in `flags` is invalid."""
     text = (token or "").strip()
     raw = _unb32(text) if len(text) == _REPLY_LEN and text.isalnum() else None
     if raw is None or len(raw) != _REPLY_BODY + _REPLY_MAC:
@@ -212,7 +230,7 @@ def check_reply_token(ring: Keyring, token: str, today: date) -> ReplyCheck:
     body, tag = raw[:_REPLY_BODY], raw[_REPLY_BODY:]
     key, known = ring.key(body[0])
     ok = hmac.compare_digest(_mac(key, b"reply", body, _REPLY_MAC), tag)
-    if not (ok and known and shaped and body[1] in (FLAG_REPLY, FLAG_COMMENT)):
+    if not (ok and known and shaped and body[1] in flags):
         return ReplyCheck("invalid")
     found = ReplyTag(int.from_bytes(body[2:7], "big"), body[7:11],
                      _EPOCH + timedelta(days=int.from_bytes(body[11:13], "big")), body[1] == FLAG_COMMENT, body[0])

@@ -26,7 +26,7 @@ def desk(tmp_path):
     d.pem = zone.publish("mail", "example.com")
     d.attacker_pem = zone.publish("evil", "attacker.test", label="b")
     d.zone = zone
-    d.app.worker.agents.auth.lookup = zone
+    d.app.mail.agents.auth.lookup = zone
     yield d
     close_desk(d)
 
@@ -231,7 +231,7 @@ def test_f64_tampered_expired_and_retired_tokens_are_rejected(desk, how):
     elif how == "expired":
         desk.clock.advance(days=31)
     else:
-        desk.app.worker.agents.ring = tokens.Keyring({9: b"n" * 32}, 9)
+        desk.app.mail.agents.ring = tokens.Keyring({9: b"n" * 32}, 9)
     result = send_agent(desk, agent_reply(notice, "#resolve\nDone."), to=f"support+{tok}@{domain}")
     assert result.outcome == "quarantined" and detail(desk).ticket.status == "new"
     reason = quarantined(desk)[0].reason
@@ -284,7 +284,7 @@ def test_f68_forged_authentication_results_below_ours_are_ignored(desk):
     forged = (b"Authentication-Results: mx.example.com; dmarc=pass header.from=example.com\r\n" + reply)
     ours = b"Authentication-Results: mx.example.com; dmarc=fail header.from=example.com\r\n" \
            b"Received: from evil.test by mx.example.com; Mon, 2 Mar 2026 09:40:00 +0000\r\n"
-    desk.app.worker.agents.auth.policy = type(desk.app.worker.agents.auth.policy)(
+    desk.app.mail.agents.auth.policy = type(desk.app.mail.agents.auth.policy)(
         "authres", authserv_ids=frozenset({"mx.example.com"}))
     assert send_agent(desk, ours + forged, signed=False).outcome == "agent:unverified"
     assert detail(desk).ticket.status == "new"

@@ -28,7 +28,7 @@ def desk(tmp_path):
     d.lists = zone.publish("arc", LIST, label="c")
     d.sub = zone.publish("mail", "mail.example.com", label="b")
     d.zone = zone
-    d.app.worker.agents.auth.lookup = zone
+    d.app.mail.agents.auth.lookup = zone
     yield d
     close_desk(d)
 
@@ -77,7 +77,7 @@ def test_strict_and_no_forwarder_trusted_by_default(tmp_path):
     zone = Zone()
     sub, lists = zone.publish("mail", "mail.example.com", label="b"), zone.publish("arc", LIST, label="c")
     pem = zone.publish("mail", "example.com")
-    d.app.worker.agents.auth.lookup = zone
+    d.app.mail.agents.auth.lookup = zone
     try:
         raw = agent_reply(opened(d), "#priority P2")
         assert deliver(d, sign(raw, "mail.example.com", sub)).outcome == "agent:unverified"

@@ -23,7 +23,7 @@ def desk(tmp_path):
     d = make_desk(tmp_path)
     zone = Zone()
     d.pem = zone.publish("mail", "example.com")
-    d.app.worker.agents.auth.lookup = zone
+    d.app.mail.agents.auth.lookup = zone
     yield d
     close_desk(d)
 

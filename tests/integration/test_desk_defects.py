@@ -32,7 +32,7 @@ def agent_desk(tmp_path, rules):
     d = make_desk(tmp_path, extra=f'[paths]\nrules = "{rules}"\n')
     zone = Zone()
     d.pem = zone.publish("mail", "example.com")
-    d.app.worker.agents.auth.lookup = zone
+    d.app.mail.agents.auth.lookup = zone
     return d
 
 

@@ -79,7 +79,7 @@ def test_the_reply_address_in_the_digest_works_the_ticket(desk):
                         text).group(1)
     raw = (f"From: Ana Lima <ana@example.com>\r\nTo: {address}\r\nSubject: Re: HD-2\r\n"
            f"Message-ID: <dg1@example.com>\r\n\r\n#pending\r\n").encode()
-    desk.app.worker.agents.auth.lookup = _zone(desk)
+    desk.app.mail.agents.auth.lookup = _zone(desk)
     assert send_agent(desk, raw, to=address).outcome == "agent:acted"
     assert desk.store.ticket_detail(2).ticket.status == "pending"
 

@@ -189,7 +189,7 @@ def test_the_composition_root_hands_one_clock_to_everything(tmp_path):
         assert isinstance(clock, FileClock)
         outbound = app.worker.mail
         assert outbound.clock is clock and huey.delivery().clock is clock
-        assert app.worker.agents.clock is clock and outbound.sla.clock is clock
+        assert app.mail.agents.clock is clock and outbound.sla.clock is clock
         advance(tmp_path / "clock", 7200)
         assert outbound.sla.clock() - utcnow() > timedelta(hours=1, minutes=59)
     finally:

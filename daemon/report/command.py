@@ -1,0 +1,66 @@
+"""`helpdesk report [--from DATE] [--to DATE] [--json] [--html FILE]` (command)."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from daemon.clock import build_clock
+from daemon.errors import HelpdeskError
+from daemon.report.collect import collect
+from daemon.report.page import render_html
+from daemon.report.render import render_json, render_text
+from daemon.rules.live import LiveRules
+from daemon.settings import defaults_of
+from daemon.templates import template_names
+from store.db import create_schema, make_engine
+
+
+def add_parser(sub, common) -> None:
+    rep = sub.add_parser("report", parents=[common], help="continual improvement report: volume, times, SLA, "
+                                                           "backlog, reopen rate, satisfaction, problems, trends")
+    rep.add_argument("--from", dest="start", metavar="DATE", help="first day (or ISO time), UTC; default 28 days "
+                                                                   "before --to")
+    rep.add_argument("--to", dest="end", metavar="DATE", help="last day, included (or an ISO time, excluded); "
+                                                               "default now")
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
+    rep.add_argument("--html", metavar="FILE", help="also write it as one self-contained HTML page (charts in "
+                                                    "inline SVG, no scripts)")
+
+
+def day(text: str | None, option: str, usage=HelpdeskError, *, end: bool = False) -> datetime | None:
+    """A date (a whole UTC day; as an end, the day is included) or an ISO time; `usage`:
+    the error to raise for a bad one (the CLI's usage error, exit 2)."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise usage(f"{option}: not an ISO date: {text!r} (e.g. 2026-01-31)") from None
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt + timedelta(days=1) if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else dt
+
+
+def cmd_report(cfg, args, out, usage=HelpdeskError) -> int:
+    """Print the report (text or --json) and write --html; 0."""
+    now = build_clock(cfg).now().replace(microsecond=0)
+    end = day(args.end, "--to", usage, end=True) or now
+    start = day(args.start, "--from", usage) or end - timedelta(days=28)
+    if start >= end:
+        raise usage(f"--from {start.isoformat()} is not before --to {end.isoformat()}")
+    rules = LiveRules(cfg.paths.rules, known_templates=template_names(cfg.paths.templates), defaults=defaults_of(cfg))
+    engine = make_engine(cfg.database_url)
+    try:
+        create_schema(engine)
+        figures = collect(engine, rules.sla, start, end, now)
+    finally:
+        engine.dispose()
+    prefix = cfg.helpdesk.ticket_prefix
+    if args.html:
+        try:
+            with open(args.html, "w", encoding="utf-8") as fh:
+                fh.write(render_html(figures, title=f"{cfg.helpdesk.name}: continual improvement report", prefix=prefix))
+        except OSError as exc:
+            raise HelpdeskError(f"--html {args.html}: {exc.strerror or exc}") from exc
+    out((render_json(figures, prefix) if args.json else render_text(figures)).rstrip("\n"))
+    return 0
+
