@@ -31,6 +31,7 @@ from email.policy import Compat32
 from daemon.model import AttachmentPart
 from daemon.pipeline import addresses as hdr
 from daemon.pipeline.html_text import html_to_text
+from daemon.pipeline.header_caps import cap_headers
 from daemon.pipeline.machine import PartView
 
 VIEW_CHARS = 65536
@@ -138,7 +139,9 @@ class BodyParts:
             return None                      # a text part that quotes MIME source is text
         subtype = ctype if ctype.startswith("multipart/") else "multipart/mixed"
         head = f'Content-Type: {subtype}; boundary="'.encode() + m.group(1) + b'"\n\n'
-        tree = message_from_bytes(head + payload, policy=AS_RECEIVED)
+        text, cuts = cap_headers((head + payload).replace(b"\r\n", b"\n"))   # its parts' headers too
+        self.defects += cuts
+        tree = message_from_bytes(text, policy=AS_RECEIVED)
         if not tree.is_multipart() or not children(tree):
             return None
         self.check(tree)

@@ -229,6 +229,17 @@ def test_a_content_type_parameter_flood_is_cut_with_a_defect() -> None:
     assert msg.text == "body\n" and "content-type: parameters after 100 dropped" in msg.defects
 
 
+def test_a_parameter_flood_inside_a_text_part_that_is_re_read_as_mime_is_cut_too() -> None:
+    """Fuzzing (bench/fuzz.py, seed 2026, mutant 57522) found a text/plain part whose body
+    was MIME parts: re-read as a multipart, its parts' headers had not been capped, and a
+    Content-Type flood there took 9 s in the stdlib's parameter parser."""
+    flood = "Content-Type: text/plain; charset=utf-8" + "".join(f"; p{i}=v" for i in range(5_000))
+    body = f"--inner\n{flood}\n\nhello\n--inner--\n"
+    msg = parse(mail(HEAD + "Subject: s\nContent-Type: text/plain\n", body))
+    assert "hello" in msg.text and "content-type: parameters after 100 dropped" in msg.defects
+    assert any("re-read as multipart/mixed" in d for d in msg.defects)
+
+
 def test_an_attached_message_with_a_huge_8bit_subject_keeps_its_attachment() -> None:
     inner = b"From: b@example.org\nSubject: " + b"\xe9" * 100_000 + b"\n\nhi\n"
     raw = (MIXED.encode() + b"\n--mix-2\nContent-Type: text/plain\n\nsee attached\n--mix-2\n"
