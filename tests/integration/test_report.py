@@ -10,7 +10,7 @@ service email when i % 10 < 3; first answer (i % 4 + 1) hours after creation; re
 resolved again) when i % 10 == 0. Before the month: one ticket still open (41 days old at
 the end), one resolved in the first week, two resolved problems with 3 and 1 linked
 incidents. SLA (always open): first response 2h30m, resolution 24h. Satisfaction answers
-in a `csatsurvey` table as the CSAT work creates it: 5, 5, 4, 2, 1.
+in the `csatsurvey` table (migration 0007_problems_csat): 5, 5, 4, 2, 1.
 """
 from __future__ import annotations
 
@@ -53,12 +53,6 @@ policies:
       P4: {first_response: 2h30m, resolution: 24h}
 default_policy: standard
 """
-CSAT = """CREATE TABLE IF NOT EXISTS csatsurvey (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL,
-  requester VARCHAR NOT NULL, queue VARCHAR NOT NULL, message_id TEXT NOT NULL UNIQUE,
-  sent_at TIMESTAMP WITH TIME ZONE NOT NULL, score INTEGER, comment TEXT NOT NULL DEFAULT '',
-  answered_at TIMESTAMP WITH TIME ZONE, answer_message_id VARCHAR)"""
-
-
 def ticket(s: Session, tid: int, created: datetime, *, type_="incident", queue="general", status="new",
            updated: datetime | None = None, subject: str = "") -> None:
     s.add(m.Ticket(id=tid, subject=subject or f"Ticket {tid}", type=type_, status=status, priority="P3",
@@ -109,12 +103,11 @@ def generate(url: str) -> None:
         for incident, problem in ((1, 43), (2, 43), (3, 43), (4, 44)):
             s.add(m.TicketLink(ticket_id=incident, other_id=problem, kind="problem"))
         s.commit()
-        s.exec(text(CSAT))
         for n, score in enumerate((5, 5, 4, 2, 1)):
             at = (START + timedelta(days=3 + n)).strftime("%Y-%m-%d %H:%M:%S.%f")      # as SQLAlchemy stores it
             at += "+00:00" if url.startswith("postgresql") else ""
             s.exec(text("INSERT INTO csatsurvey (id, ticket_id, requester, queue, message_id, sent_at, score, "
-                        "answered_at) VALUES (:t, :t, 'u@example.org', :q, :mid, :at, :score, :at)"),
+                        "comment, answered_at) VALUES (:t, :t, 'u@example.org', :q, :mid, :at, :score, '', :at)"),
                    params={"t": n + 1, "q": "network" if n % 2 == 0 else "general", "mid": f"s{n}", "at": at,
                            "score": score})
         s.commit()
@@ -135,7 +128,7 @@ def month(tmp_path_factory):
 
 
 def test_the_month_on_postgresql_gives_the_same_figures(month, pg_url, tmp_path):
-    """The same month in PostgreSQL (the csatsurvey table as a later migration makes it)."""
+    """The same month in PostgreSQL."""
     _, on_sqlite, _ = month
     generate(pg_url)
     cfg = write_site_config(tmp_path, '[paths]\nrules = "rules"\n', db_url=pg_url)
