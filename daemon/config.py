@@ -13,248 +13,23 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from daemon import shipped
 from daemon.config_lookup import SYSTEM_CONFIG, find_site_config, site_config_path  # noqa: F401 (re-exported)
 from daemon.config_text import did_you_mean, find_key, locate
-from daemon.digest_config import DigestSection, check_digest
+from daemon.digest_config import check_digest
+from daemon.config_sections import (  # noqa: F401 (re-exported: the sections are part of this module's API)
+    HelpdeskSection, DatabaseSection, QueueSection, SmtpSection, OutboundSection,
+    LoopsSection, AgentsSection, ReportsSection, PathsSection, WorkerSection,
+    LimitsSection, LogSection, LmtpSection, HttpSection, HealthSection,
+    DebugSection, ImapAccount, Config, PATH_KEYS, IMAP_DEFAULTS,
+    IMAP_REQUIRED, SECTIONS)
 from daemon.errors import ConfigError
-from daemon.oauth2_config import OAUTH2_DEFAULTS, OAuth2Keys, check_auth
+from daemon.oauth2_config import check_auth
 from daemon.model.idn import domain_keys
 
-PATH_KEYS = {("helpdesk", "state_dir"), ("paths", "rules"), ("paths", "templates")}
-
-IMAP_DEFAULTS: dict[str, Any] = {
-    "name": "", "host": "", "port": 993, "security": "tls", "username": "",
-    "password_env": "", "password_credential": "", "folder": "INBOX", "move_to": "",
-    "idle": True, "poll_seconds": 60, "verify_tls": True, "ca_file": "", **OAUTH2_DEFAULTS,
-}
-IMAP_REQUIRED = ("name", "host", "username")
-
-
-@dataclass(frozen=True)
-class HelpdeskSection:
-    address: str
-    name: str
-    ticket_prefix: str
-    state_dir: Path
-    default_type: str
-    default_queue: str
-    default_priority: str
-    key_env: str = ""
-    key_credential: str = ""
-
-
-@dataclass(frozen=True)
-class DatabaseSection:
-    url: str
-    echo: bool
-
-
-@dataclass(frozen=True)
-class QueueSection:
-    backend: str
-    url: str
-    workers: int = 2
-    lease_seconds: float = 120.0
-    sweep_seconds: float = 30.0
-
-
-@dataclass(frozen=True)
-class SmtpSection:
-    enabled: bool
-    host: str
-    port: int
-    domains: tuple[str, ...]
-    max_message_bytes: int
-    max_recipients: int
-    max_connections_per_ip: int
-    command_timeout_seconds: int
-    data_budget_seconds: float
-    max_sessions: int = 500
-    max_messages_per_ip_minute: int = 1200
-    recipients: tuple[str, ...] = ()
-    hostname: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-
-
-@dataclass(frozen=True)
-class OutboundSection(OAuth2Keys):
-    host: str
-    port: int
-    security: str = "none"
-    username: str = ""
-    password_env: str = ""
-    password_credential: str = ""
-    verify_tls: bool = True
-    ca_file: str = ""
-    timeout: float = 30.0
-    helo: str = ""
-    retry_first_seconds: float = 300.0
-    retry_max_seconds: float = 3600.0
-    retry_days: float = 5.0
-    bounce_suppress_days: int = 7
-    max_per_minute: int = 600
-
-
-@dataclass(frozen=True)
-class LoopsSection:
-    max_per_recipient_hour: int = 5
-    max_per_recipient_day: int = 20
-    max_new_tickets_per_sender_hour: int = 20
-    max_agent_mails_per_hour: int = 200
-    same_notice_days: int = 7
-
-
-@dataclass(frozen=True)
-class AgentsSection:
-    """[agents]: how agents' mail is authenticated and what their reply addresses allow."""
-
-    auth: str = "dkim"
-    domains: dict = field(default_factory=dict)
-    authserv_ids: tuple[str, ...] = ()
-    authres_count: int = 1
-    dkim_min_key_bits: int = 1024
-    dkim_keys_file: str = ""
-    dns_timeout_seconds: float = 5.0
-    dns_retry_seconds: float = 60.0
-    defer_hours: float = 24.0
-    token_days: int = 30
-    requester_commands: tuple[str, ...] = ("resolve",)
-    max_warnings_per_hour: int = 5
-    max_bad_tokens_per_hour: int = 20
-    dkim_relaxed_domains: tuple[str, ...] = ()
-    arc_trusted_forwarders: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ReportsSection:
-    """[reports]: the continual improvement report mailed to managers (daemon.report.mailing)."""
-
-    to: tuple[str, ...] = ()
-    schedule: str = "weekly"
-    hour: int = 7
-
-
-@dataclass(frozen=True)
-class PathsSection:
-    rules: Path
-    templates: Path
-
-
-@dataclass(frozen=True)
-class WorkerSection:
-    max_attempts: int
-    retry_seconds: int
-    idle_poll_seconds: float
-    ingest_processes: int = 2
-    parse_processes: int = 2
-
-
-@dataclass(frozen=True)
-class LimitsSection:
-    max_parts: int
-    max_depth: int
-    max_headers: int
-    parse_seconds: float = 10.0
-
-
-@dataclass(frozen=True)
-class LogSection:
-    level: str
-    format: str = "text"
-
-
-@dataclass(frozen=True)
-class LmtpSection:
-    """[lmtp]: LMTP intake (RFC 2033) for a local MTA; a UNIX socket when `socket` is set."""
-
-    enabled: bool = False
-    socket: str = ""
-    host: str = "127.0.0.1"
-    port: int = 2424
-
-
-@dataclass(frozen=True)
-class HttpSection:
-    """[http]: GET /metrics (Prometheus) and /healthz in serve and worker."""
-
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = 9425
-
-
-@dataclass(frozen=True)
-class HealthSection:
-    status_seconds: int
-    log_minutes: int
-    alert_failing_minutes: int
-    alert_silent_hours: int
-    node: str = ""                  # this node's name in `helpdesk status` ("" = host:state_dir)
-    node_silent_seconds: int = 60   # ALERT when a node with mail in its spool was not seen this long
-
-
-@dataclass(frozen=True)
-class DebugSection:
-    clock_file: str = ""            # tests only: see daemon.clock.FileClock; "" = the wall clock
-
-
-@dataclass(frozen=True)
-class ImapAccount(OAuth2Keys):
-    name: str
-    host: str
-    port: int
-    security: str
-    username: str
-    password_env: str
-    password_credential: str
-    folder: str
-    move_to: str
-    idle: bool
-    poll_seconds: int
-    verify_tls: bool
-    ca_file: str
-
-
-@dataclass(frozen=True)
-class Config:
-    helpdesk: HelpdeskSection
-    database: DatabaseSection
-    queue: QueueSection
-    smtp: SmtpSection
-    outbound: OutboundSection
-    paths: PathsSection
-    worker: WorkerSection
-    limits: LimitsSection
-    log: LogSection
-    health: HealthSection
-    loops: LoopsSection
-    agents: AgentsSection = field(default_factory=AgentsSection)
-    reports: ReportsSection = field(default_factory=ReportsSection)
-    lmtp: LmtpSection = field(default_factory=LmtpSection)
-    http: HttpSection = field(default_factory=HttpSection)
-    debug: DebugSection = field(default_factory=DebugSection)
-    digest: DigestSection = field(default_factory=DigestSection)
-    imap: tuple[ImapAccount, ...] = ()
-    sources: tuple[Path, ...] = field(default=())
-
-    @property
-    def state_dir(self) -> Path:
-        return self.helpdesk.state_dir
-
-    @property
-    def database_url(self) -> str:
-        """The SQLAlchemy URL: the configured one, else SQLite in the state directory."""
-        if self.database.url:
-            return self.database.url
-        return f"sqlite:///{self.state_dir / 'helpdesk.db'}"
-
-
-SECTIONS = {f.name: f.type for f in fields(Config) if f.name not in ("imap", "sources")}
 
 
 def default_config_path() -> Path:
@@ -501,8 +276,7 @@ def _load(sources: list[Path]) -> Config:
         _resolve_optional_path(base, base_dirs, default_path, section, key)
     base["smtp"]["domains"] = domain_keys(base["smtp"]["domains"], f"{where}: smtp.domains")   # IDN: A-labels
     built = {}
-    for name, section_type in SECTIONS.items():
-        cls = globals()[section_type] if isinstance(section_type, str) else section_type
+    for name, cls in SECTIONS.items():
         try:
             built[name] = cls(**base[name])
         except TypeError as exc:

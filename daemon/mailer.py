@@ -39,7 +39,7 @@ from daemon.oauth2_store import TokenStore
 from daemon.backoff import backoff as delay_after
 from daemon.secrets import read_secret
 from daemon.model.idn import SmtpAddress, plan_utf8, smtp_address
-from store.outbox import RcptOutcome
+from store.outbox_sender import RcptOutcome
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

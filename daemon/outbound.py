@@ -23,7 +23,7 @@ from daemon.model import (Agent, BounceMark, Envelope, MachineVerdict, MailEffec
 from daemon.pipeline.agent_mail import MailKit, agent_mail
 from daemon.problems import combine
 from daemon.pipeline.notify import NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
-from store.outbox import OutboundRef
+from store.outbox_sender import OutboundRef
 from store.records import TicketRow
 from store.writing import Saved
 

@@ -32,7 +32,7 @@ from daemon.clock import utcnow
 from daemon.errors import HelpdeskError
 from daemon.metrics import Metrics
 from daemon.mailer import RateLimit, Relay, RetryPolicy, relay_settings, settle
-from store.outbox import OutboxStore, RcptOutcome
+from store.outbox_sender import OutboxStore, RcptOutcome
 
 log = logging.getLogger(__name__)
 

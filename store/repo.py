@@ -22,7 +22,7 @@ from daemon.clock import aware, to_utc
 from daemon.errors import NotFound, StoreUnavailable
 from daemon.model import Envelope, ParsedMessage, Routing, ThreadCandidates, ThreadDecision
 from store import tables as m
-from store import outbox, saving
+from store import outbox_sender, saving
 from store import tickets as tickets_mod
 from store.blobs import Blobs
 from store.records import AttachmentRow, EventRow, MessageRow, QuarantineRow, SaveResult, TicketDetail, TicketRow
@@ -36,7 +36,7 @@ class Store:
         self.engine = engine
         self.writer = engine.execution_options(sqlite_immediate=True)
         self.blobs = blobs
-        self.outbox = outbox.OutboxStore(engine, bounce_days)
+        self.outbox = outbox_sender.OutboxStore(engine, bounce_days)
 
     # ----------------------------------------------------------------- plumbing
     def _write(self) -> Session:

@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from daemon.errors import NotFound, StoreUnavailable
 from daemon.model import Envelope, MailEffects, MailHistory, ParsedMessage, Routing, ThreadCandidates, ThreadDecision
-from store import outbox, saving, tickets
+from store import outbox, outbox_sender, saving, tickets
 from store.csat import SurveyTx
 from store.problems import ProblemTx
 from store import tables as m
@@ -133,7 +133,7 @@ class WriteTx:
         return self._guard(lambda: tickets.alerts_since(self.s, email, since))
 
     def outbox_ref(self, *, nonce: str | None = None, message_id: str | None = None):
-        return self._guard(lambda: outbox.find_ref(self.s, nonce=nonce, message_id=message_id))
+        return self._guard(lambda: outbox_sender.find_ref(self.s, nonce=nonce, message_id=message_id))
 
     @property
     def sla(self) -> SlaTx:

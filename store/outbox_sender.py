@@ -1,0 +1,214 @@
+"""The outbox's sender side: `OutboxStore` claims a mail for sending (a lease that expires,
+so a killed sender's mail is picked up again by the sweep), records each recipient's
+outcome, and answers lookups; `find_ref` finds our outbound mail by Message-ID or nonce.
+The rows are written in the ticket's transaction by store/outbox.py (`apply`)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Sequence
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from daemon.clock import aware as _aware
+from daemon.clock import to_utc as _utc
+from store.outbox import RCPT_OPEN, _event, suppress
+from store.tables import MailSuppression, Outbox, OutboxRecipient
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A mail a sender holds the lease on: what it needs to send it."""
+
+    id: int
+    ticket_id: int | None
+    kind: str
+    message_id: str
+    mail_from: str
+    raw: bytes
+    recipients: tuple[str, ...]
+    attempts: int
+    created_at: datetime
+    lease_token: str
+    bouncing: frozenset[str] = frozenset()      # recipients suppressed since the mail was planned
+
+
+@dataclass(frozen=True)
+class RcptOutcome:
+    """What to record for one recipient: status sent|pending|failed|suppressed."""
+
+    email: str
+    status: str
+    code: int = 0
+    reason: str = ""
+    bouncing: bool = False              # mark the address as bouncing (suppress automatic mail)
+
+
+@dataclass(frozen=True)
+class OutboundRef:
+    id: int
+    ticket_id: int | None
+    message_id: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OutboxView:
+    id: int
+    ticket_id: int | None
+    kind: str
+    message_id: str
+    mail_from: str
+    status: str
+    attempts: int
+    recipients: tuple[tuple[str, str, int], ...]     # (email, status, code)
+    next_attempt_at: datetime
+    last_error: str
+    raw: bytes
+
+
+class OutboxStore:
+    """The sender side of the outbox over one engine (writes take SQLite's write lock first)."""
+
+    def __init__(self, engine: Engine, bounce_days: int = 7):
+        self.engine = engine
+        self.writer = engine.execution_options(sqlite_immediate=True)
+        self.bounce_days = bounce_days
+
+    def claim(self, outbox_id: int, now: datetime, lease_seconds: float) -> Claimed | None:
+        """Take the lease on a due mail (pending and due, or sending with an expired lease)."""
+        now = _utc(now)
+        token = os.urandom(8).hex()
+        with Session(self.writer, expire_on_commit=False) as s:
+            res = s.exec(update(Outbox).where(Outbox.id == outbox_id, or_(
+                (Outbox.status == "pending") & (Outbox.next_attempt_at <= now),
+                (Outbox.status == "sending") & (Outbox.lease_until < now)))
+                .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds), lease_token=token,
+                        attempts=Outbox.attempts + 1))
+            if res.rowcount != 1:
+                s.rollback()
+                return None
+            row = s.get(Outbox, outbox_id)
+            rcpts = s.exec(select(OutboxRecipient.email).where(OutboxRecipient.outbox_id == outbox_id,
+                                                                OutboxRecipient.status.in_(RCPT_OPEN))).all()
+            blocked = s.exec(select(MailSuppression.email).where(MailSuppression.email.in_(rcpts),
+                                                                 MailSuppression.until > now)).all() if rcpts else []
+            s.commit()
+            return Claimed(row.id, row.ticket_id, row.kind, row.message_id, row.mail_from, row.raw, tuple(rcpts),
+                           row.attempts, _aware(row.created_at), token, frozenset(blocked))
+
+    def record(self, claim: Claimed, outcomes: Sequence[RcptOutcome], now: datetime,
+               next_attempt: datetime | None, error: str = "", *, scheduled: bool = False) -> str | None:
+        """Store the result of one attempt; the row's new status, or None when the lease was
+        lost (another sender took the mail over; its result counts). `scheduled`: the caller
+        has queued the retry itself, so the sweep leaves it alone until then (plus grace)."""
+        now = _utc(now)
+        with Session(self.writer, expire_on_commit=False) as s:
+            row = s.get(Outbox, claim.id)
+            if row is None or row.status != "sending" or row.lease_token != claim.lease_token:
+                return None
+            by_email = {o.email.lower(): o for o in outcomes}
+            rcpts = s.exec(select(OutboxRecipient).where(OutboxRecipient.outbox_id == claim.id)).all()
+            for r in rcpts:
+                o = by_email.get(r.email)
+                if o is None or r.status not in RCPT_OPEN:
+                    continue
+                r.status, r.code, r.reason, r.updated_at = o.status, o.code, o.reason[:1000], now
+                s.add(r)
+                if o.bouncing:
+                    suppress(s, r.email, now, now + timedelta(days=self.bounce_days), o.reason)
+            row.status = _row_status([r.status for r in rcpts])
+            row.lease_until, row.lease_token, row.last_error = None, "", error[:1000]
+            if row.status == "pending":
+                row.next_attempt_at = _utc(next_attempt or now)
+                row.enqueued_at = row.next_attempt_at if scheduled else None
+            elif any(r.status == "sent" for r in rcpts):
+                row.sent_at = row.sent_at or now
+            s.add(row)
+            self._events(s, row, outcomes, now, claim.attempts)
+            s.commit()
+            return row.status
+
+    @staticmethod
+    def _events(s: Session, row: Outbox, outcomes: Sequence[RcptOutcome], now: datetime, attempt: int) -> None:
+        sent = [o.email for o in outcomes if o.status == "sent"]
+        failed = [{"to": o.email, "code": o.code, "reason": o.reason[:300]} for o in outcomes if o.status == "failed"]
+        deferred = [{"to": o.email, "code": o.code, "reason": o.reason[:300]} for o in outcomes if o.status == "pending"]
+        base = {"outbox": row.id, "kind": row.kind, "message_id": row.message_id}
+        if sent:
+            _event(s, row.ticket_id, now, "mail_sent", {**base, "to": sent})
+        if failed:
+            _event(s, row.ticket_id, now, "mail_failed", {**base, "failed": failed})
+        if deferred and attempt == 1:                 # the first deferral only: no event per retry
+            _event(s, row.ticket_id, now, "mail_deferred", {**base, "deferred": deferred})
+
+    def due(self, now: datetime, grace_seconds: float, limit: int = 1000) -> list[int]:
+        """Mails a sender should pick up: due pending rows nobody enqueued within the grace
+        period (huey may have lost the task), and rows whose lease expired. They are marked
+        enqueued now."""
+        now = _utc(now)
+        stale = now - timedelta(seconds=grace_seconds)
+        with Session(self.writer, expire_on_commit=False) as s:
+            q = (select(Outbox.id).where(or_(
+                (Outbox.status == "pending") & (Outbox.next_attempt_at <= now)
+                & or_(Outbox.enqueued_at.is_(None), Outbox.enqueued_at < stale),
+                (Outbox.status == "sending") & (Outbox.lease_until < now)))
+                 .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit))
+            ids = list(s.exec(q).all())
+            if ids:
+                s.exec(update(Outbox).where(Outbox.id.in_(ids)).values(enqueued_at=now))
+            s.commit()
+            return ids
+
+    def find(self, *, message_id: str | None = None, nonce: str | None = None) -> OutboundRef | None:
+        """Our outgoing mail by its Message-ID or its bounce-token nonce."""
+        with Session(self.engine) as s:
+            return find_ref(s, message_id=message_id, nonce=nonce)
+
+    def get(self, outbox_id: int) -> OutboxView | None:
+        with Session(self.engine) as s:
+            row = s.get(Outbox, outbox_id)
+            if row is None:
+                return None
+            rcpts = s.exec(select(OutboxRecipient).where(OutboxRecipient.outbox_id == outbox_id)
+                           .order_by(OutboxRecipient.email)).all()
+            return OutboxView(row.id, row.ticket_id, row.kind, row.message_id, row.mail_from, row.status,
+                              row.attempts, tuple((r.email, r.status, r.code) for r in rcpts),
+                              _aware(row.next_attempt_at), row.last_error, row.raw)
+
+    def rows(self, *, ticket_id: int | None = None, status: str | None = None) -> list[OutboxView]:
+        with Session(self.engine) as s:
+            q = select(Outbox.id).order_by(Outbox.id)
+            if ticket_id is not None:
+                q = q.where(Outbox.ticket_id == ticket_id)
+            if status:
+                q = q.where(Outbox.status == status)
+            ids = list(s.exec(q).all())
+        return [v for v in (self.get(i) for i in ids) if v is not None]
+
+    def counts(self) -> dict[str, int]:
+        with Session(self.engine) as s:
+            return dict(s.exec(select(Outbox.status, func.count()).group_by(Outbox.status)).all())
+
+
+def find_ref(s: Session, *, message_id: str | None = None, nonce: str | None = None) -> OutboundRef | None:
+    """Our outgoing mail by its Message-ID or its bounce-token nonce, in session `s`."""
+    if not message_id and not nonce:
+        return None
+    q = select(Outbox).where(Outbox.message_id == message_id.strip("<>")) if message_id \
+        else select(Outbox).where(Outbox.nonce == nonce)
+    row = s.exec(q).first()
+    if row is None:
+        return None
+    rcpts = s.exec(select(OutboxRecipient.email).where(OutboxRecipient.outbox_id == row.id)).all()
+    return OutboundRef(row.id, row.ticket_id, row.message_id, tuple(rcpts))
+
+
+def _row_status(statuses: list[str]) -> str:
+    if any(st in RCPT_OPEN for st in statuses):
+        return "pending"
+    sent = sum(st == "sent" for st in statuses)
+    return "sent" if sent == len(statuses) else "partial" if sent else "failed"
