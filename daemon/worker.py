@@ -166,7 +166,7 @@ class Worker:
             self.path.prepare(entry, parsed.get(claim.base))
             (refused if entry.error is not None else ready).append(entry)
         if self.lanes is not None:
-            for entry, result in self.lanes.harvest(max(0.0, deadline - time.monotonic())):
+            for entry, result in self.lanes.harvest():
                 self._prepared(entry, result)
                 (refused if entry.error is not None else ready).append(entry)
         return alone

@@ -1,5 +1,6 @@
 """ParseLanes keeps the order of what it is given: an entry parsed quickly waits for the
-slower one before it (a reply never goes before its parent), unless that one is overdue."""
+slower one before it (a reply never goes before its parent), unless that one is overdue;
+and it hands back the whole line once parsed (a batch stays one batch)."""
 from __future__ import annotations
 
 import threading
@@ -16,10 +17,11 @@ class Item:
 
 
 def lanes_with_a_held_parent(overtake: float):
-    release, reply_done = threading.Event(), threading.Event()
+    release, reply_done, parent_started = threading.Event(), threading.Event(), threading.Event()
 
     def parse(raw, *, limits, envelope_mail_from):
         if raw == b"parent":
+            parent_started.set()
             assert release.wait(30)
         else:
             reply_done.set()
@@ -27,20 +29,21 @@ def lanes_with_a_held_parent(overtake: float):
     lanes = ParseLanes(parse, 2, overtake_seconds=overtake)
     lanes.submit(Item(b"parent"))
     lanes.submit(Item(b"reply"))
+    assert parent_started.wait(30)
     return lanes, release, reply_done
 
 
 def test_a_quick_reply_waits_for_its_slower_parent():
     lanes, release, reply_done = lanes_with_a_held_parent(overtake=600.0)
     got = []
-    t = threading.Thread(target=lambda: got.extend(lanes.harvest(0.0)))
+    t = threading.Thread(target=lambda: got.extend(lanes.harvest()))
     t.start()
     assert reply_done.wait(30)
     assert t.is_alive()                       # the reply is parsed, but may not go before its parent
     release.set()
     t.join(30)
     assert [r for _, r in got] in (["parent", "reply"], ["parent"])
-    got += lanes.harvest(0.0)
+    got += lanes.harvest()
     assert [r for _, r in got] == ["parent", "reply"] and lanes.pending == 0
     lanes.close()
 
@@ -48,10 +51,10 @@ def test_a_quick_reply_waits_for_its_slower_parent():
 def test_an_overdue_parse_is_passed_and_stays_in_its_lane():
     lanes, release, reply_done = lanes_with_a_held_parent(overtake=0.0)
     assert reply_done.wait(30)
-    assert [r for _, r in lanes.harvest(0.0)] == ["reply"]
+    assert [r for _, r in lanes.harvest()] == ["reply"]
     assert lanes.pending == 1
     release.set()
-    assert [r for _, r in lanes.harvest(30)] == ["parent"]
+    assert [r for _, r in lanes.harvest()] == ["parent"]
     lanes.close()
 
 
@@ -61,6 +64,27 @@ def test_entries_parsed_ahead_keep_their_place():
     release.set()
     got = []
     while len(got) < 3:
-        got += lanes.harvest(30)
+        got += lanes.harvest()
     assert [r for _, r in got] == ["parent", "reply", "ahead"]
+    lanes.close()
+
+
+def test_the_whole_line_comes_back_at_once_however_long_the_parses_take():
+    gate = threading.Semaphore(0)
+
+    def parse(raw, *, limits, envelope_mail_from):
+        assert gate.acquire(timeout=30)          # each parse waits for the test's go
+        return raw.decode()
+    lanes = ParseLanes(parse, 2, overtake_seconds=600.0)
+    for i in range(6):
+        lanes.submit(Item(b"m%d" % i))
+    got = []
+    t = threading.Thread(target=lambda: got.extend(lanes.harvest()))
+    t.start()
+    for _ in range(5):
+        gate.release()
+    assert t.is_alive()                          # one parse still to go: nothing handed back yet
+    gate.release()
+    t.join(30)
+    assert [r for _, r in got] == [f"m{i}" for i in range(6)]
     lanes.close()
