@@ -179,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         times.append((elapsed, n, how))
         if elapsed > args.budget:
             _keep(out, n, args.seed, how, raw, f"over the budget: {elapsed:.2f} s")
+        elif args.keep_slower and elapsed > args.keep_slower:
+            _keep(out, n, args.seed, how, raw, f"slow: {elapsed:.2f} s")
         if args.progress and n and n % 1000 == 0:
             print(f"  {n} mutants, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         if args.report_every and n and n % args.report_every == 0:
@@ -224,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--budget", type=float, default=10.0, help="parse budget per message (s)")
     parser.add_argument("--out", default="fuzz-out", help="where crashed / over-budget mutants go")
+    parser.add_argument("--keep-slower", type=float, default=0.0,
+                        help="also keep every mutant slower than this (s), to re-time it on a quiet machine")
     parser.add_argument("--progress", action="store_true", help="a line on stderr every 1,000")
     parser.add_argument("--report-every", type=int, default=0, help="the figures so far every N mutants")
     return run(parser.parse_args(argv))

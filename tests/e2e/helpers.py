@@ -75,14 +75,15 @@ class Daemon:
         return code
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, state=None):
+    """Poll `predicate` until it is true; on timeout the failure says what `state()` saw last."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    raise AssertionError(f"condition not met in {timeout:g} s" + (f": {state()}" if state else ""))
 
 
 def advance(clock_file: Path, seconds: float | timedelta) -> timedelta:
