@@ -168,7 +168,7 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
     approvals = Approvals(desk, store.engine, live_approvals, lambda: rules.current, templates, ring, auth,
                           clock=clock, enqueue_mail=lambda i: send(i), token_days=cfg.agents.token_days,
                           defer_hours=cfg.agents.defer_hours,
-                          max_warnings_per_hour=cfg.agents.max_warnings_per_hour)
+                          max_warnings_per_hour=cfg.agents.max_warnings_per_hour, reply_token=replies)
     reports = ReportMailer(cfg.reports, desk, store.engine, lambda: rules.sla, ring, clock=clock,
                            enqueue_mail=lambda i: send(i))
     return Mail(ring, templates, outbound, agents, escalator, delivery, digests, approvals, reports)

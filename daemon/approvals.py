@@ -19,8 +19,11 @@
           (stored or quarantined, with the evidence in an `approval_refused` event).
 
 Every decision is an `approval` event: who, when, what, the comment, the stage and the
-authentication evidence. The outcome (approved, rejected, expired) is an `approval_outcome`
-event and a mail to the requester (`requester/change-outcome`).
+authentication evidence. When a stage is decided (its quorum reached, or no longer
+reachable) the approvers of that stage who had not answered are `superseded`: no longer
+asked, never reminded. The outcome (approved, rejected, expired) is an `approval_outcome`
+event, a mail to the requester (`requester/change-outcome`) and one to the change's owner -
+its assignee, else its queue's agents (`agent/change-outcome`, with their reply address).
 """
 from __future__ import annotations
 
@@ -32,14 +35,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from daemon.approval_plan import approval_vars, plan_json, stage_of, timer_due
 from daemon.approval_rules import LiveApprovals
 from daemon.clock import stamp, utcnow
 from daemon.identity import Authenticator
 from daemon.model import Auth, Envelope, MailEffects, ParsedMessage
 from daemon.pipeline import tokens
-from daemon.pipeline.agent import plus_details
+from daemon.model import Agent
+from daemon.pipeline.agent import plus_details, roster_of
+from daemon.pipeline.agent_mail import MailKit, agent_mail
 from daemon.pipeline.approval_mail import ApprovalKit, outcome_mail, refused_mail, request_mail
-from daemon.pipeline.approvals import Decision, Refusal, Stage, Approver, Vote, plan_for, read_decision, tally
+from daemon.pipeline.approvals import Decision, Refusal, Vote, plan_for, read_decision, tally
 from daemon.pipeline.notify import Desk
 from daemon.pipeline.strip import strip_reply
 from daemon.agent_notices import Handled
@@ -60,52 +66,16 @@ class ApprovalPrelude:
     text: str
 
 
-def plan_json(policy) -> dict:
-    return {"name": policy.name, "remind_after": policy.remind_after.total_seconds(),
-            "expire_after": policy.expire_after.total_seconds(),
-            "stages": [{"kind": s.kind, "quorum": s.quorum,
-                        "approvers": [{"email": a.email, "name": a.name} for a in s.approvers]}
-                       for s in policy.stages]}
-
-
-def stage_of(plan: dict, n: int) -> Stage:
-    s = plan["stages"][n - 1]
-    return Stage(s["kind"], tuple(Approver(a["email"], a.get("name", "")) for a in s["approvers"]), s["quorum"])
-
-
-def approval_vars(row: ApprovalRow, **extra: Any) -> dict[str, Any]:
-    """The `approval` template variable."""
-    stage = stage_of(row.plan, row.stage) if row.plan.get("stages") else None
-    expires = row.stage_started_at + timedelta(seconds=row.plan.get("expire_after", 0))
-    out = {"stage": row.stage, "stages": len(row.plan.get("stages", ())), "state": row.state,
-           "quorum": stage.quorum_text if stage else "", "expires": stamp(expires),
-           "approvers": [a.email for a in stage.approvers] if stage else [],
-           "decisions": [{"approver": v.approver, "status": v.status, "comment": v.comment, "stage": v.stage}
-                         for v in row.votes if v.status != "pending"], "outcome": "", "reason": "",
-           "description": ""}
-    out.update(extra)
-    return out
-
-
-def timer_due(row: ApprovalRow, now: datetime) -> bool:
-    """Whether the change's stage expires, or one of its approvers is due a reminder, at `now`."""
-    if row.state != "awaiting-approval" or not row.plan.get("stages"):
-        return False
-    if now >= row.stage_started_at + timedelta(seconds=row.plan["expire_after"]):
-        return True
-    remind = timedelta(seconds=row.plan["remind_after"])
-    return any(v.status == "pending" and v.reminded_at is None and now >= v.requested_at + remind
-               for v in row.stage_votes())
-
-
 class Approvals:
     """See module docstring."""
 
     def __init__(self, desk: Desk, engine, live: LiveApprovals, rules: Callable[[], Any], templates, ring,
                  auth: Authenticator, *, clock: Callable[[], datetime] = utcnow,
                  enqueue_mail: Callable[[int], Any] = lambda i: None, random: Callable[[int], bytes] = os.urandom,
-                 token_days: int = 30, defer_hours: float = 24.0, max_warnings_per_hour: int = 5):
+                 token_days: int = 30, defer_hours: float = 24.0, max_warnings_per_hour: int = 5,
+                 reply_token: Callable[[int, str], str | None] | None = None):
         self.desk, self.live, self.rules, self.templates, self.ring, self.auth = desk, live, rules, templates, ring, auth
+        self.reply_token = reply_token                     # agents' signed reply addresses (the owner's notice)
         self.clock, self.enqueue_mail, self.random = clock, enqueue_mail, random
         self.token_days, self.defer_hours, self.max_warnings = token_days, defer_hours, max_warnings_per_hour
         self.store, self.tx_store = ApprovalStore(engine), SlaStore(engine)
@@ -221,12 +191,35 @@ class Approvals:
         tx.event(ticket.id, now, "approval_outcome", {"outcome": outcome, "why": why})
         log.info("ticket=%s change %s: %s", ticket.id, outcome, why)
         row = atx.read(ticket.id)
+        variables = approval_vars(row, outcome=outcome, reason=why)
+        mails, held = [], []
         try:
-            mail = outcome_mail(self._kit(now), ticket, self._queue(ticket.queue),
-                                approval_vars(row, outcome=outcome, reason=why))
+            mails.append(outcome_mail(self._kit(now), ticket, self._queue(ticket.queue), variables))
         except Exception as exc:                       # noqa: BLE001 - the decision stands without the mail
-            return tx.mail(MailEffects(suppressed=(f"outcome mail not built: {exc}",)), ticket.id, now).outbox_ids
-        return tx.mail(MailEffects(mails=(mail,)), ticket.id, now).outbox_ids
+            held.append(f"outcome mail not built: {exc}")
+        kit = MailKit(self.desk, self.templates.current, self.ring, now, self.random, self.reply_token)
+        subject = f"[{self.desk.prefix}-{ticket.id}] Change {outcome}: {ticket.subject}"
+        for agent in self._owners(ticket):
+            try:
+                mails.append(agent_mail(kit, "change_outcome_agent", "change-outcome", agent, ticket, None,
+                                        self._queue(ticket.queue), {"approval": variables}, subject))
+            except Exception as exc:                   # noqa: BLE001 - one bad address must not stop the rest
+                held.append(f"outcome notice to {agent.email} not built: {exc}")
+        return tx.mail(MailEffects(mails=tuple(mails), suppressed=tuple(held)), ticket.id, now).outbox_ids
+
+    def _owners(self, ticket) -> list[Agent]:
+        """Who implements the change: its assignee, else its queue's agents (not the
+        requester, who has their own mail, nor our own addresses)."""
+        rules = self.rules()
+        queues = rules.queues if rules is not None else {}
+        if ticket.assignee:
+            email = ticket.assignee.lower()
+            people = [roster_of(queues).get(email, Agent(email, "", "agent"))]
+        else:
+            queue = queues.get(ticket.queue)
+            people = list(queue.agents) if queue is not None else []
+        skip = self.desk.own | {(ticket.requester or "").lower()}
+        return list({a.email: a for a in people if a.email not in skip}.values())
 
     # ------------------------------------------------------------------ replies: before the transaction
     def prelude(self, msg: ParsedMessage, envelope: Envelope, raw: bytes) -> ApprovalPrelude | None:
@@ -320,6 +313,9 @@ class Approvals:
         result = tally(stage, [Vote(v.approver, v.status) for v in row.stage_votes()])
         if result == "pending":
             return ()
+        if atx.supersede(ticket.id, row.stage, now):      # the stage is decided: the others are not needed
+            stx.event(ticket.id, now, "approval_superseded", {"stage": row.stage, "result": result, "approvers": [
+                v.approver for v in row.stage_votes() if v.status == "pending"]})
         if result == "rejected":
             return self._outcome(stx, atx, ticket, "rejected", now, f"stage {row.stage} ({stage.quorum_text} of "
                                  f"{len(stage.approvers)}) can no longer approve")

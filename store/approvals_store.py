@@ -119,6 +119,19 @@ class ApprovalTx:
         self.s.add(row)
         self.s.flush()
 
+    def supersede(self, ticket_id: int, stage: int, now: datetime) -> int:
+        """The stage's approvers still pending become `superseded` (the stage is decided
+        without them); how many."""
+        rows = self.s.exec(select(m.ApprovalVote).where(m.ApprovalVote.ticket_id == ticket_id,
+                                                        m.ApprovalVote.stage == stage,
+                                                        m.ApprovalVote.status == "pending")).all()
+        for row in rows:
+            row.status, row.decided_at = "superseded", to_utc(now)
+            row.evidence = json.dumps(["the stage was decided before this approver answered"])
+            self.s.add(row)
+        self.s.flush()
+        return len(rows)
+
     def reminded(self, ticket_id: int, stage: int, approver: str, now: datetime) -> None:
         row = self._vote_row(ticket_id, stage, approver)
         row.reminded_at = to_utc(now)

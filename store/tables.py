@@ -339,7 +339,7 @@ class ApprovalVote(SQLModel, table=True):
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     stage: int
     approver: str
-    status: str = "pending"                    # pending | approved | rejected | expired
+    status: str = "pending"                    # pending | approved | rejected | expired | superseded
     requested_at: datetime
     reminded_at: Optional[datetime] = None
     decided_at: Optional[datetime] = None

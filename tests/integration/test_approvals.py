@@ -80,13 +80,21 @@ def test_two_stages_by_mail_from_type_change_to_implemented(desk):
     assert reply(d, first[0], "xena@example.com", "", 1, raw=once).outcome == "agent:approval"
     assert reply(d, first[0], "xena@example.com", "", 1, raw=once).outcome == "duplicate"            # the same mail again
     assert approval(d)["stage"] == 2 and len(asked(d, "cio@example.com")) == 1
-    assert [v["status"] for v in approval(d)["votes"] if v["stage"] == 1] == ["approved", "pending"]
+    assert [v["status"] for v in approval(d)["votes"] if v["stage"] == 1] == ["approved", "superseded"]
+    d.clock.advance(hours=25)                              # past remind_after: only stage 2's cio is reminded
+    d.app.mail.approvals.sweep()
+    assert [rcpts for _, rcpts, raw in d.relay.sent if b"Reminder: approval needed" in raw] == [("cio@example.com",)]
 
     reply(d, asked(d, "cio@example.com")[0], "cio@example.com", "Approved. Go ahead on Saturday.", 2)
     shown = approval(d)
     assert shown["state"] == "approved" and shown["votes"][-1]["comment"] == "Go ahead on Saturday."
     told = [m for m in sent_to(d, "ann@example.org") if "Change approved" in str(m["Subject"])]
     assert len(told) == 1 and "xena@example.com: approved" in told[0].get_body(("plain",)).get_content()
+    assert "yuri@example.com" not in told[0].get_body(("plain",)).get_content()     # superseded: no decision
+    owner = [m for m in sent_to(d, "ana@example.com") if "Change approved" in str(m["Subject"])]   # the assignee
+    assert len(owner) == 1 and "may be implemented now" in owner[0].get_body(("plain",)).get_content()
+    assert owner[0]["Reply-To"].startswith("support+")
+    assert not [m for m in sent_to(d, "ben@example.com") if "Change approved" in str(m["Subject"])]
     d.store.change_status(1, "resolved", d.clock(), why="done")
     assert approval(d)["state"] == "implemented"
     text = helpdesk(d.app.config.sources[-1], "show", "HD-1", check=True).stdout.decode()
@@ -96,6 +104,7 @@ def test_two_stages_by_mail_from_type_change_to_implemented(desk):
     assert exported[0]["approvals"] == approval(d)
     events = [e.kind for e in d.store.ticket_detail(1).events]
     assert events.count("approval") == 2 and events.count("approval_requested") == 2
+    assert events.count("approval_superseded") == 1
     assert events.count("approval_outcome") == 1
 
 
