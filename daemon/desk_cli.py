@@ -38,6 +38,7 @@ from daemon import views
 from daemon.itil_views import itil_json
 from daemon.app import build_app
 from daemon.sla.views import SlaReader, sla_text
+from store.approvals_store import ApprovalStore, status_refusal
 
 log = logging.getLogger(__name__)
 
@@ -118,21 +119,37 @@ def perform(app, act: Act):
     if not plan.has_rights(agent, ticket, rules.queues):
         raise Refused(f"--as {agent.email}: not an agent of queue {ticket.queue} nor the assignee of "
                       f"{desk.prefix}-{ticket.id}")
-    _check_commands(act, agent, ticket, rules, roster, desk.prefix, mail.agents.macros)
+    cmds = _check_commands(act, agent, ticket, rules, roster, desk.prefix, mail.agents.macros)
+    _check_change(app, ticket, cmds, desk.prefix)
     now = app.clock()
     token = mail.agents.notices.reply_token(ticket.id, agent.email)
     raw = compose(act, agent, desk.address, token, ticket.subject, desk.prefix, now)
     return _run(app, raw, agent, roster, now)
 
 
-def _check_commands(act: Act, agent, ticket, rules, roster, prefix: str, macros) -> None:
+def _check_commands(act: Act, agent, ticket, rules, roster, prefix: str, macros):
     parsed = parse_commands("\n".join(f"#{c}" for c in act.commands))
     vocab = Vocabulary(frozenset(rules.queues), frozenset(rules.types), frozenset(rules.tags), frozenset(roster),
                        tuple(rules.matrix.levels), prefix)
     parsed, unknown = expand(parsed, macros(), context_of(ticket, agent, prefix)) if macros else (parsed, ())
-    refused = unknown + validate(parsed, vocab, sender=agent.email, ticket_id=act.ticket_id).refused
+    cmds = validate(parsed, vocab, sender=agent.email, ticket_id=act.ticket_id)
+    refused = unknown + cmds.refused
     if refused:
         raise BadValue("; ".join(f"{r.line}: {r.reason}" for r in refused))
+    return cmds
+
+
+def _check_change(app, ticket, cmds, prefix: str) -> None:
+    """A change is resolved or closed only as its approval allows (store.approvals_store.
+    status_refusal, the rule the mail path applies): refused before anything is written."""
+    status = cmds.status()
+    kind = next((c.value for c in reversed(cmds.commands) if c.name == "type"), ticket.type)
+    if status is None or kind != "change":
+        return
+    row = ApprovalStore(app.store.engine).read(ticket.id)
+    why = status_refusal(kind, row.state if row else None, status, f"{prefix}-{ticket.id}")
+    if why:
+        raise Refused(f"not carried out: {why}")
 
 
 def _run(app, raw: bytes, agent, roster, now: datetime):

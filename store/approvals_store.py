@@ -53,6 +53,21 @@ class ApprovalRow:
         return tuple(v for v in self.votes if v.stage == want)
 
 
+def status_refusal(ticket_type: str, approval_state: str | None, status: str, ref: str) -> str | None:
+    """Why a change may not get `status` now, or None. A change is implemented (resolved) only
+    once approved; while its approval is under way (or not started yet) it is neither
+    resolved nor closed; a rejected or expired one may be closed, never resolved. The rule
+    the status commands apply (store.tickets) and `helpdesk update` checks before writing."""
+    if ticket_type != "change" or status not in ("resolved", "closed") or approval_state == "approved":
+        return None
+    if approval_state in ("rejected", "expired"):
+        return None if status == "closed" else (f"{ref} is a change that was {approval_state}: it cannot be "
+                                                f"implemented (resolved); close it instead (#close)")
+    waiting = "its approval has not started yet" if approval_state is None else "it is still awaiting approval"
+    return (f"{ref} is a change and {waiting}: it can be {status} only once the approvers have decided "
+            f"(`helpdesk show {ref}` lists who is asked)")
+
+
 def _opt(value: datetime | None) -> datetime | None:
     return aware(value) if value is not None else None
 

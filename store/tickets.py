@@ -29,6 +29,7 @@ from daemon.model import Command
 from store import tables as m
 from store.tables import AgentMessage, TicketTag  # noqa: F401  (re-exported)
 from store import outbox, problems, search
+from store.approvals_store import status_refusal
 from store.saving import insert_ignore
 from store.records import SaveResult, TicketRow
 
@@ -230,6 +231,11 @@ def _apply(s: Session, t: m.Ticket, c: Command, by: str, now: datetime, prefix: 
         old, new = getattr(t, column), c.value or None
         if (old or None) == new:
             return CommandResult(what, True, f"{c.name} already {new or 'unassigned'}")
+        if c.name == "status" and t.type == "change":      # a change is resolved (implemented) once approved
+            approval = s.get(m.ChangeApproval, t.id)
+            why = status_refusal(t.type, approval.state if approval else None, new, f"{prefix}-{t.id}")
+            if why:
+                return CommandResult(what, False, why)
         setattr(t, column, new)
         kind = "status" if c.name == "status" else "changed"
         _event(s, t.id, now, kind, {"field": column, "from": old, "to": new, "why": f"{what} by {by}"})

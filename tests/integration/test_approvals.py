@@ -95,7 +95,7 @@ def test_two_stages_by_mail_from_type_change_to_implemented(desk):
     assert len(owner) == 1 and "may be implemented now" in owner[0].get_body(("plain",)).get_content()
     assert owner[0]["Reply-To"].startswith("support+")
     assert not [m for m in sent_to(d, "ben@example.com") if "Change approved" in str(m["Subject"])]
-    d.store.change_status(1, "resolved", d.clock(), why="done")
+    agent_mail(d, notice, "#resolve", 3)                            # approved: it may be implemented
     assert approval(d)["state"] == "implemented"
     text = helpdesk(d.app.config.sources[-1], "show", "HD-1", check=True).stdout.decode()
     assert "change:     implemented (queue general; stage 2 of 2)" in text
@@ -106,6 +106,40 @@ def test_two_stages_by_mail_from_type_change_to_implemented(desk):
     assert events.count("approval") == 2 and events.count("approval_requested") == 2
     assert events.count("approval_superseded") == 1
     assert events.count("approval_outcome") == 1
+
+
+def agent_mail(d, notice: bytes, text: str, n: int):
+    raw = sign(agent_reply(notice, text, n=n), "example.com", d.pem)
+    return d.app.worker.process(raw, Envelope("ana@example.com", (reply_address(notice),), "smtp", "198.51.100.7",
+                                              d.clock().isoformat()))
+
+
+def confirmed(d) -> str:
+    """The text of the last command confirmation Ana got."""
+    return [m for m in sent_to(d, "ana@example.com") if "Commands:" in str(m["Subject"])][-1] \
+        .get_body(("plain",)).get_content()
+
+
+def test_a_change_is_resolved_or_closed_only_as_its_approval_allows(desk):
+    d = desk
+    cfg = d.app.config.sources[-1]
+    d.mail(new_mail(1, subject="Move the file server to the new rack"))
+    notice = [raw for _, r, raw in d.relay.sent if "ana@example.com" in r][0]
+    agent_mail(d, notice, "#type change\n#resolve", 1)             # before the sweep: not started yet
+    assert d.store.ticket_detail(1).ticket.status != "resolved"
+    assert "REFUSED" in confirmed(d) and "its approval has not started yet" in confirmed(d)
+    d.app.mail.approvals.sweep()
+    agent_mail(d, notice, "#close", 2)
+    assert "HD-1 is a change and it is still awaiting approval" in confirmed(d)
+    for n, who in enumerate(("xena@example.com", "yuri@example.com"), 3):
+        reply(d, asked(d, who)[0], who, "reject: not this quarter", n)
+    assert approval(d)["state"] == "rejected"
+    cli = helpdesk(cfg, "update", "HD-1", "--status", "resolved", "--as", "ana@example.com", "--json")
+    assert cli.returncode == 1 and b"was rejected: it cannot be implemented" in cli.stderr and not cli.stdout
+    assert b"Traceback" not in cli.stderr
+    assert d.store.ticket_detail(1).ticket.status not in ("resolved", "closed")
+    agent_mail(d, notice, "#close", 5)                             # a rejected change is closed, never resolved
+    assert d.store.ticket_detail(1).ticket.status == "closed" and approval(d)["state"] == "closed"
 
 
 def test_an_edit_is_live_for_the_next_change_and_a_broken_one_keeps_the_last_good(desk):

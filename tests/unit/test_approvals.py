@@ -17,6 +17,7 @@ from daemon.errors import RulesError
 from daemon.pipeline import tokens
 from daemon.pipeline.approvals import Approver, Decision, Refusal, Stage, Vote, plan_for, read_decision, tally
 from daemon.rules.loader import load_rules
+from store.approvals_store import status_refusal
 from tests.conftest import REPO, write_site_config
 
 RING = tokens.Keyring({1: b"k" * 32}, 1)
@@ -128,3 +129,13 @@ def test_a_failed_reload_is_a_status_problem(tmp_path):
     live.reload()
     assert approval_problems(app) == [f"{tmp_path / 'rules' / 'approvals.yaml'}:1: queues: expected a mapping of "
                                       f"queue name to policy"]
+
+
+@pytest.mark.parametrize("kind,state,status,refused", [
+    ("change", None, "resolved", "has not started yet"), ("change", "awaiting-approval", "closed", "still awaiting"),
+    ("change", "rejected", "resolved", "was rejected"), ("change", "expired", "resolved", "was expired"),
+    ("change", "rejected", "closed", None), ("change", "approved", "resolved", None),
+    ("change", "awaiting-approval", "pending", None), ("incident", None, "resolved", None)])
+def test_a_change_is_resolved_only_once_approved(kind, state, status, refused):
+    why = status_refusal(kind, state, status, "HD-7")
+    assert (why is None) if refused is None else (refused in why and why.startswith("HD-7 is a change"))
