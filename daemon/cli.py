@@ -153,19 +153,15 @@ def cmd_tickets(cfg: Config, args) -> int:
 def cmd_show(cfg: Config, args) -> int:
     from daemon import views
     from daemon.sla.views import SlaReader, sla_text
-    from daemon.itil_views import itil_json, itil_lines
-    from daemon.approval_view import approvals_json, approvals_text
-    from store.approvals_store import ApprovalStore
+    from daemon.itil_views import itil_show
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
     ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
     sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
-    extra = itil_json(store.engine, ticket_id, prefix)          # problem, incidents, known_error, csat
-    approval = ApprovalStore(store.engine).read(ticket_id)
-    data = {**views.detail_json(detail, prefix, sla), **extra,
-            "approvals": approvals_json(approval, detail.ticket.status)}
-    sla_lines = sla_text(sla) + itil_lines(extra) + approvals_text(approval, detail.ticket.status)
+    extra, lines = itil_show(store.engine, ticket_id, prefix, detail.ticket.status)   # problem ... approvals
+    data = {**views.detail_json(detail, prefix, sla), **extra}
+    sla_lines = sla_text(sla) + lines
     if not args.full:
         _out(json.dumps(data, ensure_ascii=False, indent=1) if args.json
              else views.detail_text(detail, prefix, sla_lines))

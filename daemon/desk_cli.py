@@ -35,7 +35,7 @@ from daemon.pipeline.parse import parse
 import sys
 import json
 from daemon import views
-from daemon.itil_views import itil_json
+from daemon.itil_views import itil_show
 from daemon.app import build_app
 from daemon.sla.views import SlaReader, sla_text
 from store.approvals_store import ApprovalStore, status_refusal
@@ -241,7 +241,7 @@ def run_command(cfg, args, parse_ref, usage, out) -> int:
         sla = SlaReader(cfg, app.store.engine).show(result.ticket_id, app.clock())
         prefix = cfg.helpdesk.ticket_prefix
         if args.json:
-            extra = itil_json(app.store.engine, result.ticket_id, prefix)
+            extra, _ = itil_show(app.store.engine, result.ticket_id, prefix, detail.ticket.status)   # as show --json
             out(json.dumps({**views.detail_json(detail, prefix, sla), **extra}, ensure_ascii=False, indent=1))
         else:
             t = detail.ticket

@@ -7,6 +7,9 @@ JSON keys added to the ticket object (`show --json`, `update --json`):
   known_error  on a problem: {workaround, set_at} or null
   csat         the latest satisfaction survey: {sent_at, score (1-5 or null while
                unanswered), comment, answered_at} or null
+  approvals    on a change: its approval (daemon.approval_view), else null
+
+`itil_show` gives `show` and `update`/`reply --json` the same keys (one shape everywhere).
 
 The text view gets the same as header lines; `export` the same keys per ticket
 (`itil_batch`: four queries per batch of tickets). Strings from mail pass through views.shown.
@@ -17,10 +20,19 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from daemon.approval_view import approvals_json, approvals_text
 from daemon.clock import aware
 from daemon.views import iso, shown
 from store import tables as m
+from store.approvals_store import ApprovalStore
 from store.problems import INCIDENT, PROBLEM
+
+
+def itil_show(engine, ticket_id: int, prefix: str, status: str) -> tuple[dict[str, Any], list[str]]:
+    """The keys above (approvals too) for one ticket of status `status`, and their text lines."""
+    extra = itil_json(engine, ticket_id, prefix)
+    approval = ApprovalStore(engine).read(ticket_id)
+    return {**extra, "approvals": approvals_json(approval, status)}, itil_lines(extra) + approvals_text(approval, status)
 
 
 def itil_json(engine, ticket_id: int, prefix: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ expiry come from the approval sweep seeing the moved time, never from waiting.
 from __future__ import annotations
 
 import email
+import json
 import shutil
 import signal
 from datetime import timedelta
@@ -175,6 +176,11 @@ def test_single_approver_rejects_a_change_made_by_update(desk, sink):
         outcome["ben@example.com"])
     approvals = show(cfg, "HD-1")["approvals"]
     assert approvals["state"] == "rejected" and approvals["votes"][0]["comment"] == "not before the audit"
+    updated = json.loads(helpdesk(cfg, "update", "HD-1", "--status", "closed", "--as", "eli@example.com", "--json",
+                                  check=True).stdout)                  # a rejected change may be closed
+    shown = show(cfg, "HD-1")
+    assert updated["approvals"] == shown["approvals"] and shown["approvals"]["state"] == "closed"
+    assert set(updated) == set(shown)                                    # update --json is show --json's shape
 
 
 def test_reminder_then_expiry(desk, sink):
