@@ -51,6 +51,12 @@ username = ""                      # empty: no SMTP AUTH
 password_env = ""                  # environment variable holding the relay password, or
 password_credential = ""           # a systemd credential (LoadCredential=) holding it
 
+[reports]                          # the continual improvement report mailed to managers (`helpdesk report`
+                                   # prints it at any time)
+to = []                            # their addresses, e.g. ["it-manager@example.com"]; empty: not mailed
+schedule = "weekly"                # weekly (Monday to Sunday, sent Mondays) | monthly (sent on the 1st) | daily
+hour = 7                           # the UTC hour from which that period's report is sent (once per period)
+
 [paths]
 rules = "rules"                    # the YAML rules: queues, agents, routing, SLA (copied from the defaults)
 templates = "templates"            # the Jinja2 mail templates (copied from the defaults)

@@ -31,8 +31,12 @@ def test_the_site_config_holds_only_the_usual_keys_commented(tmp_path):
     assert main(["init", str(tmp_path)]) == 0
     text = (tmp_path / "config.toml").read_text()
     data = tomllib.loads(text)
-    assert set(data) == {"helpdesk", "database", "queue", "smtp", "outbound", "paths"}
+    assert set(data) == {"helpdesk", "database", "queue", "smtp", "outbound", "reports", "paths"}
     assert set(data["helpdesk"]) == {"address", "name", "ticket_prefix", "state_dir"}
+    shipped = tomllib.loads((shipped_root() / "config.toml").read_text())
+    assert data["reports"] == shipped["reports"]                      # the defaults, spelled out
+    cfg = load_config(str(tmp_path / "config.toml"))                  # and valid: the loader takes it
+    assert (tuple(cfg.reports.to), cfg.reports.schedule, cfg.reports.hour) == ((), "weekly", 7)
     assert all("#" in line for line in text.splitlines() if "=" in line and not line.startswith("#"))
 
 
