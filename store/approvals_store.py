@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from daemon.clock import aware, to_utc
 from store import tables as m
+from store.ticket_service import service_of
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,7 @@ class ApprovalTx:
         return (text or "")[:limit]
 
     def service_of(self, ticket_id: int) -> str | None:
-        row = self.s.get(m.TicketSla, ticket_id)
-        return row.service if row is not None else None
+        return service_of(self.s, ticket_id)
 
 
 class ApprovalStore:

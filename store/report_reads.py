@@ -1,7 +1,8 @@
 """The continual improvement report's reads (store): plain rows for daemon.report.figures.
 
 `ReportReads(engine)` reads, in bounded batches, the facts of every ticket created in a
-period (type, queue, service, channel, status changes, first public answer) and of the
+period (type, queue, service - the SLA plan's, else the one the `created` event names -, channel,
+status changes, first public answer) and of the
 tickets that may have been open during it (the backlog), the satisfaction answers and the
 problems with the most linked incidents. It computes nothing.
 
@@ -23,6 +24,7 @@ from sqlmodel import Session, select
 from daemon.clock import aware, to_utc
 from store import tables as m
 from store.sla_store import status_of
+from store.ticket_service import created_service
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,13 @@ class ReportReads:
                                .where(m.Message.ticket_id.in_(ids), m.Message.direction == "out",
                                       m.Message.visibility == "public").group_by(m.Message.ticket_id)).all())
         statuses: dict[int, list] = {}
-        for tid, at, detail in s.exec(select(m.Event.ticket_id, m.Event.at, m.Event.detail)
-                                      .where(m.Event.ticket_id.in_(ids), m.Event.kind == "status")
-                                      .order_by(m.Event.id)):
-            if (to := status_of(detail)) is not None:
+        for tid, at, kind, detail in s.exec(select(m.Event.ticket_id, m.Event.at, m.Event.kind, m.Event.detail)
+                                            .where(m.Event.ticket_id.in_(ids), m.Event.kind.in_(("status", "created")))
+                                            .order_by(m.Event.id)):
+            if kind == "created":                   # the rule's service, with or without an SLA plan
+                if not service.get(tid):
+                    service[tid] = created_service(detail)
+            elif (to := status_of(detail)) is not None:
                 statuses.setdefault(tid, []).append((aware(at), to))
         return [TicketFacts(t.id, t.subject, t.type, t.queue, t.priority, t.status, service.get(t.id) or "",
                             channel_of(envelopes.get(first_in.get(t.id), "")), aware(t.created_at),

@@ -211,7 +211,7 @@ class Writer:
             self.c.execute(INS_TAGS, [{"ticket_id": tid, "tag": t}
                                                          for t in dict.fromkeys(routing.tags)])
         created = {"evidence": decision.evidence, "routing": {
-            "type": routing.type, "queue": routing.queue, "priority": routing.priority,
+            "type": routing.type, "queue": routing.queue, "priority": routing.priority, "service": routing.service,
             "tags": list(routing.tags), "hits": list(routing.hits), "rules_version": routing.rules_version}}
         if self.archived_at is not None:
             created["archived"] = {"imported_at": self.archived_at.isoformat()}

@@ -22,13 +22,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from daemon.config import load_config
 from store import tables as m
 from store.db import create_schema, make_engine
 from tests.conftest import REPO, missing, write_site_config
+from daemon.cli import main
 from tests.e2e.helpers import helpdesk
+from tests.integration.test_desk_defects import own_rules
+from tests.integration.test_outbox import close_desk, make_desk, new_mail
 
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)
 END = datetime(2026, 3, 30, tzinfo=timezone.utc)
@@ -166,6 +169,25 @@ def test_volume_times_backlog_and_rates(month):
     assert by_key(r["backlog"]["ages"], "age") == {"under 1 day": 0, "1-3 days": 1, "3-7 days": 1,
                                                    "7-30 days": 3, "over 30 days": 1}
     assert r["backlog"]["oldest_seconds"] == 41 * 86400
+
+
+def test_volume_by_service_needs_no_sla_rules(tmp_path, capsys):
+    """A rule's `service:` is counted from the ticket alone: no sla.yaml, so no SLA plan rows."""
+    rules = own_rules(tmp_path, lambda r: (r / "sla.yaml").unlink())
+    d = make_desk(tmp_path, extra=f'[paths]\nrules = "{rules}"\n')
+    try:
+        assert d.app.rules.sla is None
+        d.mail(new_mail(1, subject="VPN drops every hour"))                   # rule vpn: service vpn
+        d.mail(new_mail(2, frm="bob@example.org", subject="ERP invoice posting fails"))    # service erp
+        d.mail(new_mail(3, frm="cy@example.org", subject="Printer jams"))
+        with Session(d.store.engine) as s:
+            assert s.exec(select(m.TicketSla)).all() == []
+        assert main(["--config", str(d.app.config.sources[-1]), "report", "--from", "2026-03-01", "--to",
+                     "2026-03-31", "--json"]) == 0
+    finally:
+        close_desk(d)
+    got = json.loads(capsys.readouterr().out)
+    assert by_key(got["volume"]["service"]) == {"vpn": 1, "erp": 1, "(none)": 1}
 
 
 def test_satisfaction_problems_and_weeks(month):
