@@ -28,6 +28,7 @@ from daemon.pipeline import classify as classify_mod
 from daemon.pipeline.parse import DEFAULT_LIMITS, parse
 from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag, thread, thread_keys
+from daemon.problems import link_new
 from daemon.rules.loader import RuleSet
 from daemon.settings import WorkerSettings
 from daemon.spool import Claim
@@ -158,11 +159,10 @@ class MessagePath:
         when = min(self._arrival(e.envelope), now) if archived else now
         result = tx.save_message(msg, e.envelope, e.raw, e.sha, decision, routing, when, own,
                                  archived_at=now if archived else None)
+        if result.outcome in ("created", "linked") and routing.problem:      # also when archived: no mail
+            link_new(tx, result.ticket_id, routing, now, self.settings.tag_prefix)   # before planning: the ack
         if self.mail is None or result.outcome == "duplicate":
             return Done(result)
-        problems = getattr(self.mail, "problems", None)
-        if problems is not None and result.outcome in ("created", "linked") and routing.problem:
-            problems.link_new(tx, result.ticket_id, routing, now)       # before planning: the ack names it
         if survey is not None:                      # the score is kept; no agent notice but a bad score's
             effects = self.mail.surveys.record(tx, survey, msg, now)
             applied = tx.apply_mail(effects, result.ticket_id, now)

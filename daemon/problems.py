@@ -3,12 +3,13 @@ and the known error a new incident's acknowledgement carries.
 
 Linking is done by commands (`#problem HD-7` on an incident, `#link HD-12 HD-13` on the
 problem, `helpdesk update --problem`: store.problems through store.tickets) and by a rule
-(`problem: HD-7`: `link_new`, called by daemon.message_path for a new ticket). When a
-problem becomes resolved, `on_resolved` resolves its linked incidents that are still open
-(the problem queue's `resolve_linked_incidents`, default true; each gets a `status` event
-naming the problem and its SLA plan is re-planned) and tells each of their requesters once
-(`requester/problem-resolved`, on their own incident, so an answer threads there): the
-plan is daemon.pipeline.problems', the mails are built by daemon.pipeline.requester_notice.
+(`problem: HD-7`: `link_new`, called by daemon.message_path for a new ticket, live mail or
+an archive import). When a problem becomes resolved, `on_resolved` resolves its linked
+incidents that are still open (the problem queue's `resolve_linked_incidents`, default true;
+each gets a `status` event naming the problem and its SLA plan is re-planned) and tells
+each of their requesters once (`requester/problem-resolved`, on their own incident, so an
+answer threads there): the plan is daemon.pipeline.problems', the mails are built by
+daemon.pipeline.requester_notice.
 """
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ def combine(*effects: MailEffects) -> MailEffects:
                        language=next((e.language for e in effects if e.language), None))
 
 
+def link_new(tx, ticket_id: int | None, routing: Routing, now: datetime, prefix: str) -> None:
+    """A rule's `problem:` links a new ticket to that problem (when it is open). No mail:
+    daemon.message_path calls it for live mail (before planning, so the acknowledgement
+    names the problem) and for an archive import alike."""
+    if ticket_id is None or routing.problem is None:
+        return
+    rule = next((h.split(" -> ")[0] for h in routing.hits if "problem=" in h), "a rule")
+    if tx.problems.link_new(ticket_id, routing.problem, now, rule[:200], prefix):
+        log.info("ticket=%s linked to problem %s-%s by a rule", ticket_id, prefix, routing.problem)
+
+
 class ProblemDesk:
     """See module docstring. Built once by the composition root (daemon.app)."""
 
@@ -43,14 +55,6 @@ class ProblemDesk:
                  random: Callable[[int], bytes], sla=None):
         self.desk, self.templates, self.ring, self.rules, self.random, self.sla = \
             desk, templates, ring, rules, random, sla
-
-    def link_new(self, tx, ticket_id: int | None, routing: Routing, now: datetime) -> None:
-        """A rule's `problem:` links a new ticket to that problem (when it is open)."""
-        if ticket_id is None or routing.problem is None:
-            return
-        rule = next((h.split(" -> ")[0] for h in routing.hits if "problem=" in h), "a rule")
-        if tx.problems.link_new(ticket_id, routing.problem, now, rule[:200], self.desk.prefix):
-            log.info("ticket=%s linked to problem %s-%s by a rule", ticket_id, self.desk.prefix, routing.problem)
 
     def known_error(self, tx, ticket_id: int) -> dict | None:
         """The `known_error` template variable for a new incident's acknowledgement."""

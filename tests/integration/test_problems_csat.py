@@ -5,11 +5,16 @@ surveys never for machine mail or spam, a reply without a score reopening as usu
 from __future__ import annotations
 
 import json
+import mailbox
 
 import pytest
+from sqlalchemy import func
+from sqlmodel import Session, select
 
 from daemon.cli import main
 from daemon.desk_cli import Act, perform
+from store import tables as m
+from tests.e2e.helpers import helpdesk
 from tests.agentkit import agent_reply
 from tests.integration.test_agents import opened, send_agent, sent_to
 from tests.integration.test_desk_defects import agent_desk, own_rules
@@ -83,6 +88,21 @@ def test_a_rule_never_links_to_a_closed_problem_and_check_says_so(desk, tmp_path
     assert "is closed" in _events(desk, 2, "problem_not_linked")[0]["why"]
     assert main(["--config", str(tmp_path / "site.toml"), "check"]) == 1
     assert "problem: HD-1 is closed, not open" in capsys.readouterr().err
+
+
+def test_an_archive_import_links_by_the_rule_and_mails_nobody(desk, tmp_path, capsys):
+    problem = opened(desk, 1, subject="Printers offline")
+    send_agent(desk, agent_reply(problem, "#type problem\n#workaround Use the web VPN."))
+    box = mailbox.mbox(str(tmp_path / "old.mbox"))
+    box.add(new_mail(7, frm="dan@example.org", subject="VPN is down", extra="Date: Mon, 02 Mar 2026 08:00:00 +0000\r\n"))
+    box.close()
+    with Session(desk.store.engine) as s:
+        before = s.exec(select(func.count()).select_from(m.Outbox)).one()
+    helpdesk(tmp_path / "site.toml", "ingest", "--no-mail", str(tmp_path / "old.mbox"), check=True)
+    assert show(desk, 2, tmp_path, capsys)["problem"]["ref"] == "HD-1"        # the rule linked it, as live mail
+    assert [i["ref"] for i in show(desk, 1, tmp_path, capsys)["incidents"]] == ["HD-2"]
+    with Session(desk.store.engine) as s:
+        assert s.exec(select(func.count()).select_from(m.Outbox)).one() == before      # and planned no mail
 
 
 def test_no_survey_for_machine_mail_or_spam_and_a_reply_without_a_score_reopens(desk, tmp_path, capsys):
