@@ -146,7 +146,7 @@ class MessagePath:
             raise StageFailed(stage, exc) from exc
 
     def _survey_answer(self, tx: WriteTx, msg: ParsedMessage, decision: ThreadDecision):
-        surveys = getattr(self.mail, "surveys", None)
+        surveys = self.mail.surveys if self.mail is not None else None
         return surveys.answer_of(tx, msg, decision) if surveys is not None else None
 
     def _save(self, tx: WriteTx, e: Entry, msg: ParsedMessage, decision: ThreadDecision, routing, ref,

@@ -21,7 +21,8 @@ from daemon.clock import utcnow
 from daemon.model import (Agent, BounceMark, Envelope, MachineVerdict, MailEffects, ParsedMessage, Routing,
                           ThreadDecision)
 from daemon.pipeline.agent_mail import MailKit, agent_mail
-from daemon.problems import combine
+from daemon.csat import Surveys
+from daemon.problems import ProblemDesk, combine
 from daemon.pipeline.notify import NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
 from store.outbox_sender import OutboundRef
 from store.records import TicketRow
@@ -55,12 +56,14 @@ class Outbound:
                  rules: Callable[[], Any] = lambda: None, sla=None, bounce_days: int = 7,
                  enqueue: Callable[[int], Any] = lambda i: None, clock: Callable[[], datetime] = utcnow,
                  random: Callable[[int], bytes] = os.urandom,
-                 reply_token: Callable[..., str | None] | None = None, problems=None, surveys=None):
+                 reply_token: Callable[..., str | None] | None = None, problems: ProblemDesk | None = None,
+                 surveys: Surveys | None = None):
         self.store, self.desk, self.fuses, self.templates, self.ring, self.rules = \
             store, desk, fuses, templates, ring, rules
         self.sla, self.bounce_days, self.enqueue, self.clock, self.random = sla, bounce_days, enqueue, clock, random
         self.reply_token = reply_token
-        self.problems, self.surveys = problems, surveys     # daemon.problems.ProblemDesk, daemon.csat.Surveys
+        self.problems: ProblemDesk | None = problems     # what resolving a problem causes, known errors
+        self.surveys: Surveys | None = surveys           # satisfaction surveys and their answers
         self.loop_marker = tokens.loop_marker(desk.address)
 
     # ------------------------------------------------------------------ before threading
