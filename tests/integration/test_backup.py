@@ -7,8 +7,13 @@ import base64
 import hashlib
 import json
 
+from datetime import datetime, timezone
+
 import pytest
 from sqlalchemy import text
+from sqlmodel import Session
+
+from store import tables as m
 
 from store.db import make_engine
 from tests.conftest import write_site_config
@@ -18,6 +23,34 @@ from tests.integration.test_outbox import close_desk, make_desk
 
 SCOPED = ("ticket", "message", "event", "attachment", "participant", "threadkey", "ticketsla", "tickettag",
           "outbox", "outboxrecipient", "rawmessage")
+ITIL = ("ticketlink", "knownerror", "problemnotice", "csatsurvey", "changeapproval", "approvalvote")
+
+
+def fill_itil(engine) -> None:
+    """A row in every table of problems, satisfaction and change approval (issue 18):
+    HD-1 a problem with a workaround and HD-2 linked to it, its requester told; a survey
+    answered on HD-3; HD-4 a change approved by one of two approvers, the other superseded."""
+    at = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+    with Session(engine) as s:
+        for tid, kind in ((1, "problem"), (4, "change")):
+            s.get(m.Ticket, tid).type = kind
+        s.add_all([m.TicketLink(ticket_id=2, other_id=1, kind="problem"),
+                   m.TicketLink(ticket_id=1, other_id=2, kind="incident"),
+                   m.KnownError(ticket_id=1, workaround="Print to floor 2.", set_by="ana@example.com", set_at=at),
+                   m.ProblemNotice(problem_id=1, email="ann@example.org", ticket_id=2, sent_at=at),
+                   m.CsatSurvey(ticket_id=3, requester="ann@example.org", queue="general", message_id="s1@x",
+                                sent_at=at, score=4, comment="quick", answered_at=at, answer_message_id="a1@x"),
+                   m.ChangeApproval(ticket_id=4, state="approved", policy="queue general",
+                                    plan='{"stages": [{"kind": "cab", "quorum": 1, "approvers": '
+                                         '[{"email": "xena@example.com"}, {"email": "yuri@example.com"}]}]}',
+                                    stage=1, stage_started_at=at, started_at=at, decided_at=at, version="v1")])
+        s.flush()
+        s.add_all([m.ApprovalVote(ticket_id=4, stage=1, approver="xena@example.com", status="approved",
+                                  requested_at=at, decided_at=at, comment="ok", evidence='["dkim pass"]',
+                                  message_id="v1@x"),
+                   m.ApprovalVote(ticket_id=4, stage=1, approver="yuri@example.com", status="superseded",
+                                  requested_at=at, reminded_at=at, decided_at=at)])
+        s.commit()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -47,6 +80,7 @@ def test_export_raw_round_trips_through_import(request, backend, tmp_path):
     (tmp_path / "a").mkdir()
     desk = make_desk(tmp_path / "a", src_url)
     fill(desk)
+    fill_itil(desk.app.store.engine)
     blobs_root = desk.app.store.blobs.root
     src_engine = desk.app.store.engine
     close_desk(desk)
@@ -67,12 +101,15 @@ def test_export_raw_round_trips_through_import(request, backend, tmp_path):
 
     dst_engine = make_engine(dst_url or f"sqlite:///{tmp_path / 'b' / 'state' / 'helpdesk.db'}")
     before, after = dump(src_engine), dump(dst_engine)
-    for table in SCOPED:
+    for table in SCOPED + ITIL:
         assert after[table] == before[table], table
+    assert all(before[table] for table in ITIL)
     restored = (tmp_path / "b" / "state" / "attachments" / att["sha256"][:2] / att["sha256"]).read_bytes()
     assert restored == (blobs_root / att["sha256"][:2] / att["sha256"]).read_bytes()
     assert hashlib.sha256(restored).hexdigest() == att["sha256"]
     assert _without_sla(_export(target)) == _without_sla(_export(site))
+    shown = json.loads(helpdesk(target, "show", "HD-4", "--json", check=True).stdout)
+    assert [v["status"] for v in shown["approvals"]["votes"]] == ["approved", "superseded"]
     with dst_engine.connect() as c:                    # new rows get new ids after the restored ones
         top = c.execute(text("SELECT max(id) FROM ticket")).scalar()
     dst_engine.dispose()
