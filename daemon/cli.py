@@ -12,7 +12,7 @@ import re
 import sys
 from datetime import datetime, timedelta, timezone
 
-from daemon.cli_args import command_of, ingest_parser, parser_parts
+from daemon.cli_args import command_of, ingest_parser, parse_day, parser_parts
 from daemon.clock import build_clock
 from daemon.config import Config, find_site_config, key_location, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
@@ -249,24 +249,12 @@ def cmd_export(cfg: Config, args) -> int:
     return EX_OK
 
 
-def _day(text: str | None, option: str, *, end: bool = False) -> datetime | None:
-    """A date (a whole UTC day; as an end, the day is included) or an ISO time."""
-    if not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option}: not an ISO date: {text!r} (e.g. 2026-01-31)") from None
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-    return dt + timedelta(days=1) if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else dt
-
-
 def cmd_sla(cfg: Config, args) -> int:
     from daemon.sla.report import render_html, render_json, render_text
     from daemon.sla.views import SlaReader
     now = build_clock(cfg).now().replace(microsecond=0)
-    end = _day(args.end, "--to", end=True) or now
-    start = _day(args.start, "--from") or end - timedelta(days=30)
+    end = parse_day(args.end, "--to", UsageError, end=True) or now
+    start = parse_day(args.start, "--from", UsageError) or end - timedelta(days=30)
     if start >= end:
         raise UsageError(f"--from {start.isoformat()} is not before --to {end.isoformat()}")
     report = SlaReader(cfg, _store(cfg).engine).report(start, end, now)

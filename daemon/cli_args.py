@@ -1,4 +1,5 @@
-"""The `helpdesk` command line's arguments (argparse only; daemon/cli.py dispatches).
+"""The `helpdesk` command line's arguments (argparse, and `parse_day` for the --from/--to
+values; no project imports; daemon/cli.py dispatches).
 
 `ingest_parser` builds only `ingest`, what an MTA's pipe runs; `parser_parts` every other
 command; the commands whose own modules add their parsers are passed in (`adders`) or
@@ -7,7 +8,24 @@ added after it by daemon.cli, so that building a parser imports none of them.
 from __future__ import annotations
 
 import argparse
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Sequence
+
+
+def parse_day(text: str | None, option: str, usage: Callable[[str], Exception], *,
+              end: bool = False) -> datetime | None:
+    """`--from`/`--to` (`sla report`, `report`): a date (a whole UTC day; as an end, the day
+    is included) or an ISO time; None when not given. A bad one raises `usage(text)` (the
+    command line's usage error: exit 2)."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise usage(f"{option}: not an ISO date: {text!r} (e.g. 2026-01-31)") from None
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt + timedelta(days=1) if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else dt
 
 
 def _common_options(p: argparse.ArgumentParser, default) -> None:

@@ -1,9 +1,9 @@
 """`helpdesk report [--from DATE] [--to DATE] [--json] [--html FILE]` (command)."""
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
+from daemon.cli_args import parse_day
 from daemon.clock import build_clock
 from daemon.errors import HelpdeskError
 from daemon.report.collect import collect
@@ -27,24 +27,11 @@ def add_parser(sub, common) -> None:
                                                     "inline SVG, no scripts)")
 
 
-def day(text: str | None, option: str, usage=HelpdeskError, *, end: bool = False) -> datetime | None:
-    """A date (a whole UTC day; as an end, the day is included) or an ISO time; `usage`:
-    the error to raise for a bad one (the CLI's usage error, exit 2)."""
-    if not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise usage(f"{option}: not an ISO date: {text!r} (e.g. 2026-01-31)") from None
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-    return dt + timedelta(days=1) if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else dt
-
-
 def cmd_report(cfg, args, out, usage=HelpdeskError) -> int:
     """Print the report (text or --json) and write --html; 0."""
     now = build_clock(cfg).now().replace(microsecond=0)
-    end = day(args.end, "--to", usage, end=True) or now
-    start = day(args.start, "--from", usage) or end - timedelta(days=28)
+    end = parse_day(args.end, "--to", usage, end=True) or now
+    start = parse_day(args.start, "--from", usage) or end - timedelta(days=28)
     if start >= end:
         raise usage(f"--from {start.isoformat()} is not before --to {end.isoformat()}")
     rules = LiveRules(cfg.paths.rules, known_templates=template_names(cfg.paths.templates), defaults=defaults_of(cfg))
