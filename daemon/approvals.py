@@ -287,6 +287,9 @@ class Approvals:
             said = Refusal(f"the approval address expired on {pre.check.tag.expires.isoformat()}")
         elif row.state != "awaiting-approval":
             said = Refusal(f"the change is already {row.state}; nothing was recorded")
+        elif mine is None and (gone := next((v for v in row.votes if v.approver == approver
+                                             and v.status == "superseded"), None)) is not None:
+            said = Refusal(f"stage {gone.stage} of this change was decided before your answer; nothing was recorded")
         elif mine is None:
             said = Refusal(f"you are not asked in stage {row.stage} of this change")
         elif mine.status != "pending":

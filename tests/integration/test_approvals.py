@@ -84,6 +84,10 @@ def test_two_stages_by_mail_from_type_change_to_implemented(desk):
     d.clock.advance(hours=25)                              # past remind_after: only stage 2's cio is reminded
     d.app.mail.approvals.sweep()
     assert [rcpts for _, rcpts, raw in d.relay.sent if b"Reminder: approval needed" in raw] == [("cio@example.com",)]
+    reply(d, asked(d, "yuri@example.com")[0], "yuri@example.com", "approve", 9)          # superseded: too late
+    late = [m for m in sent_to(d, "yuri@example.com") if "Not recorded" in str(m["Subject"])]
+    assert "stage 1 of this change was decided before your answer" in late[0].get_body(("plain",)).get_content()
+    assert [v["status"] for v in approval(d)["votes"]] == ["approved", "superseded", "pending"]
 
     reply(d, asked(d, "cio@example.com")[0], "cio@example.com", "Approved. Go ahead on Saturday.", 2)
     shown = approval(d)
