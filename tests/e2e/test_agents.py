@@ -5,31 +5,16 @@ sent back over SMTP, and the answer arriving in the customer's inbox at the rela
 agent mail (F61) and a stranger writing to the reply address (F77) change nothing."""
 from __future__ import annotations
 
-import signal
-
 import pytest
 
-from tests.agentkit import Zone, agent_reply, reply_address, sign
-from tests.e2e.helpers import Daemon, show, wait_for
-from tests.e2e.test_ack import by_rcpt, mail, parsed, site, smtp_send
-from tests.integration.test_outbox_relay import Sink
+from tests.agentkit import agent_reply, reply_address, sign
+from tests.e2e.helpers import show, wait_for
+from tests.e2e.test_ack import by_rcpt, mail, parsed, smtp_send
 
 
 @pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
-
-
-@pytest.fixture
-def desk(tmp_path, sink):
-    zone = Zone()
-    pem = zone.publish("mail", "example.com")
-    (tmp_path / "dkim-keys").write_text(zone.pinned_file())
-    cfg = site(tmp_path, sink.port, '\n[agents]\ndkim_keys_file = "dkim-keys"\n')
-    daemon = Daemon(cfg).start()
-    yield cfg, pem, daemon
-    daemon.kill(signal.SIGTERM)
+def desk(signed_desk):
+    return signed_desk()
 
 
 def test_agent_answers_from_their_mail_client(desk, sink):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import email
 import json
 import shutil
-import signal
 from datetime import timedelta
 from email import policy
 from pathlib import Path
@@ -25,11 +24,10 @@ from pathlib import Path
 import pytest
 
 from daemon.config import load_config
-from tests.agentkit import Zone, agent_reply, reply_address, sign
+from tests.agentkit import agent_reply, reply_address, sign
 from tests.conftest import REPO
-from tests.e2e.helpers import Daemon, advance, helpdesk, show, wait_for
-from tests.e2e.test_ack import mail, site, smtp_send
-from tests.integration.test_outbox_relay import Sink
+from tests.e2e.helpers import advance, helpdesk, show, wait_for
+from tests.e2e.test_ack import mail, smtp_send
 
 APPROVALS = """\
 settings:
@@ -55,26 +53,14 @@ CHANGE_RULE = """rules:
 
 
 @pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
-
-
-@pytest.fixture
-def desk(tmp_path, sink):
-    zone = Zone()
-    pem = zone.publish("mail", "example.com")
-    (tmp_path / "dkim-keys").write_text(zone.pinned_file())
+def desk(tmp_path, signed_desk):
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
     (rules / "approvals.yaml").write_text(APPROVALS)
     routing = (rules / "routing.yaml").read_text()
     (rules / "routing.yaml").write_text(routing.replace("\nrules:\n", "\n" + CHANGE_RULE, 1))
-    cfg = site(tmp_path, sink.port, '\n[agents]\ndkim_keys_file = "dkim-keys"\n[paths]\nrules = "rules"\n'
-                                    '[debug]\nclock_file = "clock"\n')
-    daemon = Daemon(cfg).start()
-    yield cfg, pem
-    daemon.kill(signal.SIGTERM)
+    cfg, pem, _ = signed_desk('[paths]\nrules = "rules"\n[debug]\nclock_file = "clock"\n')
+    return cfg, pem
 
 
 def parsed(raw: bytes):

@@ -5,15 +5,13 @@ never waited for) reaches the configured hour in the agent's time zone, with the
 signed reply address."""
 from __future__ import annotations
 
-import signal
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.agentkit import Zone, sign
-from tests.e2e.helpers import Daemon, advance, helpdesk, wait_for
-from tests.e2e.test_ack import mail, parsed, site, smtp_send
-from tests.e2e.test_agents import sink  # noqa: F401  (pytest fixture)
+from tests.agentkit import sign
+from tests.e2e.helpers import advance, helpdesk, wait_for
+from tests.e2e.test_ack import mail, parsed, smtp_send
 
 HOUR = 5
 
@@ -27,16 +25,11 @@ def zone_at_three() -> str:
 
 
 @pytest.fixture
-def desk(tmp_path, sink):  # noqa: F811
-    zone = Zone()
-    pem = zone.publish("mail", "example.com")
-    (tmp_path / "dkim-keys").write_text(zone.pinned_file())
-    cfg = site(tmp_path, sink.port, '\n[agents]\ndkim_keys_file = "dkim-keys"\n[debug]\nclock_file = "clock"\n'
-                                    f'[digest]\nenabled = true\nhour = {HOUR}\ntimezone = "{zone_at_three()}"\n')
+def desk(tmp_path, signed_desk):
     (tmp_path / "clock").write_text("0\n")
-    daemon = Daemon(cfg).start()
-    yield cfg, pem, tmp_path / "clock"
-    daemon.kill(signal.SIGTERM)
+    cfg, pem, _ = signed_desk(f'[debug]\nclock_file = "clock"\n[digest]\nenabled = true\nhour = {HOUR}\n'
+                              f'timezone = "{zone_at_three()}"\n')
+    return cfg, pem, tmp_path / "clock"
 
 
 def to_ben(sink, since: int = 0) -> list:

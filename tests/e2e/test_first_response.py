@@ -14,7 +14,7 @@ import json
 from tests.agentkit import agent_reply, reply_address, sign
 from tests.e2e.helpers import helpdesk, show, wait_for
 from tests.e2e.test_ack import by_rcpt, mail, parsed, smtp_send
-from tests.e2e.test_agents import desk, sink  # noqa: F401  (pytest fixtures)
+from tests.e2e.test_agents import desk  # noqa: F401  (pytest fixture; sink: tests/e2e/conftest.py)
 
 
 def first_response(ticket: dict) -> dict:
