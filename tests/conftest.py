@@ -108,6 +108,22 @@ def corpus() -> Path:
     return CORPUS
 
 
+def sla_yaml(standard: dict[str, tuple[str, str]] | tuple[str, str], critical: tuple[str, str], *,
+             escalations: str = "") -> str:
+    """An sla.yaml for tests: one always-open calendar and the two policies the shipped
+    services name, `standard` (the default) and `business-critical`, with (first_response,
+    resolution) per priority P1..P4 (or one pair for all of them). `escalations`: the YAML
+    list of an escalation set `quick` that `standard` uses (none when empty)."""
+    def targets(given) -> str:
+        per = given if isinstance(given, dict) else {p: given for p in ("P1", "P2", "P3", "P4")}
+        return "".join(f"      {p}: {{first_response: {fr}, resolution: {res}}}\n" for p, (fr, res) in per.items())
+    quick = f"escalations:\n  quick:\n{escalations}" if escalations else ""
+    return (f"calendars:\n  always:\n    always_open: true\n{quick}policies:\n  standard:\n    calendar: always\n"
+            + ("    escalations: quick\n" if escalations else "") + "    targets:\n" + targets(standard)
+            + "  business-critical:\n    calendar: always\n    targets:\n" + targets(critical)
+            + "default_policy: standard\n")
+
+
 def write_site_config(tmp: Path, extra: str = "", *, db_url: str = "") -> Path:
     """A site config in `tmp` with its own state dir and a free SMTP port."""
     path = tmp / "site.toml"

@@ -25,42 +25,21 @@ import pytest
 
 from daemon.clock import FileClock
 from daemon.config import load_config
-from tests.conftest import REPO
+from tests.conftest import REPO, sla_yaml
 from tests.e2e.helpers import Daemon, advance, helpdesk, show, wait_for
 from tests.e2e.test_ack import mail, site, smtp_send
 from tests.integration.test_outbox_relay import Sink, SinkHandler
 
 MARGIN = timedelta(minutes=10)          # between a moved clock and the next deadline: room for slow CLI calls
 
-SLA = """\
-calendars:
-  always:
-    always_open: true
-escalations:
-  quick:
+SLA = sla_yaml({"P1": ("30m", "8h"), "P2": ("1h", "8h"), "P3": ("1h", "8h"), "P4": ("1h", "8h")}, ("1h", "2h"),
+               escalations="""\
     - name: breached
       at: 100%
       targets: [first_response]
       notify: agent/sla-breached
       to: [{role: lead}]
-policies:
-  standard:
-    calendar: always
-    escalations: quick
-    targets:
-      P1: {first_response: 30m, resolution: 8h}
-      P2: {first_response: 1h, resolution: 8h}
-      P3: {first_response: 1h, resolution: 8h}
-      P4: {first_response: 1h, resolution: 8h}
-  business-critical:
-    calendar: always
-    targets:
-      P1: {first_response: 1h, resolution: 2h}
-      P2: {first_response: 1h, resolution: 2h}
-      P3: {first_response: 1h, resolution: 2h}
-      P4: {first_response: 1h, resolution: 2h}
-default_policy: standard
-"""
+""")
 
 
 class TimedHandler(SinkHandler):

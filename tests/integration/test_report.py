@@ -27,7 +27,7 @@ from sqlmodel import Session, select
 from daemon.config import load_config
 from store import tables as m
 from store.db import create_schema, make_engine
-from tests.conftest import REPO, missing, write_site_config
+from tests.conftest import REPO, missing, sla_yaml, write_site_config
 from daemon.cli import main
 from tests.e2e.helpers import helpdesk
 from tests.integration.test_desk_defects import own_rules
@@ -35,27 +35,7 @@ from tests.integration.test_outbox import close_desk, make_desk, new_mail
 
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)
 END = datetime(2026, 3, 30, tzinfo=timezone.utc)
-SLA = """\
-calendars:
-  always:
-    always_open: true
-policies:
-  standard:
-    calendar: always
-    targets:
-      P1: {first_response: 2h30m, resolution: 24h}
-      P2: {first_response: 2h30m, resolution: 24h}
-      P3: {first_response: 2h30m, resolution: 24h}
-      P4: {first_response: 2h30m, resolution: 24h}
-  business-critical:
-    calendar: always
-    targets:
-      P1: {first_response: 2h30m, resolution: 24h}
-      P2: {first_response: 2h30m, resolution: 24h}
-      P3: {first_response: 2h30m, resolution: 24h}
-      P4: {first_response: 2h30m, resolution: 24h}
-default_policy: standard
-"""
+SLA = sla_yaml(("2h30m", "24h"), ("2h30m", "24h"))
 def ticket(s: Session, tid: int, created: datetime, *, type_="incident", queue="general", status="new",
            updated: datetime | None = None, subject: str = "") -> None:
     s.add(m.Ticket(id=tid, subject=subject or f"Ticket {tid}", type=type_, status=status, priority="P3",
