@@ -39,9 +39,8 @@ from daemon.approval_plan import approval_vars, plan_json, stage_of, timer_due
 from daemon.approval_rules import LiveApprovals
 from daemon.clock import stamp, utcnow
 from daemon.identity import Authenticator
-from daemon.model import Auth, Envelope, MailEffects, ParsedMessage
+from daemon.model import Agent, Auth, Envelope, MailEffects, ParsedMessage
 from daemon.pipeline import tokens
-from daemon.model import Agent
 from daemon.pipeline.agent import plus_details, roster_of
 from daemon.pipeline.agent_mail import MailKit, agent_mail
 from daemon.pipeline.approval_mail import ApprovalKit, outcome_mail, refused_mail, request_mail
