@@ -255,3 +255,19 @@ def test_humans_talking_about_bounces_stay_human() -> None:
     complaint = PartView("text/plain", "My mail to bob@example.com could not be delivered, "
                                        "it says mailbox full. Please help.")
     assert judge(headers(HUMAN.replace("Printer on fire", "Mail problem")), [complaint]).kind == "human"
+
+
+def test_line_patterns_stay_on_their_line() -> None:
+    """Fuzz seed 2026, mutant 14169: a bounce whose notice is thousands of blank lines took 2.9 s,
+    because `^\\s*` at each line start ran over every blank line after it (quadratic). The line
+    patterns now match horizontal space only, so a marker's match starts on its own line."""
+    from daemon.pipeline.machine_reports import _ALONE_LINE, ANGLE_LINE, ORIGINAL_MARKER
+    blank = "\n" * 50
+    assert ORIGINAL_MARKER.search(blank + "   original message follows").start() == 50
+    assert ANGLE_LINE.search(blank + " <a@example.org>:").start() == 50
+    assert _ALONE_LINE.search(blank + "a@example.org\r\n").start() == 50
+    raw = (b"From: MAILER-DAEMON@example.net (Mail Delivery System)\r\nTo: support@example.com\r\n"
+           b"Subject: Undelivered Mail Returned to Sender\r\n\r\n" + b"\r\n" * 20_000 +
+           b"<gone@example.org>: mailbox unavailable\r\n")
+    verdict = parse(raw).machine
+    assert verdict.kind == "bounce" and verdict.dsn.recipients == ("gone@example.org",)
