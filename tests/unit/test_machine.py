@@ -271,3 +271,15 @@ def test_line_patterns_stay_on_their_line() -> None:
            b"<gone@example.org>: mailbox unavailable\r\n")
     verdict = parse(raw).machine
     assert verdict.kind == "bounce" and verdict.dsn.recipients == ("gone@example.org",)
+
+
+def test_addresses_in_bounce_text_are_bounded_like_rfc5321() -> None:
+    """Fuzz seed 2026, mutant 37633: an unbounded local part made findall quadratic on one long
+    line with no "@" (2.5 s). A local part is at most 64 characters, so no match is longer."""
+    from daemon.pipeline.machine_reports import _ANY_ADDR
+    assert _ANY_ADDR.findall("a" * 100 + "@b.example") == ["a" * 64 + "@b.example"]
+    raw = (b"From: MAILER-DAEMON@example.net\r\nTo: support@example.com\r\n"
+           b"Subject: Undelivered Mail Returned to Sender\r\n\r\n<gone@example.org>: mailbox unavailable\r\n"
+           b"\r\nDelivery failed: " + b"x" * 60_000 + b"\r\n")
+    verdict = parse(raw).machine
+    assert verdict.kind == "bounce" and verdict.dsn.recipients == ("gone@example.org",)
