@@ -31,8 +31,8 @@ from daemon.macros import context_of, expand, with_macros
 from daemon.identity import Auth, Authenticator, AuthPolicy, dns_lookup, load_pinned, pinned_lookup
 from daemon.model import Envelope, MailEffects, ParsedMessage, ThreadDecision
 from daemon.pipeline import agent as plan
-from daemon.pipeline.commands import Command, Commands, Parsed, Refusal, Vocabulary, parse_commands, validate, \
-    validate_requester
+from daemon.pipeline.commands import Command, Commands, Named, Parsed, Refusal, Vocabulary, named_tickets, \
+    parse_commands, validate, validate_requester
 from daemon.pipeline.strip import strip_reply
 from daemon.pipeline.thread import subject_tag
 from daemon.problems import combine
@@ -145,6 +145,16 @@ class AgentDesk:
                                   plan.token_agent(check, roster, claim.from_agent.email) != claim.from_agent):
             return None
         return self.auth.authenticate(raw)
+
+    def lock_targets(self, pre: Prelude | None) -> Named:
+        """The tickets an agent-path mail may change that its thread keys need not lead to:
+        its reply token's ticket and those its command lines name (a merge's second ticket);
+        the write transaction locks them with the rest, in the one order (store.writing)."""
+        if pre is None or not pre.claim.agent_path or pre.check is None:   # commands need a token
+            return Named()
+        named = named_tickets(pre.parsed)
+        token = {pre.check.tag.ticket_id} if pre.check.tag else set()
+        return Named(named.tickets | token, named.merge, named.status)
 
     # ------------------------------------------------------------------ inside the transaction
     def handle(self, tx, msg: ParsedMessage, envelope: Envelope, raw: bytes, decision: ThreadDecision,

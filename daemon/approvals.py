@@ -44,6 +44,7 @@ from daemon.pipeline import tokens
 from daemon.pipeline.agent import plus_details, roster_of
 from daemon.pipeline.agent_mail import MailKit, agent_mail
 from daemon.pipeline.approval_mail import ApprovalKit, outcome_mail, refused_mail, request_mail
+from daemon.pipeline.commands import Named
 from daemon.pipeline.approvals import Decision, Refusal, Vote, plan_for, read_decision, tally
 from daemon.pipeline.notify import Desk
 from daemon.pipeline.strip import strip_reply
@@ -364,6 +365,12 @@ class ApprovalGate:
     def prelude(self, msg: ParsedMessage, envelope: Envelope, raw: bytes):
         found = self.approvals.prelude(msg, envelope, raw)
         return found if found is not None else self.agents.prelude(msg, envelope, raw)
+
+    def lock_targets(self, pre):
+        """An approval reply changes the ticket its token names (locked first, store.writing)."""
+        if isinstance(pre, ApprovalPrelude):
+            return Named(frozenset({pre.check.tag.ticket_id}) if pre.check.tag else frozenset())
+        return self.agents.lock_targets(pre)
 
     def handle(self, tx, msg, envelope, raw, decision, pre, now) -> Handled | None:
         if isinstance(pre, ApprovalPrelude):

@@ -5,7 +5,9 @@ object a line) and adds to each ticket: every message's raw bytes (`raw`, base64
 attachment's `sha256`, and `backup`: the schema revision and every stored row of the ticket
 (store/backup.py). `import` restores such a file into an empty database: the rows with their
 ids, the raw mail, and the attachment files, taken again from the raw mail by the parse
-stage and checked against their sha256. Tickets are restored 200 to a transaction.
+stage and checked against their sha256. Tickets are restored 200 to a transaction. A backup
+from before revision 0004 with a thread key on two tickets is restored with the key on one
+and the tickets linked (store.backup.settle_split_keys).
 """
 from __future__ import annotations
 
@@ -130,7 +132,7 @@ def _attachment_files(store: Store, rows: dict[str, list[dict]], raw: dict[str, 
     return sum(len(s) for s in wanted.values())
 
 
-def _restore(store: Store, batch: list[tuple[str, dict]]) -> tuple[int, int]:
+def _restore(store: Store, batch: list[tuple[str, dict]], lost: list[dict]) -> tuple[int, int]:
     rows: dict[str, list[dict]] = {}
     raw: dict[str, bytes] = {}
     files = 0
@@ -141,7 +143,7 @@ def _restore(store: Store, batch: list[tuple[str, dict]]) -> tuple[int, int]:
         for table, per in obj["backup"]["rows"].items():
             rows.setdefault(table, []).extend(per)
     try:
-        rows_of.restore_rows(store.engine, rows, raw)
+        lost += rows_of.restore_rows(store.engine, rows, raw)
     except KeyError as exc:
         raise RestoreError(f"{batch[0][0]}: column {exc} is unknown to this helpdeskd (export from a newer "
                            f"version?)") from None
@@ -156,6 +158,7 @@ def import_backup(cfg: Config, path: str) -> str:
                            f"empty; import restores into an empty database only")
     tickets = messages = files = 0
     batch: list[tuple[str, dict]] = []
+    lost: list[dict] = []                     # thread keys held twice (a backup from before 0004)
     for no, obj in _objects(path):
         where = f"{path}:{no}" if no else path
         if not isinstance(obj, dict) or not isinstance(obj.get("backup"), dict) or "rows" not in obj["backup"]:
@@ -163,11 +166,14 @@ def import_backup(cfg: Config, path: str) -> str:
                                f"backup rows: make the file with 'helpdesk export --raw'")
         batch.append((where, obj))
         if len(batch) >= BATCH:
-            m, f = _restore(store, batch)
+            m, f = _restore(store, batch, lost)
             tickets, messages, files, batch = tickets + len(batch), messages + m, files + f, []
     if batch:
-        m, f = _restore(store, batch)
+        m, f = _restore(store, batch, lost)
         tickets, messages, files = tickets + len(batch), messages + m, files + f
     rows_of.reset_sequences(store.engine)
+    linked = rows_of.settle_split_keys(store.engine, lost, datetime.now(timezone.utc)) if lost else 0
     store.engine.dispose()
-    return f"imported {tickets} ticket(s), {messages} message(s), {files} attachment file(s) from {Path(path).name}"
+    split = f"; {linked} pair(s) of tickets shared thread keys (a split conversation): linked" if linked else ""
+    return (f"imported {tickets} ticket(s), {messages} message(s), {files} attachment file(s) from "
+            f"{Path(path).name}{split}")

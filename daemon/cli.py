@@ -64,7 +64,8 @@ def _out(text: str) -> None:
 
 # --------------------------------------------------------------------------- commands
 def _shared_key(cfg: Config) -> None:
-    """serve and worker refuse a node of a shared database without the shared signing key."""
+    """serve, worker and ingest (when it runs the pipeline itself) refuse a node of a shared
+    database without the shared signing key."""
     problem = shared_key_problem(cfg.database_url, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
     if problem:
         raise ConfigError(f"{key_location(cfg, 'database.url')}: {problem}")
@@ -96,6 +97,7 @@ def _ingest_fully(cfg: Config, args) -> int:
     from daemon.settings import worker_settings
     from daemon.intake.ingest import ingest
     from daemon.intake.parallel import ParseAhead
+    _shared_key(cfg)             # it signs what it sends as serve does (a hand-off above needs no key)
     # parsing helpers are forked first: before any database connection or thread exists
     helpers = ParseAhead.for_import(args.paths, worker_settings(cfg).limits, cfg.worker.ingest_processes,
                                     cfg.limits.parse_seconds)

@@ -163,6 +163,7 @@ def _run(app, raw: bytes, agent, roster, now: datetime):
     entry = Entry(None, raw, envelope, msg=msg, pre=Prelude(msg.text, roster, claim, check, auth))
     try:
         with app.store.write() as tx:
+            worker.path.lock(tx, [entry])           # the one lock order, as the spool worker (store.writing)
             done = worker.path.store_one(tx, entry)
             tx.commit()
     except StageFailed as exc:                      # the cause, as `Worker.process` raises it

@@ -103,19 +103,43 @@ class MessagePath:
     # ------------------------------------------------------------------ inside the transaction
     def lock(self, tx: WriteTx, entries: "list[Entry]") -> None:
         """First thing in the transaction: lock every thread key the entries carry (their own
-        ids, In-Reply-To, References) and the tickets their subject tags name, in the store's
-        one order; a racing transaction with a shared key waits, then threads on what this
-        one committed (store.saving.lock_threads)."""
+        ids, In-Reply-To, References), then every ticket they may change - the ones the keys
+        lead to, subject tags, reply tokens, the tickets commands name (a merge's second
+        ticket; a problem's incidents when its status changes), a bounce's or our own mail's
+        ticket - in the store's one order (store.writing). A racing transaction with a shared
+        key waits, then threads on what this one committed; a merge takes the threads lock
+        alone (it moves keys)."""
         keys: set[str] = set()
-        tags: set[int] = set()
+        tickets: set[int] = set()
+        exclusive = False
         for e in entries:
             if e.msg is None:
                 continue
             keys.update((*thread_keys(e.msg), e.msg.message_id, *e.msg.in_reply_to, *e.msg.references))
-            tag = subject_tag(e.msg.subject, self.settings.tag_prefix)
-            if tag is not None:
-                tags.add(tag)
-        tx.lock_threads(keys, tags)
+            tickets.update(self._targets(tx, e))
+            named = self.agents.lock_targets(e.pre) if self.agents is not None else None
+            if named is not None:
+                tickets.update(named.tickets)
+                exclusive = exclusive or named.merge
+                if named.status:                       # a problem resolved resolves its incidents
+                    tickets.update(i.id for t in named.tickets for i in tx.problems.incidents(t))
+        tx.lock_threads(keys, tickets, exclusive=exclusive)
+
+    def _targets(self, tx: WriteTx, e: Entry) -> set[int]:
+        """Tickets named outside the thread keys: the subject tag, our own mail come back, the
+        mail a bounce reports on (read before the locks: an outbox row's ticket never changes)."""
+        msg, found = e.msg, set()
+        tag = subject_tag(msg.subject, self.settings.tag_prefix)
+        found.add(tag)
+        if self.mail is not None:
+            found.add(self.mail.own_ticket(msg))
+            if msg.machine.kind == "bounce":
+                ref = self.mail.bounce_ref(tx, msg, e.envelope)
+                found.add(ref.ticket_id if ref is not None else None)
+                dsn = msg.machine.dsn
+                if dsn and dsn.original_message_id:
+                    found.add(tx.ticket_of_message(dsn.original_message_id))
+        return {t for t in found if t}
 
     def store_one(self, tx: WriteTx, e: Entry) -> Done:
         """Thread, route, save and plan one prepared message in `tx`. Raises StageFailed with the

@@ -74,6 +74,7 @@ class ProblemDesk:
                                tx.problems.notified(problem.id), self.desk.own,
                                queue.resolve_linked_incidents if queue is not None else True)
         ref = f"{self.desk.prefix}-{problem.id}"
+        tx.lock_tickets(plan.resolve)                    # locked first with the problem already (store.writing)
         for tid in plan.resolve:
             tx.change_status(tid, "resolved", now, f"problem {ref} resolved")
             if self.sla is not None:

@@ -6,15 +6,23 @@ tables that hang off those by foreign key (attachments, outbox recipients), foun
 metadata so a new table joins the backup without a change here. Values become JSON:
 datetimes as ISO 8601, bytes as base64; `restore_rows` turns them back by column type. The
 raw mail (`rawmessage`) travels with each message, not here.
+
+A backup taken before revision 0004 may hold one thread key on two tickets (a conversation
+split by a race); this schema has one owner per key. `restore_rows` inserts one row per key
+and hands back the others; once every ticket is in, `settle_split_keys` gives each such key
+to one ticket - the one that holds the message itself, else the older, as the upgrade to
+0004 does - and links the tickets (related, both ways) with a `linked` event on each that
+says why. No mail is dropped: messages are rows of their own, only the duplicate key goes.
 """
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import Table, func, inspect, select, text
+from sqlalchemy import Table, func, inspect, insert, select, text, update
 from sqlalchemy.engine import Engine
 
 from store.migrate import metadata
@@ -113,9 +121,11 @@ def is_empty(engine: Engine) -> bool:
                    for n in ("ticket", "message", "rawmessage"))
 
 
-def restore_rows(engine: Engine, rows: dict[str, list[dict]], raw: dict[str, bytes]) -> None:
-    """Insert one batch (table -> rows, sha256 -> raw mail) in one transaction."""
+def restore_rows(engine: Engine, rows: dict[str, list[dict]], raw: dict[str, bytes]) -> list[dict]:
+    """Insert one batch (table -> rows, sha256 -> raw mail) in one transaction; returns the
+    thread-key rows left out because another ticket holds the key (module docstring)."""
     md = metadata()
+    lost: list[dict] = []
     with engine.begin() as c:
         if raw:
             have = set(c.execute(select(md.tables["rawmessage"].c.sha256)
@@ -124,9 +134,66 @@ def restore_rows(engine: Engine, rows: dict[str, list[dict]], raw: dict[str, byt
             if new:
                 c.execute(md.tables["rawmessage"].insert(), new)
         for sc in scopes():
-            batch = rows.get(sc.table.name)
+            batch = [_decode(sc.table, r) for r in rows.get(sc.table.name, [])]
+            if sc.table.name == "threadkey":
+                batch, lost = _one_owner(c, sc.table, batch)
             if batch:
-                c.execute(sc.table.insert(), [_decode(sc.table, r) for r in batch])
+                c.execute(sc.table.insert(), batch)
+    return lost
+
+
+def _rank(row) -> tuple[bool, int]:
+    """Which ticket keeps a key held twice: the one with the message itself, else the older."""
+    return bool(row["ghost"]), row["ticket_id"]
+
+
+def _one_owner(c, table: Table, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """One row per key among `rows` and the keys already restored; (kept, left out)."""
+    held = set(c.execute(select(table.c.key).where(table.c.key.in_({r["key"] for r in rows}))).scalars()) \
+        if rows else set()
+    best: dict[str, dict] = {}
+    lost: list[dict] = []
+    for r in rows:
+        other = best.get(r["key"])
+        if r["key"] in held:
+            lost.append(r)
+        elif other is None:
+            best[r["key"]] = r
+        else:
+            keep, drop = (r, other) if _rank(r) < _rank(other) else (other, r)
+            best[r["key"]] = keep
+            lost.append(drop)
+    return list(best.values()), lost
+
+
+def settle_split_keys(engine: Engine, lost: list[dict], now: datetime) -> int:
+    """Give each key of `lost` to one ticket and link the tickets that shared it (module
+    docstring); how many pairs of tickets were linked. Run after every ticket is restored."""
+    md = metadata()
+    tk, link, event = md.tables["threadkey"], md.tables["ticketlink"], md.tables["event"]
+    pairs = 0
+    with engine.begin() as c:
+        for r in lost:
+            holder = c.execute(select(tk.c.ticket_id, tk.c.ghost).where(tk.c.key == r["key"])).mappings().first()
+            if holder is None or holder["ticket_id"] == r["ticket_id"]:
+                continue
+            if _rank(r) < _rank(holder):
+                c.execute(update(tk).where(tk.c.key == r["key"]).values(ticket_id=r["ticket_id"], ghost=r["ghost"]))
+            a, b = sorted((holder["ticket_id"], r["ticket_id"]))
+            have = set(c.execute(select(link.c.ticket_id).where(
+                link.c.kind == "related", ((link.c.ticket_id == a) & (link.c.other_id == b)) |
+                ((link.c.ticket_id == b) & (link.c.other_id == a)))).scalars())
+            if have >= {a, b}:
+                continue
+            pairs += 1
+            why = (f"thread key <{r['key']}> was held by both tickets in the backup (split conversation, "
+                   f"found on import)")
+            for x, y in ((a, b), (b, a)):
+                if x not in have:
+                    c.execute(insert(link).values(ticket_id=x, other_id=y, kind="related"))
+                c.execute(insert(event).values(ticket_id=x, at=now, kind="linked",
+                                               detail=json.dumps({"ticket": y, "why": why}, ensure_ascii=False)))
+    return pairs
 
 
 def reset_sequences(engine: Engine) -> None:

@@ -19,13 +19,14 @@ The sender side (claim, record, sweep, lookups) is store/outbox_sender.py.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Iterable
 
-from sqlalchemy import (Integer, Text, bindparam, case, func, insert, literal_column, null,
+from sqlalchemy import (Integer, Text, bindparam, case, func, insert, literal_column, null, text,
                         union_all, update)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import select as sa_select
@@ -203,9 +204,27 @@ def _note(events: list[dict], ticket_id: int | None, at: datetime, kind: str, de
                        "detail": json.dumps(detail, ensure_ascii=False)})
 
 
+FUSE_LOCKS, SUPPRESSION_LOCKS = 0x6675, 0x7370          # advisory lock classes: "fu", "sp"
+TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:cls, :k)")
+
+
+def _free(c, cls: int, key: str) -> bool:
+    """Step 5 of the lock order (store.writing): take the try-lock of an address-keyed row;
+    False when another transaction is writing that row now (then leave it to that one).
+    Always True on SQLite (one writer)."""
+    if c.dialect.name != "postgresql":
+        return True
+    k = int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:4], "big", signed=True)
+    return bool(c.execute(TRY_LOCK, {"cls": cls, "k": k}).scalar())
+
+
 def _trip(c, alert: FuseAlert, now: datetime) -> bool:
-    """Count a fuse trip; True when it is the first in its window (then alert)."""
+    """Count a fuse trip; True when it is the first in its window (then alert). A trip of a
+    fuse another transaction is tripping at this moment is left to that one (its trip counts,
+    the alert is its to raise): nobody waits on a fuse row."""
     q = _sql()
+    if not _free(c, FUSE_LOCKS, alert.key):
+        return False
     row = c.execute(q.fuse, {"b_key": alert.key}).first()
     if row is None:                             # another writer may trip the same fuse at this moment
         if c.execute(insert_ignore(c, MailFuse.__table__),
@@ -241,6 +260,10 @@ def _bounce(s: Session, mark, now: datetime, events: list[dict]) -> None:
 
 
 def suppress(s: Session, email: str, now: datetime, until: datetime, reason: str) -> None:
+    """Hold mail to `email` until then; when another transaction is suppressing the same
+    address at this moment, it is left to that one (nobody waits on the row, store.writing)."""
+    if not _free(s.connection(), SUPPRESSION_LOCKS, email.lower()):
+        return
     row = s.get(MailSuppression, email.lower())
     if row is None:
         row = MailSuppression(email=email.lower(), until=_utc(until), since=now, reason=reason[:1000])

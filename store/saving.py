@@ -8,7 +8,8 @@ and events.
 One conversation, one ticket, whatever the timing: a thread key belongs to one ticket
 (unique `threadkey.key`). On PostgreSQL a write transaction first takes `lock_threads`:
 transaction-scoped advisory locks on every key its messages carry, in one order (sorted by
-the key's 64-bit hash), then the tickets owning them (FOR NO KEY UPDATE, by id). A reply and
+the key's 64-bit hash), then the tickets owning them and every other ticket the transaction
+may change (FOR NO KEY UPDATE, by id; the whole order is in store.writing). A reply and
 its parent stored at once by two daemons meet on the lock of the parent's id: the second
 waits for the first to commit and only then reads the candidates and threads, into the
 ticket the first one opened. On SQLite BEGIN IMMEDIATE already makes the writer the only one.
@@ -94,23 +95,32 @@ def key_lock(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
 
 
-def lock_threads(c: Connection, keys, tickets=()) -> None:
+def lock_threads(c: Connection, keys, tickets=(), exclusive: bool = False) -> None:
     """PostgreSQL: lock every thread key of the transaction's messages, then the tickets they
-    lead to (and `tickets`, e.g. subject tags), in the one order (see module docstring). Call
-    it before the transaction reads thread candidates; a no-op on SQLite."""
+    lead to (and `tickets`: subject tags, reply tokens, command targets, bounced mail's
+    tickets), in the one order (store.writing). Call it before the transaction reads thread
+    candidates; a no-op on SQLite. `exclusive`: the transaction moves keys from one ticket to
+    another (a merge): it takes the threads lock alone, so no writer holding keys runs beside
+    it and none reads the owners it is changing."""
     if c.dialect.name != "postgresql":
         return
     keys = sorted(set(keys))
     numbers = sorted({key_lock(k) for k in keys})
-    if len(numbers) > MAX_KEY_LOCKS:
+    if exclusive or len(numbers) > MAX_KEY_LOCKS:
         c.execute(LOCK_EXCLUSIVE, {"k": THREADS_LOCK})
     else:
         c.execute(LOCK_SHARED, {"k": THREADS_LOCK})
         if numbers:
             c.execute(LOCK_KEYS, {"ks": numbers})
     owners = set(c.execute(SEL_OWNER_IDS, {"b_keys": keys}).scalars()) if keys else set()
-    ids = sorted(owners | {t for t in tickets if t})
-    if ids:
+    lock_tickets(c, owners | {t for t in tickets if t})
+
+
+def lock_tickets(c: Connection, ids) -> None:
+    """Lock these tickets' rows (FOR NO KEY UPDATE), in id order: the ticket step of the one
+    order (store.writing). Locks this transaction holds already are taken again at no cost."""
+    ids = sorted({int(i) for i in ids if i})
+    if ids and c.dialect.name == "postgresql":
         c.execute(LOCK_TICKETS, {"b_ids": ids}).all()
 
 

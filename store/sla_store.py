@@ -173,9 +173,10 @@ class SlaTx:
         return self.s.connection()
 
     def ticket(self, ticket_id: int, *, lock: bool = False) -> TicketRow | None:
-        """The ticket; `lock` takes its row lock (PostgreSQL) so changes to it wait for us."""
+        """The ticket; `lock` takes its row lock (PostgreSQL; FOR NO KEY UPDATE, as every
+        writer's ticket step, store.writing) so changes to it wait for us."""
         q = select(m.Ticket).where(m.Ticket.id == ticket_id)
-        row = self.s.exec(q.with_for_update() if lock else q).first()
+        row = self.s.exec(q.with_for_update(key_share=True) if lock else q).first()
         return _trow(row) if row is not None else None
 
     def row(self, ticket_id: int) -> SlaRow | None:

@@ -30,7 +30,7 @@ from store import tables as m
 from store.tables import AgentMessage, TicketTag  # noqa: F401  (re-exported)
 from store import outbox, problems, search
 from store.approvals_store import status_refusal
-from store.saving import insert_ignore
+from store.saving import insert_ignore, lock_tickets
 from store.records import SaveResult, TicketRow
 
 THREAD = 10                           # customer message ids put into References of a reply
@@ -265,6 +265,7 @@ def _tag(s: Session, t: m.Ticket, c: Command, by: str, now: datetime) -> Command
     return CommandResult(c.describe(), True, f"tag {c.value} {'added' if c.name == 'tag' else 'removed'}")
 
 def _link(s: Session, t: m.Ticket, other: m.Ticket, c: Command, by: str, now: datetime, prefix: str) -> CommandResult:
+    lock_tickets(s.connection(), (t.id, other.id))      # both, in id order: links are written both ways
     for a, b in ((t.id, other.id), (other.id, t.id)):
         if s.get(m.TicketLink, (a, b, "related")) is None:
             s.add(m.TicketLink(ticket_id=a, other_id=b, kind="related"))
@@ -276,6 +277,7 @@ def _merge(s: Session, t: m.Ticket, other: m.Ticket, c: Command, by: str, now: d
     joins other as a participant, t is closed."""
     if other.status == "closed":
         return CommandResult(c.describe(), False, f"{prefix}-{other.id} is closed")
+    lock_tickets(s.connection(), (t.id, other.id))      # both, in id order (held already from the batch's lock)
     s.add(m.TicketLink(ticket_id=t.id, other_id=other.id, kind="merged_into"))
     if s.get(m.TicketLink, (other.id, t.id, "merged_from")) is None:
         s.add(m.TicketLink(ticket_id=other.id, other_id=t.id, kind="merged_from"))

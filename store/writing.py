@@ -1,8 +1,8 @@
 """The write transaction: one object the worker drives for a batch of one or many messages.
 
 Everything a stored message changes goes through one `WriteTx`. First, once for the batch,
-`lock_threads`: the thread keys of every message, then the tickets they lead to, locked in
-one order (store.saving), so concurrent writers on PostgreSQL never deadlock and a reply
+`lock_threads`: the thread keys of every message, then every ticket the batch may change,
+locked in one order (below), so concurrent writers on PostgreSQL never deadlock and a reply
 racing its parent threads on what the parent's transaction committed. Then, per message:
 the reads threading and planning need (thread candidates, the ticket a delivery report is
 about, the ticket row, its mail history, the agent path's ticket state), the message itself
@@ -12,6 +12,34 @@ calls back into daemon/. A reply sees the ticket its parent opened earlier in th
 transaction; `commit` makes the lot durable at once (group commit: one fsync for a backlog),
 and nothing is acknowledged before it returns. A failure while writing leaves the
 transaction unusable: the caller rolls it back (see daemon.worker).
+
+The lock order (PostgreSQL; SQLite's BEGIN IMMEDIATE has one writer at a time). Every
+write path takes its locks in these steps, each step in its own order, and never goes
+back to an earlier step:
+
+  1. thread keys: the shared threads lock, then one advisory lock per key the
+     transaction's messages carry, by the key's 64-bit hash (store.saving.lock_threads).
+     A merge, which moves keys between tickets, takes the threads lock exclusively instead.
+  2. tickets: every ticket the transaction may change, FOR NO KEY UPDATE, by id, in one
+     statement (saving.LOCK_TICKETS): those the keys lead to, subject tags, the ticket a
+     reply token (agent or approver) names, both tickets of a merge or link, a problem's
+     incidents when its status changes, the ticket of a bounce's or our own returning mail
+     (daemon.message_path.MessagePath.lock). A path without keys (`helpdesk reply/update`
+     goes through the same `lock`; an SLA escalation, a status change) locks its one
+     ticket first. Rows that belong to a ticket (thread-key rows, links, participants,
+     SLA state, approvals, the ticket's outbox rows and their recipients) are only written
+     under their ticket's lock, so they need no order of their own; FK checks take FOR KEY
+     SHARE, which NO KEY UPDATE does not block.
+  3. thread-key rows: inserted (ON CONFLICT DO NOTHING) only for keys locked in step 1
+     or new ids of our own mail; moved only by a merge (exclusive).
+  4. outbox: new rows (nothing waits on them); recipients of a bounced mail, under the
+     ticket's lock. The sender (store.outbox_sender) locks outbox rows only, never a ticket.
+  5. rows keyed by an address, not a ticket (mailfuse, mailsuppression): never waited for.
+     Each is written under a try-lock on its key (pg_try_advisory_xact_lock); when another
+     writer holds it, that writer is tripping the same fuse (or suppressing the same
+     address) at this moment, and this one leaves the row to it (store.outbox).
+tests/integration/test_deadlock.py runs every path at once on PostgreSQL and counts no
+DeadlockDetected.
 """
 from __future__ import annotations
 
@@ -106,11 +134,16 @@ class WriteTx:
         self.rollback()
 
     # ------------------------------------------------------------------ locks, then reads
-    def lock_threads(self, keys, tickets=()) -> None:
+    def lock_threads(self, keys, tickets=(), exclusive: bool = False) -> None:
         """Before any thread lookup: lock the thread keys of every message this transaction
-        will store, then the tickets they lead to (store.saving.lock_threads: one order for
-        every writer, so writers never deadlock and a racing reply waits for its parent)."""
-        self._guard(lambda: saving.lock_threads(self._c(), keys, tickets))
+        will store, then the tickets they lead to and `tickets` (store.saving.lock_threads:
+        steps 1 and 2 of the lock order, module docstring); `exclusive` for a merge."""
+        self._guard(lambda: saving.lock_threads(self._c(), keys, tickets, exclusive))
+
+    def lock_tickets(self, ids) -> None:
+        """Step 2 of the lock order for a transaction that knows its tickets without thread
+        keys (or adds some it holds already): their rows, in id order."""
+        self._guard(lambda: saving.lock_tickets(self._c(), ids))
 
     def thread_candidates(self, keys: tuple[str, ...], tag: int | None) -> ThreadCandidates:
         return self._guard(lambda: saving.thread_candidates(self._c(), keys, tag))

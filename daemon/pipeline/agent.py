@@ -33,7 +33,7 @@ from daemon.model import Address, Agent, Auth, Envelope, ParsedMessage, ThreadDe
 from daemon.pipeline.tokens import ReplyCheck, principal_id
 
 COMMENT = "comment"                   # support+comment@...: an internal note
-_EMAILISH = re.compile(r"[^\s<>\"'@,;:()]+@[^\s<>\"'@,;:()]+\.[^\s<>\"'@,;:()]+")
+_EMAILISH = re.compile(r"(?<![^\s<>\"'@,;:()])[^\s<>\"'@,;:()]+@[^\s<>\"'@,;:()]+\.[^\s<>\"'@,;:()]+")
 _RCPT_HEADERS = ("delivered-to", "x-original-to", "envelope-to")
 
 REASONS = {

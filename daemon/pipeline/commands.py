@@ -222,3 +222,27 @@ _CHECKS = {
     "tag": _named("tag", lambda v: v.tags), "untag": _named("tag", lambda v: v.tags),
     "merge": _ticket_ref, "link": _ticket_ref, "problem": _ticket_ref,
 }
+
+
+@dataclass(frozen=True)
+class Named:
+    """What a command block may change besides its own ticket, read from the lines as written
+    (before validation): the tickets `#merge`/`#link`/`#problem` name, whether a merge is
+    among them, whether a status changes. The write transaction locks them first (store.writing)."""
+
+    tickets: frozenset[int] = frozenset()
+    merge: bool = False
+    status: bool = False
+
+
+def named_tickets(parsed: Parsed) -> Named:
+    """See `Named`."""
+    tickets: set[int] = set()
+    merge = status = False
+    for _, name, arg in parsed.lines:
+        name = ALIASES.get(name, (name, None))[0]
+        status = status or name == "status"
+        if name in ("merge", "link", "problem"):
+            merge = merge or name == "merge"
+            tickets.update(int(m.group(2)) for m in map(_REF.match, arg.split()) if m)
+    return Named(frozenset(tickets), merge, status)

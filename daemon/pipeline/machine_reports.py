@@ -21,8 +21,13 @@ DAEMON_LOCAL = re.compile(
 _SMTP_CODE = re.compile(r"\b[45]\d\d[ -]")
 _PERMANENT = re.compile(r"permanent|fatal", re.I)
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-_ADDR = r"[^\s<>()\[\]\"',;:@]+@[^\s<>()\[\]\"',;:@]+\.[A-Za-z0-9-]+"
-ANGLE_LINE = re.compile(r"^\s*<(" + _ADDR + r")>\s*(?:[:.,]|\.\.\.|$)", re.M)
+# an address as RFC 5321 bounds it (local part <= 64, domain <= 255): unbounded `+` runs made
+# findall quadratic on one long line without an "@" (fuzz seed 2026, mutant 37633: 2.5 s)
+_ADDR = r"[^\s<>()\[\]\"',;:@]{1,64}@[^\s<>()\[\]\"',;:@]{1,253}\.[A-Za-z0-9-]{1,63}"
+# the line patterns below allow only horizontal space ([ \t\r]) where they could begin or end a
+# line: `\s*` after `^` would run over every following blank line at each line start, and a
+# bounce of 6,000 blank lines took 2.9 s (fuzz seed 2026, mutant 14169)
+ANGLE_LINE = re.compile(r"^[ \t]*<(" + _ADDR + r")>[ \t\r]*(?:[:.,]|\.\.\.|$)", re.M)
 _RCPT_TO = re.compile(r"rcpt to:\s*<(" + _ADDR + r")>", re.I)
 _SMTP_PREFIX = re.compile(r"^(smtp|rfc-?822)=", re.I)
 _TRIGGER = re.compile(
@@ -31,14 +36,14 @@ _TRIGGER = re.compile(
     r"did not reach|addressed to|was addressed|intended recipient|delivery to|your message to|"
     r"delivery of (e-?mail|(your )?message) to|"
     r"not (be )?(delivered|reached)", re.I)
-_ALONE_LINE = re.compile(r"^\s*<?(" + _ADDR + r")>?\s*:?\s*$", re.M)
+_ALONE_LINE = re.compile(r"^[ \t]*<?(" + _ADDR + r")>?[ \t\r]*:?[ \t\r]*$", re.M)
 _ANY_ADDR = re.compile(r"<?(" + _ADDR + r")>?")
 _FAILURE_WORDS = re.compile(
     r"unknown|not exist|no such|invalid|reject|fail|undeliver|not (be )?delivered|"
     r"mailbox|quota|unavailable|not found|refused|permanent|denied|disabled|"
     r"error|bad destination|not listed|inactive|expired|delay", re.I)
 ORIGINAL_MARKER = re.compile(
-    r"^[\s>|*=_-]*(start of |begin )?(below this line is a copy of|(a )?copy of (the |your )?"
+    r"^[ \t>|*=_-]*(start of |begin )?(below this line is a copy of|(a )?copy of (the |your )?"
     r"(original |returned )?message|(the )?(original|returned|undelivered|unsent|bounced) "
     r"(message|mail)\b(?! (to|was|could))|message headers? follows?|headers? of (the )?original "
     r"message|the header of the original message|old message:)", re.I | re.M)

@@ -15,11 +15,13 @@ from sqlmodel import Session
 
 from store import tables as m
 
+from daemon import backup as backup_mod
+from daemon.config import load_config
 from store.db import make_engine
 from tests.conftest import write_site_config
 from tests.e2e.helpers import helpdesk
 from tests.integration.test_migrate import dump, fill
-from tests.integration.test_outbox import close_desk, make_desk
+from tests.integration.test_outbox import close_desk, make_desk, new_mail
 
 SCOPED = ("ticket", "message", "event", "attachment", "participant", "threadkey", "ticketsla", "tickettag",
           "outbox", "outboxrecipient", "rawmessage")
@@ -137,3 +139,46 @@ def test_import_refuses_a_plain_export(tmp_path):
     err = refused.stderr.decode()
     assert refused.returncode == 1, err
     assert "has no backup rows" in err and "export --raw" in err and "plain.json:2" in err
+
+
+@pytest.mark.parametrize("backend,batch", [("sqlite", 1), ("postgresql", 200)])
+def test_an_old_backup_with_split_thread_keys_imports_linked(request, tmp_path, monkeypatch, backend, batch):
+    """A backup from before revision 0004 may hold one thread key on two tickets (a split
+    conversation). Import keeps every message, gives each key to one ticket (the one holding
+    the message itself, else the older), links the two tickets and tells the agents in an
+    event - whether the two tickets are restored in one batch or in two."""
+    src_url, dst_url = _urls(request, backend)
+    (tmp_path / "a").mkdir()
+    desk = make_desk(tmp_path / "a", src_url)
+    desk.mail(new_mail(1, subject="VPN down"))                       # HD-1 holds <m1.ann@example.org>
+    desk.mail(new_mail(2, frm="bob@example.org", subject="Printer"))  # HD-2 holds <m2.bob@example.org>
+    out: list[str] = []
+    backup_mod.export_backup(desk.app.config, desk.store, None, out.append)
+    close_desk(desk)
+    objs = json.loads("".join(out))
+    by_id = {o["id"]: o for o in objs}
+    for tid, key in ((2, "m1.ann@example.org"), (1, "m2.bob@example.org"),     # ghosts of the other's message
+                     (1, "lost@example.org"), (2, "lost@example.org")):         # both ghosts: the older keeps it
+        by_id[tid]["backup"]["rows"]["threadkey"].append({"key": key, "ticket_id": tid, "ghost": True})
+    for o in objs:
+        o["backup"]["revision"] = "0003_message_search"
+    old = tmp_path / "old.json"
+    old.write_text("[\n" + ",\n".join(json.dumps(o) for o in objs) + "\n]\n")
+
+    monkeypatch.setattr(backup_mod, "BATCH", batch)
+    (tmp_path / "b").mkdir()
+    cfg = load_config(str(write_site_config(tmp_path / "b", db_url=dst_url)))
+    summary = backup_mod.import_backup(cfg, str(old))
+    assert "imported 2 ticket(s), 2 message(s)" in summary and "1 pair(s) of tickets" in summary
+    engine = make_engine(dst_url or f"sqlite:///{tmp_path / 'b' / 'state' / 'helpdesk.db'}")
+    with engine.connect() as c:
+        owners = dict(c.execute(text("SELECT key, ticket_id FROM threadkey")).all())
+        links = set(c.execute(text("SELECT ticket_id, other_id FROM ticketlink WHERE kind = 'related'")).all())
+        events = c.execute(text("SELECT ticket_id, detail FROM event WHERE kind = 'linked' ORDER BY ticket_id")).all()
+        messages = c.execute(text("SELECT message_id, ticket_id FROM message ORDER BY id")).all()
+    engine.dispose()
+    assert owners["m1.ann@example.org"] == 1 and owners["m2.bob@example.org"] == 2 and owners["lost@example.org"] == 1
+    assert links == {(1, 2), (2, 1)}
+    assert [t for t, _ in events] == [1, 2]
+    assert all("split conversation, found on import" in json.loads(d)["why"] for _, d in events)
+    assert [tuple(r) for r in messages] == [("m1.ann@example.org", 1), ("m2.bob@example.org", 2)]

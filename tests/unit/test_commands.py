@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.pipeline.commands import Vocabulary, parse_commands, validate, validate_requester
+from daemon.pipeline.commands import Named, Vocabulary, named_tickets, parse_commands, validate, validate_requester
 
 VOCAB = Vocabulary(frozenset({"general", "network"}), frozenset({"incident", "request"}),
                    frozenset({"vip", "outage"}), frozenset({"ana@example.com", "ben@example.com"}),
@@ -67,3 +67,10 @@ def test_requester_may_only_resolve_by_default():
 def test_at_most_twenty_commands():
     c = run("\n".join(["#tag vip"] * 25))
     assert len(c.commands) == 20 and len(c.refused) == 5
+
+
+def test_the_tickets_a_block_names_are_known_before_the_transaction_locks():
+    named = named_tickets(parse_commands("#link HD-12 13\n#merge hd-7\n#problem #9\n#resolve\nBody #link HD-99"))
+    assert named == Named(frozenset({7, 9, 12, 13}), merge=True, status=True)
+    assert named_tickets(parse_commands("#link HD-3\n#tag vip")) == Named(frozenset({3}), False, False)
+    assert named_tickets(parse_commands("#merge nonsense\nHi")) == Named(frozenset(), True, False)

@@ -255,3 +255,31 @@ def test_humans_talking_about_bounces_stay_human() -> None:
     complaint = PartView("text/plain", "My mail to bob@example.com could not be delivered, "
                                        "it says mailbox full. Please help.")
     assert judge(headers(HUMAN.replace("Printer on fire", "Mail problem")), [complaint]).kind == "human"
+
+
+def test_line_patterns_stay_on_their_line() -> None:
+    """Fuzz seed 2026, mutant 14169: a bounce whose notice is thousands of blank lines took 2.9 s,
+    because `^\\s*` at each line start ran over every blank line after it (quadratic). The line
+    patterns now match horizontal space only, so a marker's match starts on its own line."""
+    from daemon.pipeline.machine_reports import _ALONE_LINE, ANGLE_LINE, ORIGINAL_MARKER
+    blank = "\n" * 50
+    assert ORIGINAL_MARKER.search(blank + "   original message follows").start() == 50
+    assert ANGLE_LINE.search(blank + " <a@example.org>:").start() == 50
+    assert _ALONE_LINE.search(blank + "a@example.org\r\n").start() == 50
+    raw = (b"From: MAILER-DAEMON@example.net (Mail Delivery System)\r\nTo: support@example.com\r\n"
+           b"Subject: Undelivered Mail Returned to Sender\r\n\r\n" + b"\r\n" * 20_000 +
+           b"<gone@example.org>: mailbox unavailable\r\n")
+    verdict = parse(raw).machine
+    assert verdict.kind == "bounce" and verdict.dsn.recipients == ("gone@example.org",)
+
+
+def test_addresses_in_bounce_text_are_bounded_like_rfc5321() -> None:
+    """Fuzz seed 2026, mutant 37633: an unbounded local part made findall quadratic on one long
+    line with no "@" (2.5 s). A local part is at most 64 characters, so no match is longer."""
+    from daemon.pipeline.machine_reports import _ANY_ADDR
+    assert _ANY_ADDR.findall("a" * 100 + "@b.example") == ["a" * 64 + "@b.example"]
+    raw = (b"From: MAILER-DAEMON@example.net\r\nTo: support@example.com\r\n"
+           b"Subject: Undelivered Mail Returned to Sender\r\n\r\n<gone@example.org>: mailbox unavailable\r\n"
+           b"\r\nDelivery failed: " + b"x" * 60_000 + b"\r\n")
+    verdict = parse(raw).machine
+    assert verdict.kind == "bounce" and verdict.dsn.recipients == ("gone@example.org",)

@@ -1,7 +1,11 @@
 """A node of a shared (PostgreSQL) database must sign with the key every node shares (issue 14):
-`check`, `serve` and `worker` refuse a config without `[helpdesk] key_env`/`key_credential`,
-naming the key, exit 1, no traceback; SQLite (one node) still generates its own key."""
+`check`, `serve`, `worker` and `ingest` (files, or a pipe with no daemon to hand off to) refuse
+a config without `[helpdesk] key_env`/`key_credential`, naming the key, exit 1, no traceback,
+nothing stored; SQLite (one node) still generates its own key."""
 from __future__ import annotations
+
+import io
+import sys
 
 import pytest
 
@@ -24,6 +28,25 @@ def test_a_node_of_a_shared_database_without_the_signing_key_is_refused(tmp_path
     err = capsys.readouterr().err
     assert "helpdesk.key_env" in err and "key_credential" in err and "same key on every node" in err
     assert "site.toml" in err and "Traceback" not in err and "internal error" not in err
+
+
+MAIL = b"From: ann@example.org\r\nTo: support@example.com\r\nSubject: x\r\nMessage-ID: <k1@example.org>\r\n\r\nHi\r\n"
+
+
+@pytest.mark.parametrize("how", ["file", "pipe"])
+def test_ingest_on_a_shared_database_without_the_signing_key_is_refused(tmp_path, capsys, monkeypatch, how):
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(MAIL)
+    if how == "pipe":
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(MAIL)))
+    argv = ["--config", site(tmp_path), "ingest", *([str(eml)] if how == "file" else
+                                                    ["--sender", "ann@example.org", "--recipient", "support@example.com"])]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "helpdesk.key_env" in err and "key_credential" in err and "same key on every node" in err
+    assert "site.toml" in err and "Traceback" not in err and "temporary failure" not in err
+    spool = tmp_path / "st" / "spool"
+    assert not spool.exists() or not any(p.is_file() for p in spool.rglob("*"))
 
 
 def test_the_rule_itself():
