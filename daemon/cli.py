@@ -10,7 +10,7 @@ import json
 import os
 import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from daemon.cli_args import command_of, ingest_parser, parse_day, parser_parts
 from daemon.clock import build_clock
@@ -203,13 +203,7 @@ def cmd_quarantine(cfg: Config, args) -> int:
 
 
 def _since(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--since: not an ISO date: {text!r} (e.g. 2026-01-31)") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return parse_day(text, "--since", UsageError)
 
 
 def cmd_export(cfg: Config, args) -> int:

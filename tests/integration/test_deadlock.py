@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from collections import Counter
 
 import pytest
@@ -17,14 +16,13 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from daemon.desk_cli import Act, perform
-from daemon.errors import StoreUnavailable
 from daemon.message_path import Entry
 from daemon.model import Envelope
 from daemon.pipeline.parse import parse
 from store import tables as m
 from tests.agentkit import Zone, agent_reply, sign
 from tests.integration.test_outbox import close_desk, dsn, make_desk, new_mail
-from tests.integration.test_thread_race import deadlocks_in, store_batch
+from tests.integration.test_thread_race import store_batch, writers_at_once
 
 WRITERS = 6
 PAIRS = ((1, 2), (3, 4), (2, 3), (1, 4), (2, 4), (1, 3))
@@ -113,33 +111,8 @@ def test_every_write_path_at_once_meets_no_deadlock(desk):
         i += size
     lanes = [batches[k::WRITERS] for k in range(WRITERS)]
     lanes[0] = [("cli", a) for a in acts] + lanes[0]
-    stats = {"deadlocks": 0, "retries": 0, "errors": []}
-    lock, start = threading.Lock(), threading.Barrier(WRITERS)
-
-    def run(lane):
-        start.wait()
-        for work in lane:
-            for _ in range(20):
-                try:
-                    if isinstance(work, tuple):
-                        perform(desk.app, work[1])
-                    else:
-                        store_batch(desk, work)
-                    break
-                except StoreUnavailable as exc:             # the worker would put the batch back
-                    with lock:
-                        stats["deadlocks"] += deadlocks_in(exc)
-                        stats["retries"] += 1
-                except Exception as exc:                    # noqa: BLE001 - counted, the test fails on it
-                    with lock:
-                        stats["deadlocks"] += deadlocks_in(exc)
-                        stats["errors"].append(repr(exc))
-                    break
-    threads = [threading.Thread(target=run, args=(lane,)) for lane in lanes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    stats = writers_at_once(lanes, lambda work: perform(desk.app, work[1]) if isinstance(work, tuple)
+                            else store_batch(desk, work))
     print(f"\n{len(batches)} batches of {len(entries)} messages + {len(acts)} replies on {WRITERS} writers: {stats}")
     assert stats["deadlocks"] == 0 and stats["errors"] == []
     consistent(desk, entries, acts)

@@ -107,30 +107,19 @@ def deadlocks_in(exc: BaseException) -> int:
     return 0
 
 
-def test_many_concurrent_writers_split_nothing_and_never_deadlock(desk):
-    """8 writers, batches of 1-6 messages in random order: 40 conversations of a parent and
-    3 replies, each naming all earlier messages, spread over every writer."""
-    convs = [conversation(n, replies=3) for n in range(40)]
-    raws = [raw for c in convs for raw in c]
-    rng = random.Random(14)
-    rng.shuffle(raws)
-    entries = [entry(desk, raw) for raw in raws]
-    batches, i = [], 0
-    while i < len(entries):
-        size = rng.randint(1, 6)
-        batches.append(entries[i:i + size])
-        i += size
-    lanes = [batches[k::8] for k in range(8)]
+def writers_at_once(lanes: list[list], do) -> dict:
+    """One thread per lane, released together; each runs `do(work)` for its lane's work in
+    order, retrying what fails as StoreUnavailable (as the worker puts a batch back). The
+    deadlocks seen, the retries and any other error."""
     stats = {"deadlocks": 0, "retries": 0, "errors": []}
-    lock = threading.Lock()
-    start = threading.Barrier(8)
+    lock, start = threading.Lock(), threading.Barrier(len(lanes))
 
     def run(lane):
         start.wait()
-        for batch in lane:
+        for work in lane:
             for _ in range(20):
                 try:
-                    store_batch(desk, batch)
+                    do(work)
                     break
                 except StoreUnavailable as exc:             # e.g. DeadlockDetected: the worker would retry
                     with lock:
@@ -146,6 +135,24 @@ def test_many_concurrent_writers_split_nothing_and_never_deadlock(desk):
         t.start()
     for t in threads:
         t.join(120)
+    return stats
+
+
+def test_many_concurrent_writers_split_nothing_and_never_deadlock(desk):
+    """8 writers, batches of 1-6 messages in random order: 40 conversations of a parent and
+    3 replies, each naming all earlier messages, spread over every writer."""
+    convs = [conversation(n, replies=3) for n in range(40)]
+    raws = [raw for c in convs for raw in c]
+    rng = random.Random(14)
+    rng.shuffle(raws)
+    entries = [entry(desk, raw) for raw in raws]
+    batches, i = [], 0
+    while i < len(entries):
+        size = rng.randint(1, 6)
+        batches.append(entries[i:i + size])
+        i += size
+    lanes = [batches[k::8] for k in range(8)]
+    stats = writers_at_once(lanes, lambda batch: store_batch(desk, batch))
     print(f"\n{desk.backend.name}: {len(batches)} batches, {stats}")
     assert stats["deadlocks"] == 0 and stats["errors"] == []
     owner = tickets_of(desk)
