@@ -24,7 +24,7 @@ from daemon.cli import main
 from store import migrate
 from store.search import is_search_table
 from store.db import create_schema, make_engine
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_KEY_ENV
 from tests.integration.test_outbox import close_desk, make_desk, new_mail, reply_to
 
 LEGACY = Path(__file__).parent / "legacy_schema"
@@ -200,7 +200,7 @@ def test_postgresql_behind_is_refused_by_ingest_naming_db_upgrade(pg_url, tmp_pa
     legacy_create_schema(engine)
     engine.dispose()
     site = tmp_path / "site.toml"
-    site.write_text(f'[helpdesk]\nstate_dir = "st"\n[database]\nurl = "{pg_url}"\n')
+    site.write_text(f'[helpdesk]\nstate_dir = "st"\nkey_env = "{TEST_KEY_ENV}"\n[database]\nurl = "{pg_url}"\n')
     mail = tmp_path / "m.eml"
     mail.write_bytes(new_mail(1))
     assert main(["--config", str(site), "ingest", "--quiet", "--no-mail", str(mail)]) == 1
@@ -216,7 +216,7 @@ def test_two_first_starts_at_once_on_an_empty_postgresql_database_both_start(pg_
     """Both processes find the database empty and queue for the schema lock (held here until
     both wait on it); the first creates the schema, the second finds it done. Both store."""
     site = tmp_path / "site.toml"
-    site.write_text(f'[helpdesk]\nstate_dir = "st"\n[database]\nurl = "{pg_url}"\n')
+    site.write_text(f'[helpdesk]\nstate_dir = "st"\nkey_env = "{TEST_KEY_ENV}"\n[database]\nurl = "{pg_url}"\n')
     mails = []
     for n in (1, 2):
         mails.append(tmp_path / f"m{n}.eml")
