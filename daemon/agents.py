@@ -27,7 +27,7 @@ from daemon import tokens
 from daemon.agent_notices import Acted, Handled, Notices  # noqa: F401  (Handled: importable from here)
 from daemon.clock import utcnow
 from daemon.desk_mail import DeskQueries
-from daemon.macros import context_of, expand, with_macros
+from daemon.macros import command_lines, context_of, expand, with_macros
 from daemon.identity import Auth, Authenticator, AuthPolicy, dns_lookup, load_pinned, pinned_lookup
 from daemon.model import Envelope, MailEffects, ParsedMessage, ThreadDecision
 from daemon.pipeline import agent as plan
@@ -148,11 +148,12 @@ class AgentDesk:
 
     def lock_targets(self, pre: Prelude | None) -> Named:
         """The tickets an agent-path mail may change that its thread keys need not lead to:
-        its reply token's ticket and those its command lines name (a merge's second ticket);
-        the write transaction locks them with the rest, in the one order (store.writing)."""
+        its reply token's ticket and those its command lines name (a merge's second ticket),
+        its macros' command lines included; the write transaction locks them with the rest,
+        in the one order (store.writing)."""
         if pre is None or not pre.claim.agent_path or pre.check is None:   # commands need a token
             return Named()
-        named = named_tickets(pre.parsed)
+        named = named_tickets(command_lines(pre.parsed, self.macros() if self.macros is not None else None))
         token = {pre.check.tag.ticket_id} if pre.check.tag else set()
         return Named(named.tickets | token, named.merge, named.status)
 

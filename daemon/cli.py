@@ -64,8 +64,8 @@ def _out(text: str) -> None:
 
 # --------------------------------------------------------------------------- commands
 def _shared_key(cfg: Config) -> None:
-    """serve, worker and ingest (when it runs the pipeline itself) refuse a node of a shared
-    database without the shared signing key."""
+    """serve, worker, ingest (when it runs the pipeline itself), update, reply and quarantine
+    release sign what they send: on a shared database they refuse a node without the shared key."""
     problem = shared_key_problem(cfg.database_url, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
     if problem:
         raise ConfigError(f"{key_location(cfg, 'database.url')}: {problem}")
@@ -197,6 +197,7 @@ def cmd_quarantine(cfg: Config, args) -> int:
             f"{k + ':':<12} {v if v is not None else '-'}" for k, v in shown.items())
             + f"\n(helpdesk quarantine show {args.id} --raw prints the message)")
         return EX_OK
+    _shared_key(cfg)             # a released mail is acknowledged and signed as serve would
     app = build_app(cfg)
     from daemon.intake.ingest import release
     return release(app, args.id)
@@ -307,6 +308,7 @@ def cmd_rules(cfg: Config, args) -> int:
 
 def cmd_desk(cfg: Config, args) -> int:
     from daemon.desk_cli import run_command
+    _shared_key(cfg)             # its mail carries reply tokens every node must accept
     return run_command(cfg, args, parse_ref, UsageError, _out)
 
 

@@ -173,11 +173,25 @@ def expand(parsed: Parsed, macros: Macros, context: Mapping[str, Any]) -> tuple[
         except Exception as exc:              # noqa: BLE001 - a template error is named to the agent
             refused.append(Refusal(line, f"macro {macro.name!r} did not render: {exc.__class__.__name__}: {exc}"))
             continue
-        lines += [(f"#{c}", *(c.split(None, 1) + [""])[:2]) for c in macro.commands]
+        lines += command_lines(Parsed(((line, name, arg),), ""), macros).lines
     if not texts and not refused and len(lines) == len(parsed.lines):
         return parsed, ()
     body = "\n\n".join(t for t in (*texts, parsed.body.strip()) if t)
     return Parsed(tuple(lines), body), tuple(refused)
+
+
+def command_lines(parsed: Parsed, macros: Macros | None) -> Parsed:
+    """`parsed` with each known `#macro NAME` line replaced by the macro's command lines and
+    nothing rendered: what the mail may change, known before its transaction locks the
+    tickets (a macro's `link: HD-7` names HD-7 as the agent's own line would)."""
+    if macros is None or not any(name == "macro" for _, name, _ in parsed.lines):
+        return parsed
+    lines = []
+    for line, name, arg in parsed.lines:
+        macro = macros.by_name.get(arg.strip()) if name == "macro" else None
+        lines += [(f"#{c}", *(c.split(None, 1) + [""])[:2]) for c in macro.commands] if macro is not None \
+            else [(line, name, arg)]
+    return Parsed(tuple(lines), parsed.body)
 
 
 def context_of(ticket, agent, prefix: str) -> dict[str, Any]:

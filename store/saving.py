@@ -67,6 +67,7 @@ SEL_LINKED = select(LINK.c.other_id).where(LINK.c.ticket_id == bindparam("b_tid"
 SEL_OWNER_IDS = select(TK.c.ticket_id).where(TK.c.key.in_(bindparam("b_keys", expanding=True))).distinct()
 LOCK_TICKETS = (select(T.c.id).where(T.c.id.in_(bindparam("b_ids", expanding=True))).order_by(T.c.id)
                 .with_for_update(key_share=True))              # FOR NO KEY UPDATE: FK checks still pass
+LOCK_LATE = LOCK_TICKETS.with_for_update(key_share=True, nowait=True)   # out of order: never wait
 THREADS_LOCK = 0x68647468726473      # "hdthrds": shared by every key-locking writer, exclusive for a huge batch
 MAX_KEY_LOCKS = 1024                 # more keys than this in one transaction: the exclusive lock instead
 LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(:k)")
@@ -95,15 +96,15 @@ def key_lock(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
 
 
-def lock_threads(c: Connection, keys, tickets=(), exclusive: bool = False) -> None:
+def lock_threads(c: Connection, keys, tickets=(), exclusive: bool = False) -> set[int]:
     """PostgreSQL: lock every thread key of the transaction's messages, then the tickets they
     lead to (and `tickets`: subject tags, reply tokens, command targets, bounced mail's
     tickets), in the one order (store.writing). Call it before the transaction reads thread
     candidates; a no-op on SQLite. `exclusive`: the transaction moves keys from one ticket to
     another (a merge): it takes the threads lock alone, so no writer holding keys runs beside
-    it and none reads the owners it is changing."""
+    it and none reads the owners it is changing. Returns the tickets locked."""
     if c.dialect.name != "postgresql":
-        return
+        return set()
     keys = sorted(set(keys))
     numbers = sorted({key_lock(k) for k in keys})
     if exclusive or len(numbers) > MAX_KEY_LOCKS:
@@ -113,15 +114,25 @@ def lock_threads(c: Connection, keys, tickets=(), exclusive: bool = False) -> No
         if numbers:
             c.execute(LOCK_KEYS, {"ks": numbers})
     owners = set(c.execute(SEL_OWNER_IDS, {"b_keys": keys}).scalars()) if keys else set()
-    lock_tickets(c, owners | {t for t in tickets if t})
+    return lock_tickets(c, owners | {t for t in tickets if t})
 
 
-def lock_tickets(c: Connection, ids) -> None:
+def lock_tickets(c: Connection, ids, held=frozenset()) -> set[int]:
     """Lock these tickets' rows (FOR NO KEY UPDATE), in id order: the ticket step of the one
-    order (store.writing). Locks this transaction holds already are taken again at no cost."""
-    ids = sorted({int(i) for i in ids if i})
-    if ids and c.dialect.name == "postgresql":
-        c.execute(LOCK_TICKETS, {"b_ids": ids}).all()
+    order (store.writing); returns the ids locked. `held`: those this transaction has
+    locked already; a new id below the highest of them would break the order, so it is
+    locked NOWAIT (another writer holding it fails this transaction, which is retried)."""
+    ids = {int(i) for i in ids if i}
+    if not ids or c.dialect.name != "postgresql":
+        return set()
+    top = max(held, default=0)
+    late = sorted(i for i in ids - set(held) if i < top)
+    if late:
+        c.execute(LOCK_LATE, {"b_ids": late}).all()
+    rest = sorted(i for i in ids if i >= top or i in held)
+    if rest:
+        c.execute(LOCK_TICKETS, {"b_ids": rest}).all()
+    return ids
 
 
 def _json(value) -> str:

@@ -26,7 +26,9 @@ back to an earlier step:
      incidents when its status changes, the ticket of a bounce's or our own returning mail
      (daemon.message_path.MessagePath.lock). A path without keys (`helpdesk reply/update`
      goes through the same `lock`; an SLA escalation, a status change) locks its one
-     ticket first. Rows that belong to a ticket (thread-key rows, links, participants,
+     ticket first. A ticket that turns up only later (an incident linked to a problem
+     while it was being resolved) is locked at once if its id is above every one held,
+     else NOWAIT: the transaction fails and is retried rather than wait out of order. Rows that belong to a ticket (thread-key rows, links, participants,
      SLA state, approvals, the ticket's outbox rows and their recipients) are only written
      under their ticket's lock, so they need no order of their own; FK checks take FOR KEY
      SHARE, which NO KEY UPDATE does not block.
@@ -91,6 +93,7 @@ class WriteTx:
     def __init__(self, engine, blobs):
         self._writer, self.blobs = engine, blobs
         self._s: Session | None = None
+        self._held: set[int] = set()           # tickets this transaction has locked (PostgreSQL)
 
     # ------------------------------------------------------------------ the transaction
     @property
@@ -111,6 +114,7 @@ class WriteTx:
 
     def commit(self) -> None:
         """Make every write so far durable; the object can go on with a new transaction."""
+        self._held = set()
         if self._s is not None:
             s, self._s = self._s, None
             try:
@@ -120,6 +124,7 @@ class WriteTx:
 
     def rollback(self) -> None:
         """Forget every write since the last commit."""
+        self._held = set()
         if self._s is not None:
             s, self._s = self._s, None
             try:
@@ -138,12 +143,18 @@ class WriteTx:
         """Before any thread lookup: lock the thread keys of every message this transaction
         will store, then the tickets they lead to and `tickets` (store.saving.lock_threads:
         steps 1 and 2 of the lock order, module docstring); `exclusive` for a merge."""
-        self._guard(lambda: saving.lock_threads(self._c(), keys, tickets, exclusive))
+        locked = self._guard(lambda: saving.lock_threads(self._c(), keys, tickets, exclusive))
+        self._held |= locked
 
     def lock_tickets(self, ids) -> None:
         """Step 2 of the lock order for a transaction that knows its tickets without thread
-        keys (or adds some it holds already): their rows, in id order."""
-        self._guard(lambda: saving.lock_tickets(self._c(), ids))
+        keys (or adds some it holds already): their rows, in id order. A ticket found only
+        after others are locked (an incident linked to a problem while it was being resolved)
+        and below one held already is never waited for: locked NOWAIT, and if another
+        writer holds it this transaction fails as unavailable and is retried, locking it in
+        order then (store.saving.lock_tickets)."""
+        locked = self._guard(lambda: saving.lock_tickets(self._c(), ids, self._held))
+        self._held |= locked
 
     def thread_candidates(self, keys: tuple[str, ...], tag: int | None) -> ThreadCandidates:
         return self._guard(lambda: saving.thread_candidates(self._c(), keys, tag))

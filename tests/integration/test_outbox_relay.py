@@ -67,7 +67,9 @@ class SinkHandler:
             self.arrived.notify_all()
         return "250 2.0.0 OK"
 
-    def wait_for(self, n: int, timeout: float = 30.0) -> list:
+    def wait_for(self, n: int, timeout: float = 90.0) -> list:
+        """The messages once `n` have arrived (at once if they have). The bound is for a
+        loaded CI machine: a real daemon's first mail waited more than 30 s there."""
         with self.arrived:
             if not self.arrived.wait_for(lambda: len(self.messages) >= n, timeout):
                 raise AssertionError(f"sink got {len(self.messages)} message(s), expected {n}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from daemon.errors import RulesError
-from daemon.macros import LiveMacros, expand, load_macros
-from daemon.pipeline.commands import Vocabulary, parse_commands
+from daemon.macros import LiveMacros, command_lines, expand, load_macros
+from daemon.pipeline.commands import Vocabulary, named_tickets, parse_commands
 
 VOCAB = Vocabulary(frozenset({"general", "network"}), frozenset({"incident", "request"}),
                    frozenset({"access", "vip"}), frozenset({"ana@example.com"}), ("P1", "P2", "P3", "P4"))
@@ -41,6 +41,21 @@ def test_expand_puts_the_text_first_and_the_changes_as_commands(tmp_path):
     assert parsed.body == "Hello from Ana Lima about HD-7.\n\nCall me if not."
     same, none = expand(parse_commands("#pending\nText"), macros, CTX)
     assert same == parse_commands("#pending\nText") and none == ()
+
+
+def test_what_a_macro_changes_is_known_before_the_locks(tmp_path):
+    """The write transaction locks what a mail may change before it runs (store.writing): a
+    macro that sets a status counts as the agent's own #status line (a problem resolved
+    resolves its incidents, so they are locked first), unrendered and with unknown names kept."""
+    macros = load_macros(write(tmp_path, GOOD), VOCAB)
+    parsed = parse_commands("#macro reset\n#link HD-9\n#macro nope\nText")
+    lines = command_lines(parsed, macros)
+    assert [n for _, n, _ in lines.lines] == ["status", "tag", "link", "macro"] and lines.body == "Text"
+    assert named_tickets(lines).status and not named_tickets(parsed).status
+    assert named_tickets(lines).tickets == {9}
+    assert command_lines(parsed, None) is parsed
+    plain = parse_commands("#pending\nText")
+    assert command_lines(plain, macros) is plain
 
 
 def test_an_unknown_macro_is_refused_with_the_list(tmp_path):

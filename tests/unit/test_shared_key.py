@@ -1,5 +1,6 @@
 """A node of a shared (PostgreSQL) database must sign with the key every node shares (issue 14):
-`check`, `serve`, `worker` and `ingest` (files, or a pipe with no daemon to hand off to) refuse
+`check`, `serve`, `worker`, `ingest` (files, or a pipe with no daemon to hand off to), `update`,
+`reply` and `quarantine release` refuse
 a config without `[helpdesk] key_env`/`key_credential`, naming the key, exit 1, no traceback,
 nothing stored; SQLite (one node) still generates its own key."""
 from __future__ import annotations
@@ -47,6 +48,15 @@ def test_ingest_on_a_shared_database_without_the_signing_key_is_refused(tmp_path
     assert "site.toml" in err and "Traceback" not in err and "temporary failure" not in err
     spool = tmp_path / "st" / "spool"
     assert not spool.exists() or not any(p.is_file() for p in spool.rglob("*"))
+
+
+@pytest.mark.parametrize("argv", [["update", "HD-1", "--status", "open", "--as", "a@example.com"],
+                                  ["reply", "HD-1", "-m", "hello", "--as", "a@example.com"],
+                                  ["quarantine", "release", "1"]])
+def test_commands_that_sign_mail_are_refused_without_the_signing_key(tmp_path, capsys, argv):
+    assert main(["--config", site(tmp_path), *argv]) == 1
+    err = capsys.readouterr().err
+    assert "helpdesk.key_env" in err and "same key on every node" in err and "Traceback" not in err
 
 
 def test_the_rule_itself():
