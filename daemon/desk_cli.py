@@ -24,7 +24,7 @@ from email.utils import format_datetime, formataddr
 
 from daemon import tokens
 from daemon.agents import Prelude
-from daemon.errors import HelpdeskError, NotFound
+from daemon.errors import HelpdeskError, NotFound, StoreUnavailable
 from daemon.identity import Auth
 from daemon.message_path import Entry, StageFailed
 from daemon.macros import context_of, expand
@@ -161,13 +161,18 @@ def _run(app, raw: bytes, agent, roster, now: datetime):
     check = tokens.check_reply_token(desk.ring, claim.details[0], now.date()) if claim.details else None
     auth = Auth("pass", agent.email, "cli", (f"command line, local user {_user()}, as {agent.email}",))
     entry = Entry(None, raw, envelope, msg=msg, pre=Prelude(msg.text, roster, claim, check, auth))
-    try:
-        with app.store.write() as tx:
-            worker.path.lock(tx, [entry])           # the one lock order, as the spool worker (store.writing)
-            done = worker.path.store_one(tx, entry)
-            tx.commit()
-    except StageFailed as exc:                      # the cause, as `Worker.process` raises it
-        raise exc.cause from exc
+    for attempt in range(3):                        # a ticket found late and held elsewhere: again
+        try:
+            with app.store.write() as tx:
+                worker.path.lock(tx, [entry])       # the one lock order, as the spool worker (store.writing)
+                done = worker.path.store_one(tx, entry)
+                tx.commit()
+            break
+        except StageFailed as exc:                  # the cause, as `Worker.process` raises it
+            raise exc.cause from exc
+        except StoreUnavailable:
+            if attempt == 2:
+                raise
     result = done.result
     if result is not None and result.outcome != "duplicate":
         app.mail.outbound.after_commit(result.ticket_id, done.outbox_ids, done.alerts)
