@@ -1,5 +1,9 @@
 """HTML to readable text for the parse stage: the text body of a mail that has only HTML
 (or whose text part is empty). Pure: no I/O, no logging; never raises.
+
+Rendered the way mail clients write the text/plain alternative of their own HTML, so the
+reply stripper can read it: "> " before each line of a <blockquote>, and the "-- " line
+before a signature block the client marked as one (`SIGNATURE_MARKS`).
 """
 from __future__ import annotations
 
@@ -7,6 +11,21 @@ import re
 from html.parser import HTMLParser
 
 _BLANK_RUN = re.compile(r"\n{3,}")
+# class or id tokens (data-marker, name for Zimbra and Spark) of the element a client
+# wraps its signature in: Gmail, Thunderbird, Apple Mail, Outlook (web, mobile), Yahoo,
+# Proton, Roundcube, Zimbra, Spark.
+SIGNATURE_MARKS = frozenset({
+    "gmail_signature", "moz-signature", "applemailsignature", "signature", "x_signature",
+    "ms-outlook-mobile-signature", "ymail_android_signature", "protonmail_signature_block",
+    "_rc_sig", "__sig_pre__", "messagesignaturesection"})
+_MARK_ATTRS = ("class", "id", "data-marker", "name", "data-smartmail")
+_MAX_QUOTE = 16
+
+
+def is_signature(attrs: list[tuple[str, str | None]]) -> bool:
+    """Whether a start tag's attributes mark the client's signature block."""
+    return any(k in _MARK_ATTRS and v and not SIGNATURE_MARKS.isdisjoint(v.lower().split())
+               for k, v in attrs)
 
 
 class _HTMLText(HTMLParser):
@@ -23,12 +42,27 @@ class _HTMLText(HTMLParser):
         self.out: list[str] = []
         self.skip = 0
         self.links: list[tuple[str, int]] = []
+        self.quote = 0                  # <blockquote> depth
+        self.line_start = True          # nothing written on the current line yet
+
+    def _newline(self, text: str = "\n") -> None:
+        self.out.append(text)
+        self.line_start = text.endswith("\n")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._SKIP:
             self.skip += 1
-        elif tag in self._BLOCK:
-            self.out.append("\n- " if tag == "li" else "\n")
+            return
+        if tag in self._BLOCK or is_signature(attrs):
+            self._newline()
+        if is_signature(attrs) and not self.skip:
+            self.handle_data("-- ")
+            self._newline()
+        if tag == "blockquote":
+            self.quote += 1
+        if tag in self._BLOCK:
+            if tag == "li":
+                self.handle_data("- ")
         elif tag in ("td", "th"):
             self.out.append(" ")
         if tag == "a":
@@ -39,7 +73,8 @@ class _HTMLText(HTMLParser):
         if tag in self._SKIP:
             self.skip = max(0, self.skip - 1)
         elif tag in self._BLOCK and tag not in ("li", "br"):
-            self.out.append("\n")
+            self._newline()
+            self.quote = max(0, self.quote - (tag == "blockquote"))
         elif tag == "a" and self.links:
             href, start = self.links.pop()
             shown = "".join(self.out[start:]).strip()
@@ -49,8 +84,14 @@ class _HTMLText(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self.skip:           # collapse white space, keeping one at either edge
             words = " ".join(data.split())
+            if not words:
+                self.out.append(" " if data else "")
+                return
+            if self.line_start and self.quote:
+                self.out.append("> " * min(self.quote, _MAX_QUOTE))
             self.out.append(f"{' ' if data[:1].isspace() else ''}{words}"
-                            f"{' ' if data[-1:].isspace() and words else ''}")
+                            f"{' ' if data[-1:].isspace() else ''}")
+            self.line_start = False
 
 
 def html_to_text(html: str) -> str:

@@ -1,12 +1,15 @@
 """HTML to quotable text for reply stripping (daemon.pipeline.strip.strip_reply_html).
 
-One line per block element or <br>, "> " per enclosing <blockquote>, so the line-based
-stripper can see what was quoted. Pure: no I/O, no logging; linear on any input.
+One line per block element or <br>, "> " per enclosing <blockquote>, and a "-- " line
+before a block the client marked as its signature (html_text.SIGNATURE_MARKS), so the
+line-based stripper can see what was quoted and where the signature starts. Pure: no I/O, no logging; linear on any input.
 """
 from __future__ import annotations
 
 import html
 import re
+
+from daemon.pipeline.html_text import SIGNATURE_MARKS
 
 # --- HTML to text -----------------------------------------------------------------------
 # A small tokenizer on str.find: linear on any input.  (html.parser in CPython 3.11 is
@@ -18,6 +21,14 @@ _BLOCK_TAGS = frozenset(
     "thead tr ul".split())
 _SKIP_END = re.compile(r"</\s*(?:head|style|script|title|template)\s*>", re.IGNORECASE)
 _TAG = re.compile(r"(/?)\s*([A-Za-z][A-Za-z0-9:-]{0,30})")
+_MARK_ATTR = re.compile(r"""\b(?:class|id|data-marker|name|data-smartmail)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""",
+                        re.IGNORECASE)
+
+
+def _marks_signature(attrs: str) -> bool:
+    """Whether a start tag's attribute text marks the client's signature block."""
+    return "=" in attrs and any(not SIGNATURE_MARKS.isdisjoint("".join(m.groups("")).lower().split())
+                                for m in _MARK_ATTR.finditer(attrs, 0, 2000))
 
 
 def html_text(markup: str) -> str:
@@ -46,6 +57,8 @@ def html_text(markup: str) -> str:
             pos = n if end is None else end.end()
         else:
             out.tag(name, closing=bool(m.group(1)))
+            if not m.group(1) and _marks_signature(markup[m.end():gt]):
+                out.signature()
     return out.text()
 
 
@@ -72,6 +85,10 @@ class _HtmlLines:
             step = -1 if closing else 1
             self.quote = max(0, self.quote + step * (name == "blockquote"))
             self.pre = max(0, self.pre + step * (name == "pre"))
+
+    def signature(self) -> None:
+        self.flush()
+        self.lines.append("> " * min(self.quote, 16) + "-- ")
 
     def text(self) -> str:
         self.flush()
