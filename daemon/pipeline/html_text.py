@@ -18,14 +18,23 @@ SIGNATURE_MARKS = frozenset({
     "gmail_signature", "moz-signature", "applemailsignature", "signature", "x_signature",
     "ms-outlook-mobile-signature", "ymail_android_signature", "protonmail_signature_block",
     "_rc_sig", "__sig_pre__", "messagesignaturesection"})
-_MARK_ATTRS = ("class", "id", "data-marker", "name", "data-smartmail")
+SIG = re.compile("sig", re.IGNORECASE)      # in every name above: a cheap first test
+_MARK_ATTRS = frozenset({"class", "id", "data-marker", "name", "data-smartmail"})
 _MAX_QUOTE = 16
+
+
+def may_mark(markup: str) -> bool:
+    """Whether a signature mark can be in `markup` at all (a fast scan, no regex)."""
+    return "sig" in markup or "Sig" in markup or "SIG" in markup
 
 
 def is_signature(attrs: list[tuple[str, str | None]]) -> bool:
     """Whether a start tag's attributes mark the client's signature block."""
-    return any(k in _MARK_ATTRS and v and not SIGNATURE_MARKS.isdisjoint(v.lower().split())
-               for k, v in attrs)
+    for name, value in attrs:
+        if value and name in _MARK_ATTRS and SIG.search(value) and \
+                not SIGNATURE_MARKS.isdisjoint(value.lower().split()):
+            return True
+    return False
 
 
 class _HTMLText(HTMLParser):
@@ -37,8 +46,9 @@ class _HTMLText(HTMLParser):
               "footer", "address", "dd", "dt", "dl", "title", "form", "center"}
     _SKIP = {"script", "style", "head", "template", "noscript", "svg"}
 
-    def __init__(self) -> None:
+    def __init__(self, marks: bool = True) -> None:
         super().__init__(convert_charrefs=True)
+        self.marks = marks              # whether a signature mark can be in the document at all
         self.out: list[str] = []
         self.skip = 0
         self.links: list[tuple[str, int]] = []
@@ -53,9 +63,10 @@ class _HTMLText(HTMLParser):
         if tag in self._SKIP:
             self.skip += 1
             return
-        if tag in self._BLOCK or is_signature(attrs):
+        signature = self.marks and is_signature(attrs)
+        if tag in self._BLOCK or signature:
             self._newline()
-        if is_signature(attrs) and not self.skip:
+        if signature:
             self.handle_data("-- ")
             self._newline()
         if tag == "blockquote":
@@ -96,7 +107,7 @@ class _HTMLText(HTMLParser):
 
 def html_to_text(html: str) -> str:
     """Plain-text rendering of an HTML body (stdlib html.parser; never raises)."""
-    parser = _HTMLText()
+    parser = _HTMLText(marks=may_mark(html))
     try:
         parser.feed(html)
         parser.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 
-from daemon.pipeline.html_text import SIGNATURE_MARKS
+from daemon.pipeline.html_text import SIG, SIGNATURE_MARKS, may_mark
 
 # --- HTML to text -----------------------------------------------------------------------
 # A small tokenizer on str.find: linear on any input.  (html.parser in CPython 3.11 is
@@ -25,16 +25,19 @@ _MARK_ATTR = re.compile(r"""\b(?:class|id|data-marker|name|data-smartmail)\s*=\s
                         re.IGNORECASE)
 
 
-def _marks_signature(attrs: str) -> bool:
-    """Whether a start tag's attribute text marks the client's signature block."""
-    return "=" in attrs and any(not SIGNATURE_MARKS.isdisjoint("".join(m.groups("")).lower().split())
-                                for m in _MARK_ATTR.finditer(attrs, 0, 2000))
+def _marks_signature(markup: str, start: int, end: int) -> bool:
+    """Whether the attribute text markup[start:end] of a start tag marks the client's
+    signature block (looked at only when "sig" is in it: no copy of every tag)."""
+    return SIG.search(markup, start, end) is not None and any(
+        not SIGNATURE_MARKS.isdisjoint("".join(m.groups("")).lower().split())
+        for m in _MARK_ATTR.finditer(markup, start, min(end, start + 2000)))
 
 
 def html_text(markup: str) -> str:
     """Text of an HTML mail: one line per block or <br>, '> ' per enclosing blockquote."""
     out = _HtmlLines()
     pos, n = 0, len(markup)
+    marks = may_mark(markup)                     # a signature mark can be in it at all
     while pos < n:
         lt = markup.find("<", pos)
         out.parts.append(html.unescape(markup[pos:n if lt < 0 else lt]))
@@ -57,7 +60,7 @@ def html_text(markup: str) -> str:
             pos = n if end is None else end.end()
         else:
             out.tag(name, closing=bool(m.group(1)))
-            if not m.group(1) and _marks_signature(markup[m.end():gt]):
+            if marks and not m.group(1) and _marks_signature(markup, m.end(), gt):
                 out.signature()
     return out.text()
 
