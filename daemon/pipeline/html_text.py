@@ -3,7 +3,9 @@
 
 Rendered the way mail clients write the text/plain alternative of their own HTML, so the
 reply stripper can read it: "> " before each line of a <blockquote>, and the "-- " line
-before a signature block the client marked as one (`SIGNATURE_MARKS`).
+before a signature block the client marked as one (`SIGNATURE_MARKS`), when text came
+before it: some clients (iOS Mail, webmail editors) let the sender type into the
+signature's element, and a mark above everything written would make all of it signature.
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ class _HTMLText(HTMLParser):
         self.skip = 0
         self.links: list[tuple[str, int]] = []
         self.quote = 0                  # <blockquote> depth
+        self.wrote = False              # text seen outside any blockquote
         self.line_start = True          # nothing written on the current line yet
 
     def _newline(self, text: str = "\n") -> None:
@@ -63,7 +66,7 @@ class _HTMLText(HTMLParser):
         if tag in self._SKIP:
             self.skip += 1
             return
-        signature = self.marks and is_signature(attrs)
+        signature = self.marks and self.wrote and is_signature(attrs)
         if tag in self._BLOCK or signature:
             self._newline()
         if signature:
@@ -100,6 +103,7 @@ class _HTMLText(HTMLParser):
                 return
             if self.line_start and self.quote:
                 self.out.append("> " * min(self.quote, _MAX_QUOTE))
+            self.wrote = self.wrote or not self.quote
             self.out.append(f"{' ' if data[:1].isspace() else ''}{words}"
                             f"{' ' if data[-1:].isspace() else ''}")
             self.line_start = False

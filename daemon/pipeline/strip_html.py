@@ -1,8 +1,10 @@
 """HTML to quotable text for reply stripping (daemon.pipeline.strip.strip_reply_html).
 
 One line per block element or <br>, "> " per enclosing <blockquote>, and a "-- " line
-before a block the client marked as its signature (html_text.SIGNATURE_MARKS), so the
-line-based stripper can see what was quoted and where the signature starts. Pure: no I/O, no logging; linear on any input.
+before a block the client marked as its signature (html_text.SIGNATURE_MARKS) when text
+came before it (see html_text: a sender may type into that block), so the line-based
+stripper can see what was quoted and where the signature starts. Pure: no I/O, no
+logging; linear on any input.
 """
 from __future__ import annotations
 
@@ -72,6 +74,7 @@ class _HtmlLines:
         self.lines: list[str] = []
         self.parts: list[str] = []
         self.quote = self.pre = 0
+        self.wrote = False          # a line of text outside any blockquote
 
     def flush(self, always: bool = False) -> None:
         line = "".join(self.parts)
@@ -79,6 +82,7 @@ class _HtmlLines:
         self.parts = []
         if line or always:
             self.lines.append(("> " * min(self.quote, 16) + line).rstrip())  # bounded prefix
+            self.wrote = self.wrote or bool(line and not self.quote)
 
     def tag(self, name: str, closing: bool) -> None:
         if name == "br":
@@ -91,7 +95,8 @@ class _HtmlLines:
 
     def signature(self) -> None:
         self.flush()
-        self.lines.append("> " * min(self.quote, 16) + "-- ")
+        if self.wrote:
+            self.lines.append("> " * min(self.quote, 16) + "-- ")
 
     def text(self) -> str:
         self.flush()

@@ -526,3 +526,12 @@ def test_an_html_only_reply_loses_its_blockquote_without_an_attribution() -> Non
     assert text == "The one on floor 3.\n\n> Which printer?\n\n> Since when?\n> > Older"
     assert strip_reply(text) == "The one on floor 3."
     assert strip_reply_html(markup) == "The one on floor 3."
+
+
+def test_a_signature_block_holding_everything_written_is_not_cut() -> None:
+    """Some clients let the sender type into the signature's element (iOS Mail, webmail
+    editors): a mark above all the text written is no signature start."""
+    markup = ('<div id="AppleMailSignature">The badge reader is broken.<br><br>Sent from my '
+              "iPhone</div><blockquote type='cite'>Old question</blockquote>")
+    assert strip_reply(parse(_html_mail(markup)).text) == "The badge reader is broken."
+    assert strip_reply_html(markup) == "The badge reader is broken."
