@@ -357,6 +357,8 @@ HOSTILE_HTML = {
     "open-end-tags": "</" * 100_000,
     "open-tag": "<" * 500_000,
     "deep-blockquotes": "<blockquote>" * 20_000 + "a<br>" * 20_000,
+    "signature-marks": 'a<div class="gmail_signature" id="Signature">x' * 50_000,
+    "long-marked-tag": "a<div " + "class=sig " * 100_000 + ">x",
 }
 
 
