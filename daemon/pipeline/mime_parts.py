@@ -285,7 +285,10 @@ def payload_bytes(part: Message, ctype: str, defects: list[str], *, sniff_qp: bo
     data = data if isinstance(data, bytes) else b""
     if cte == "quoted-printable" and isinstance(raw := part.get_payload(), str) and (
             " \n" in raw or "\t\n" in raw):
-        data = binascii.a2b_qp(_QP_PADDED.sub(b"", raw.encode("ascii", "surrogateescape")))
+        try:
+            data = binascii.a2b_qp(_QP_PADDED.sub(b"", raw.encode("utf-8", "surrogateescape")))
+        except UnicodeError:
+            pass                            # keep the library's reading
     if sniff_qp and cte in ("", "7bit", "8bit", "binary") and ctype.startswith("text/") and _looks_qp(data):
         defects.append(f"{ctype} part without an encoding read as quoted-printable")
         return binascii.a2b_qp(data)
