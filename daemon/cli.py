@@ -197,10 +197,14 @@ def cmd_quarantine(cfg: Config, args) -> int:
             f"{k + ':':<12} {v if v is not None else '-'}" for k, v in shown.items())
             + f"\n(helpdesk quarantine show {args.id} --raw prints the message)")
         return EX_OK
+    from daemon.intake.ingest import is_archived, release
     _shared_key(cfg)             # a released mail is acknowledged and signed as serve would
-    app = build_app(cfg)
-    from daemon.intake.ingest import release
-    return release(app, args.id)
+    store = _store(cfg)
+    try:
+        row, raw = store.quarantine_get(args.id)
+    finally:
+        store.engine.dispose()
+    return release(build_app(cfg, outbound=not is_archived(row)), row, raw)
 
 
 def _since(text: str | None) -> datetime | None:

@@ -12,7 +12,8 @@ An archive import (`--no-mail`, from files) dates each message by the mail's own
 (daemon.pipeline.archive_date: its Date, checked against its Received chain; the import
 time when both are absurd): the envelope's `received_at` carries it, with source
 "archive", so the store can date the ticket and its SLA clocks by it and fire no
-escalation for the past.
+escalation for the past. `quarantine release` of a message quarantined during such an
+import stores it the same way (`is_archived`): by its own date, with no mail planned.
 """
 from __future__ import annotations
 
@@ -152,9 +153,17 @@ def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead
     return EX_OK
 
 
-def release(app, qid: int) -> int:
-    """Run a quarantined message through the pipeline again."""
-    row, raw = app.store.quarantine_get(qid)
+def is_archived(row) -> bool:
+    """Whether a quarantine row holds a message of an archive import (`ingest --no-mail`):
+    it is released as that import would have stored it, so the app to release it with
+    plans no mail (`build_app(outbound=False)`), and its envelope keeps the mail's date."""
+    return (row.envelope or {}).get("source") == "archive"
+
+
+def release(app, row, raw: bytes) -> int:
+    """Run a quarantined message (`row`, `raw`: store.quarantine_get) through the pipeline
+    again, with the envelope it had (an archived one keeps its source and date)."""
+    qid = row.id
     if row.status != "held":
         sys.stderr.write(f"helpdesk: quarantine entry {qid} was already released\n")
         return EX_ERROR
@@ -174,7 +183,7 @@ def release(app, qid: int) -> int:
     if outcome.kind == "quarantined":
         sys.stderr.write(f"helpdesk: message still fails: {outcome.reason} (quarantine #{outcome.quarantine_id})\n")
         return EX_ERROR
-    app.store.quarantine_mark_released(qid, datetime.now(timezone.utc))
+    app.store.quarantine_mark_released(qid, app.clock())
     res = outcome.result
     where = f"ticket {res.ticket_id}" if res and res.ticket_id else "no ticket"
     print(f"released quarantine #{qid}: {res.outcome if res else outcome.kind}, {where}")

@@ -25,6 +25,7 @@ from daemon.model.idn import canonical_domain
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _QUOTED_PAIR = re.compile(r"\\(.)")
+_BARE_QUOTE = re.compile(r'(?<!\\)"')
 _CTRLS = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]    # C0, DEL, C1, LS, PS
 _CTRL_TABLE = {c: " " for c in _CTRLS}
 _BIDI_TABLE = {c: None for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E,
@@ -123,7 +124,7 @@ def _word_bytes(encoding: str, payload: str, charset: str) -> bytes | None:
         return _raw_word_bytes(payload, charset)
     try:
         if encoding in "Bb":
-            raw = raw.rstrip(b"=")
+            raw = b"".join(raw.split()).rstrip(b"=")      # white space a client folded into it
             return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4))
         return binascii.a2b_qp(raw, header=True)
     except (binascii.Error, ValueError):
@@ -225,10 +226,11 @@ def clean_email(addr: str) -> str | None:
 
 
 def _unquote(phrase: str) -> str:
+    """A display name without its quotes; quoted pairs (`\\"`) stand for their character."""
     phrase = phrase.strip()
-    if len(phrase) >= 2 and phrase[0] == '"' and phrase[-1] == '"':
-        phrase = _QUOTED_PAIR.sub(r"\1", phrase[1:-1])
-    return phrase.replace('"', "")
+    if len(phrase) >= 2 and phrase[0] == '"' and phrase[-1] == '"' and '"' not in _QUOTED_PAIR.sub("", phrase[1:-1]):
+        return _QUOTED_PAIR.sub(r"\1", phrase[1:-1])
+    return _QUOTED_PAIR.sub(r"\1", _BARE_QUOTE.sub("", phrase))
 
 
 @lru_cache(maxsize=64)                # machine detection asks again for the same headers
@@ -238,11 +240,18 @@ def parse_addresses(value: str) -> tuple[Address, ...]:
     `undisclosed-recipients:;` are flattened; unusable entries and repeats dropped."""
     found: list[Address] = []
     seen: set[str] = set()
+    words = ""                  # a name cut off by an unquoted comma ("Doe, John <j@x.org>")
     for phrase, angle, comment in split_mailboxes(value):
         email = clean_email(angle) if angle else clean_email(phrase)
         name = _unquote(phrase) if angle else _QUOTED_PAIR.sub(r"\1", comment)
         if email is None and not angle:
             email, name = _bare_after_name(phrase, comment)
+        if email is None and not angle and phrase.strip() and "@" not in phrase:
+            words = f"{words}, {_unquote(phrase)}" if words else _unquote(phrase)
+            continue
+        if angle and words and email is not None:
+            name = f"{words}, {name}" if name else words
+        words = ""
         if email is None or email.lower() in seen:
             continue
         seen.add(email.lower())

@@ -12,8 +12,13 @@ body). Repairs for mail that is slightly broken, each recorded as a defect:
   (a lost Content-Type), is re-read with the boundary its delimiter lines show;
 * a delimiter line of a declared boundary left inside a text part ends that text;
 * uuencoded files inside a text part (`begin 644 name` ... `end`) become attachments;
-* a text part over the text limit is cut, and kept whole as an attachment.
-An empty text part next to HTML gives way to the HTML's text. Pure: no I/O, no logging.
+* a text part over the text limit is cut, and kept whole as an attachment;
+* quoted-printable lines with white space a transport added after them (RFC 2045 6.7:
+  "= " before the line break is still a soft break) are read without it.
+An empty text part next to HTML gives way to the HTML's text; a format=flowed part is
+unflowed (daemon.pipeline.flowed); an HTML part with no charset parameter is read by the
+charset its <meta> names; an attached message without a name is named by its Subject.
+Pure: no I/O, no logging.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from email.policy import Compat32
 
 from daemon.model import AttachmentPart
 from daemon.pipeline import addresses as hdr
+from daemon.pipeline.flowed import unflow
 from daemon.pipeline.html_text import html_to_text
 from daemon.pipeline.header_caps import cap_headers
 from daemon.pipeline.machine import PartView
@@ -52,6 +58,8 @@ _UU_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif
              "pdf": "application/pdf", "zip": "application/zip", "txt": "text/plain",
              "doc": "application/msword", "xls": "application/vnd.ms-excel"}
 _MAX_RECOVERIES = 5
+_QP_PADDED = re.compile(rb"[ \t]+$", re.M)
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?([\w.:-]{1,40})", re.I)
 
 
 class AsReceived(Compat32):
@@ -152,7 +160,7 @@ class BodyParts:
     def _leaf(self, part: Message, ctype: str, attached: bool) -> Message | None:
         """Sort one leaf; a text part whose body turns out to be MIME parts is returned
         as the tree re-read from it, to be walked."""
-        filename = _filename(part)
+        filename = _filename(part) or _message_name(part, ctype)
         as_file = attached or filename is not None or \
             part.get_content_disposition() == "attachment" or ctype.startswith("message/")
         if not as_file and (ctype == "text/plain" or ctype.startswith("multipart/")):
@@ -188,6 +196,8 @@ class BodyParts:
                 self.defects.append("a MIME delimiter line ended a text part")
         if "begin " in text and "\nend" in text:
             text = self._uudecode(text)
+        if param(part, "format").lower() == "flowed":
+            text = unflow(text, delsp=param(part, "delsp").lower() == "yes")
         return text
 
     def _uudecode(self, text: str) -> str:
@@ -214,6 +224,8 @@ class BodyParts:
                 data: bytes | None = None) -> str:
         data = payload_bytes(part, ctype, self.defects) if data is None else data
         declared = part.get_content_charset()
+        if declared is None and ctype == "text/html" and (meta := _META_CHARSET.search(data, 0, 4096)):
+            declared = meta.group(1).decode("ascii").lower()
         text, used = hdr.decode_text(data, declared)
         if declared and used != hdr.codec_for(declared):
             self.defects.append(hdr.sanitize(f"charset {declared} unusable, read as {used}")[:160])
@@ -271,6 +283,12 @@ def payload_bytes(part: Message, ctype: str, defects: list[str], *, sniff_qp: bo
         defects.append(hdr.sanitize(f"Content-Transfer-Encoding {declared!r} read as {cte}")[:160])
     data = part.get_payload(decode=True)
     data = data if isinstance(data, bytes) else b""
+    if cte == "quoted-printable" and isinstance(raw := part.get_payload(), str) and (
+            " \n" in raw or "\t\n" in raw):
+        try:
+            data = binascii.a2b_qp(_QP_PADDED.sub(b"", raw.encode("utf-8", "surrogateescape")))
+        except UnicodeError:
+            pass                            # keep the library's reading
     if sniff_qp and cte in ("", "7bit", "8bit", "binary") and ctype.startswith("text/") and _looks_qp(data):
         defects.append(f"{ctype} part without an encoding read as quoted-printable")
         return binascii.a2b_qp(data)
@@ -312,6 +330,14 @@ def _filename(part: Message) -> str | None:
                 name = m.group(1).strip().strip('"')
                 break
     return name if name and name.strip() else None
+
+
+def _message_name(part: Message, ctype: str) -> str | None:
+    """An attached message without a file name is shown by its Subject, as clients do."""
+    inner = children(part) if ctype in ("message/rfc822", "message/global") else []
+    subject = hdr.header_text(str(inner[0].get("Subject", ""))) if inner else ""
+    subject = subject.replace("/", "_").replace("\\", "_").strip(" .")[:120]
+    return subject + ".eml" if subject else None
 
 
 def param(part: Message, name: str) -> str:

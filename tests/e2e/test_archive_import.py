@@ -17,6 +17,8 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
+from daemon.app import open_store
+from daemon.config import load_config
 from tests.conftest import REPO
 from tests.e2e.helpers import Daemon, helpdesk, show, tickets, wait_for
 from tests.e2e.test_ack import site
@@ -91,3 +93,69 @@ def test_an_archive_is_dated_by_its_mail_and_fires_no_past_escalation(tmp_path, 
     assert old["escalations"] == [] and old["breached"] == ["first_response", "resolution"]
     assert json.loads(helpdesk(cfg, "show", got["Scanner is slow"]["ref"], "--json", check=True).stdout)[
         "sla"]["escalations"][0]["key"] == "standard:first_response:breached"
+
+
+NEW = (b"Received: from mx.example.org by mail.desk.test; Mon, 02 Mar 2026 09:00:07 +0000\n"
+       b"From: Dee Example <dee@example.org>\nTo: support@example.com\nSubject: Monitor flickers\n"
+       b"Message-ID: <new-1@example.org>\nDate: Mon, 02 Mar 2026 09:00:00 +0000\n\nIt flickers.\n")
+
+
+def outbox_kinds(cfg, ticket: int) -> list[str]:
+    store = open_store(load_config(str(cfg)))
+    try:
+        return [row.kind for row in store.outbox.rows(ticket_id=ticket)]
+    finally:
+        store.engine.dispose()
+
+
+def test_a_mail_quarantined_in_an_archive_import_is_released_as_the_import_would_store_it(
+        tmp_path, sink):  # noqa: F811
+    """`quarantine release` of a mail an archive import quarantined: dated by its own Date,
+    no acknowledgement to its old sender, no past escalation; a mail quarantined by an
+    ordinary ingest is still acknowledged when released."""
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules)
+    (rules / "sla.yaml").write_text(SLA)
+    extra = '\n[paths]\nrules = "rules"\n[debug]\nclock_file = "clock"\n'
+    cfg = site(tmp_path, sink.port, extra + "[limits]\nmax_headers = 5\n")   # OLD and NEW have 6
+    start = now(cfg).replace(microsecond=0)
+    sent = start - timedelta(minutes=10)
+    box = mailbox.mbox(str(tmp_path / "archive.mbox"))
+    for raw in (OLD, recent(sent)):
+        box.add(raw)
+    box.close()
+    assert helpdesk(cfg, "ingest", "--no-mail", str(tmp_path / "archive.mbox")).returncode == 0
+    (tmp_path / "new.eml").write_bytes(NEW)
+    assert helpdesk(cfg, "ingest", str(tmp_path / "new.eml")).returncode == 0
+    held = json.loads(helpdesk(cfg, "quarantine", "list", "--json", check=True).stdout)
+    assert sorted(q["reason"] for q in held) == ["too_many_headers"] * 2
+    assert list(by_subject(cfg)) == ["Scanner is slow"]
+    qid = {q["envelope"]["source"]: str(q["id"]) for q in held}
+    assert set(qid) == {"archive", "ingest"}
+
+    cfg = site(tmp_path, sink.port, extra)                              # the limit lifted
+    released = helpdesk(cfg, "quarantine", "release", qid["archive"], check=True)
+    assert b"created" in released.stdout
+    helpdesk(cfg, "quarantine", "release", qid["ingest"], check=True)
+    got = by_subject(cfg)
+    old = show(cfg, got["Old printer jams"]["ref"])
+    assert old["created_at"] == "2024-03-05T09:00:00+00:00"             # its own Date, not the release
+    assert [m["received_at"] for m in old["messages"]] == ["2024-03-05T09:00:00+00:00"]
+    created = next(e for e in old["events"] if e["kind"] == "created")
+    assert "imported_at" in created["detail"]["archived"]
+    assert old["sla"]["breached"] == ["first_response", "resolution"] and old["sla"]["escalations"] == []
+    assert outbox_kinds(cfg, old["id"]) == []                           # no mail planned at all
+    assert "ack" in outbox_kinds(cfg, got["Monitor flickers"]["id"])    # an ordinary release acks
+
+    due = datetime.fromisoformat(show(cfg, got["Scanner is slow"]["ref"])["sla"]["response_due"])
+    daemon = Daemon(cfg).start()
+    try:
+        move_to(cfg, due + timedelta(minutes=2))
+        wait_for(lambda: escalations(sink), timeout=20)                 # the sweep has run over all
+        assert [ref for _, ref, _ in escalations(sink)] == [got["Scanner is slow"]["ref"]]
+        wait_for(lambda: any("dee@example.org" in rcpts for _, rcpts, _ in sink.handler.messages),
+                 timeout=20)                                            # the ordinary ack went out
+        assert not [r for _, r, _ in sink.handler.messages if "ann@example.org" in r]
+    finally:
+        daemon.kill()
+    assert show(cfg, got["Old printer jams"]["ref"])["sla"]["escalations"] == []
