@@ -11,17 +11,17 @@ import os
 import re
 import sys
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from daemon.cli_args import command_of, ingest_parser, parse_day, parser_parts
 from daemon.clock import build_clock
-from daemon.config import Config, find_site_config, key_location, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
-from daemon.oauth2_login import add_oauth2_parser, device_login, oauth2_accounts
-from daemon.oauth2_store import TokenStore
-from daemon.secrets import shared_key_problem
+
+if TYPE_CHECKING:
+    from daemon.config import Config
 
 # logging, views and everything heavy are imported where used: `helpdesk ingest` from an
-# MTA's pipe must start fast (daemon.handoff)
+# MTA's pipe and `tickets`/`show` must start fast (daemon.handoff, daemon.quick_read; issue 16)
 EX_OK, EX_ERROR, EX_USAGE, EX_TEMPFAIL = 0, 1, 2, 75
 
 
@@ -30,13 +30,7 @@ class UsageError(HelpdeskError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from daemon.desk_cli import add_parsers as add_desk_parsers
-    from daemon.report.command import add_parser as add_report_parser
-    from daemon.rules.tester import add_rules_parser
-    p, common, sub = parser_parts((add_rules_parser, add_desk_parsers))
-    add_report_parser(sub, common)
-    add_oauth2_parser(sub, common)
-    return p
+    return parser_parts()[0]
 
 
 def parse_ref(text: str, prefix: str) -> int:
@@ -66,6 +60,8 @@ def _out(text: str) -> None:
 def _shared_key(cfg: Config) -> None:
     """serve, worker and ingest (when it runs the pipeline itself) refuse a node of a shared
     database without the shared signing key."""
+    from daemon.config import key_location
+    from daemon.secrets import shared_key_problem
     problem = shared_key_problem(cfg.database_url, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
     if problem:
         raise ConfigError(f"{key_location(cfg, 'database.url')}: {problem}")
@@ -271,6 +267,8 @@ def cmd_worker(cfg: Config, args) -> int:
 
 
 def cmd_oauth2(cfg: Config, args) -> int:
+    from daemon.oauth2_login import device_login, oauth2_accounts
+    from daemon.oauth2_store import TokenStore
     accounts = oauth2_accounts(cfg)
     if args.account not in accounts:
         raise UsageError(f"no account {args.account!r} with auth = \"oauth2\" (have: {', '.join(accounts) or 'none'})")
@@ -346,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":                 # the one command that needs no config file
             _setup_logging(None, args.debug)
             return cmd_init(args)
+        from daemon.config import find_site_config, load_config
         try:
             cfg = load_config(str(find_site_config(args.config)))
         except ConfigError as exc:
