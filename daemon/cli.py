@@ -135,13 +135,33 @@ def _store(cfg: Config):
     return open_store(cfg)
 
 
+def _quick(cfg: Config, read):
+    """`read(conn)` on the light read path (store.quick_read), or None: take the full path."""
+    import sqlite3
+    from store import quick_read
+    conn = quick_read.open_current(cfg.database_url)
+    if conn is None:
+        return None
+    try:
+        return read(conn)
+    except sqlite3.Error:
+        return None                # the full path says what is wrong, as it always did
+    finally:
+        conn.close()
+
+
 def cmd_tickets(cfg: Config, args) -> int:
     from daemon import views
-    from daemon.filters import check_filters
-    problems = check_filters(cfg, status=args.status, queue=args.queue, type=args.type)
-    if problems:
-        raise UsageError("; ".join(problems))
-    rows = _store(cfg).list_tickets(status=args.status, queue=args.queue, type=args.type, limit=args.limit)
+    if args.status or args.queue or args.type:
+        from daemon.filters import check_filters
+        problems = check_filters(cfg, status=args.status, queue=args.queue, type=args.type)
+        if problems:
+            raise UsageError("; ".join(problems))
+    filters = {"status": args.status, "queue": args.queue, "type": args.type, "limit": args.limit}
+    from store.quick_read import list_tickets
+    rows = _quick(cfg, lambda conn: list_tickets(conn, **filters))
+    if rows is None:
+        rows = _store(cfg).list_tickets(**filters)
     prefix = cfg.helpdesk.ticket_prefix
     _out(json.dumps([views.ticket_json(t, prefix) for t in rows], ensure_ascii=False, indent=1)
          if args.json else views.tickets_text(rows, prefix))
@@ -149,12 +169,15 @@ def cmd_tickets(cfg: Config, args) -> int:
 
 
 def cmd_show(cfg: Config, args) -> int:
+    from store.quick_read import ticket_exists
+    prefix = cfg.helpdesk.ticket_prefix
+    ticket_id = parse_ref(args.ref, prefix)
+    if _quick(cfg, lambda conn: ticket_exists(conn, ticket_id)) is False:   # the light path knows: no such ticket
+        raise NotFound(f"ticket {ticket_id} not found")
     from daemon import views
     from daemon.sla.views import SlaReader, sla_text
     from daemon.itil_views import itil_show
-    prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
-    ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
     sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
     extra, lines = itil_show(store.engine, ticket_id, prefix, detail.ticket.status)   # problem ... approvals
