@@ -42,7 +42,7 @@ MSG = b"From: ann@example.org\nTo: support@example.com\nSubject: printer\n\nIt j
 def site(tmp: Path, env: dict, repo: Path) -> Path:
     """`helpdesk init` in tmp/site: the shipped config, rules and templates, as an admin starts."""
     subprocess.run([sys.executable, "-m", "daemon", "init", str(tmp / "site")], env=env, check=True,
-                   capture_output=True, cwd=str(repo))
+                   capture_output=True, cwd=str(tmp))
     return tmp / "site" / "config.toml"
 
 
@@ -53,11 +53,12 @@ def handoff_site(tmp: Path) -> Path:
     return write_site_config(tmp / "pipe", "[queue]\nbackend = \"immediate\"\n[outbound]\nport = 9\n")
 
 
-def timed(argv: list[str], env: dict, stdin: bytes | None, expect: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child); the exit status must be `expect`."""
+def timed(argv: list[str], env: dict, stdin: bytes | None, expect: int, cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child); the exit status must be `expect`. Run in
+    `cwd`, not here: `python -m` puts the working directory first on sys.path."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(argv, input=stdin, capture_output=True, env=env)
+    proc = subprocess.run(argv, input=stdin, capture_output=True, env=env, cwd=str(cwd))
     took = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != expect:
@@ -107,9 +108,9 @@ def main() -> None:
         try:
             floor, times = [], {name: [] for name in variants}
             for _ in range(args.n):
-                floor.append(timed([py, "-c", "pass"], env, None, 0))
+                floor.append(timed([py, "-c", "pass"], env, None, 0, tmp))
                 for name, (argv, stdin, rc) in variants.items():
-                    times[name].append(timed(argv, env, stdin, expect=rc))
+                    times[name].append(timed(argv, env, stdin, rc, tmp))
         finally:
             if serve is not None:
                 serve.terminate()
