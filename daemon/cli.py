@@ -150,11 +150,16 @@ def _quick(cfg: Config, read):
         conn.close()
 
 
+def _rules(cfg: Config):
+    from daemon.rules.loader import load_rules
+    return load_rules(cfg.paths.rules)
+
+
 def cmd_tickets(cfg: Config, args) -> int:
     from daemon import views
     if args.status or args.queue or args.type:
         from daemon.filters import check_filters
-        problems = check_filters(cfg, status=args.status, queue=args.queue, type=args.type)
+        problems = check_filters(lambda: _rules(cfg), status=args.status, queue=args.queue, type=args.type)
         if problems:
             raise UsageError("; ".join(problems))
     filters = {"status": args.status, "queue": args.queue, "type": args.type, "limit": args.limit}
