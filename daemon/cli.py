@@ -13,7 +13,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from daemon.cli_args import command_of, ingest_parser, parse_day, parser_parts
+from daemon.cli_args import ALONE, alone_parser, command_of, parse_day, parser_parts
 from daemon.clock import build_clock
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
 
@@ -366,7 +366,8 @@ COMMANDS = {"report": cmd_report, "search": cmd_search, "agents": cmd_agents, "u
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = (ingest_parser() if command_of(argv) == "ingest" else _parser()).parse_args(argv)
+    word = command_of(argv)
+    args = (alone_parser(word) if word in ALONE else _parser()).parse_args(argv)
     cfg = None
     try:
         if args.command == "init":                 # the one command that needs no config file

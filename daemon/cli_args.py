@@ -1,8 +1,8 @@
 """The `helpdesk` command line's arguments (argparse, and `parse_day` for the --from/--to
 values; no project imports; daemon/cli.py dispatches).
 
-`ingest_parser` builds only `ingest`, what an MTA's pipe runs; `parser_parts` every
-command. Every command's arguments are here, those of the commands with their own module
+`alone_parser` builds only one of the commands that must start fast (ALONE: `ingest`, what
+an MTA's pipe runs, `tickets`, `show`); `parser_parts` every command. Every command's arguments are here, those of the commands with their own module
 (rules, update/reply, report, oauth2) too, so that building the parser (and `--help`)
 imports none of the modules that run them.
 """
@@ -58,6 +58,27 @@ def _add_ingest(sub, common) -> None:
                      help="envelope recipient(s), as an MTA passes ${recipient}; repeatable")
 
 
+def _add_tickets(sub, common) -> None:
+    t = sub.add_parser("tickets", parents=[common], help="list tickets, newest first")
+    t.add_argument("--json", action="store_true")
+    t.add_argument("--status")
+    t.add_argument("--queue")
+    t.add_argument("--type")
+    t.add_argument("--limit", type=int, default=None)
+
+
+def _add_show(sub, common) -> None:
+    s = sub.add_parser("show", parents=[common], help="one ticket with its messages and events")
+    s.add_argument("ref", metavar="REF")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--full", action="store_true",
+                   help="each message's original text as received (unstripped) and its stored raw mail's sha256")
+
+
+# the commands that must start fast get a parser of their own command only (issues 13, 16)
+ALONE = {"ingest": _add_ingest, "tickets": _add_tickets, "show": _add_show}
+
+
 def command_of(argv: list[str]) -> str | None:
     """The command word of `argv`, skipping the options that may come before it."""
     i = 0
@@ -72,10 +93,12 @@ def command_of(argv: list[str]) -> str | None:
     return None
 
 
-def ingest_parser() -> argparse.ArgumentParser:
-    """Only `ingest`: what an MTA's pipe runs, without building (importing) the rest."""
+def alone_parser(command: str) -> argparse.ArgumentParser:
+    """A parser of only `command` (one of ALONE): its arguments, help and errors are those of
+    the full parser, built in a fraction of the time. A command line whose command word is
+    not in ALONE gets the full parser (parser_parts), so "no such command" reads as ever."""
     p, common, sub = _top()
-    _add_ingest(sub, common)
+    ALONE[command](sub, common)
     return p
 
 
@@ -148,7 +171,7 @@ def _add_oauth2(sub, common) -> None:
 
 
 def parser_parts() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, "argparse._SubParsersAction"]:
-    """Every command (the parser `helpdesk` runs but for `ingest`: ingest_parser)."""
+    """Every command (the parser `helpdesk` runs but for the ALONE ones: alone_parser)."""
     p, common, sub = _top()
     sub.add_parser("serve", parents=[common], help="run the daemon in the foreground")
     sub.add_parser("worker", parents=[common], help="run only the task-queue worker (scale-out)")
@@ -156,17 +179,8 @@ def parser_parts() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, "a
     sub.add_parser("check", parents=[common], help="validate config, rules and templates")
     st = sub.add_parser("status", parents=[common], help="is the daemon healthy: accounts, spool, quarantine")
     st.add_argument("--json", action="store_true")
-    t = sub.add_parser("tickets", parents=[common], help="list tickets, newest first")
-    t.add_argument("--json", action="store_true")
-    t.add_argument("--status")
-    t.add_argument("--queue")
-    t.add_argument("--type")
-    t.add_argument("--limit", type=int, default=None)
-    s = sub.add_parser("show", parents=[common], help="one ticket with its messages and events")
-    s.add_argument("ref", metavar="REF")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--full", action="store_true",
-                   help="each message's original text as received (unstripped) and its stored raw mail's sha256")
+    _add_tickets(sub, common)
+    _add_show(sub, common)
     q = sub.add_parser("quarantine", parents=[common], help="messages that could not be processed")
     q.add_argument("action", nargs="?", default="list", choices=["list", "show", "release"])
     q.add_argument("id", nargs="?", type=int)
