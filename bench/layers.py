@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.oauth2_config", "daemon.digest_config", "daemon.oauth2_login", "daemon.oauth2_store", "daemon.processes",
                "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text", "daemon.config_sections",
                "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.alignment", "daemon.arc",
-               "daemon.node_beat", "daemon.approval_rules", "daemon.approval_plan", "daemon.report")),
+               "daemon.node_beat", "daemon.approval_rules", "daemon.approval_plan", "daemon.report", "daemon.stores")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
                   "daemon.message_path", "daemon.outbound", "daemon.parse_lanes", "daemon.observe", "daemon.desk_mail",
                   "daemon.digest", "daemon.problems", "daemon.csat", "daemon.approvals", "daemon.report.mailing")),

@@ -131,7 +131,7 @@ def cmd_status(cfg: Config, args) -> int:
 
 
 def _store(cfg: Config):
-    from daemon.app import open_store
+    from daemon.stores import open_store
     return open_store(cfg)
 
 
