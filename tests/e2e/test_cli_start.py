@@ -21,6 +21,10 @@ from tests.e2e.helpers import REPO, helpdesk, tickets
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "huey", "redis", "psycopg", "psycopg2", "jinja2", "dkim",
          "mailparser", "prometheus_client", "yaml", "daemon.app", "store.repo", "store.db")
 
+# what `show` of an existing ticket (the full read path, through SQLAlchemy) still must not load
+QUEUE_AND_BACKENDS = ("huey", "redis", "psycopg", "psycopg2", "jinja2", "dkim", "prometheus_client", "alembic",
+                      "daemon.app", "daemon.tasks")
+
 RUN = """
 import json, sys
 from daemon.cli import main
@@ -50,8 +54,8 @@ def imported(cfg: Path, *args: str) -> tuple[int, list[str]]:
     return got["rc"], got["modules"]
 
 
-def heavy(modules: list[str]) -> list[str]:
-    return [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+def heavy(modules: list[str], names: tuple[str, ...] = HEAVY) -> list[str]:
+    return [m for m in modules if any(m == h or m.startswith(h + ".") for h in names)]
 
 
 def test_tickets_and_show_on_sqlite_load_no_database_layer_queue_or_optional_backend(tmp_path):
@@ -96,6 +100,9 @@ def test_the_light_path_reads_what_the_store_reads(tmp_path):
     finally:
         conn.close()
         store.engine.dispose()
+    for args in (("show", str(every[0].id)), ("show", str(every[0].id), "--json"), ("export",)):
+        rc, modules = imported(cfg_path, *args)          # the full path: SQLAlchemy, but no queue, no Alembic
+        assert rc == 0 and "sqlalchemy" in modules and heavy(modules, QUEUE_AND_BACKENDS) == [], args
     # and the command prints from the light path what it prints from the store's rows
     prefix = cfg.helpdesk.ticket_prefix
     assert tickets(cfg_path) == [views.ticket_json(t, prefix) for t in every]

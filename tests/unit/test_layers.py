@@ -86,6 +86,16 @@ def test_the_checker_counts_type_checking_and_function_level_imports(tmp_path):
     assert [f.target for f in foreign] == ["psycopg"] and layers.bad_foreign(foreign) == []
 
 
+def test_a_lazy_dependency_is_allowed_only_in_the_module_named_for_it(tmp_path):
+    path = tmp_path / "mod.py"
+    path.write_text("def f():\n    from alembic import command\n    import yaml\n")
+    modules = {"store.migrate": path, "store.other": path}
+    _, in_migrate = layers.imports_of("store.migrate", path, modules)
+    _, elsewhere = layers.imports_of("store.other", path, modules)
+    assert [f.target for f in layers.bad_foreign(in_migrate)] == ["yaml"]
+    assert [f.target for f in layers.bad_foreign(elsewhere)] == ["alembic.command", "yaml"]
+
+
 def test_the_checker_finds_cycles_and_upward_edges():
     Import = layers.Import
     edges = [Import("daemon.pipeline.a", "daemon.app", 1, False), Import("daemon.app", "daemon.pipeline.a", 1, False),
