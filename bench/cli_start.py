@@ -1,7 +1,8 @@
 """Benchmark: what a `helpdesk` command costs to start, against `python3 -c pass` (issue 16).
 
 Makes a site with `helpdesk init` in a temp dir (SQLite; the database is created by the first
-command, not timed), starts a real `helpdesk serve` on it for the pipe hand-off, then times,
+command, not timed) and, for the pipe hand-off, a second site with a real `helpdesk serve`
+running (so that the mail it takes in does not fill the first one's database), then times,
 interleaved, N runs of each:
 
     python -c pass                       the floor (the same interpreter)
