@@ -10,7 +10,8 @@ that module, and a cycle hidden behind TYPE_CHECKING is still a cycle a reader h
 The layers are data (LAYERS below, lowest first): a module may import modules of its own layer
 or of lower layers, never higher ones. RESTRICT narrows a few layers further (the pure pipeline
 imports only itself and the base; store/ imports from daemon/ only the base). Function-level
-imports are allowed only for the optional third-party dependencies in OPTIONAL. Importing
+imports are allowed only for the optional third-party dependencies in OPTIONAL and, in the one
+module each names, the heavy required ones in LAZY. Importing
 a.b.c also runs the packages a and a.b (their __init__), so those count as imported too. Exit status 1
 when anything is printed, 0 when the house is in order. tests/unit/test_layers.py asserts the
 same rules (with an allowlist of edges that are being fixed).
@@ -30,7 +31,7 @@ PACKAGES = ("daemon", "store")
 # module a itself (a package's __init__); the most specific (longest) pattern wins, so
 # "daemon.rules.tester" sits above "daemon.rules". A module in no layer is reported.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("=daemon", "daemon.errors", "daemon.model", "daemon.clock", "=store")),
+    ("base", ("=daemon", "daemon.errors", "daemon.model", "daemon.idn", "daemon.clock", "=store")),
     ("pipeline", ("daemon.pipeline",)),
     ("edges", ("store", "daemon.rules", "daemon.templates", "daemon.tokens", "daemon.identity",
                "daemon.config", "daemon.spool", "daemon.mailer", "daemon.systemd", "daemon.health",
@@ -39,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.oauth2_config", "daemon.digest_config", "daemon.oauth2_login", "daemon.oauth2_store", "daemon.processes",
                "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text", "daemon.config_sections",
                "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.alignment", "daemon.arc",
-               "daemon.node_beat", "daemon.approval_rules", "daemon.approval_plan", "daemon.report")),
+               "daemon.node_beat", "daemon.approval_rules", "daemon.approval_plan", "daemon.report", "daemon.stores")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
                   "daemon.message_path", "daemon.outbound", "daemon.parse_lanes", "daemon.observe", "daemon.desk_mail",
                   "daemon.digest", "daemon.problems", "daemon.csat", "daemon.approvals", "daemon.report.mailing")),
@@ -61,6 +62,13 @@ RESTRICT: dict[str, tuple[str, ...]] = {
 
 # Third-party packages that may be imported inside a function (installed only when used).
 OPTIONAL = frozenset({"psycopg", "psycopg2", "redis", "systemd", "watchdog", "pyinotify"})
+
+# Required packages that one module may import inside a function, because importing them
+# costs more than the common path of that module that does not use them (issue 16: a
+# command's start). Each is named with the one module allowed; anywhere else it is reported.
+LAZY: dict[str, frozenset[str]] = {
+    "alembic": frozenset({"store.migrate"}),    # only to create or upgrade: a database at head needs none
+}
 
 
 @dataclass(frozen=True)
@@ -256,7 +264,10 @@ def function_level(edges: list[Import]) -> list[Import]:
 
 
 def bad_foreign(foreign: list[Import]) -> list[Import]:
-    return [f for f in foreign if f.target.split(".")[0] not in OPTIONAL]
+    """Function-level imports of third-party or stdlib modules that are neither OPTIONAL
+    nor LAZY in the module that imports them."""
+    return [f for f in foreign if f.target.split(".")[0] not in OPTIONAL
+            and f.source not in LAZY.get(f.target.split(".")[0], ())]
 
 
 def _where(edge: Import) -> str:

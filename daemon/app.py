@@ -52,9 +52,8 @@ from daemon.rules.live import LiveRules, watch
 from daemon.templates import template_names
 from daemon.settings import defaults_of, worker_settings  # noqa: F401  (worker_settings: for commands)
 from daemon.spool import Spool
+from daemon.stores import open_store  # noqa: F401  (re-exported: commands open the store from here too)
 from daemon.worker import Worker
-from store.blobs import Blobs
-from store.db import create_schema, make_engine
 from store.repo import Store
 from store.sla_store import SlaStore
 
@@ -115,12 +114,6 @@ class App:
         if self.guard is not None:
             self.guard.close()
         self.store.engine.dispose()
-
-
-def open_store(cfg: Config) -> Store:
-    engine = make_engine(cfg.database_url, echo=cfg.database.echo)
-    create_schema(engine)
-    return Store(engine, Blobs(cfg.state_dir / "attachments"))
 
 
 def load_live_rules(cfg: Config) -> LiveRules:

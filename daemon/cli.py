@@ -11,17 +11,17 @@ import os
 import re
 import sys
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from daemon.cli_args import command_of, ingest_parser, parse_day, parser_parts
+from daemon.cli_args import ALONE, alone_parser, command_of, parse_day, parser_parts
 from daemon.clock import build_clock
-from daemon.config import Config, find_site_config, key_location, load_config
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
-from daemon.oauth2_login import add_oauth2_parser, device_login, oauth2_accounts
-from daemon.oauth2_store import TokenStore
-from daemon.secrets import shared_key_problem
+
+if TYPE_CHECKING:
+    from daemon.config import Config
 
 # logging, views and everything heavy are imported where used: `helpdesk ingest` from an
-# MTA's pipe must start fast (daemon.handoff)
+# MTA's pipe and `tickets`/`show` must start fast (daemon.handoff, daemon.quick_read; issue 16)
 EX_OK, EX_ERROR, EX_USAGE, EX_TEMPFAIL = 0, 1, 2, 75
 
 
@@ -30,13 +30,7 @@ class UsageError(HelpdeskError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from daemon.desk_cli import add_parsers as add_desk_parsers
-    from daemon.report.command import add_parser as add_report_parser
-    from daemon.rules.tester import add_rules_parser
-    p, common, sub = parser_parts((add_rules_parser, add_desk_parsers))
-    add_report_parser(sub, common)
-    add_oauth2_parser(sub, common)
-    return p
+    return parser_parts()[0]
 
 
 def parse_ref(text: str, prefix: str) -> int:
@@ -66,6 +60,8 @@ def _out(text: str) -> None:
 def _shared_key(cfg: Config) -> None:
     """serve, worker, ingest (when it runs the pipeline itself), update, reply and quarantine
     release sign what they send: on a shared database they refuse a node without the shared key."""
+    from daemon.config import key_location
+    from daemon.secrets import shared_key_problem
     problem = shared_key_problem(cfg.database_url, cfg.helpdesk.key_env, cfg.helpdesk.key_credential)
     if problem:
         raise ConfigError(f"{key_location(cfg, 'database.url')}: {problem}")
@@ -135,17 +131,42 @@ def cmd_status(cfg: Config, args) -> int:
 
 
 def _store(cfg: Config):
-    from daemon.app import open_store
+    from daemon.stores import open_store
     return open_store(cfg)
+
+
+def _quick(cfg: Config, read):
+    """`read(conn)` on the light read path (store.quick_read), or None: take the full path."""
+    import sqlite3
+    from store import quick_read
+    conn = quick_read.open_current(cfg.database_url)
+    if conn is None:
+        return None
+    try:
+        return read(conn)
+    except sqlite3.Error:
+        return None                # the full path says what is wrong, as it always did
+    finally:
+        conn.close()
+
+
+def _rules(cfg: Config):
+    from daemon.rules.loader import load_rules
+    return load_rules(cfg.paths.rules)
 
 
 def cmd_tickets(cfg: Config, args) -> int:
     from daemon import views
-    from daemon.filters import check_filters
-    problems = check_filters(cfg, status=args.status, queue=args.queue, type=args.type)
-    if problems:
-        raise UsageError("; ".join(problems))
-    rows = _store(cfg).list_tickets(status=args.status, queue=args.queue, type=args.type, limit=args.limit)
+    if args.status or args.queue or args.type:
+        from daemon.filters import check_filters
+        problems = check_filters(lambda: _rules(cfg), status=args.status, queue=args.queue, type=args.type)
+        if problems:
+            raise UsageError("; ".join(problems))
+    filters = {"status": args.status, "queue": args.queue, "type": args.type, "limit": args.limit}
+    from store.quick_read import list_tickets
+    rows = _quick(cfg, lambda conn: list_tickets(conn, **filters))
+    if rows is None:
+        rows = _store(cfg).list_tickets(**filters)
     prefix = cfg.helpdesk.ticket_prefix
     _out(json.dumps([views.ticket_json(t, prefix) for t in rows], ensure_ascii=False, indent=1)
          if args.json else views.tickets_text(rows, prefix))
@@ -153,12 +174,15 @@ def cmd_tickets(cfg: Config, args) -> int:
 
 
 def cmd_show(cfg: Config, args) -> int:
+    from store.quick_read import ticket_exists
+    prefix = cfg.helpdesk.ticket_prefix
+    ticket_id = parse_ref(args.ref, prefix)
+    if _quick(cfg, lambda conn: ticket_exists(conn, ticket_id)) is False:   # the light path knows: no such ticket
+        raise NotFound(f"ticket {ticket_id} not found")
     from daemon import views
     from daemon.sla.views import SlaReader, sla_text
     from daemon.itil_views import itil_show
-    prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
-    ticket_id = parse_ref(args.ref, prefix)
     detail = store.ticket_detail(ticket_id)
     sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
     extra, lines = itil_show(store.engine, ticket_id, prefix, detail.ticket.status)   # problem ... approvals
@@ -276,6 +300,8 @@ def cmd_worker(cfg: Config, args) -> int:
 
 
 def cmd_oauth2(cfg: Config, args) -> int:
+    from daemon.oauth2_login import device_login, oauth2_accounts
+    from daemon.oauth2_store import TokenStore
     accounts = oauth2_accounts(cfg)
     if args.account not in accounts:
         raise UsageError(f"no account {args.account!r} with auth = \"oauth2\" (have: {', '.join(accounts) or 'none'})")
@@ -346,12 +372,14 @@ COMMANDS = {"report": cmd_report, "search": cmd_search, "agents": cmd_agents, "u
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = (ingest_parser() if command_of(argv) == "ingest" else _parser()).parse_args(argv)
+    word = command_of(argv)
+    args = (alone_parser(word) if word in ALONE else _parser()).parse_args(argv)
     cfg = None
     try:
         if args.command == "init":                 # the one command that needs no config file
             _setup_logging(None, args.debug)
             return cmd_init(args)
+        from daemon.config import find_site_config, load_config
         try:
             cfg = load_config(str(find_site_config(args.config)))
         except ConfigError as exc:

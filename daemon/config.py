@@ -28,7 +28,7 @@ from daemon.config_sections import (  # noqa: F401 (re-exported: the sections ar
     IMAP_REQUIRED, SECTIONS)
 from daemon.errors import ConfigError
 from daemon.oauth2_config import check_auth
-from daemon.model.idn import domain_keys
+from daemon.idn import domain_keys
 
 
 

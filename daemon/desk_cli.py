@@ -184,32 +184,6 @@ def _run(app, raw: bytes, agent, roster, now: datetime):
 
 
 # --------------------------------------------------------------------------- the command line
-def add_parsers(sub, common) -> None:
-    """`update` and `reply` (daemon.cli adds them)."""
-    u = sub.add_parser("update", parents=[common], help="change a ticket as an agent would by mail")
-    u.add_argument("ref", metavar="REF")
-    u.add_argument("--as", dest="agent", metavar="AGENT", required=True, help="the registered agent acting")
-    u.add_argument("--status")
-    u.add_argument("--priority", metavar="P1..P4")
-    u.add_argument("--assign", metavar="AGENT|none")
-    u.add_argument("--queue")
-    u.add_argument("--type")
-    u.add_argument("--tag", action="append", metavar="TAG", help="add a tag (-TAG removes it); repeatable")
-    u.add_argument("--note", metavar="TEXT", help="an internal note for the colleagues on the ticket")
-    u.add_argument("--problem", metavar="REF", help="link this incident to problem REF")
-    u.add_argument("--workaround", metavar="TEXT", help="set this problem's workaround (known error)")
-    u.add_argument("--json", action="store_true", help="print the ticket")
-    r = sub.add_parser("reply", parents=[common], help="send an agent's answer to the requester")
-    r.add_argument("ref", metavar="REF")
-    r.add_argument("--as", dest="agent", metavar="AGENT", required=True, help="the registered agent answering")
-    text = r.add_mutually_exclusive_group()
-    text.add_argument("-m", "--message", metavar="TEXT")
-    text.add_argument("--file", metavar="F", help="the answer's text from a file (- for stdin)")
-    r.add_argument("--macro", metavar="NAME", help="answer with a macro (rules/macros.yaml)")
-    r.add_argument("--resolve", action="store_true", help="and resolve the ticket")
-    r.add_argument("--json", action="store_true", help="print the ticket")
-
-
 def act_of(args, ticket_id: int, usage) -> Act:
     """The Act for parsed `update`/`reply` arguments; `usage(text)` raises the usage error."""
     if args.command == "update":

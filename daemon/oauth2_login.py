@@ -20,15 +20,6 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 SLOW_DOWN = 5.0                        # RFC 8628 3.5: add 5 seconds to the interval
 
 
-def add_oauth2_parser(sub, common) -> None:
-    """`helpdesk oauth2 login ACCOUNT` on the CLI's subcommand parser."""
-    o2 = sub.add_parser("oauth2", parents=[common], help="OAuth 2.0 for mailboxes").add_subparsers(
-        dest="oauth2_command", required=True, metavar="COMMAND")
-    login = o2.add_parser("login", parents=[common], help="device-code sign-in for an account with auth = "
-                          "\"oauth2\": prints a URL and a code, waits, stores the refresh token")
-    login.add_argument("account", metavar="ACCOUNT", help="an [[imap]] account name, or outbound")
-
-
 def oauth2_accounts(cfg) -> dict[str, OAuth2Settings]:
     """The accounts with auth = "oauth2", by the name `login` takes: [[imap]] names, `outbound`."""
     found = {a.name: oauth2_settings(imap_key(a.name), a) for a in cfg.imap if a.auth == "oauth2"}

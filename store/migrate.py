@@ -24,19 +24,24 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sqlmodel import SQLModel
 
 from daemon.errors import HelpdeskError
 from store import imap_state, tables  # noqa: F401  (every table of the schema, on SQLModel.metadata)
+from store.quick_read import head_revision as head_in_files
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+# Alembic is imported in the functions that use it: a start on a database already at the
+# newest revision (`_at_head`) needs only the version row and the migration files' names,
+# and importing Alembic costs more than that whole check (issue 16).
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,7 @@ class SchemaState:
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -83,6 +89,7 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
 @functools.lru_cache(maxsize=1)
 def _revisions() -> tuple[str, frozenset[str]]:
     """(head, every revision) of the shipped migrations; they never change in a process."""
+    from alembic.script import ScriptDirectory
     script = ScriptDirectory.from_config(alembic_config())
     return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
 
@@ -92,6 +99,7 @@ def head_revision() -> str:
 
 
 def _state(conn: Connection) -> SchemaState:
+    from alembic.runtime.migration import MigrationContext
     head, known = _revisions()
     current = MigrationContext.configure(conn).get_current_revision()
     if current == head:
@@ -172,6 +180,7 @@ def _run_upgrade(conn: Connection, engine: Engine, state: SchemaState) -> Path |
     if path is not None and not state.empty and path.exists():
         backup = backup_sqlite(path, state.current)
         log.info("database backup before upgrade: %s", backup)
+    from alembic import command
     command.upgrade(alembic_config(conn), "head")
     conn.commit()
     log.info("database schema upgraded from %s to %s", state.current or ("empty" if state.empty else UNVERSIONED),
@@ -188,8 +197,26 @@ def upgrade(engine: Engine) -> tuple[SchemaState, SchemaState, Path | None]:
         return before, _state(conn), backup
 
 
+def _at_head(engine: Engine) -> bool:
+    """The common case at a start, without Alembic: the version row is the one head the
+    migration files name (store.quick_read.head_revision; None there: ask Alembic). A
+    database that cannot be reached raises, as schema_state would."""
+    head = head_in_files()
+    if head is None:
+        return False
+    with engine.connect() as conn:
+        try:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        except (OperationalError, ProgrammingError):          # no version table: empty or made before
+            conn.rollback()
+            return False
+    return [tuple(r) for r in rows] == [(head,)]
+
+
 def ensure_schema(engine: Engine) -> None:
     """At start: create an empty database, upgrade SQLite, refuse a PostgreSQL one behind."""
+    if _at_head(engine):
+        return
     state = schema_state(engine)
     if state.up_to_date:
         return
@@ -207,6 +234,7 @@ def ensure_schema(engine: Engine) -> None:
 
 def _revision(message: str) -> None:
     """Developers: autogenerate a new revision against a scratch SQLite database at head."""
+    from alembic import command
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{tmp}/scratch.db")
         with engine.connect() as conn:

@@ -15,18 +15,6 @@ from daemon.templates import template_names
 from store.db import create_schema, make_engine
 
 
-def add_parser(sub, common) -> None:
-    rep = sub.add_parser("report", parents=[common], help="continual improvement report: volume, times, SLA, "
-                                                           "backlog, reopen rate, satisfaction, problems, trends")
-    rep.add_argument("--from", dest="start", metavar="DATE", help="first day (or ISO time), UTC; default 28 days "
-                                                                   "before --to")
-    rep.add_argument("--to", dest="end", metavar="DATE", help="last day, included (or an ISO time, excluded); "
-                                                               "default now")
-    rep.add_argument("--json", action="store_true", help="print the report as JSON")
-    rep.add_argument("--html", metavar="FILE", help="also write it as one self-contained HTML page (charts in "
-                                                    "inline SVG, no scripts)")
-
-
 def cmd_report(cfg, args, out, usage=HelpdeskError) -> int:
     """Print the report (text or --json) and write --html; 0."""
     now = build_clock(cfg).now().replace(microsecond=0)

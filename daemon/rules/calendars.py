@@ -183,6 +183,16 @@ def _holidays(ctx: CalendarCtx, c: YDict, path: str) -> tuple[set[date], set[tup
     return (fixed, yearly) if ok else None
 
 
+def country_codes() -> list[str]:
+    """The keys of holidays.list_supported_countries() (ISO codes and aliases), without what
+    that call does besides: import every country's module for its subdivisions (a tenth of
+    a second at each rules load, e.g. each `helpdesk show`; issue 16). The registry's list
+    where this holidays version has it, else that call."""
+    loader = getattr(getattr(holidays, "registry", None), "EntityLoader", None)
+    codes = getattr(loader, "get_country_codes", None)
+    return list(codes(include_aliases=True)) if codes else list(holidays.list_supported_countries())
+
+
 def _country(ctx: CalendarCtx, c: YDict, path: str) -> set[date]:
     """National (and regional) holidays from the `holidays` package, as fixed dates."""
     if "country" not in c:
@@ -190,14 +200,15 @@ def _country(ctx: CalendarCtx, c: YDict, path: str) -> set[date]:
             ctx.report(c.line_of("subdivision"), f"{path}.subdivision: needs country:")
         return set()
     code, sub = ctx.string(c, "country", path), ctx.string(c, "subdivision", path)
-    supported = holidays.list_supported_countries()
+    supported = country_codes()
     if code not in supported:
         ctx.report(c.line_of("country"), f"{path}.country: {code!r} is not a supported ISO 3166 country code"
                                          f"{did_you_mean(code, supported)}")
         return set()
-    if sub is not None and sub not in supported[code]:
+    subdivisions = list(getattr(holidays, code).subdivisions)
+    if sub is not None and sub not in subdivisions:
         ctx.report(c.line_of("subdivision"), f"{path}.subdivision: {sub!r} is not a subdivision of {code}; "
-                                             f"known: {', '.join(supported[code])}")
+                                             f"known: {', '.join(subdivisions)}")
         return set()
     if (code, sub) not in ctx.national:
         ctx.national[(code, sub)] = set(holidays.country_holidays(code, subdiv=sub, years=COUNTRY_YEARS))

@@ -25,31 +25,12 @@ from daemon.rules.loader import RuleSet, load_rules
 from daemon.rules.yamlload import YamlProblem, YDict, parse_yaml, read_bytes
 from daemon.sla.loader import SLA_FILE, load_sla
 from daemon.sla.views import preview_text, sla_preview
+from daemon.cli_args import add_rules_parser  # noqa: F401 - also importable from here (its tests)
 from daemon.templates import template_names  # noqa: F401 - also importable from here
 
 EX_OK, EX_FAIL, EX_USAGE = 0, 1, 2
 EXPECTABLE = ("type", "queue", "priority", "tags", "assignee", "action", "disposition", "service", "impact",
               "urgency", "suppress_ack", "ack_template", "sla_policy")
-
-
-def add_rules_parser(subparsers: Any, common_parent: Any) -> None:
-    """Add `rules test ...` to the CLI's subparsers."""
-    r = subparsers.add_parser("rules", parents=[common_parent], help="try the routing rules on mail")
-    rsub = r.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
-    t = rsub.add_parser("test", parents=[common_parent], help="show how mail would be routed, and why")
-    t.add_argument("message", nargs="?", metavar="MESSAGE.eml")
-    t.add_argument("--json", action="store_true", help="machine-readable output")
-    t.add_argument("--corpus", metavar="DIR", help="route every *.eml in DIR and compare with --expect")
-    t.add_argument("--expect", metavar="FILE", help="YAML/JSON: file name -> expected type/queue/priority/tags")
-    t.add_argument("--rules", metavar="DIR", help="rules directory to test (default: [paths] rules)")
-    t.add_argument("--at", metavar="TIME", help="route as if at this ISO time (default: the mail's Date)")
-    t.add_argument("--reply", action="store_true", help="route as a reply on an existing ticket")
-    t.add_argument("--rcpt", action="append", default=[], metavar="ADDR", help="envelope recipient (repeatable)")
-    rp = rsub.add_parser("replay", parents=[common_parent], help="route stored mail by the live and candidate "
-                                                                  "rules; list what would differ (changes nothing)")
-    rp.add_argument("--rules", metavar="DIR", required=True, help="the candidate rules directory")
-    rp.add_argument("--since", metavar="DATE", help="tickets created since (default: 30 days ago)")
-    rp.add_argument("--json", action="store_true", help="machine-readable output (CI)")
 
 
 def run_rules_command(cfg: Any, args: Any) -> int:

@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from daemon.app import defaults_of
+from daemon.settings import defaults_of
 from daemon.errors import RulesError
 from daemon.pipeline.sla import (SlaSettings, TicketHistory, plan_escalations, policy_for, select_policy,
                                  sla_state)

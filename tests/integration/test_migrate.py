@@ -111,7 +111,7 @@ def counts(rows: dict[str, list]) -> dict[str, int]:
 def legacy(request, tmp_path, monkeypatch):
     """A desk on a database made by the last version before migrations, filled, then closed."""
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-    monkeypatch.setattr("daemon.app.create_schema", legacy_create_schema)
+    monkeypatch.setattr("daemon.stores.create_schema", legacy_create_schema)
     monkeypatch.setattr("store.search.index_message", lambda *a, **kw: None)   # that version had no index
     desk = make_desk(tmp_path, url)
     fill(desk)
@@ -248,7 +248,7 @@ def test_two_first_starts_at_once_on_an_empty_postgresql_database_both_start(pg_
 def test_a_database_from_before_the_sla_tables_gets_them_and_keeps_its_rows(tmp_path, monkeypatch):
     """History only added tables: a database made before store/sla_store.py lacks them; the
     baseline adds what is missing and leaves the rest alone."""
-    monkeypatch.setattr("daemon.app.create_schema", legacy_create_schema)
+    monkeypatch.setattr("daemon.stores.create_schema", legacy_create_schema)
     monkeypatch.setattr("store.search.index_message", lambda *a, **kw: None)   # that version had no index
     desk = make_desk(tmp_path)
     fill(desk)

@@ -27,3 +27,26 @@ def test_config_before_or_after_command():
     assert _parser().parse_args(["tickets"]).config is None
     assert _parser().parse_args(["--debug", "show", "1"]).debug is True
     assert _parser().parse_args(["show", "1"]).debug is False
+
+
+ALONE_CASES = [["tickets", "--help"], ["show", "--help"], ["ingest", "--help"], ["--bogus", "tickets"],
+               ["tickets", "--limit", "x"], ["show"], ["--config", "a", "show", "HD-1", "--json", "--debug"],
+               ["tickets", "--status", "new", "extra"], ["show", "1", "2"], ["--debug", "tickets", "--json"],
+               ["ingest", "-", "--sender", "a", "--recipient", "b", "c"], ["tickets", "--limit", "3", "--config", "b"]]
+
+
+@pytest.mark.parametrize("argv", ALONE_CASES, ids=" ".join)
+def test_a_command_parsed_alone_parses_helps_and_fails_as_in_the_full_parser(argv, capsys):
+    """tickets, show and ingest build only their own parser (issue 16): same values, same
+    help text, same error messages and exit status as the parser of every command."""
+    from daemon.cli_args import ALONE, alone_parser, command_of, parser_parts
+    assert command_of(argv) in ALONE
+    seen = []
+    for build in (lambda: parser_parts()[0], lambda: alone_parser(command_of(argv))):
+        try:
+            got = vars(build().parse_args(argv))
+        except SystemExit as exc:
+            got = ("exit", exc.code)
+        seen.append((got, *capsys.readouterr()))
+    assert seen[0] == seen[1]
+    assert seen[0][0] != ("exit", 0) or "usage: helpdesk " in seen[0][1]      # --help printed something

@@ -22,7 +22,7 @@ _spec.loader.exec_module(layers)
 DISPATCHER = "daemon.cli"
 # Function-level imports of required (not optional) third-party or stdlib modules: (importer, module).
 FOREIGN_ALLOWLIST = {("daemon.cli", "logging"), ("daemon.cli", "traceback"),     # the dispatcher, lazily
-                     ("daemon.cli", "pathlib.Path")}
+                     ("daemon.cli", "pathlib.Path"), ("daemon.cli", "sqlite3")}
 
 EDGES, FOREIGN = layers.all_imports()
 CHECKED = [e for e in EDGES if e.source != DISPATCHER]
@@ -84,6 +84,16 @@ def test_the_checker_counts_type_checking_and_function_level_imports(tmp_path):
     assert [(e.target, e.line, e.in_function) for e in edges] == [
         ("daemon.model", 2, False), ("daemon.app", 4, False), ("store.tables", 7, True), ("daemon.spool", 8, True)]
     assert [f.target for f in foreign] == ["psycopg"] and layers.bad_foreign(foreign) == []
+
+
+def test_a_lazy_dependency_is_allowed_only_in_the_module_named_for_it(tmp_path):
+    path = tmp_path / "mod.py"
+    path.write_text("def f():\n    from alembic import command\n    import yaml\n")
+    modules = {"store.migrate": path, "store.other": path}
+    _, in_migrate = layers.imports_of("store.migrate", path, modules)
+    _, elsewhere = layers.imports_of("store.other", path, modules)
+    assert [f.target for f in layers.bad_foreign(in_migrate)] == ["yaml"]
+    assert [f.target for f in layers.bad_foreign(elsewhere)] == ["alembic.command", "yaml"]
 
 
 def test_the_checker_finds_cycles_and_upward_edges():

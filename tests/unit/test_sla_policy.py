@@ -301,3 +301,13 @@ def test_every_problem_is_reported_at_once(tmp_path):
         .replace("default_policy: critical", "default_policy: gone")
     found = problems(tmp_path, bad)
     assert [p.split(":")[1] for p in found] == ["3", "14", "20"], found
+
+
+def test_country_codes_are_the_holidays_packages_without_importing_every_country():
+    """daemon.rules.calendars checks `country:` against the registry's codes (a rules load
+    then imports one country's module, not all); they are the ones list_supported_countries gives."""
+    import holidays
+    from daemon.rules.calendars import country_codes
+    supported = holidays.list_supported_countries()
+    assert sorted(country_codes()) == sorted(supported) and "DE" in supported
+    assert all(list(getattr(holidays, code).subdivisions) == supported[code] for code in ("DE", "US", "GB", "AT"))
