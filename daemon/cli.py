@@ -163,13 +163,27 @@ def cmd_tickets(cfg: Config, args) -> int:
         if problems:
             raise UsageError("; ".join(problems))
     filters = {"status": args.status, "queue": args.queue, "type": args.type, "limit": args.limit}
-    from store.quick_read import list_tickets
-    rows = _quick(cfg, lambda conn: list_tickets(conn, **filters))
-    if rows is None:
-        rows = _store(cfg).list_tickets(**filters)
     prefix = cfg.helpdesk.ticket_prefix
-    _out(json.dumps([views.ticket_json(t, prefix) for t in rows], ensure_ascii=False, indent=1)
-         if args.json else views.tickets_text(rows, prefix))
+
+    def write(rows) -> bool:                      # streamed: a million tickets in flat memory
+        import sqlite3
+        pieces = views.json_list_pieces(views.ticket_json(t, prefix) for t in rows) if args.json \
+            else (line + "\n" for line in views.tickets_lines(rows, prefix))
+        started = False
+        try:
+            for piece in pieces:
+                sys.stdout.write(piece)
+                started = True
+        except sqlite3.Error as exc:
+            if started:                           # half printed: say so, never print it twice
+                raise HelpdeskError(f"reading the tickets failed part way: {exc}") from exc
+            raise
+        if args.json:
+            sys.stdout.write("\n")
+        return True
+    from store.quick_read import iter_tickets
+    if _quick(cfg, lambda conn: write(iter_tickets(conn, **filters))) is None:
+        write(_store(cfg).iter_tickets(**filters))
     return EX_OK
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from store.records import QuarantineRow, TicketDetail, TicketRow
 
@@ -71,13 +71,30 @@ def detail_json(d: TicketDetail, prefix: str, sla: dict[str, Any] | None = None)
 
 
 def tickets_text(rows: list[TicketRow], prefix: str) -> str:
-    if not rows:
-        return "no tickets"
-    lines = [f"{'REF':<10} {'STATUS':<9} {'PRI':<4} {'TYPE':<9} {'QUEUE':<12} {'UPDATED':<17} {'REQUESTER':<28} SUBJECT"]
+    return "\n".join(tickets_lines(rows, prefix))
+
+
+def tickets_lines(rows: Iterable[TicketRow], prefix: str) -> Iterator[str]:
+    """`helpdesk tickets` a line at a time (the header first; "no tickets" for none)."""
+    head = False
     for t in rows:
-        lines.append(f"{ref(prefix, t.id):<10} {t.status:<9} {t.priority:<4} {t.type[:9]:<9} {t.queue[:12]:<12} "
-                     f"{t.updated_at:%Y-%m-%d %H:%M}  {shown(t.requester[:28]):<28} {shown(t.subject[:70])}")
-    return "\n".join(lines)
+        if not head:
+            yield f"{'REF':<10} {'STATUS':<9} {'PRI':<4} {'TYPE':<9} {'QUEUE':<12} {'UPDATED':<17} {'REQUESTER':<28} SUBJECT"
+            head = True
+        yield (f"{ref(prefix, t.id):<10} {t.status:<9} {t.priority:<4} {t.type[:9]:<9} {t.queue[:12]:<12} "
+               f"{t.updated_at:%Y-%m-%d %H:%M}  {shown(t.requester[:28]):<28} {shown(t.subject[:70])}")
+    if not head:
+        yield "no tickets"
+
+
+def json_list_pieces(objs: Iterable) -> Iterator[str]:
+    """json.dumps(list(objs), ensure_ascii=False, indent=1), a piece at a time: an output of
+    any length in flat memory, the same bytes."""
+    first = True
+    for obj in objs:
+        yield ("[\n " if first else ",\n ") + json.dumps(obj, ensure_ascii=False, indent=1).replace("\n", "\n ")
+        first = False
+    yield "[]" if first else "\n]"
 
 
 def detail_text(d: TicketDetail, prefix: str, sla_lines: list[str] | None = None,

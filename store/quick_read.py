@@ -17,6 +17,7 @@ import re
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from store.records import TicketRow
 
@@ -89,6 +90,12 @@ def _ticket(row: tuple) -> TicketRow:
 def list_tickets(conn: sqlite3.Connection, *, status: str | None = None, queue: str | None = None,
                  type: str | None = None, limit: int | None = None) -> list[TicketRow]:
     """store.repo.Store.list_tickets: newest first, optionally filtered."""
+    return list(iter_tickets(conn, status=status, queue=queue, type=type, limit=limit))
+
+
+def iter_tickets(conn: sqlite3.Connection, *, status: str | None = None, queue: str | None = None,
+                 type: str | None = None, limit: int | None = None) -> Iterator[TicketRow]:
+    """list_tickets a row at a time, from the cursor (the statement runs before the first row)."""
     where, params = [], []
     for column, value in (("status", status), ("queue", queue), ("type", type)):
         if value:
@@ -96,7 +103,8 @@ def list_tickets(conn: sqlite3.Connection, *, status: str | None = None, queue: 
             params.append(value)
     sql = f"SELECT {TICKET_COLUMNS} FROM ticket" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY id DESC" + (" LIMIT ?" if limit else "")
-    return [_ticket(r) for r in conn.execute(sql, params + ([limit] if limit else []))]
+    cursor = conn.execute(sql, params + ([limit] if limit else []))
+    return map(_ticket, cursor)
 
 
 def ticket_exists(conn: sqlite3.Connection, ticket_id: int) -> bool:

@@ -152,14 +152,26 @@ class Store:
     def list_tickets(self, *, status: str | None = None, queue: str | None = None,
                      type: str | None = None, limit: int | None = None) -> list[TicketRow]:
         """Tickets newest first, optionally filtered."""
-        with self._read() as s:
-            q = select(m.Ticket).order_by(m.Ticket.id.desc())
-            for col, value in ((m.Ticket.status, status), (m.Ticket.queue, queue), (m.Ticket.type, type)):
-                if value:
-                    q = q.where(col == value)
-            if limit:
-                q = q.limit(limit)
-            return [self._trow(t) for t in s.exec(q)]
+        return list(self.iter_tickets(status=status, queue=queue, type=type, limit=limit))
+
+    def iter_tickets(self, *, status: str | None = None, queue: str | None = None,
+                     type: str | None = None, limit: int | None = None, batch: int = 1000) -> Iterator[TicketRow]:
+        """list_tickets a batch at a time (keyset by id): memory stays flat however many there are."""
+        last, left = None, limit or None
+        while left is None or left > 0:
+            with self._read() as s:
+                q = select(m.Ticket).order_by(m.Ticket.id.desc()).limit(min(batch, left or batch))
+                for col, value in ((m.Ticket.status, status), (m.Ticket.queue, queue), (m.Ticket.type, type)):
+                    if value:
+                        q = q.where(col == value)
+                if last is not None:
+                    q = q.where(m.Ticket.id < last)
+                rows = [self._trow(t) for t in s.exec(q)]
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].id
+            left = None if left is None else left - len(rows)
 
     def ticket_detail(self, ticket_id: int) -> TicketDetail:
         with self._read() as s:

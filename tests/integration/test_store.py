@@ -141,6 +141,9 @@ def test_list_filters_and_export_batches(store):
     assert [r.id for r in rows] == sorted((r.id for r in rows), reverse=True)
     assert store.list_tickets(status="open") == []
     assert len(store.list_tickets(queue="general", type="incident")) == 7
+    assert list(store.iter_tickets(batch=3)) == rows                     # keyset batches, same order
+    assert list(store.iter_tickets(batch=3, limit=5)) == rows[:5]
+    assert list(store.iter_tickets(batch=2, limit=1)) == rows[:1]
     exported = list(store.iter_details(batch=3))
     assert [d.ticket.id for d in exported] == sorted(r.id for r in rows)
     assert all(len(d.messages) == 1 for d in exported)
