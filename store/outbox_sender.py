@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Sequence
 
 from sqlalchemy import func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -48,6 +49,17 @@ class RcptOutcome:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One send attempt of a claimed mail, to record: each recipient's outcome, when to try
+    again (None: nothing left open) and the error text."""
+
+    claim: Claimed
+    outcomes: tuple[RcptOutcome, ...]
+    next_attempt: datetime | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class OutboundRef:
     id: int
     ticket_id: int | None
@@ -79,58 +91,91 @@ class OutboxStore:
         self.bounce_days = bounce_days
 
     def claim(self, outbox_id: int, now: datetime, lease_seconds: float) -> Claimed | None:
-        """Take the lease on a due mail (pending and due, or sending with an expired lease)."""
+        """Take the lease on one due mail (pending and due, or sending with an expired lease)."""
+        got = self.claim_due(now, lease_seconds, 1, ids=(outbox_id,))
+        return got[0] if got else None
+
+    def claim_due(self, now: datetime, lease_seconds: float, limit: int,
+                  ids: Sequence[int] | None = None) -> list[Claimed]:
+        """Take the lease on up to `limit` due mails (oldest due first; only `ids` when given)
+        in one write transaction: the outbox table, by its due index, is the queue. On
+        PostgreSQL rows another sender is claiming are skipped (SKIP LOCKED)."""
         now = _utc(now)
+        if limit <= 0:
+            return []
         token = os.urandom(8).hex()
-        with Session(self.writer, expire_on_commit=False) as s:
-            res = s.exec(update(Outbox).where(Outbox.id == outbox_id, or_(
-                (Outbox.status == "pending") & (Outbox.next_attempt_at <= now),
-                (Outbox.status == "sending") & (Outbox.lease_until < now)))
-                .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds), lease_token=token,
-                        attempts=Outbox.attempts + 1))
-            if res.rowcount != 1:
-                s.rollback()
-                return None
-            row = s.get(Outbox, outbox_id)
-            rcpts = s.exec(select(OutboxRecipient.email).where(OutboxRecipient.outbox_id == outbox_id,
-                                                                OutboxRecipient.status.in_(RCPT_OPEN))).all()
-            blocked = s.exec(select(MailSuppression.email).where(MailSuppression.email.in_(rcpts),
-                                                                 MailSuppression.until > now)).all() if rcpts else []
-            s.commit()
-            return Claimed(row.id, row.ticket_id, row.kind, row.message_id, row.mail_from, row.raw, tuple(rcpts),
-                           row.attempts, _aware(row.created_at), token, frozenset(blocked))
+        ob, rc, sup = Outbox.__table__, OutboxRecipient.__table__, MailSuppression.__table__
+        due = or_((ob.c.status == "pending") & (ob.c.next_attempt_at <= now),
+                  (ob.c.status == "sending") & (ob.c.lease_until < now))
+        pick = sa_select(ob.c.id).where(due).order_by(ob.c.next_attempt_at, ob.c.id).limit(limit)
+        if ids is not None:
+            pick = pick.where(ob.c.id.in_(list(ids)))
+        with self.writer.begin() as c:
+            if c.dialect.name == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            rows = c.execute(update(ob).where(ob.c.id.in_(pick), due)
+                             .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds),
+                                     lease_token=token, attempts=ob.c.attempts + 1)
+                             .returning(ob.c.id, ob.c.ticket_id, ob.c.kind, ob.c.message_id, ob.c.mail_from, ob.c.raw,
+                                        ob.c.attempts, ob.c.created_at, ob.c.next_attempt_at)).all()
+            if not rows:
+                return []
+            got = [r.id for r in rows]
+            rcpts: dict[int, list[str]] = {i: [] for i in got}
+            for oid, email in c.execute(sa_select(rc.c.outbox_id, rc.c.email).where(
+                    rc.c.outbox_id.in_(got), rc.c.status.in_(RCPT_OPEN)).order_by(rc.c.outbox_id, rc.c.email)):
+                rcpts[oid].append(email)
+            wanted = sorted({e for v in rcpts.values() for e in v})
+            blocked = set(c.execute(sa_select(sup.c.email).where(sup.c.email.in_(wanted), sup.c.until > now))
+                          .scalars()) if wanted else set()
+        rows = sorted(rows, key=lambda r: (_aware(r.next_attempt_at), r.id))
+        return [Claimed(r.id, r.ticket_id, r.kind, r.message_id, r.mail_from, r.raw, tuple(rcpts[r.id]), r.attempts,
+                        _aware(r.created_at), token, frozenset(e for e in rcpts[r.id] if e in blocked)) for r in rows]
 
     def record(self, claim: Claimed, outcomes: Sequence[RcptOutcome], now: datetime,
                next_attempt: datetime | None, error: str = "", *, scheduled: bool = False) -> str | None:
         """Store the result of one attempt; the row's new status, or None when the lease was
         lost (another sender took the mail over; its result counts). `scheduled`: the caller
         has queued the retry itself, so the sweep leaves it alone until then (plus grace)."""
+        return self.record_many([Attempt(claim, tuple(outcomes), next_attempt, error)], now, scheduled=scheduled)[0]
+
+    def record_many(self, attempts: Sequence["Attempt"], now: datetime, *, scheduled: bool = False
+                    ) -> list[str | None]:
+        """`record` for several attempts in one write transaction (a sender's batch)."""
         now = _utc(now)
+        out: list[str | None] = []
         with Session(self.writer, expire_on_commit=False) as s:
-            row = s.get(Outbox, claim.id)
-            if row is None or row.status != "sending" or row.lease_token != claim.lease_token:
-                return None
-            by_email = {o.email.lower(): o for o in outcomes}
-            rcpts = s.exec(select(OutboxRecipient).where(OutboxRecipient.outbox_id == claim.id)).all()
-            for r in rcpts:
-                o = by_email.get(r.email)
-                if o is None or r.status not in RCPT_OPEN:
-                    continue
-                r.status, r.code, r.reason, r.updated_at = o.status, o.code, o.reason[:1000], now
-                s.add(r)
-                if o.bouncing:
-                    suppress(s, r.email, now, now + timedelta(days=self.bounce_days), o.reason)
-            row.status = _row_status([r.status for r in rcpts])
-            row.lease_until, row.lease_token, row.last_error = None, "", error[:1000]
-            if row.status == "pending":
-                row.next_attempt_at = _utc(next_attempt or now)
-                row.enqueued_at = row.next_attempt_at if scheduled else None
-            elif any(r.status == "sent" for r in rcpts):
-                row.sent_at = row.sent_at or now
-            s.add(row)
-            self._events(s, row, outcomes, now, claim.attempts)
+            for a in attempts:
+                out.append(self._record(s, a, now, scheduled))
             s.commit()
-            return row.status
+        return out
+
+    def _record(self, s: Session, a: "Attempt", now: datetime, scheduled: bool) -> str | None:
+        claim, outcomes, next_attempt = a.claim, a.outcomes, a.next_attempt
+        row = s.get(Outbox, claim.id)
+        if row is None or row.status != "sending" or row.lease_token != claim.lease_token:
+            return None
+        by_email = {o.email.lower(): o for o in outcomes}
+        rcpts = s.exec(select(OutboxRecipient).where(OutboxRecipient.outbox_id == claim.id)).all()
+        for r in rcpts:
+            o = by_email.get(r.email)
+            if o is None or r.status not in RCPT_OPEN:
+                continue
+            r.status, r.code, r.reason, r.updated_at = o.status, o.code, o.reason[:1000], now
+            s.add(r)
+            if o.bouncing:
+                suppress(s, r.email, now, now + timedelta(days=self.bounce_days), o.reason)
+        row.status = _row_status([r.status for r in rcpts])
+        row.lease_until, row.lease_token, row.last_error = None, "", a.error[:1000]
+        if row.status == "pending":
+            row.next_attempt_at = _utc(next_attempt or now)
+            row.enqueued_at = row.next_attempt_at if scheduled else None
+        elif any(r.status == "sent" for r in rcpts):
+            row.sent_at = row.sent_at or now
+        s.add(row)
+        self._events(s, row, outcomes, now, claim.attempts)
+        s.flush()
+        return row.status
 
     @staticmethod
     def _events(s: Session, row: Outbox, outcomes: Sequence[RcptOutcome], now: datetime, attempt: int) -> None:
