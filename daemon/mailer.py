@@ -1,7 +1,8 @@
 """The outbound relay client (smtplib), and what a relay's answer means for an outbox row.
 
-`Relay.send(mail_from, recipients, raw)` talks to the configured relay ([outbound]) and
-returns one `RcptResult` per recipient - sent, temp (4xx, connection trouble: retry) or
+`Relay.session()` is one SMTP session with the configured relay ([outbound]) for many
+mails (daemon.relay_session: PIPELINING, RSET after a failed mail); `Relay.send(mail_from,
+recipients, raw)` is one mail on a session of its own. Both return one `RcptResult` per recipient - sent, temp (4xx, connection trouble: retry) or
 perm (5xx: do not retry) - and never raises for SMTP trouble. International addresses
 (daemon.model.idn): IDN domains go out in A-labels; a UTF-8 local part, sender or header is sent
 with SMTPUTF8 when the relay offers it, else that mail (or recipient) is held (temp, with
@@ -220,7 +221,8 @@ class RateLimit:
     """A token bucket shared by this process's senders: at most `per_minute` mails a minute
     to the relay, in bursts of at most ten seconds' worth, so a mass incident never exceeds
     the relay's own limit. `take()` returns 0 when a mail may go now, else how many seconds
-    to wait; the caller reschedules rather than blocking a sender."""
+    to wait, `take_up_to(n)` a batch's worth; the caller reschedules rather than blocking a
+    sender."""
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
         self.rate = per_minute / 60.0
@@ -230,11 +232,23 @@ class RateLimit:
         self.lock = threading.Lock()
 
     def take(self) -> float:
+        granted, wait = self.take_up_to(1)
+        return 0.0 if granted else wait
+
+    def take_up_to(self, n: int) -> tuple[int, float]:
+        """Up to `n` mails that may go now (a sender's batch), and when none may: how many
+        seconds until the next one may."""
         with self.lock:
             now = self.clock()
             self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
             self.at = now
-            if self.tokens >= 1.0:
-                self.tokens -= 1.0
-                return 0.0
-            return (1.0 - self.tokens) / self.rate
+            granted = min(n, int(self.tokens))
+            if granted:
+                self.tokens -= granted
+                return granted, 0.0
+            return 0, (1.0 - self.tokens) / self.rate
+
+    def give_back(self, n: int) -> None:
+        """Mails taken but not sent (fewer were due than granted)."""
+        with self.lock:
+            self.tokens = min(self.capacity, self.tokens + n)

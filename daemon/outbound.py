@@ -6,7 +6,8 @@ is about. Inside the worker's write transaction, `plan_message` / `plan_status` 
 rows planning needs from it (the ticket as it now is, its mail history, the SLA inputs),
 run the pure planners (daemon.pipeline.notify, daemon.pipeline.sla via the Escalator) and
 return the effects; the worker hands them to the transaction (`WriteTx.apply_mail`).
-After the commit `after_commit` gives the new outbox rows to the queue.
+After the commit `after_commit` wakes a sender for the new outbox rows (once: the sender
+claims every due row, daemon.delivery).
 """
 from __future__ import annotations
 
@@ -193,11 +194,12 @@ class Outbound:
         """Enqueue the new outbox rows; log the alerts raised; schedule the next SLA check."""
         for alert in alerts:
             log.warning("ALERT ticket=%s %s (fuse %s)", ticket_id, alert.text, alert.key)
-        for i in outbox_ids:                      # rows are stored as enqueued now
+        if outbox_ids:                            # rows are stored as enqueued now; one wake-up for all
             try:
-                self.enqueue(i)
-            except Exception as exc:              # the sweep picks it up after the grace period
-                log.warning("outbox=%s ticket=%s not enqueued (%s); the sweep will", i, ticket_id, exc)
+                self.enqueue(outbox_ids[0])
+            except Exception as exc:              # the sweep picks them up after the grace period
+                log.warning("outbox=%s ticket=%s not enqueued (%s); the sweep will",
+                            ",".join(map(str, outbox_ids)), ticket_id, exc)
         if self.sla is not None:
             self.sla.after_commit(ticket_id)
 
