@@ -6,8 +6,8 @@ only if none is already waiting, since one drain takes every row that is due. `d
 claims up to `batch` due rows at a time (one write transaction, as many as the per-minute
 limit allows now), sends them one after the other on one `RelaySession` (reused across
 the drain's batches; PIPELINING, RSET after a failed mail: daemon.relay_session), notes
-each relay answer in the send journal (daemon.send_journal: durable before the next mail
-goes out) and marks the batch in one transaction. Temporary failures get their next
+each relay answer in the send journal (daemon.send_journal: kept before the next mail
+goes out, fsync'd once a batch) and marks the batch in one transaction. Temporary failures get their next
 attempt from the backoff (daemon.mailer.settle) and one scheduled wake-up per second in
 which they fall due. Over the rate limit the drain stops and schedules a wake-up for when
 the next mail may go. `send(outbox_id)` is the same for one given row. `sweep()` replays
@@ -154,6 +154,8 @@ class Delivery:
                 if journal is not None:
                     journal.note(attempts[-1])
                 took.append(time.monotonic() - t0)
+            if journal is not None:
+                journal.sync()
             now = self.clock()
             statuses = self.outbox.record_many(attempts, now, scheduled=self.scheduled)
         except BaseException:

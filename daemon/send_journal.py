@@ -3,9 +3,11 @@
 A sender sends a batch on one relay session and marks the rows in one database
 transaction afterwards. Between the relay's 250 and that mark a crash (SIGKILL, power,
 the database gone) would leave rows `sending`; their lease expires and the sweep sends
-them again: the same Message-ID twice. So each answer is appended to a journal file of
-the batch and fsync'd before the next mail goes out; when the mark commits, the file is
-removed. A file left behind (its writer died, or the mark failed) is replayed into the
+them again: the same Message-ID twice. So each answer is written to a journal file of the
+batch before the next mail goes out - in the kernel then, it survives the process being
+killed - and the file is fsync'd once at the end of the batch, before the mark (a power
+loss inside a batch can still resend what that batch sent); when the mark commits, the
+file is removed. A file left behind (its writer died, or the mark failed) is replayed into the
 outbox before the next claim: the rows are marked from it (their lease token still
 matches) and not sent again. A journal belongs to its writer while the writer holds its
 flock; one that can be locked is an orphan (the kernel drops a dead process's locks).
@@ -55,9 +57,14 @@ class Batch:
         os.rename(part, path)
 
     def note(self, attempt: Attempt) -> None:
-        """Make one relay answer durable (write and fsync)."""
-        os.write(self.fd, to_line(attempt))
-        os.fsync(self.fd)
+        """Keep one relay answer (it outlives this process from here on)."""
+        line = to_line(attempt)
+        while line:
+            line = line[os.write(self.fd, line):]
+
+    def sync(self) -> None:
+        """Make the batch's answers durable on disk (once, before the mark)."""
+        os.fdatasync(self.fd)
 
     def done(self) -> None:
         """The batch is marked in the outbox: forget it."""

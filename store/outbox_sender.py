@@ -4,20 +4,33 @@ outcome, and answers lookups; `find_ref` finds our outbound mail by Message-ID o
 The rows are written in the ticket's transaction by store/outbox.py (`apply`)."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from daemon.clock import aware as _aware
 from daemon.clock import to_utc as _utc
-from store.outbox import RCPT_OPEN, _event, suppress
-from store.tables import MailSuppression, Outbox, OutboxRecipient
+from store.outbox import RCPT_OPEN, suppress
+from store.tables import Event, MailSuppression, Outbox, OutboxRecipient
+
+
+_OB, _RC = Outbox.__table__, OutboxRecipient.__table__
+_SQL = {
+    "rcpt": update(_RC).where(_RC.c.outbox_id == bindparam("b_id"), _RC.c.email == bindparam("b_email"))
+    .values(status=bindparam("b_status"), code=bindparam("b_code"), reason=bindparam("b_reason"),
+            updated_at=bindparam("b_at")),
+    "box": update(_OB).where(_OB.c.id == bindparam("b_id"), _OB.c.status == "sending",
+                             _OB.c.lease_token == bindparam("b_token"))
+    .values(status=bindparam("b_status"), lease_until=None, lease_token="", last_error=bindparam("b_error"),
+            next_attempt_at=bindparam("b_next"), enqueued_at=bindparam("b_enq"), sent_at=bindparam("b_sent")),
+}
 
 
 @dataclass(frozen=True)
@@ -141,54 +154,74 @@ class OutboxStore:
 
     def record_many(self, attempts: Sequence["Attempt"], now: datetime, *, scheduled: bool = False
                     ) -> list[str | None]:
-        """`record` for several attempts in one write transaction (a sender's batch)."""
+        """`record` for several attempts in one write transaction (a sender's batch): two
+        reads and one executemany per table, whatever the batch's size."""
         now = _utc(now)
-        out: list[str | None] = []
+        if not attempts:
+            return []
+        ob, rc = Outbox.__table__, OutboxRecipient.__table__
+        ids = [a.claim.id for a in attempts]
         with Session(self.writer, expire_on_commit=False) as s:
+            c = s.connection()
+            pick = sa_select(ob.c.id, ob.c.status, ob.c.lease_token, ob.c.ticket_id, ob.c.kind, ob.c.message_id,
+                             ob.c.next_attempt_at, ob.c.enqueued_at, ob.c.sent_at).where(ob.c.id.in_(ids))
+            rows = {r.id: r for r in c.execute(pick.with_for_update() if c.dialect.name == "postgresql" else pick)}
+            have: dict[int, dict[str, str]] = {i: {} for i in ids}
+            for oid, email, status in c.execute(sa_select(rc.c.outbox_id, rc.c.email, rc.c.status)
+                                                .where(rc.c.outbox_id.in_(ids))):
+                have[oid][email] = status
+            out, rcpt_rows, box_rows, events = [], [], [], []
             for a in attempts:
-                out.append(self._record(s, a, now, scheduled))
+                row = rows.get(a.claim.id)
+                if row is None or row.status != "sending" or row.lease_token != a.claim.lease_token:
+                    out.append(None)
+                    continue
+                statuses = have[row.id]
+                for o in a.outcomes:
+                    email = o.email.lower()
+                    if statuses.get(email) not in RCPT_OPEN:
+                        continue
+                    statuses[email] = o.status
+                    rcpt_rows.append({"b_id": row.id, "b_email": email, "b_status": o.status, "b_code": o.code,
+                                      "b_reason": o.reason[:1000], "b_at": now})
+                    if o.bouncing:
+                        suppress(s, email, now, now + timedelta(days=self.bounce_days), o.reason)
+                status = _row_status(list(statuses.values()))
+                next_at, enqueued, sent_at = row.next_attempt_at, row.enqueued_at, row.sent_at
+                if status == "pending":
+                    next_at = _utc(a.next_attempt or now)
+                    enqueued = next_at if scheduled else None
+                elif "sent" in statuses.values():
+                    sent_at = sent_at or now
+                box_rows.append({"b_id": row.id, "b_token": row.lease_token, "b_status": status,
+                                 "b_error": a.error[:1000], "b_next": next_at, "b_enq": enqueued, "b_sent": sent_at})
+                events += self._events(row, a.outcomes, now, a.claim.attempts)
+                out.append(status)
+            if rcpt_rows:
+                c.execute(_SQL["rcpt"], rcpt_rows)
+            if box_rows:
+                c.execute(_SQL["box"], box_rows)
+            if events:
+                c.execute(insert(Event.__table__), events)
             s.commit()
         return out
 
-    def _record(self, s: Session, a: "Attempt", now: datetime, scheduled: bool) -> str | None:
-        claim, outcomes, next_attempt = a.claim, a.outcomes, a.next_attempt
-        row = s.get(Outbox, claim.id)
-        if row is None or row.status != "sending" or row.lease_token != claim.lease_token:
-            return None
-        by_email = {o.email.lower(): o for o in outcomes}
-        rcpts = s.exec(select(OutboxRecipient).where(OutboxRecipient.outbox_id == claim.id)).all()
-        for r in rcpts:
-            o = by_email.get(r.email)
-            if o is None or r.status not in RCPT_OPEN:
-                continue
-            r.status, r.code, r.reason, r.updated_at = o.status, o.code, o.reason[:1000], now
-            s.add(r)
-            if o.bouncing:
-                suppress(s, r.email, now, now + timedelta(days=self.bounce_days), o.reason)
-        row.status = _row_status([r.status for r in rcpts])
-        row.lease_until, row.lease_token, row.last_error = None, "", a.error[:1000]
-        if row.status == "pending":
-            row.next_attempt_at = _utc(next_attempt or now)
-            row.enqueued_at = row.next_attempt_at if scheduled else None
-        elif any(r.status == "sent" for r in rcpts):
-            row.sent_at = row.sent_at or now
-        s.add(row)
-        self._events(s, row, outcomes, now, claim.attempts)
-        s.flush()
-        return row.status
-
     @staticmethod
-    def _events(s: Session, row: Outbox, outcomes: Sequence[RcptOutcome], now: datetime, attempt: int) -> None:
+    def _events(row, outcomes: Sequence[RcptOutcome], now: datetime, attempt: int) -> list[dict]:
+        if row.ticket_id is None:
+            return []
         sent = [o.email for o in outcomes if o.status == "sent"]
         failed = [{"to": o.email, "code": o.code, "reason": o.reason[:300]} for o in outcomes if o.status == "failed"]
         deferred = [{"to": o.email, "code": o.code, "reason": o.reason[:300]} for o in outcomes if o.status == "pending"]
         base = {"outbox": row.id, "kind": row.kind, "message_id": row.message_id}
-        if sent:
-            _event(s, row.ticket_id, now, "mail_sent", {**base, "to": sent})
-        if failed:
-            _event(s, row.ticket_id, now, "mail_failed", {**base, "failed": failed})
-        if deferred and attempt == 1:                 # the first deferral only: no event per retry
-            _event(s, row.ticket_id, now, "mail_deferred", {**base, "deferred": deferred})
+        out = []
+        for kind, detail in (("mail_sent", sent and {**base, "to": sent}),
+                             ("mail_failed", failed and {**base, "failed": failed}),
+                             ("mail_deferred", deferred and attempt == 1 and {**base, "deferred": deferred})):
+            if detail:                                # a deferral: the first only, no event per retry
+                out.append({"ticket_id": row.ticket_id, "at": now, "kind": kind,
+                            "detail": json.dumps(detail, ensure_ascii=False)})
+        return out
 
     def due(self, now: datetime, grace_seconds: float, limit: int = 1000) -> list[int]:
         """Mails a sender should pick up: due pending rows nobody enqueued within the grace
