@@ -99,10 +99,10 @@ class Delivery:
                 if not claims:
                     break
                 session = session or self.relay.session()
-                self._send(session, claims)
-                done += len(claims)
-                if len(claims) < allowed:
-                    break
+                sent = len(self._send(session, claims))
+                done += sent
+                if len(claims) < allowed and sent == len(claims):
+                    break                                 # nothing more is due (none given back)
                 if time.monotonic() - started > self.drain_seconds:
                     self.wake()
                     break
@@ -146,10 +146,16 @@ class Delivery:
     def _send(self, session, claims: Sequence[Claimed]) -> list[str | None]:
         """Send claimed rows on `session`, journal each answer, mark them in one transaction."""
         journal = self.journal.batch() if self.journal is not None else None
-        attempts, took = [], []
+        attempts, took, claimed = [], [], time.monotonic()
         try:
-            for claim in claims:
+            for k, claim in enumerate(claims):
                 t0 = time.monotonic()
+                if k and t0 - claimed > self.lease_seconds / 2:   # a slow relay: leave the rest to the next
+                    self.outbox.release(claims[k:])            # claim before another sender may take them
+                    log.warning("outbox: %d mail(s) of a batch given back unsent (half the lease used)",
+                                len(claims) - k)
+                    claims = claims[:k]
+                    break
                 attempts.append(self._attempt(session, claim))
                 if journal is not None:
                     journal.note(attempts[-1])

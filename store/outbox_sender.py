@@ -30,6 +30,9 @@ _SQL = {
                              _OB.c.lease_token == bindparam("b_token"))
     .values(status=bindparam("b_status"), lease_until=None, lease_token="", last_error=bindparam("b_error"),
             next_attempt_at=bindparam("b_next"), enqueued_at=bindparam("b_enq"), sent_at=bindparam("b_sent")),
+    "release": update(_OB).where(_OB.c.id == bindparam("b_id"), _OB.c.status == "sending",
+                                 _OB.c.lease_token == bindparam("b_token"))
+    .values(status="pending", lease_until=None, lease_token="", attempts=_OB.c.attempts - 1),
 }
 
 
@@ -144,6 +147,14 @@ class OutboxStore:
         rows = sorted(rows, key=lambda r: (_aware(r.next_attempt_at), r.id))
         return [Claimed(r.id, r.ticket_id, r.kind, r.message_id, r.mail_from, r.raw, tuple(rcpts[r.id]), r.attempts,
                         _aware(r.created_at), token, frozenset(e for e in rcpts[r.id] if e in blocked)) for r in rows]
+
+    def release(self, claims: Sequence[Claimed]) -> int:
+        """Give claimed mails back unsent (a batch that ran out of lease time): pending and
+        due again, the attempt not counted; how many were still ours."""
+        if not claims:
+            return 0
+        with self.writer.begin() as c:
+            return c.execute(_SQL["release"], [{"b_id": x.id, "b_token": x.lease_token} for x in claims]).rowcount
 
     def record(self, claim: Claimed, outcomes: Sequence[RcptOutcome], now: datetime,
                next_attempt: datetime | None, error: str = "", *, scheduled: bool = False) -> str | None:

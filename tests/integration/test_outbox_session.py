@@ -139,6 +139,15 @@ def test_a_drain_sends_a_burst_in_batches_on_one_connection(quiet_desk):
     assert {v.status for v in desk.rows()} == {"sent"} and delivery.drain() == 0
 
 
+def test_a_batch_out_of_lease_time_gives_the_rest_back_unsent(quiet_desk):
+    desk, delivery, sink = quiet_desk
+    delivery.lease_seconds = 0.0                              # every mail after a batch's first is "too late"
+    burst(desk, 3)
+    assert delivery.drain() == 9
+    assert len(sink.handler.wait_for(9)) == 9 and len(sink.handler.connections) == 1
+    assert {(v.status, v.attempts) for v in desk.rows()} == {("sent", 1)}      # given back uncounted, sent once
+
+
 @pytest.mark.parametrize("journal", [True, False])
 def test_a_crash_between_send_and_mark_sends_nothing_twice(quiet_desk, journal):
     desk, delivery, sink = quiet_desk
