@@ -12,6 +12,7 @@ import pytest
 
 from daemon import tasks
 from daemon.mailer import Relay, RelaySettings
+from daemon.model import Envelope
 from tests.integration.test_outbox import close_desk, make_desk, new_mail
 from tests.integration.test_outbox_relay import Sink, SinkHandler
 
@@ -174,3 +175,15 @@ def test_a_crash_between_send_and_mark_sends_nothing_twice(quiet_desk, journal):
         assert not list(delivery.journal.dir.glob("*.jsonl"))
     else:
         assert sorted(ids.values()) == [1, 1] + [2] * 7
+
+
+def test_a_stored_batch_wakes_the_sender_once(quiet_desk):
+    desk, delivery, sink = quiet_desk
+    wakes: list = []
+    desk.outbound.enqueue = wakes.append
+    env = Envelope("x@example.org", ("support@example.com",), "smtp")
+    bases = desk.app.spool.put_many([(new_mail(i, frm=f"user{i}@example.org"), env) for i in range(8)])
+    outcomes = desk.app.worker.run_batch(set(bases))
+    assert [o.result.outcome for o in outcomes] == ["created"] * 8 and len(desk.rows()) == 24
+    assert len(wakes) == 1                                    # one wake-up for the batch's 24 rows
+    assert delivery.drain() == 24 and len(sink.handler.connections) == 1
