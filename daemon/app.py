@@ -109,8 +109,10 @@ class App:
 
     def close(self) -> None:
         """Unbind the queue's context and release the database."""
-        if self.mail is not None and tasks.huey.context is self.mail.delivery:
-            tasks.huey.bind(None)
+        if self.mail is not None:
+            self.mail.delivery.close()                  # the kept relay session says QUIT
+            if tasks.huey.context is self.mail.delivery:
+                tasks.huey.bind(None)
         self.worker.close()
         if self.guard is not None:
             self.guard.close()

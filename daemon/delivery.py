@@ -5,7 +5,8 @@ enqueues one `send_due` task (daemon.tasks) - when this process consumes its own
 only if none is already waiting, since one drain takes every row that is due. `drain()`
 claims up to `batch` due rows at a time (one write transaction, as many as the per-minute
 limit allows now), sends them one after the other on one `RelaySession` (reused across
-the drain's batches; PIPELINING, RSET after a failed mail: daemon.relay_session), notes
+the drain's batches and kept open `keep_seconds` for the next drain; PIPELINING, RSET
+after a failed mail: daemon.relay_session), notes
 each relay answer in the send journal (daemon.send_journal: kept before the next mail
 goes out, fsync'd once a batch) and marks the batch in one transaction. Temporary failures get their next
 attempt from the backoff (daemon.mailer.settle) and one scheduled wake-up per second in
@@ -55,6 +56,8 @@ class Delivery:
     scheduled: bool = True                 # a queue runs scheduled wake-ups (False: immediate mode)
     coalesce: bool = False                 # this process consumes its wake-ups: one waiting is enough
     drain_seconds: float = 30.0            # a drain hands over to a fresh task after this long
+    keep_seconds: float = 10.0             # a relay session idle this long is not reused (QUIT)
+    _parked: list = field(default_factory=list, repr=False)
     _armed: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _replaying: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -98,7 +101,7 @@ class Delivery:
                     self.limit.give_back(allowed - len(claims))
                 if not claims:
                     break
-                session = session or self.relay.session()
+                session = session or self._session()
                 sent = len(self._send(session, claims))
                 done += sent
                 if len(claims) < allowed and sent == len(claims):
@@ -112,8 +115,35 @@ class Delivery:
             log.exception("outbox drain failed")
         finally:
             if session is not None:
-                session.close()
+                self._park(session)
         return done
+
+    def _session(self):
+        """A relay session: one kept from an earlier drain if it is fresh enough, else new."""
+        with self._lock:
+            parked, self._parked = self._parked, []
+        session = None
+        for s, since in parked:
+            if session is None and time.monotonic() - since <= self.keep_seconds:
+                session = s
+            else:
+                s.close()
+        return session or self.relay.session()
+
+    def _park(self, session) -> None:
+        """Keep the drain's session for the next drain (closed when it has gone bad)."""
+        if self.keep_seconds > 0 and getattr(session, "broken", None) is None:
+            with self._lock:
+                self._parked.append((session, time.monotonic()))
+        else:
+            session.close()
+
+    def close(self) -> None:
+        """Close the kept relay sessions (QUIT)."""
+        with self._lock:
+            parked, self._parked = self._parked, []
+        for s, _ in parked:
+            s.close()
 
     def send(self, outbox_id: int) -> str | None:
         """One attempt at one given row; its new status, or None when it was not ours to send."""

@@ -12,7 +12,9 @@ connection the relay closed while idle is opened again once, for a mail that had
 started; trouble after the final dot is that mail's temporary failure (reliability case
 42) and the next mail gets a fresh connection. When the relay cannot be reached at all,
 the rest of the batch fails at once with the same reason instead of each waiting for its
-own timeout. `connections` and `mails` count what the session did (benchmarks, tests).
+own timeout. A session may be kept open between drains (daemon.delivery); one the relay timed out
+meanwhile (closed, or 421 to MAIL) is the stale case above. `connections` and `mails`
+count what the session did (benchmarks, tests).
 """
 from __future__ import annotations
 
@@ -190,6 +192,15 @@ class RelaySession:
             self.dirty = True
         return {r: (code, _text(msg)) for r, (code, msg) in refused.items()}, held
 
+    def _check_stale(self, code: int, fresh: bool) -> None:
+        """The answer to MAIL on a connection we had kept: closed (-1) or 421 (the relay timed
+        the idle session out) means open a new one for this mail; on a new one, trouble."""
+        if code == -1 or (code == 421 and not fresh):
+            if fresh:
+                raise smtplib.SMTPServerDisconnected("connection closed by the relay")
+            self.mails -= 1
+            raise _Stale()
+
     def _classic(self, sender: str, to: list[str], raw: bytes, options: list[str], fresh: bool
                  ) -> dict[str, tuple[int, bytes]]:
         """One command at a time (no PIPELINING offered): MAIL, each RCPT, DATA."""
@@ -197,10 +208,8 @@ class RelaySession:
         try:
             code, resp = conn.mail(sender, options)
         except (smtplib.SMTPServerDisconnected, OSError):
-            if fresh:
-                raise
-            self.mails -= 1
-            raise _Stale() from None
+            code, resp = -1, b""
+        self._check_stale(code, fresh)
         if code != 250:
             raise smtplib.SMTPSenderRefused(code, resp, sender)
         refused = {r: a for r in to if (a := conn.rcpt(r))[0] not in (250, 251)}
@@ -222,10 +231,8 @@ class RelaySession:
             conn.send("".join(line + "\r\n" for line in lines).encode(enc))
             mail = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError):
-            if fresh:
-                raise
-            self.mails -= 1
-            raise _Stale() from None
+            mail = (-1, b"")
+        self._check_stale(mail[0], fresh)
         answers = [conn.getreply() for _ in to]
         data = conn.getreply()
         if mail[0] != 250:

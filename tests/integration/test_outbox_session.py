@@ -5,6 +5,7 @@ one connection, and a crash between the relay's 250 and the outbox mark sends no
 twice (the send journal; without it the same Message-ID goes out again)."""
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -31,14 +32,20 @@ class CountingHandler(SinkHandler):
         self.per_connection: Counter = Counter()
         self.rsets = 0
         self.waiting_at_mail: list[bytes] = []
+        self.servers: list = []
+        self.idle_421 = False                   # answer the next MAIL 421 (an idle session timed out)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.connections.append(session.peer)
+        self.servers.append(server)
         return responses[:-1] + ["250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.waiting_at_mail.append(bytes(server._reader._buffer))     # read by the server, not yet handled
+        if self.idle_421:
+            self.idle_421 = False
+            return "421 4.4.2 idle too long, closing"
         self.per_connection[session.peer] += 1
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
 
@@ -187,3 +194,26 @@ def test_a_stored_batch_wakes_the_sender_once(quiet_desk):
     assert [o.result.outcome for o in outcomes] == ["created"] * 8 and len(desk.rows()) == 24
     assert len(wakes) == 1                                    # one wake-up for the batch's 24 rows
     assert delivery.drain() == 24 and len(sink.handler.connections) == 1
+
+
+def hang_up(sink) -> None:
+    """The relay closes every connection it has (as an idle timeout does)."""
+    closed = threading.Event()
+    sink.controller.loop.call_soon_threadsafe(lambda: ([sv.transport.close() for sv in sink.handler.servers
+                                                        if sv.transport], closed.set()))
+    assert closed.wait(5)
+
+
+@pytest.mark.parametrize("how", ["kept", "closed", "421"])
+def test_the_next_drain_reuses_the_session_or_reopens_one_the_relay_let_go(quiet_desk, how):
+    desk, delivery, sink = quiet_desk
+    burst(desk, 1)
+    assert delivery.drain() == 3 and len(sink.handler.wait_for(3)) == 3
+    if how == "closed":
+        hang_up(sink)
+    elif how == "421":
+        sink.handler.idle_421 = True
+    desk.mail(new_mail(99, frm="late@example.org"), mail_from="late@example.org")
+    assert delivery.drain() == 3
+    assert len(sink.handler.wait_for(6)) == 6 and {v.status for v in desk.rows()} == {"sent"}   # none deferred
+    assert len(sink.handler.connections) == (1 if how == "kept" else 2)
