@@ -18,7 +18,6 @@ count what the session did (benchmarks, tests).
 """
 from __future__ import annotations
 
-import logging
 import re
 import smtplib
 import socket
@@ -31,7 +30,6 @@ from daemon.model.idn import SmtpAddress, plan_utf8, smtp_address
 if TYPE_CHECKING:
     from daemon.mailer import Relay
 
-log = logging.getLogger(__name__)
 _DOT = re.compile(rb"(?m)^\.")
 
 

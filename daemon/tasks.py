@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import datetime
 from typing import Any, Callable
 
 from huey import Huey, crontab
 from huey.consumer import Scheduler, Worker as HueyWorker
 from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
-from sqlalchemy.exc import OperationalError
 
 from daemon.clock import utcnow
 from daemon.errors import HelpdeskError
