@@ -127,8 +127,9 @@ class OutboxStore:
         if ids is not None:
             pick = pick.where(ob.c.id.in_(list(ids)))
         with self.writer.begin() as c:
-            if c.dialect.name == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
+            if c.dialect.name == "postgresql":        # evaluated once: a rescan of a SKIP LOCKED LIMIT
+                picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+                pick = sa_select(picked.c.id)          # subquery could pick other rows, more than `limit`
             rows = c.execute(update(ob).where(ob.c.id.in_(pick), due)
                              .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds),
                                      lease_token=token, attempts=ob.c.attempts + 1)

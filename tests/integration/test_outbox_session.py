@@ -114,11 +114,11 @@ def test_an_unreachable_relay_fails_the_rest_of_the_session_at_once():
 
 # ---------------------------------------------------------------------- the drain
 @pytest.fixture
-def quiet_desk(tmp_path):
-    """A desk whose sender is not woken by new mail (the test drains by hand), with a real
-    relay to a counting sink."""
+def quiet_desk(tmp_path, backend):
+    """A desk (SQLite and PostgreSQL) whose sender is not woken by new mail (the test drains
+    by hand), with a real relay to a counting sink."""
     with counting_sink() as sink:
-        desk = make_desk(tmp_path, extra=f"[outbound]\nport = {sink.port}\nmax_per_minute = 0\n"
+        desk = make_desk(tmp_path, backend.config_url, extra=f"[outbound]\nport = {sink.port}\nmax_per_minute = 0\n"
                                          "[loops]\nmax_new_tickets_per_sender_hour = 1000\n")
         desk.outbound.enqueue = lambda i: None
         delivery = tasks.huey.delivery()
