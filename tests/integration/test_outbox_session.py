@@ -217,3 +217,23 @@ def test_the_next_drain_reuses_the_session_or_reopens_one_the_relay_let_go(quiet
     assert delivery.drain() == 3
     assert len(sink.handler.wait_for(6)) == 6 and {v.status for v in desk.rows()} == {"sent"}   # none deferred
     assert len(sink.handler.connections) == (1 if how == "kept" else 2)
+
+
+def test_two_senders_draining_at_once_send_each_mail_once(quiet_desk):
+    desk, delivery, sink = quiet_desk
+    burst(desk, 12)
+    go = threading.Barrier(2)
+    counts: list[int] = []
+
+    def sender() -> None:
+        go.wait()
+        counts.append(delivery.drain())
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sum(counts) == 36
+    ids = Counter(m[2].split(b"Message-ID: <", 1)[1].split(b">", 1)[0] for m in sink.handler.wait_for(36))
+    assert len(ids) == 36 and set(ids.values()) == {1}
+    assert {(v.status, v.attempts) for v in desk.rows()} == {("sent", 1)}
