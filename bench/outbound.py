@@ -102,7 +102,8 @@ def run(n: int, rate: float, workers: int, clients: int = 4, limit: int = 0) -> 
     db.close()
     stored = datetime.fromisoformat(last).timestamp() - wall0 if last else float("nan")
     lat = sorted((relay.acks[m] - accepted[m]) * 1000 for m in accepted if m in relay.acks)
-    return {"in": t_in, "all": t_all, "stored": stored, "acks": len(relay.acks), "mails": relay.total,
+    arrivals = sorted(relay.acks.values())
+    return {"first": arrivals[0] - t0, "half": arrivals[len(arrivals) // 2] - t0, "in": t_in, "all": t_all, "stored": stored, "acks": len(relay.acks), "mails": relay.total,
             "connections": len(relay.peers), "lat": lat}
 
 
@@ -128,7 +129,8 @@ def main() -> int:
     if args.only != "paced":
         b = run(args.n, 0.0, args.workers)
         print(f"burst: {args.n} new tickets accepted over SMTP in {b['in']:.2f}s ({args.n / b['in']:.0f}/s); "
-              f"last stored at {b['stored']:.2f}s; last ack at the relay at {b['all']:.2f}s; "
+              f"last stored at {b['stored']:.2f}s; acks at the relay: first at {b['first']:.2f}s, half by "
+              f"{b['half']:.2f}s, last at {b['all']:.2f}s; "
               f"ratio {b['all'] / b['in']:.2f}x")
         print(f"burst: {b['acks']} acks, {b['mails']} mails over {b['connections']} relay connection(s): "
               f"{b['mails'] / max(1, b['connections']):.1f} mails per connection; "
