@@ -92,23 +92,19 @@ class Delivery:
         session = None
         try:
             self.replay()
-            while True:
-                allowed = self._allowance(self.batch)
-                if allowed == 0:
-                    break
-                claims = self.outbox.claim_due(self.clock(), self.lease_seconds, allowed)
-                if self.limit is not None and len(claims) < allowed:
-                    self.limit.give_back(allowed - len(claims))
-                if not claims:
-                    break
+            allowed = self._allowance(self.batch)
+            claims = self._taken(allowed, self.outbox.claim_due(self.clock(), self.lease_seconds, allowed)
+                                 if allowed else [])
+            while claims:
                 session = session or self._session()
-                sent = len(self._send(session, claims))
-                done += sent
-                if len(claims) < allowed and sent == len(claims):
-                    break                                 # nothing more is due (none given back)
-                if time.monotonic() - started > self.drain_seconds:
-                    self.wake()
-                    break
+                attempts, took, journal = self._transmit(session, claims)
+                done += len(attempts)
+                finished = len(claims) < allowed and len(attempts) == len(claims)   # nothing more due
+                late = time.monotonic() - started > self.drain_seconds
+                allowed = 0 if finished or late else self._allowance(self.batch)
+                claims = self._taken(allowed, self._mark(attempts, took, journal, allowed)[1])
+                if late:
+                    self.wake()                           # a fresh task goes on
         except (HelpdeskError, OperationalError) as exc:  # database away: the sweep tries again later
             log.warning("outbox not drained now: %s", exc)
         except Exception:                             # a sender never dies of one batch
@@ -173,8 +169,20 @@ class Delivery:
             self._later(wait)
         return granted
 
+    def _taken(self, allowed: int, claims: list[Claimed]) -> list[Claimed]:
+        """Claims made with `allowed` tokens of the rate limit: the ones not used go back."""
+        if self.limit is not None and len(claims) < allowed:
+            self.limit.give_back(allowed - len(claims))
+        return claims
+
     def _send(self, session, claims: Sequence[Claimed]) -> list[str | None]:
-        """Send claimed rows on `session`, journal each answer, mark them in one transaction."""
+        """Send claimed rows on `session` and mark them."""
+        attempts, took, journal = self._transmit(session, claims)
+        return self._mark(attempts, took, journal)[0]
+
+    def _transmit(self, session, claims: Sequence[Claimed]) -> tuple[list[Attempt], list[float], Any]:
+        """Send claimed rows one after the other, each answer into the batch's journal (fsync'd
+        at the end); rows left when half the lease is gone are given back unsent."""
         journal = self.journal.batch() if self.journal is not None else None
         attempts, took, claimed = [], [], time.monotonic()
         try:
@@ -184,7 +192,6 @@ class Delivery:
                     self.outbox.release(claims[k:])            # claim before another sender may take them
                     log.warning("outbox: %d mail(s) of a batch given back unsent (half the lease used)",
                                 len(claims) - k)
-                    claims = claims[:k]
                     break
                 attempts.append(self._attempt(session, claim))
                 if journal is not None:
@@ -192,11 +199,23 @@ class Delivery:
                 took.append(time.monotonic() - t0)
             if journal is not None:
                 journal.sync()
-            now = self.clock()
-            statuses = self.outbox.record_many(attempts, now, scheduled=self.scheduled)
         except BaseException:
             if journal is not None:
                 journal.close()                       # left for the replay; unsent claims: the lease expires
+            raise
+        return attempts, took, journal
+
+    def _mark(self, attempts: list[Attempt], took: list[float], journal, limit: int = 0
+              ) -> tuple[list[str | None], list[Claimed]]:
+        """Record the attempts (and claim up to `limit` more in the same transaction); log
+        them, schedule the retries' wake-ups, forget the journal."""
+        now = self.clock()
+        try:
+            statuses, claims = self.outbox.record_and_claim(attempts, now, scheduled=self.scheduled,
+                                                            lease_seconds=self.lease_seconds, limit=limit)
+        except BaseException:
+            if journal is not None:
+                journal.close()
             raise
         if journal is not None:
             journal.done()
@@ -209,7 +228,7 @@ class Delivery:
                 due_in.add(math.ceil((a.next_attempt - now).total_seconds()))
         for delay in sorted(due_in):
             self._later(delay)
-        return statuses
+        return statuses, claims
 
     def _attempt(self, session, claim: Claimed) -> Attempt:
         blocked = claim.bouncing

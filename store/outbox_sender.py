@@ -116,9 +116,13 @@ class OutboxStore:
         """Take the lease on up to `limit` due mails (oldest due first; only `ids` when given)
         in one write transaction: the outbox table, by its due index, is the queue. On
         PostgreSQL rows another sender is claiming are skipped (SKIP LOCKED)."""
-        now = _utc(now)
         if limit <= 0:
             return []
+        with self.writer.begin() as c:
+            return self._claim(c, _utc(now), lease_seconds, limit, ids)
+
+    def _claim(self, c, now: datetime, lease_seconds: float, limit: int, ids: Sequence[int] | None
+               ) -> list[Claimed]:
         token = os.urandom(8).hex()
         ob, rc, sup = Outbox.__table__, OutboxRecipient.__table__, MailSuppression.__table__
         due = or_((ob.c.status == "pending") & (ob.c.next_attempt_at <= now),
@@ -126,25 +130,24 @@ class OutboxStore:
         pick = sa_select(ob.c.id).where(due).order_by(ob.c.next_attempt_at, ob.c.id).limit(limit)
         if ids is not None:
             pick = pick.where(ob.c.id.in_(list(ids)))
-        with self.writer.begin() as c:
-            if c.dialect.name == "postgresql":        # evaluated once: a rescan of a SKIP LOCKED LIMIT
-                picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-                pick = sa_select(picked.c.id)          # subquery could pick other rows, more than `limit`
-            rows = c.execute(update(ob).where(ob.c.id.in_(pick), due)
-                             .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds),
-                                     lease_token=token, attempts=ob.c.attempts + 1)
-                             .returning(ob.c.id, ob.c.ticket_id, ob.c.kind, ob.c.message_id, ob.c.mail_from, ob.c.raw,
-                                        ob.c.attempts, ob.c.created_at, ob.c.next_attempt_at)).all()
-            if not rows:
-                return []
-            got = [r.id for r in rows]
-            rcpts: dict[int, list[str]] = {i: [] for i in got}
-            for oid, email in c.execute(sa_select(rc.c.outbox_id, rc.c.email).where(
-                    rc.c.outbox_id.in_(got), rc.c.status.in_(RCPT_OPEN)).order_by(rc.c.outbox_id, rc.c.email)):
-                rcpts[oid].append(email)
-            wanted = sorted({e for v in rcpts.values() for e in v})
-            blocked = set(c.execute(sa_select(sup.c.email).where(sup.c.email.in_(wanted), sup.c.until > now))
-                          .scalars()) if wanted else set()
+        if c.dialect.name == "postgresql":            # evaluated once: a rescan of a SKIP LOCKED LIMIT
+            picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+            pick = sa_select(picked.c.id)              # subquery could pick other rows, more than `limit`
+        rows = c.execute(update(ob).where(ob.c.id.in_(pick), due)
+                         .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds),
+                                 lease_token=token, attempts=ob.c.attempts + 1)
+                         .returning(ob.c.id, ob.c.ticket_id, ob.c.kind, ob.c.message_id, ob.c.mail_from, ob.c.raw,
+                                    ob.c.attempts, ob.c.created_at, ob.c.next_attempt_at)).all()
+        if not rows:
+            return []
+        got = [r.id for r in rows]
+        rcpts: dict[int, list[str]] = {i: [] for i in got}
+        for oid, email in c.execute(sa_select(rc.c.outbox_id, rc.c.email).where(
+                rc.c.outbox_id.in_(got), rc.c.status.in_(RCPT_OPEN)).order_by(rc.c.outbox_id, rc.c.email)):
+            rcpts[oid].append(email)
+        wanted = sorted({e for v in rcpts.values() for e in v})
+        blocked = set(c.execute(sa_select(sup.c.email).where(sup.c.email.in_(wanted), sup.c.until > now))
+                      .scalars()) if wanted else set()
         rows = sorted(rows, key=lambda r: (_aware(r.next_attempt_at), r.id))
         return [Claimed(r.id, r.ticket_id, r.kind, r.message_id, r.mail_from, r.raw, tuple(rcpts[r.id]), r.attempts,
                         _aware(r.created_at), token, frozenset(e for e in rcpts[r.id] if e in blocked)) for r in rows]
@@ -168,54 +171,64 @@ class OutboxStore:
                     ) -> list[str | None]:
         """`record` for several attempts in one write transaction (a sender's batch): two
         reads and one executemany per table, whatever the batch's size."""
+        return self.record_and_claim(attempts, now, scheduled=scheduled)[0]
+
+    def record_and_claim(self, attempts: Sequence["Attempt"], now: datetime, *, scheduled: bool = False,
+                         lease_seconds: float = 0.0, limit: int = 0) -> tuple[list[str | None], list[Claimed]]:
+        """`record_many`, and in the same write transaction `claim_due(now, lease_seconds,
+        limit)`: a sender going on takes the write lock once per batch, not twice."""
         now = _utc(now)
-        if not attempts:
-            return []
+        with Session(self.writer, expire_on_commit=False) as s:
+            statuses = self._record_all(s, attempts, now, scheduled) if attempts else []
+            claims = self._claim(s.connection(), now, lease_seconds, limit, None) if limit > 0 else []
+            s.commit()
+        return statuses, claims
+
+    def _record_all(self, s: Session, attempts: Sequence["Attempt"], now: datetime, scheduled: bool
+                    ) -> list[str | None]:
         ob, rc = Outbox.__table__, OutboxRecipient.__table__
         ids = [a.claim.id for a in attempts]
-        with Session(self.writer, expire_on_commit=False) as s:
-            c = s.connection()
-            pick = sa_select(ob.c.id, ob.c.status, ob.c.lease_token, ob.c.ticket_id, ob.c.kind, ob.c.message_id,
-                             ob.c.next_attempt_at, ob.c.enqueued_at, ob.c.sent_at).where(ob.c.id.in_(ids))
-            rows = {r.id: r for r in c.execute(pick.with_for_update() if c.dialect.name == "postgresql" else pick)}
-            have: dict[int, dict[str, str]] = {i: {} for i in ids}
-            for oid, email, status in c.execute(sa_select(rc.c.outbox_id, rc.c.email, rc.c.status)
-                                                .where(rc.c.outbox_id.in_(ids))):
-                have[oid][email] = status
-            out, rcpt_rows, box_rows, events = [], [], [], []
-            for a in attempts:
-                row = rows.get(a.claim.id)
-                if row is None or row.status != "sending" or row.lease_token != a.claim.lease_token:
-                    out.append(None)
+        c = s.connection()
+        pick = sa_select(ob.c.id, ob.c.status, ob.c.lease_token, ob.c.ticket_id, ob.c.kind, ob.c.message_id,
+                         ob.c.next_attempt_at, ob.c.enqueued_at, ob.c.sent_at).where(ob.c.id.in_(ids))
+        rows = {r.id: r for r in c.execute(pick.with_for_update() if c.dialect.name == "postgresql" else pick)}
+        have: dict[int, dict[str, str]] = {i: {} for i in ids}
+        for oid, email, status in c.execute(sa_select(rc.c.outbox_id, rc.c.email, rc.c.status)
+                                            .where(rc.c.outbox_id.in_(ids))):
+            have[oid][email] = status
+        out, rcpt_rows, box_rows, events = [], [], [], []
+        for a in attempts:
+            row = rows.get(a.claim.id)
+            if row is None or row.status != "sending" or row.lease_token != a.claim.lease_token:
+                out.append(None)
+                continue
+            statuses = have[row.id]
+            for o in a.outcomes:
+                email = o.email.lower()
+                if statuses.get(email) not in RCPT_OPEN:
                     continue
-                statuses = have[row.id]
-                for o in a.outcomes:
-                    email = o.email.lower()
-                    if statuses.get(email) not in RCPT_OPEN:
-                        continue
-                    statuses[email] = o.status
-                    rcpt_rows.append({"b_id": row.id, "b_email": email, "b_status": o.status, "b_code": o.code,
-                                      "b_reason": o.reason[:1000], "b_at": now})
-                    if o.bouncing:
-                        suppress(s, email, now, now + timedelta(days=self.bounce_days), o.reason)
-                status = _row_status(list(statuses.values()))
-                next_at, enqueued, sent_at = row.next_attempt_at, row.enqueued_at, row.sent_at
-                if status == "pending":
-                    next_at = _utc(a.next_attempt or now)
-                    enqueued = next_at if scheduled else None
-                elif "sent" in statuses.values():
-                    sent_at = sent_at or now
-                box_rows.append({"b_id": row.id, "b_token": row.lease_token, "b_status": status,
-                                 "b_error": a.error[:1000], "b_next": next_at, "b_enq": enqueued, "b_sent": sent_at})
-                events += self._events(row, a.outcomes, now, a.claim.attempts)
-                out.append(status)
-            if rcpt_rows:
-                c.execute(_SQL["rcpt"], rcpt_rows)
-            if box_rows:
-                c.execute(_SQL["box"], box_rows)
-            if events:
-                c.execute(insert(Event.__table__), events)
-            s.commit()
+                statuses[email] = o.status
+                rcpt_rows.append({"b_id": row.id, "b_email": email, "b_status": o.status, "b_code": o.code,
+                                  "b_reason": o.reason[:1000], "b_at": now})
+                if o.bouncing:
+                    suppress(s, email, now, now + timedelta(days=self.bounce_days), o.reason)
+            status = _row_status(list(statuses.values()))
+            next_at, enqueued, sent_at = row.next_attempt_at, row.enqueued_at, row.sent_at
+            if status == "pending":
+                next_at = _utc(a.next_attempt or now)
+                enqueued = next_at if scheduled else None
+            elif "sent" in statuses.values():
+                sent_at = sent_at or now
+            box_rows.append({"b_id": row.id, "b_token": row.lease_token, "b_status": status,
+                             "b_error": a.error[:1000], "b_next": next_at, "b_enq": enqueued, "b_sent": sent_at})
+            events += self._events(row, a.outcomes, now, a.claim.attempts)
+            out.append(status)
+        if rcpt_rows:
+            c.execute(_SQL["rcpt"], rcpt_rows)
+        if box_rows:
+            c.execute(_SQL["box"], box_rows)
+        if events:
+            c.execute(insert(Event.__table__), events)
         return out
 
     @staticmethod

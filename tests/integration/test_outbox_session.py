@@ -162,16 +162,16 @@ def test_a_crash_between_send_and_mark_sends_nothing_twice(quiet_desk, journal):
     if not journal:
         delivery.journal = None                               # the control: what the journal prevents
     burst(desk, 3)
-    real = desk.store.outbox.record_many
+    real = desk.store.outbox.record_and_claim
 
     def crash(*args, **kwargs):
         raise SystemExit("killed between the relay's 250 and the mark")
-    desk.store.outbox.record_many = crash
+    desk.store.outbox.record_and_claim = crash
     with pytest.raises(SystemExit):
         delivery.drain()
     assert len(sink.handler.wait_for(7)) == 7                 # the first batch reached the relay
     assert sum(v.status == "sending" for v in desk.rows()) == 7
-    desk.store.outbox.record_many = real                      # "restarted"; the leases run out
+    desk.store.outbox.record_and_claim = real                 # "restarted"; the leases run out
     desk.clock.advance(seconds=delivery.lease_seconds + 1)
     desk.sweep()
     assert {v.status for v in desk.rows()} == {"sent"}
