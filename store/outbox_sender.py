@@ -1,7 +1,10 @@
-"""The outbox's sender side: `OutboxStore` claims a mail for sending (a lease that expires,
-so a killed sender's mail is picked up again by the sweep), records each recipient's
-outcome, and answers lookups; `find_ref` finds our outbound mail by Message-ID or nonce.
-The rows are written in the ticket's transaction by store/outbox.py (`apply`)."""
+"""The outbox's sender side: `OutboxStore` claims due mails for sending - a batch at a time,
+oldest due first, by the due index: the table is the queue - under a lease that expires
+(a killed sender's mail is picked up again by the sweep), records each recipient's
+outcome for a whole batch in one transaction (`record_and_claim` also claims the next
+batch in it), gives back what a sender could not send in time, and answers lookups;
+`find_ref` finds our outbound mail by Message-ID or nonce. The rows are written in the
+ticket's transaction by store/outbox.py (`apply`)."""
 from __future__ import annotations
 
 import json
@@ -200,29 +203,10 @@ class OutboxStore:
         for a in attempts:
             row = rows.get(a.claim.id)
             if row is None or row.status != "sending" or row.lease_token != a.claim.lease_token:
-                out.append(None)
+                out.append(None)                      # the lease was lost: another sender's result counts
                 continue
-            statuses = have[row.id]
-            for o in a.outcomes:
-                email = o.email.lower()
-                if statuses.get(email) not in RCPT_OPEN:
-                    continue
-                statuses[email] = o.status
-                rcpt_rows.append({"b_id": row.id, "b_email": email, "b_status": o.status, "b_code": o.code,
-                                  "b_reason": o.reason[:1000], "b_at": now})
-                if o.bouncing:
-                    suppress(s, email, now, now + timedelta(days=self.bounce_days), o.reason)
-            status = _row_status(list(statuses.values()))
-            next_at, enqueued, sent_at = row.next_attempt_at, row.enqueued_at, row.sent_at
-            if status == "pending":
-                next_at = _utc(a.next_attempt or now)
-                enqueued = next_at if scheduled else None
-            elif "sent" in statuses.values():
-                sent_at = sent_at or now
-            box_rows.append({"b_id": row.id, "b_token": row.lease_token, "b_status": status,
-                             "b_error": a.error[:1000], "b_next": next_at, "b_enq": enqueued, "b_sent": sent_at})
+            out.append(self._settle_row(s, row, a, have[row.id], now, scheduled, rcpt_rows, box_rows))
             events += self._events(row, a.outcomes, now, a.claim.attempts)
-            out.append(status)
         if rcpt_rows:
             c.execute(_SQL["rcpt"], rcpt_rows)
         if box_rows:
@@ -230,6 +214,29 @@ class OutboxStore:
         if events:
             c.execute(insert(Event.__table__), events)
         return out
+
+    def _settle_row(self, s: Session, row, a: "Attempt", statuses: dict[str, str], now: datetime, scheduled: bool,
+                    rcpt_rows: list[dict], box_rows: list[dict]) -> str:
+        """One attempt's recipient and row updates (into the executemany lists); its new status."""
+        for o in a.outcomes:
+            email = o.email.lower()
+            if statuses.get(email) not in RCPT_OPEN:
+                continue
+            statuses[email] = o.status
+            rcpt_rows.append({"b_id": row.id, "b_email": email, "b_status": o.status, "b_code": o.code,
+                              "b_reason": o.reason[:1000], "b_at": now})
+            if o.bouncing:
+                suppress(s, email, now, now + timedelta(days=self.bounce_days), o.reason)
+        status = _row_status(list(statuses.values()))
+        next_at, enqueued, sent_at = row.next_attempt_at, row.enqueued_at, row.sent_at
+        if status == "pending":
+            next_at = _utc(a.next_attempt or now)
+            enqueued = next_at if scheduled else None
+        elif "sent" in statuses.values():
+            sent_at = sent_at or now
+        box_rows.append({"b_id": row.id, "b_token": row.lease_token, "b_status": status, "b_error": a.error[:1000],
+                         "b_next": next_at, "b_enq": enqueued, "b_sent": sent_at})
+        return status
 
     @staticmethod
     def _events(row, outcomes: Sequence[RcptOutcome], now: datetime, attempt: int) -> list[dict]:
