@@ -108,8 +108,10 @@ class App:
 
     def close(self) -> None:
         """Unbind the queue's context and release the database."""
-        if self.mail is not None and tasks.huey.context is self.mail.delivery:
-            tasks.huey.bind(None)
+        if self.mail is not None:
+            self.mail.delivery.close()                  # the kept relay session says QUIT
+            if tasks.huey.context is self.mail.delivery:
+                tasks.huey.bind(None)
         self.worker.close()
         if self.guard is not None:
             self.guard.close()
@@ -139,14 +141,14 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
     tasks.configure_queue(cfg)
     delivery = tasks.build_delivery(cfg, store.outbox, clock, metrics)
     desk, fuses = desk_of(cfg), fuses_of(cfg)
-    send = tasks.send_outbox
+    send = delivery.wake                             # one sender wake-up; it takes every due row
     escalator = Escalator(desk, fuses, SlaStore(store.engine), rules, templates, ring, clock=clock,
-                          enqueue_mail=lambda i: send(i), metrics=metrics)
+                          enqueue_mail=send, metrics=metrics)
     replies = ReplyTokens(ring, cfg.agents.token_days, clock)
     problems = ProblemDesk(desk, templates, ring, lambda: rules.current, os.urandom, sla=escalator)
     surveys = Surveys(desk, templates, ring, lambda: rules.current, os.urandom, replies)
     outbound = Outbound(store, desk, fuses, templates, ring, rules=lambda: rules.current, sla=escalator,
-                        bounce_days=cfg.outbound.bounce_suppress_days, enqueue=lambda i: send(i), clock=clock,
+                        bounce_days=cfg.outbound.bounce_suppress_days, enqueue=send, clock=clock,
                         reply_token=replies, problems=problems, surveys=surveys)
     auth = build_authenticator(cfg)
     notices = Notices(desk, fuses, templates, ring, os.urandom, replies, auth, cfg.agents.max_warnings_per_hour)
@@ -156,14 +158,14 @@ def build_mail(cfg: Config, store: Store, rules: LiveRules, clock: Callable[[], 
     agents.live_macros = macros
     tasks.huey.bind(delivery, escalator)
     digests = Digests(cfg.digest, store, agents.queries, lambda: rules.current, clock=clock,
-                      enqueue_mail=lambda i: send(i))
+                      enqueue_mail=send)
     live_approvals = LiveApprovals(cfg.paths.rules, rules=lambda: rules.current)
     approvals = Approvals(desk, store.engine, live_approvals, lambda: rules.current, templates, ring, auth,
-                          clock=clock, enqueue_mail=lambda i: send(i), token_days=cfg.agents.token_days,
+                          clock=clock, enqueue_mail=send, token_days=cfg.agents.token_days,
                           defer_hours=cfg.agents.defer_hours,
                           max_warnings_per_hour=cfg.agents.max_warnings_per_hour, reply_token=replies)
     reports = ReportMailer(cfg.reports, desk, store.engine, lambda: rules.sla, ring, clock=clock,
-                           enqueue_mail=lambda i: send(i))
+                           enqueue_mail=send)
     return Mail(ring, templates, outbound, agents, escalator, delivery, digests, approvals, reports)
 
 
@@ -228,6 +230,7 @@ def start_consumer(app: App) -> Callable[[], None]:
     """Inside `helpdesk serve`: start the mail threads; returns the function that stops and joins them."""
     stop = threading.Event()
     threads = mail_threads(app, stop)
+    app.mail.delivery.coalesce = any(t.name.startswith("sender-") for t in threads)   # wake-ups consumed here
     tasks.quiet_huey()
     for t in threads:
         t.start()

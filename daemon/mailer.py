@@ -1,7 +1,8 @@
 """The outbound relay client (smtplib), and what a relay's answer means for an outbox row.
 
-`Relay.send(mail_from, recipients, raw)` talks to the configured relay ([outbound]) and
-returns one `RcptResult` per recipient - sent, temp (4xx, connection trouble: retry) or
+`Relay.session()` is one SMTP session with the configured relay ([outbound]) for many
+mails (daemon.relay_session: PIPELINING, RSET after a failed mail); `Relay.send(mail_from,
+recipients, raw)` is one mail on a session of its own. Both return one `RcptResult` per recipient - sent, temp (4xx, connection trouble: retry) or
 perm (5xx: do not retry) - and never raises for SMTP trouble. International addresses
 (daemon.model.idn): IDN domains go out in A-labels; a UTF-8 local part, sender or header is sent
 with SMTPUTF8 when the relay offers it, else that mail (or recipient) is held (temp, with
@@ -38,7 +39,7 @@ from daemon.oauth2 import (AccessToken, OAuth2Error, OAuth2Settings, TokenSource
 from daemon.oauth2_store import TokenStore
 from daemon.backoff import backoff as delay_after
 from daemon.secrets import read_secret
-from daemon.model.idn import SmtpAddress, plan_utf8, smtp_address
+from daemon.relay_session import RcptResult, RelaySession, RelayTrouble, _text  # noqa: F401 (re-exported)
 from store.outbox_sender import RcptOutcome
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,6 @@ class RelaySettings:
     state_dir: Path | None = None        # where the OAuth 2.0 token store lives
 
 
-@dataclass(frozen=True)
-class RcptResult:
-    email: str
-    outcome: str                         # sent | temp | perm
-    code: int = 0
-    reason: str = ""
-    recipient_fault: bool = True         # perm because of the recipient (mark as bouncing)
-
-
 def relay_settings(cfg, environ: Mapping[str, str] | None = None) -> RelaySettings:
     """RelaySettings from [outbound], with the password from $password_env or the systemd
     credential password_credential (daemon.secrets)."""
@@ -82,16 +74,9 @@ def relay_settings(cfg, environ: Mapping[str, str] | None = None) -> RelaySettin
                          o.ca_file, float(o.timeout), o.helo, o.auth, oauth, cfg.state_dir)
 
 
-class RelayTrouble(Exception):
-    """The transaction as a whole failed: `temporary` or not, `reason` safe to log."""
-
-    def __init__(self, reason: str, temporary: bool = True, code: int = 0, sender_fault: bool = False):
-        super().__init__(reason)
-        self.reason, self.temporary, self.code, self.sender_fault = reason, temporary, code, sender_fault
-
-
 class Relay:
-    """A client for the configured relay; one connection per send (simple and robust)."""
+    """A client for the configured relay: `session()` for many mails on one connection
+    (daemon.relay_session), `send` for one mail on a connection of its own."""
 
     def __init__(self, settings: RelaySettings, tokens: TokenSource | None = None):
         self.settings = settings
@@ -99,35 +84,43 @@ class Relay:
             tokens = TokenSource(settings.oauth2, TokenStore(settings.state_dir or Path("."), "outbound"))
         self.tokens = tokens
 
+    def session(self) -> RelaySession:
+        return RelaySession(self)
+
     def send(self, mail_from: str, recipients: Sequence[str], raw: bytes) -> list[RcptResult]:
         """Deliver `raw` to the relay for `recipients`; one result per recipient."""
-        good: dict[str, SmtpAddress] = {}
-        results = []
-        for rcpt in recipients:
-            addr = smtp_address(rcpt)
-            if addr is None:
-                results.append(RcptResult(rcpt, "perm", 0, "refused before sending: not a plain mail address"))
-            else:
-                good[rcpt] = addr
-        if not good:
-            return results
-        sender = smtp_address(mail_from)
-        if sender is None:
-            return results + [RcptResult(r, "perm", 0, "bad envelope sender", False) for r in good]
+        with self.session() as s:
+            return s.send(mail_from, recipients, raw)
+
+    def open(self) -> smtplib.SMTP:
+        """A connection ready for MAIL: TLS as configured, authenticated, EHLO done;
+        RelayTrouble when that fails."""
+        conn = None
         try:
-            refused, held = self._transaction(sender, good, raw)
-        except RelayTrouble as exc:
-            outcome = "temp" if exc.temporary else "perm"
-            return results + [RcptResult(r, outcome, exc.code, exc.reason, not exc.sender_fault) for r in good]
-        for rcpt, addr in good.items():
-            if rcpt in held:
-                results.append(RcptResult(rcpt, "temp", 0, held[rcpt]))
-            elif addr.text in refused:
-                code, reason = refused[addr.text]
-                results.append(RcptResult(rcpt, "temp" if 400 <= code < 500 else "perm", code, reason))
-            else:
-                results.append(RcptResult(rcpt, "sent", 250, ""))
-        return results
+            conn = self._connect()
+            if self.tokens is not None:
+                self._oauth2_login(conn)
+            elif self.settings.username:
+                conn.login(self.settings.username, self.settings.password)
+            conn.ehlo_or_helo_if_needed()
+            return conn
+        except RelayTrouble:
+            _close(conn)
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            _close(conn)
+            raise RelayTrouble(f"relay authentication failed ({exc.smtp_code})", code=exc.smtp_code) from None
+        except smtplib.SMTPResponseException as exc:
+            _close(conn)
+            raise RelayTrouble(f"{exc.smtp_code} {_text(exc.smtp_error)}", temporary=exc.smtp_code < 500,
+                               code=exc.smtp_code) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            _close(conn)
+            raise RelayTrouble(f"relay does not support what we need: {exc}") from None
+        except (smtplib.SMTPException, ssl.SSLError, ssl.CertificateError, OSError, socket.timeout) as exc:
+            _close(conn)
+            raise RelayTrouble(f"relay {self.settings.host}:{self.settings.port}: "
+                               f"{exc.__class__.__name__}: {_text(str(exc))}") from None
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -153,47 +146,6 @@ class Relay:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
-
-    def _transaction(self, sender: SmtpAddress, rcpts: dict[str, SmtpAddress], raw: bytes
-                     ) -> tuple[dict[str, tuple[int, str]], dict[str, str]]:
-        """Run one SMTP transaction: the refused recipients (by SMTP address) with (code,
-        reason), and the recipients held back (SMTPUTF8 needed, not offered) with the reason."""
-        conn, held = None, {}
-        try:
-            conn = self._connect()
-            if self.tokens is not None:
-                self._oauth2_login(conn)
-            elif self.settings.username:
-                conn.login(self.settings.username, self.settings.password)
-            conn.ehlo_or_helo_if_needed()
-            now, held, utf8 = plan_utf8(sender, rcpts, raw, conn.has_extn("smtputf8"))
-            if not now:
-                return {}, held
-            refused = conn.sendmail(sender.text, [rcpts[r].text for r in now], raw,
-                                    mail_options=["SMTPUTF8"] if utf8 else ())
-            return {r: (code, _text(msg)) for r, (code, msg) in refused.items()}, held
-        except smtplib.SMTPRecipientsRefused as exc:
-            return {r: (code, _text(msg)) for r, (code, msg) in exc.recipients.items()}, held
-        except smtplib.SMTPAuthenticationError as exc:
-            raise RelayTrouble(f"relay authentication failed ({exc.smtp_code})", code=exc.smtp_code) from None
-        except smtplib.SMTPSenderRefused as exc:
-            raise RelayTrouble(f"relay refused our sender: {exc.smtp_code} {_text(exc.smtp_error)}",
-                               temporary=exc.smtp_code < 500, code=exc.smtp_code, sender_fault=True) from None
-        except smtplib.SMTPResponseException as exc:           # DATA and other answers
-            raise RelayTrouble(f"{exc.smtp_code} {_text(exc.smtp_error)}", temporary=exc.smtp_code < 500,
-                               code=exc.smtp_code) from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise RelayTrouble(f"relay does not support what we need: {exc}") from None
-        except (smtplib.SMTPException, ssl.SSLError, ssl.CertificateError, OSError, socket.timeout) as exc:
-            raise RelayTrouble(f"relay {self.settings.host}:{self.settings.port}: "
-                               f"{exc.__class__.__name__}: {_text(str(exc))}") from None
-        finally:
-            if conn is not None:
-                try:
-                    conn.quit()
-                except (smtplib.SMTPException, OSError):
-                    conn.close()
-
 
     def _oauth2_login(self, conn: smtplib.SMTP) -> None:
         """AUTH XOAUTH2 or OAUTHBEARER; a cached token the relay refuses is dropped and a
@@ -225,10 +177,12 @@ class Relay:
         conn.auth(mech, lambda challenge=None: first if challenge is None else after_error)
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return " ".join(str(value).split())[:500]
+def _close(conn: smtplib.SMTP | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------------- retry policy
@@ -267,7 +221,8 @@ class RateLimit:
     """A token bucket shared by this process's senders: at most `per_minute` mails a minute
     to the relay, in bursts of at most ten seconds' worth, so a mass incident never exceeds
     the relay's own limit. `take()` returns 0 when a mail may go now, else how many seconds
-    to wait; the caller reschedules rather than blocking a sender."""
+    to wait, `take_up_to(n)` a batch's worth; the caller reschedules rather than blocking a
+    sender."""
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
         self.rate = per_minute / 60.0
@@ -277,11 +232,23 @@ class RateLimit:
         self.lock = threading.Lock()
 
     def take(self) -> float:
+        granted, wait = self.take_up_to(1)
+        return 0.0 if granted else wait
+
+    def take_up_to(self, n: int) -> tuple[int, float]:
+        """Up to `n` mails that may go now (a sender's batch), and when none may: how many
+        seconds until the next one may."""
         with self.lock:
             now = self.clock()
             self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
             self.at = now
-            if self.tokens >= 1.0:
-                self.tokens -= 1.0
-                return 0.0
-            return (1.0 - self.tokens) / self.rate
+            granted = min(n, int(self.tokens))
+            if granted:
+                self.tokens -= granted
+                return granted, 0.0
+            return 0, (1.0 - self.tokens) / self.rate
+
+    def give_back(self, n: int) -> None:
+        """Mails taken but not sent (fewer were due than granted)."""
+        with self.lock:
+            self.tokens = min(self.capacity, self.tokens + n)

@@ -6,15 +6,18 @@ is about. Inside the worker's write transaction, `plan_message` / `plan_status` 
 rows planning needs from it (the ticket as it now is, its mail history, the SLA inputs),
 run the pure planners (daemon.pipeline.notify, daemon.pipeline.sla via the Escalator) and
 return the effects; the worker hands them to the transaction (`WriteTx.apply_mail`).
-After the commit `after_commit` gives the new outbox rows to the queue.
+After the commit `after_commit` wakes a sender for the new outbox rows (once: the sender
+claims every due row, daemon.delivery).
 """
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from daemon import tokens
 from daemon.clock import utcnow
@@ -65,6 +68,7 @@ class Outbound:
         self.problems: ProblemDesk | None = problems     # what resolving a problem causes, known errors
         self.surveys: Surveys | None = surveys           # satisfaction surveys and their answers
         self.loop_marker = tokens.loop_marker(desk.address)
+        self._batch = threading.local()                   # one_wake_up's rows, per thread
 
     # ------------------------------------------------------------------ before threading
     def inspect(self, msg: ParsedMessage, envelope: Envelope) -> ParsedMessage:
@@ -193,13 +197,33 @@ class Outbound:
         """Enqueue the new outbox rows; log the alerts raised; schedule the next SLA check."""
         for alert in alerts:
             log.warning("ALERT ticket=%s %s (fuse %s)", ticket_id, alert.text, alert.key)
-        for i in outbox_ids:                      # rows are stored as enqueued now
-            try:
-                self.enqueue(i)
-            except Exception as exc:              # the sweep picks it up after the grace period
-                log.warning("outbox=%s ticket=%s not enqueued (%s); the sweep will", i, ticket_id, exc)
+        if outbox_ids:                            # rows are stored as enqueued now; one wake-up for all
+            held = getattr(self._batch, "ids", None)
+            if held is not None:
+                held.extend(outbox_ids)           # the batch wakes the sender once, at its end
+            else:
+                self._wake(ticket_id, outbox_ids)
         if self.sla is not None:
             self.sla.after_commit(ticket_id)
+
+    def _wake(self, ticket_id: int | None, outbox_ids) -> None:
+        try:
+            self.enqueue(outbox_ids[0])
+        except Exception as exc:                  # the sweep picks them up after the grace period
+            log.warning("outbox=%s ticket=%s not enqueued (%s); the sweep will", ",".join(map(str, outbox_ids)),
+                        ticket_id, exc)
+
+    @contextmanager
+    def one_wake_up(self) -> Iterator[None]:
+        """Around the `after_commit`s of one committed batch (the spool worker's): the sender
+        is woken once at the end, for every outbox row the batch wrote."""
+        self._batch.ids = []
+        try:
+            yield
+        finally:
+            ids, self._batch.ids = self._batch.ids, None
+            if ids:
+                self._wake(None, ids)
 
     def change_status(self, ticket_id: int, status: str, why: str = "") -> Saved:
         """Set a ticket's status in a transaction of its own, with the mail it causes."""

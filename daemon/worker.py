@@ -219,7 +219,10 @@ class Worker:
                 tx.commit()
             except StoreUnavailable as exc:
                 return [self._failed(x, exc) for x, _ in done] + later
-        return [self._stored(e, d) for e, d in done] + later
+        if self.mail is None:
+            return [self._stored(e, d) for e, d in done] + later
+        with self.mail.one_wake_up():                       # one sender wake-up for the batch's mail
+            return [self._stored(e, d) for e, d in done] + later
 
     def _one_by_one(self, ready: list[Entry], failing: Entry, exc: "StageFailed", later: list[Outcome]) -> list[Outcome]:
         """After a failing write rolled the transaction back: each entry alone (the ones

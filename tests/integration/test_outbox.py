@@ -52,6 +52,18 @@ class FakeRelay:
         self.sent.append((mail_from, tuple(rcpts), raw))
         return results
 
+    def session(self) -> "FakeRelay":              # one "session" is the relay itself
+        return self
+
+    def __enter__(self) -> "FakeRelay":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
 
 @dataclass
 class Desk:
