@@ -165,8 +165,8 @@ class Escalator:
             name, reason, service, requested = row.policy, row.reason, row.service, row.requested
         history, seen = tx.plan_inputs(ticket, name)
         policy = policy_for(settings, history)
-        if fired is None:
-            fired = self.fired_keys(tx, ticket.id)
+        if fired is None:                 # a ticket never planned has fired nothing (fire plans first)
+            fired = self.fired_keys(tx, ticket.id) if row is not None else frozenset()
         plans = plan_escalations(history, policy, now, fired)
         due = plans[0].due_at if plans else None
         tx.save_plan(ticket.id, policy=name, reason=reason, service=service, requested=requested, queue=ticket.queue,

@@ -99,6 +99,7 @@ class WriteTx:
     def s(self) -> Session:
         if self._s is None:
             self._s = Session(self._writer, expire_on_commit=False)
+            self._s.info["later"] = self._later_row      # store.outbox defers fuse counts through it
         return self._s
 
     def _c(self):
@@ -123,7 +124,14 @@ class WriteTx:
             finally:
                 s.close()
 
-    def _later_row(self, stmt, row: dict) -> None:
+    def _later_row(self, stmt, row: "dict | None") -> None:
+        """Keep `row` for `stmt`'s executemany before the commit; `row` None: run the
+        rows kept for `stmt` now (a write that must come after them follows)."""
+        if row is None:
+            rows = self._later.pop(stmt, None)
+            if rows:
+                self._c().execute(stmt, rows)
+            return
         self._later.setdefault(stmt, []).append(row)
 
     def _run_later(self) -> None:
