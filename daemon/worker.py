@@ -74,6 +74,7 @@ class Worker:
         self.lanes = ParseLanes(self.path.parse, lanes, settings.limits,
                                 overtake_seconds=overtake_seconds) if lanes > 0 else None
         self._not_before: dict[str, float] = {}
+        self.reap_behind = False      # `helpdesk ingest`: spool unlinks on the spool's thread (Spool.done_behind)
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
 
     # what the message path holds, read through it (one copy of each)
@@ -265,7 +266,7 @@ class Worker:
     def _stored(self, e: Entry, d: Done, alone: bool = True) -> Outcome:
         """The message is committed: forget the spool copy, hand its mail on. Its log line
         is INFO when it was stored alone, DEBUG in a batch (which logs one line)."""
-        self.spool.done(e.claim)
+        (self.spool.done_behind if self.reap_behind else self.spool.done)(e.claim)
         self._not_before.pop(e.claim.base, None)
         result = saved(d)
         self.stats["duplicate" if result.outcome == "duplicate" else "stored"] += 1
