@@ -3,6 +3,13 @@
 Run by hand (prints figures; no assertions):
     .venv/bin/python bench/ingest.py                       # 5,000 messages, fresh state
     .venv/bin/python bench/ingest.py --existing 100000     # per-message cost with 100k tickets present
+    .venv/bin/python bench/ingest.py --messages 2000 --no-smtp --existing \
+        --pg postgresql+psycopg://postgres@127.0.0.1:5432/test   # also on fresh PostgreSQL databases
+
+Every ingest rate is also given as a ratio to the stdlib `email` parse rate of the same
+corpus (email.message_from_bytes, policy.default; best of 3), measured in the same run just
+before each ingest, so figures from a busy machine compare with those from a quiet one; the
+CPU seconds of the ingest processes (main + helpers) are printed too.
 
 The generated corpus is ~60 % new conversations and ~40 % replies (In-Reply-To/References,
 `Re:`/`AW:` prefixes, quoted history), with some HTML-only mail, attachments and RFC 2047
@@ -92,15 +99,54 @@ def write_mbox(path: Path, corpus) -> None:
             fh.write(b"\n")
 
 
-def site_config(state: Path, port: int, processes: int = 2) -> Path:
+KEY_ENV = "HELPDESK_BENCH_SIGNING_KEY"     # a shared database wants a configured signing key
+
+
+def stdlib_rate(corpus, rounds: int = 3) -> float:
+    """Messages/s the stdlib `email` package parses the corpus at (best of `rounds`)."""
+    import email
+    import email.policy
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for raw, _, _ in corpus:
+            email.message_from_bytes(raw, policy=email.policy.default)
+        best = min(best, time.perf_counter() - t0)
+    return len(corpus) / best
+
+
+def fresh_pg(admin_url: str) -> str:
+    """A new empty PostgreSQL database next to `admin_url`'s; its URL."""
+    import uuid
+    from sqlalchemy import create_engine, text
+    name = f"hd_bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def site_config(state: Path, port: int, processes: int = 2, db_url: str = "") -> Path:
     cfg = state / "bench.toml"
-    cfg.write_text(f'[helpdesk]\nstate_dir = "state"\n[smtp]\nport = {port}\ndomains = ["example.com"]\nmax_messages_per_ip_minute = 0\n'
+    key = f'key_env = "{KEY_ENV}"\n' if db_url else ""
+    cfg.write_text(f'[helpdesk]\nstate_dir = "state"\n{key}[database]\nurl = "{db_url}"\n'
+                   f'[smtp]\nport = {port}\ndomains = ["example.com"]\nmax_messages_per_ip_minute = 0\n'
                    f'[worker]\nidle_poll_seconds = 0.2\ningest_processes = {processes}\n')
     return cfg
 
 
 def helpdesk(cfg: Path, *args: str, **kw) -> subprocess.Popen | subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.setdefault(KEY_ENV, "1 " + "YmVuY2gtc2lnbmluZy1rZXktb2YtdGhlLWluZ2VzdC1iZW5jaA==")
     return subprocess.run([sys.executable, "-m", "daemon", "--config", str(cfg), *args], env=env,
                           capture_output=True, **kw)
 
@@ -118,19 +164,25 @@ def accuracy(cfg: Path, corpus) -> tuple[float, int]:
     return (right / len(replies) if replies else 1.0), len(replies)
 
 
-def bench_ingest(work: Path, corpus, label: str, cfg: Path | None = None, *, no_mail: bool = False) -> float:
+def bench_ingest(work: Path, corpus, label: str, cfg: Path | None = None, *, no_mail: bool = False,
+                 ratio: bool = True) -> float:
     cfg = cfg or site_config(work, 0)
     mbox = work / f"{label.replace(' ', '_')}.mbox"
     write_mbox(mbox, corpus)
+    stdlib = stdlib_rate(corpus) if ratio else None     # under the machine load of the run that follows
+    cpu0 = os.times()
     t0 = time.perf_counter()
     proc = helpdesk(cfg, "ingest", "--quiet", *(["--no-mail"] if no_mail else []), str(mbox))
     dt = time.perf_counter() - t0
+    cpu1 = os.times()
+    cpu = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
     if proc.returncode != 0:
         raise SystemExit(f"ingest failed: {proc.stderr.decode()[-2000:]}")
     rate = len(corpus) / dt
     acc, nrep = accuracy(cfg, corpus)
-    print(f"ingest  {label:<34} {len(corpus):>7} msgs  {dt:7.2f} s  {rate:7.0f} msg/s  "
-          f"threading {acc * 100:6.2f} % of {nrep} replies")
+    vs = f"  {rate / stdlib:5.2f} x stdlib {stdlib:5.0f}" if stdlib else ""
+    print(f"ingest  {label:<44} {len(corpus):>7} msgs  {dt:7.2f} s  {rate:7.0f} msg/s{vs}  cpu {cpu:6.2f} s  "
+          f"threading {acc * 100:6.2f} % of {nrep} replies", flush=True)
     return rate
 
 
@@ -183,16 +235,30 @@ def main() -> None:
     ap.add_argument("--existing", type=int, nargs="*", default=[1000],
                     help="also measure ingest with this many tickets already present")
     ap.add_argument("--no-smtp", action="store_true")
+    ap.add_argument("--pg", metavar="ADMIN_URL", default="",
+                    help="also ingest into fresh PostgreSQL databases created (and dropped) through this URL")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cpu(s), python {sys.version.split()[0]}, SQLite embedded default")
     corpus = make_corpus(args.messages)
+    print(f"stdlib  email.message_from_bytes (policy.default)      {len(corpus):>7} msgs  "
+          f"{stdlib_rate(corpus):7.0f} msg/s", flush=True)
+    runs = [(no_mail, processes, "") for no_mail, processes in ((True, 2), (True, 1), (False, 2))]
+    if args.pg:
+        runs += [(True, 2, "pg"), (False, 2, "pg")]
     with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
-        for no_mail, processes in ((True, 2), (True, 1), (False, 2)):
-            fresh = Path(tmp) / f"fresh-{no_mail}-{processes}"
+        for no_mail, processes, db in runs:
+            fresh = Path(tmp) / f"fresh-{no_mail}-{processes}-{db}"
             fresh.mkdir()
             label = ("fresh, --no-mail" if no_mail else "fresh, acks+agent mail planned") + \
-                (", one process" if processes == 1 else "")
-            bench_ingest(fresh, corpus, label, site_config(fresh, 0, processes), no_mail=no_mail)
+                (", one process" if processes == 1 else "") + (", PostgreSQL" if db else "")
+            url = fresh_pg(args.pg) if db else ""
+            try:
+                bench_ingest(fresh, corpus, label, site_config(fresh, 0, processes, url), no_mail=no_mail)
+            finally:
+                if url:
+                    drop_pg(args.pg, url)
+        print(f"stdlib  (again, after the ingest runs)                 {len(corpus):>7} msgs  "
+              f"{stdlib_rate(corpus):7.0f} msg/s", flush=True)
         if not args.no_smtp:
             smtp_dir = Path(tmp) / "smtp"
             smtp_dir.mkdir()
@@ -203,7 +269,7 @@ def main() -> None:
             cfg = site_config(work, 0)
             pre = make_corpus(existing, seed=99, domain="pre.example")
             pre = [(raw, mid, root) for raw, mid, root in pre]
-            bench_ingest(work, pre, f"(preload {existing} messages)", cfg, no_mail=True)
+            bench_ingest(work, pre, f"(preload {existing} messages)", cfg, no_mail=True, ratio=False)
             store = open_store(load_config(str(cfg)))
             tickets = store.counts()["tickets"]
             store.engine.dispose()

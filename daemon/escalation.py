@@ -7,7 +7,12 @@
              Returns the `sla` template variable (the acknowledgement states the targets).
   after_commit  hands the next due time to huey (`escalate`, scheduled at that exact
              instant); a ticket changed by a path that did not track it (the agent path)
-             is re-planned right away instead.
+             is re-planned right away instead. A ticket several messages of one batch
+             transaction tracked gets as many calls: the last arms the latest plan, the
+             others do nothing (before, the second call took the ticket for untracked and
+             ran `fire`: a write transaction and a full re-plan for nothing). Tracks are
+             counted per transaction, so those of a rolled-back one are forgotten at the
+             ticket's next track.
   fire       one transaction per ticket: lock the ticket, read its history, plan, and for
              each level due now insert its (ticket, key) row, apply its actions (reassign,
              priority, tags), write its mails into the outbox, re-plan. A second firer hits
@@ -30,7 +35,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
@@ -89,6 +94,16 @@ def sla_vars(state: SlaState | None, *, promise: bool = False) -> dict[str, str]
     return {"response_due": stamp(answer), "resolution_due": stamp(res.due_at)}
 
 
+@dataclass
+class _Pending:
+    """A ticket tracked in the write transaction `tx` (a token), not yet after its commit:
+    how many tracks wait for their after_commit, and the due time to arm then."""
+
+    tx: object
+    count: int = 0
+    due: datetime | None = None
+
+
 def domain_of(email: str | None) -> str | None:
     return email.rpartition("@")[2].lower() if email and "@" in email else None
 
@@ -104,7 +119,7 @@ class Escalator:
         self.store, self.live, self.templates, self.ring = store, live, templates, ring
         self.clock, self.enqueue_mail, self.random, self.immediate = clock, enqueue_mail, random, immediate
         self.metrics = metrics
-        self._pending: dict[int, datetime | None] = {}
+        self._pending: dict[int, _Pending] = {}
         self._lock = threading.Lock()
         self._planned_version: str | None = None
 
@@ -123,8 +138,14 @@ class Escalator:
         if settings is None:
             return None
         history, policy, plans, moved = self._replan(tx, ticket, settings, now, routing=routing)
+        token = tx.s.info.setdefault("sla_tracks", object())     # this transaction
         with self._lock:
-            self._pending[ticket.id] = plans[0].due_at if plans and moved else None
+            pending = self._pending.get(ticket.id)
+            if pending is None or pending.tx is not token:         # none, or left by a transaction gone
+                pending = self._pending[ticket.id] = _Pending(token)
+            moved = moved or pending.due is not None               # an earlier track here moved it
+            pending.count += 1
+            pending.due = plans[0].due_at if plans and moved else None
         return sla_vars(sla_state(history, policy, now), promise=True)
 
     def _replan(self, tx: SlaTx, ticket: TicketRow, settings: SlaSettings, now: datetime, *, routing=None,
@@ -144,8 +165,8 @@ class Escalator:
             name, reason, service, requested = row.policy, row.reason, row.service, row.requested
         history, seen = tx.plan_inputs(ticket, name)
         policy = policy_for(settings, history)
-        if fired is None:
-            fired = self.fired_keys(tx, ticket.id)
+        if fired is None:                 # a ticket never planned has fired nothing (fire plans first)
+            fired = self.fired_keys(tx, ticket.id) if row is not None else frozenset()
         plans = plan_escalations(history, policy, now, fired)
         due = plans[0].due_at if plans else None
         tx.save_plan(ticket.id, policy=name, reason=reason, service=service, requested=requested, queue=ticket.queue,
@@ -158,12 +179,16 @@ class Escalator:
         if ticket_id is None:
             return
         with self._lock:
-            tracked = ticket_id in self._pending
-            due = self._pending.pop(ticket_id, None)
-        if not tracked:
+            pending = self._pending.get(ticket_id)
+            if pending is not None:
+                pending.count -= 1
+                if pending.count > 0:              # another message of the transaction tracked it
+                    return
+                del self._pending[ticket_id]
+        if pending is None:
             self.fire(ticket_id)
-        elif due is not None:
-            self.arm(ticket_id, due)
+        elif pending.due is not None:
+            self.arm(ticket_id, pending.due)
 
     def arm(self, ticket_id: int, due: datetime) -> None:
         """Have huey run `escalate(ticket_id)` at `due` (at once when it has passed)."""

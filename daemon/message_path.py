@@ -124,6 +124,7 @@ class MessagePath:
                 if named.status:                       # a problem resolved resolves its incidents
                     tickets.update(i.id for t in named.tickets for i in tx.problems.incidents(t))
         tx.lock_threads(keys, tickets, exclusive=exclusive)
+        tx.prefetch_digests(e.msg.message_id for e in entries if e.msg is not None)
 
     def _targets(self, tx: WriteTx, e: Entry) -> set[int]:
         """Tickets named outside the thread keys: the subject tag, our own mail come back, the

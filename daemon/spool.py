@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -74,6 +75,13 @@ def _syncfs(path: Path) -> None:
             raise OSError(err, os.strerror(err))
     finally:
         os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def entry_header(envelope: Envelope) -> bytes:
@@ -160,6 +168,8 @@ class Spool:
         self.tmp, self.new, self.cur, self.bad = (self.root / d for d in ("tmp", "new", "cur", "bad"))
         self.host = os.uname().nodename.replace(",", "_").replace("@", "_").replace("/", "_")
         self._queue: list[str] = []
+        self._reaper: ThreadPoolExecutor | None = None
+        self._reaped: list = []
         self.observer = None             # daemon.metrics.SpoolObserver: told of each read and done entry
 
     def ensure(self) -> "Spool":
@@ -265,12 +275,26 @@ class Spool:
 
     def done(self, claim: Claim) -> None:
         """The message is committed to the store: forget the spool copy."""
-        try:
-            claim.path.unlink()
-        except FileNotFoundError:
-            pass
+        _unlink(claim.path)
         if self.observer is not None:
             self.observer.done(claim)
+
+    def done_behind(self, claim: Claim) -> None:
+        """`done`, with the unlink left to a thread of the spool's own (on a busy disk an
+        unlink costs milliseconds, per message): a big import goes on storing meanwhile.
+        Nothing is lost if the process dies first: the entry is recovered at the next start
+        and the store recognises it as a duplicate. `settle` waits for them."""
+        if self._reaper is None:
+            self._reaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-reaper")
+        self._reaped.append(self._reaper.submit(_unlink, claim.path))
+        if self.observer is not None:
+            self.observer.done(claim)
+
+    def settle(self) -> None:
+        """Wait until every `done_behind` unlink has run."""
+        reaped, self._reaped = self._reaped, []
+        for future in reaped:
+            future.result()
 
     def release(self, claim: Claim, *, count_attempt: bool = True) -> None:
         """Give an entry back to new/ for a later retry (a temporary failure)."""

@@ -74,6 +74,7 @@ class Worker:
         self.lanes = ParseLanes(self.path.parse, lanes, settings.limits,
                                 overtake_seconds=overtake_seconds) if lanes > 0 else None
         self._not_before: dict[str, float] = {}
+        self.reap_behind = False      # `helpdesk ingest`: spool unlinks on the spool's thread (Spool.done_behind)
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0, "retry": 0}
 
     # what the message path holds, read through it (one copy of each)
@@ -220,9 +221,17 @@ class Worker:
             except StoreUnavailable as exc:
                 return [self._failed(x, exc) for x, _ in done] + later
         if self.mail is None:
-            return [self._stored(e, d) for e, d in done] + later
-        with self.mail.one_wake_up():                       # one sender wake-up for the batch's mail
-            return [self._stored(e, d) for e, d in done] + later
+            stored = [self._stored(e, d, alone=len(done) == 1) for e, d in done]
+        else:
+            with self.mail.one_wake_up():                   # one sender wake-up for the batch's mail
+                stored = [self._stored(e, d, alone=len(done) == 1) for e, d in done]
+        if len(done) > 1:                                  # one line per batch; per message at DEBUG
+            counts: dict[str, int] = {}
+            for o in stored:
+                counts[o.result.outcome] = counts.get(o.result.outcome, 0) + 1
+            log.info("stored %d message(s) in one transaction: %s", len(done),
+                     ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        return stored + later
 
     def _one_by_one(self, ready: list[Entry], failing: Entry, exc: "StageFailed", later: list[Outcome]) -> list[Outcome]:
         """After a failing write rolled the transaction back: each entry alone (the ones
@@ -258,13 +267,15 @@ class Worker:
             return Outcome("set_aside", claim.base, reason=str(exc))
 
     # ------------------------------------------------------------------ finishing an entry
-    def _stored(self, e: Entry, d: Done) -> Outcome:
-        """The message is committed: forget the spool copy, hand its mail on."""
-        self.spool.done(e.claim)
+    def _stored(self, e: Entry, d: Done, alone: bool = True) -> Outcome:
+        """The message is committed: forget the spool copy, hand its mail on. Its log line
+        is INFO when it was stored alone, DEBUG in a batch (which logs one line)."""
+        (self.spool.done_behind if self.reap_behind else self.spool.done)(e.claim)
         self._not_before.pop(e.claim.base, None)
         result = saved(d)
         self.stats["duplicate" if result.outcome == "duplicate" else "stored"] += 1
-        log.info("stored message_id=<%s> ticket=%s outcome=%s", result.message_id, result.ticket_id, result.outcome)
+        log.log(logging.INFO if alone else logging.DEBUG, "stored message_id=<%s> ticket=%s outcome=%s",
+                result.message_id, result.ticket_id, result.outcome)
         self._after(d)
         return Outcome("stored", e.claim.base, result=result)
 

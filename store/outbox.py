@@ -186,7 +186,8 @@ def apply(s: Session, effects: MailEffects, ticket_id: int | None, now: datetime
         _note(events, ticket_id, now, "mail_held", {"why": list(effects.suppressed)})
     for mark in effects.bounces:
         _bounce(s, mark, now, events)
-    alerts = tuple(a for a in effects.alerts if _trip(c, a, now))
+    known = s.info.setdefault("fuses", {})      # this transaction's view of the fuses it tripped
+    alerts = tuple(a for a in effects.alerts if _trip(c, a, now, known, s.info.get("later")))
     for alert in alerts:
         _note(events, ticket_id, now, "alert", {"fuse": alert.key, "text": alert.text})
     if events:
@@ -218,23 +219,41 @@ def _free(c, cls: int, key: str) -> bool:
     return bool(c.execute(TRY_LOCK, {"cls": cls, "k": k}).scalar())
 
 
-def _trip(c, alert: FuseAlert, now: datetime) -> bool:
+def _trip(c, alert: FuseAlert, now: datetime, known: dict | None = None, later=None) -> bool:
     """Count a fuse trip; True when it is the first in its window (then alert). A trip of a
     fuse another transaction is tripping at this moment is left to that one (its trip counts,
-    the alert is its to raise): nobody waits on a fuse row."""
-    q = _sql()
-    if not _free(c, FUSE_LOCKS, alert.key):
+    the alert is its to raise): nobody waits on a fuse row. `known`: the transaction's
+    fuses so far (key -> its window's end, or None when the try-lock was refused), so a
+    batch tripping one fuse many times reads and try-locks it once; `later(statement, row)`
+    (store.writing.WriteTx): the counting UPDATEs wait for the batch's one executemany
+    before the commit (nothing reads the count inside the transaction)."""
+    q, key = _sql(), alert.key
+    known = {} if known is None else known
+    if key not in known:
+        if not _free(c, FUSE_LOCKS, key):
+            known[key] = None
+            return False
+        row = c.execute(q.fuse, {"b_key": key}).first()
+        if row is None:                         # another writer may trip the same fuse at this moment
+            if c.execute(insert_ignore(c, MailFuse.__table__),
+                         {"key": key, "until": _utc(alert.until), "count": 1}).rowcount:
+                known[key] = _utc(alert.until)
+                return True
+            row = c.execute(q.fuse, {"b_key": key}).first()
+        known[key] = _aware(row.until)
+    until = known[key]
+    if until is None:                           # another transaction holds it
         return False
-    row = c.execute(q.fuse, {"b_key": alert.key}).first()
-    if row is None:                             # another writer may trip the same fuse at this moment
-        if c.execute(insert_ignore(c, MailFuse.__table__),
-                     {"key": alert.key, "until": _utc(alert.until), "count": 1}).rowcount:
-            return True
-        row = c.execute(q.fuse, {"b_key": alert.key}).first()
-    if _aware(row.until) > now:
-        c.execute(q.fuse_count, {"b_key": alert.key})
+    if until > now:
+        if later is not None:
+            later(q.fuse_count, {"b_key": key})
+        else:
+            c.execute(q.fuse_count, {"b_key": key})
         return False
-    c.execute(q.fuse_reset, {"b_key": alert.key, "until": _utc(alert.until), "count": 1})
+    if later is not None:                       # counts of the window that ended go in first
+        later(q.fuse_count, None)
+    c.execute(q.fuse_reset, {"b_key": key, "until": _utc(alert.until), "count": 1})
+    known[key] = _utc(alert.until)
     return True
 
 

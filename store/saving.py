@@ -48,6 +48,8 @@ INS_PARTS, INS_ATTS, INS_LINKS = insert(PART), insert(ATT), insert(LINK)
 SEL_STATUS = select(T.c.status).where(T.c.id == bindparam("b_tid"))
 SEL_TICKET = select(T).where(T.c.id == bindparam("b_tid"))
 SEL_DIGESTS = select(MSG.c.digest).where(MSG.c.message_id == bindparam("b_mid"))
+SEL_MANY_DIGESTS = select(MSG.c.message_id, MSG.c.digest).where(MSG.c.message_id.in_(bindparam("b_mids",
+                                                                                               expanding=True)))
 SEL_KNOWN = (select(TK.c.key, TK.c.ticket_id, TK.c.ghost, T.c.status)
              .join(T, T.c.id == TK.c.ticket_id).where(TK.c.key.in_(bindparam("b_keys", expanding=True))))
 SEL_PARTICIPANTS = select(PART.c.email).where(PART.c.ticket_id == bindparam("b_tid"))
@@ -171,14 +173,25 @@ def seen_digests(c: Connection, message_id: str) -> set[str]:
     return set(c.execute(SEL_DIGESTS, {"b_mid": message_id}).scalars())
 
 
+def seen_digests_of(c: Connection, message_ids) -> dict[str, set[str]]:
+    """`seen_digests` for many Message-IDs in one query (every id asked gets an entry)."""
+    ids = sorted(set(message_ids))
+    found: dict[str, set[str]] = {i: set() for i in ids}
+    for start in range(0, len(ids), 500):
+        for mid, digest in c.execute(SEL_MANY_DIGESTS, {"b_mids": ids[start:start + 500]}):
+            found[mid].add(digest)
+    return found
+
+
 # ---------------------------------------------------------------------- one message's writes
 class Writer:
     """One message's writes in one open transaction; events are batched into one INSERT.
     `now` dates them all (an archived mail's own date); `archived_at`, the import time of
     an archived mail, is kept on a ticket it creates."""
 
-    def __init__(self, c: Connection, now: datetime, archived_at: datetime | None = None):
+    def __init__(self, c: Connection, now: datetime, archived_at: datetime | None = None, later=None):
         self.c, self.now, self.archived_at = c, now, archived_at
+        self.later = later              # (statement, row) -> None: run with the batch's others before commit
         self.events: list[dict] = []
 
     def event(self, ticket_id: int, kind: str, detail: dict) -> None:
@@ -190,8 +203,14 @@ class Writer:
             self.events = []
 
     def raw(self, sha256: str, data: bytes) -> None:
-        """Keep the raw bytes once (the same bytes may already be held, e.g. by quarantine)."""
-        self.c.execute(_ins_raw(self.c), {"sha256": sha256, "size": len(data), "data": data})
+        """Keep the raw bytes once (the same bytes may already be held, e.g. by quarantine).
+        Nothing reads them back inside the transaction: with `later` the row waits for the
+        batch's one executemany."""
+        row = {"sha256": sha256, "size": len(data), "data": data}
+        if self.later is not None:
+            self.later(_ins_raw(self.c), row)
+        else:
+            self.c.execute(_ins_raw(self.c), row)
 
     # ------------------------------------------------------------------ tickets
     def ticket_for(self, msg: ParsedMessage, decision: ThreadDecision, routing: Routing,
@@ -333,14 +352,16 @@ def link_tickets(w: "Writer", ticket_id: int, others: tuple[int, ...], message_i
 
 def save_message(c: Connection, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                  decision: ThreadDecision, routing: Routing, now: datetime, own: frozenset[str],
-                 reuse: bool = False, archived_at: datetime | None = None) -> SaveResult:
+                 reuse: bool = False, archived_at: datetime | None = None, later=None) -> SaveResult:
     """All writes of one incoming message, in the caller's open transaction, dated `now`
-    (`archived_at`: the import time of an archived mail, see Writer)."""
-    w = Writer(c, now, archived_at)
+    (`archived_at`: the import time of an archived mail, see Writer). `later(statement,
+    row)`: where the rows nothing reads inside the transaction go (raw bytes, the search
+    index), to be inserted with the batch's others before the commit."""
+    w = Writer(c, now, archived_at, later)
     w.raw(raw_sha256, raw)
     ticket_id, outcome, new = w.ticket_for(msg, decision, routing, own)
     pk = w.message(msg, envelope, raw_sha256, decision, routing, ticket_id, reuse)
-    search.index_message(c, pk, ticket_id, now, msg.subject, msg.text)
+    search.index_message(c, pk, ticket_id, now, msg.subject, msg.text, later)
     met = w.touch(ticket_id, msg, decision, msg.from_addr.email if msg.from_addr else "", new) \
         if ticket_id is not None else ()
     w.flush_events()

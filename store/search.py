@@ -85,19 +85,26 @@ def backfill(c: Connection) -> None:
                       f"substr(coalesce(text, ''), 1, {MAX_BODY}) FROM message WHERE ticket_id IS NOT NULL")
 
 
+INDEX_PG = text("INSERT INTO message_search (message_pk, ticket_id, at, subject, body) "
+                "VALUES (:pk, :tid, :at, :subject, :body) ON CONFLICT (message_pk) DO NOTHING")
+INDEX_SQLITE = text("INSERT INTO message_fts (rowid, ticket_id, at, subject, body) "
+                    "VALUES (:pk, :tid, :at, :subject, :body)")
+
+
 def index_message(c: Connection, message_pk: int, ticket_id: int | None, at: datetime, subject: str,
-                  body: str) -> None:
-    """Index one message in the caller's open transaction."""
+                  body: str, later=None) -> None:
+    """Index one message in the caller's open transaction; with `later(statement, row)`
+    the row is handed to it instead (store.writing runs them all in one executemany
+    before the commit: nothing reads the index inside the transaction)."""
     if ticket_id is None:
         return
     values = {"pk": message_pk, "tid": ticket_id, "at": at, "subject": subject or "",
               "body": (body or "")[:MAX_BODY]}
-    if _pg(c):
-        c.execute(text("INSERT INTO message_search (message_pk, ticket_id, at, subject, body) "
-                       "VALUES (:pk, :tid, :at, :subject, :body) ON CONFLICT (message_pk) DO NOTHING"), values)
+    stmt = INDEX_PG if _pg(c) else INDEX_SQLITE
+    if later is not None:
+        later(stmt, values)
     else:
-        c.execute(text("INSERT INTO message_fts (rowid, ticket_id, at, subject, body) "
-                       "VALUES (:pk, :tid, :at, :subject, :body)"), values)
+        c.execute(stmt, values)
 
 
 def terms(query: str) -> list[str]:

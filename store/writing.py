@@ -93,13 +93,16 @@ class WriteTx:
     def __init__(self, engine, blobs):
         self._writer, self.blobs = engine, blobs
         self._s: Session | None = None
-        self._held: set[int] = set()           # tickets this transaction has locked (PostgreSQL)
+        self._held: set[int] = set()                    # tickets this transaction has locked (PostgreSQL)
+        self._later: dict = {}                          # statement -> rows, run just before the commit
+        self._digests: dict[str, set[str]] = {}         # Message-ID -> digests stored (prefetched, then kept)
 
     # ------------------------------------------------------------------ the transaction
     @property
     def s(self) -> Session:
         if self._s is None:
             self._s = Session(self._writer, expire_on_commit=False)
+            self._s.info["later"] = self._later_row      # store.outbox defers fuse counts through it
         return self._s
 
     def _c(self):
@@ -116,15 +119,37 @@ class WriteTx:
         """Make every write so far durable; the object can go on with a new transaction."""
         self._held = set()
         if self._s is not None:
+            if self._later:
+                self._guard(self._run_later)
             s, self._s = self._s, None
+            self._digests = {}
             try:
                 self._guard(s.commit)
             finally:
                 s.close()
 
+    def _later_row(self, stmt, row: "dict | None") -> None:
+        """Keep `row` for `stmt`'s executemany before the commit; `row` None: run the
+        rows kept for `stmt` now (a write that must come after them follows)."""
+        if row is None:
+            rows = self._later.pop(stmt, None)
+            if rows:
+                self._c().execute(stmt, rows)
+            return
+        self._later.setdefault(stmt, []).append(row)
+
+    def _run_later(self) -> None:
+        """The rows nothing reads inside the transaction (raw bytes, search index), one
+        executemany per statement: fewer round trips (store.saving)."""
+        c = self._c()
+        later, self._later = self._later, {}
+        for stmt, rows in later.items():
+            c.execute(stmt, rows)
+
     def rollback(self) -> None:
         """Forget every write since the last commit."""
         self._held = set()
+        self._later, self._digests = {}, {}
         if self._s is not None:
             s, self._s = self._s, None
             try:
@@ -155,6 +180,14 @@ class WriteTx:
         order then (store.saving.lock_tickets)."""
         locked = self._guard(lambda: saving.lock_tickets(self._c(), ids, self._held))
         self._held |= locked
+
+    def prefetch_digests(self, message_ids) -> None:
+        """After `lock_threads` (a message's own id is one of its keys, so no other writer
+        stores it meanwhile): read the stored digests of all these Message-IDs in one query,
+        for `save_message`'s duplicate check."""
+        ids = [i for i in set(message_ids) if i not in self._digests]
+        if ids:
+            self._digests.update(self._guard(lambda: saving.seen_digests_of(self._c(), ids)))
 
     def thread_candidates(self, keys: tuple[str, ...], tag: int | None) -> ThreadCandidates:
         return self._guard(lambda: saving.thread_candidates(self._c(), keys, tag))
@@ -209,12 +242,18 @@ class WriteTx:
 
         def write() -> SaveResult:
             c = self._c()
-            digests = saving.seen_digests(c, msg.message_id)
+            digests = self._digests.get(msg.message_id)
+            if digests is None:
+                digests = saving.seen_digests(c, msg.message_id)
             if msg.content_digest in digests:
                 return SaveResult("duplicate", None, None, msg.message_id)
-            return saving.save_message(c, msg, envelope, raw, raw_sha256, decision, routing, to_utc(now),
-                                       own_addresses, reuse=bool(digests),
-                                       archived_at=to_utc(archived_at) if archived_at is not None else None)
+            result = saving.save_message(c, msg, envelope, raw, raw_sha256, decision, routing, to_utc(now),
+                                         own_addresses, reuse=bool(digests),
+                                         archived_at=to_utc(archived_at) if archived_at is not None else None,
+                                         later=self._later_row)
+            if msg.message_id in self._digests:         # a second copy later in the batch is a duplicate
+                self._digests[msg.message_id].add(msg.content_digest)
+            return result
         return self._guard(write)
 
     def record_agent(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
@@ -222,6 +261,7 @@ class WriteTx:
         """An agent-path message with its commands (store.agent_writes)."""
         for part in msg.attachments:
             self.blobs.put(part.data, part.sha256 or None)
+        self._digests.pop(msg.message_id, None)         # stored here: the duplicate check asks the database
         return self._guard(lambda: tickets.record(self.s, msg, envelope, raw, raw_sha256, write,
                                                        to_utc(now), prefix))
 

@@ -104,6 +104,15 @@ def ingest(app, paths: list[str], *, progress: bool = False, helpers: ParseAhead
     batch is parsed by them while the batch before it is stored; with `archive`, messages
     from files are dated by their own time (see the module docstring). `sender`/`recipients`:
     the envelope an MTA gave (`--sender`, `--recipient`)."""
+    app.worker.reap_behind = True          # spool unlinks overlap the storing (settled before we return)
+    try:
+        return _ingest(app, paths, progress, helpers, archive, sender, recipients)
+    finally:
+        app.worker.reap_behind = False
+        app.spool.settle()
+
+
+def _ingest(app, paths, progress, helpers, archive, sender, recipients) -> int:
     mail_from, rcpts = envelope_sender(sender), tuple(r.strip().strip("<>") for r in recipients)
     bar = Progress(progress)
     left: set[str] = set()

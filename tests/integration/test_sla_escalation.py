@@ -20,7 +20,7 @@ from daemon.model import Envelope
 from daemon.pipeline.parse import parse
 from daemon.sla.views import SlaReader
 from store.sla_store import SlaFired, SlaStore
-from tests.integration.test_outbox import START, close_desk, make_desk, new_mail, parsed
+from tests.integration.test_outbox import START, close_desk, make_desk, new_mail, parsed, reply_to
 
 WARN = datetime(2026, 3, 2, 12, 30, tzinfo=timezone.utc)         # 75 % of 4h from Mon 10:30 Berlin
 BREACH = datetime(2026, 3, 2, 13, 30, tzinfo=timezone.utc)       # 100 %
@@ -78,6 +78,26 @@ def test_policy_is_chosen_at_creation_and_the_acknowledgement_states_the_targets
     assert "resolved by 2026-03-05 09:30 UTC" in text             # 30h of office time, Thursday 10:30 Berlin
     new = next(v for v in desk.rows() if v.kind == "agent_new")
     assert "Respond by: 2026-03-02 13:30 UTC" in parsed(new.raw).get_body(("plain",)).get_content()
+
+
+def test_a_ticket_tracked_by_several_messages_of_one_batch_is_armed_once_and_never_re_planned(desk):
+    """A new mail and two replies stored in one batch transaction: each message tracks the
+    ticket; after the commit the latest plan is armed once, and no extra transaction runs
+    `fire` for it (the second message's after_commit used to take the ticket for untracked)."""
+    calls = {"fire": 0, "arm": []}
+    fire, arm = desk.esc.fire, desk.esc.arm
+    desk.esc.fire = lambda tid: (calls.__setitem__("fire", calls["fire"] + 1), fire(tid))[1]
+    desk.esc.arm = lambda tid, due: (calls["arm"].append((tid, due)), arm(tid, due))[1]
+    env = Envelope("ann@example.org", ("support@example.com",), "smtp", "127.0.0.1", desk.clock().isoformat())
+    first = new_mail()
+    bases = desk.app.spool.put_many([(first, env), (reply_to("m1.ann@example.org", 1), env),
+                                     (reply_to("m1.ann@example.org", 2), env)])
+    outcomes = desk.app.worker.run_batch(set(bases), limit=10)
+    tickets = {o.result.ticket_id for o in outcomes}
+    assert [o.kind for o in outcomes] == ["stored"] * 3 and len(tickets) == 1
+    row = SlaStore(desk.store.engine).view(tickets.pop())[1]
+    assert calls == {"fire": 0, "arm": [(row.ticket_id, row.next_due_at)]} and row.next_due_at == WARN
+    assert desk.esc._pending == {}
 
 
 def test_a_service_policy_wins_and_a_domain_selector_applies(desk):

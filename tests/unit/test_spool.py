@@ -39,6 +39,18 @@ def test_put_claim_done_fifo(spool):
     assert os.listdir(spool.tmp) == []
 
 
+def test_done_behind_forgets_the_entries_once_settled(spool):
+    """An import's unlinks run on the spool's thread; after `settle` every file is gone
+    (and a second settle has nothing to wait for)."""
+    bases = spool.put_many([(f"m{i}".encode(), ENV) for i in range(5)])
+    claims = [spool.claim() for _ in bases]
+    for c in claims:
+        spool.done_behind(c)
+    spool.settle()
+    assert os.listdir(spool.cur) == [] and spool.pending_bases() == set()
+    spool.settle()
+
+
 def test_claim_only_some(spool):
     a, b = spool.put(b"a", ENV), spool.put(b"b", ENV)
     c = spool.claim({b})
