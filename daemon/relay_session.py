@@ -23,12 +23,19 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Protocol, Sequence
 
 from daemon.model.idn import SmtpAddress, plan_utf8, smtp_address
 
-if TYPE_CHECKING:
-    from daemon.mailer import Relay
+
+class Opens(Protocol):
+    """What a session needs of its relay (daemon.mailer.Relay): where it is, and a new,
+    greeted, authenticated connection."""
+
+    settings: Any
+
+    def open(self) -> smtplib.SMTP: ...
+
 
 _DOT = re.compile(rb"(?m)^\.")
 
@@ -69,7 +76,7 @@ def dot_stuffed(raw: bytes) -> bytes:
 class RelaySession:
     """See module docstring. Use as a context manager; `close()` says QUIT."""
 
-    def __init__(self, relay: "Relay"):
+    def __init__(self, relay: Opens):
         self.relay = relay
         self.conn: smtplib.SMTP | None = None
         self.dirty = False                       # the last transaction failed: RSET first
