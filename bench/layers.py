@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.secrets", "daemon.reload", "daemon.intake", "daemon.sla", "daemon.backoff",
                "daemon.handoff", "daemon.http", "daemon.logfmt", "daemon.metrics", "daemon.oauth2",
                "daemon.oauth2_config", "daemon.digest_config", "daemon.oauth2_login", "daemon.oauth2_store", "daemon.processes",
-               "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text", "daemon.config_sections",
+               "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text", "daemon.config_sections", "daemon.config_read",
                "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.alignment", "daemon.arc",
                "daemon.node_beat", "daemon.approval_rules", "daemon.approval_plan", "daemon.report", "daemon.stores")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",

@@ -4,24 +4,15 @@
   hour          the local hour (0-23) at which it is sent, in the agent's time zone
   timezone      the zone of agents whose rules/queues.yaml entry has no `timezone:`
   risk_percent  a running SLA clock at or past this share of its target is listed as a risk
-Used by daemon.config (validation) and daemon.digest (the sender).
+Checked here (daemon.config_read); its frozen DigestSection is one of the config's sections
+(daemon.config_sections), which daemon.digest (the sender) reads. No dataclass here: the
+check runs at every command's start.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from daemon.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class DigestSection:
-    """[digest] (see module docstring)."""
-
-    enabled: bool = False
-    hour: int = 8
-    timezone: str = "UTC"
-    risk_percent: float = 75.0
 
 
 def check_digest(values: dict, where: object) -> None:
