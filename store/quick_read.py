@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from store.records import TicketRow
+from store.ticket_row import TicketRow
 
 VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 _ASSIGN = re.compile(r'^(revision|down_revision)\s*(?::[^=]*)?=\s*(?:"([^"]*)"|\'([^\']*)\'|None)\s*$', re.M)
