@@ -31,7 +31,7 @@ PACKAGES = ("daemon", "store")
 # module a itself (a package's __init__); the most specific (longest) pattern wins, so
 # "daemon.rules.tester" sits above "daemon.rules". A module in no layer is reported.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("=daemon", "daemon.errors", "daemon.model", "daemon.envelope", "daemon.idn", "daemon.clock", "=store")),
+    ("base", ("=daemon", "daemon.errors", "daemon.model", "daemon.envelope", "daemon.idn", "daemon.smtp_address", "daemon.clock", "=store")),
     ("pipeline", ("daemon.pipeline",)),
     ("edges", ("store", "daemon.rules", "daemon.templates", "daemon.tokens", "daemon.identity",
                "daemon.config", "daemon.spool", "daemon.mailer", "daemon.systemd", "daemon.health",
@@ -68,6 +68,7 @@ OPTIONAL = frozenset({"psycopg", "psycopg2", "redis", "systemd", "watchdog", "py
 # command's start). Each is named with the one module allowed; anywhere else it is reported.
 LAZY: dict[str, frozenset[str]] = {
     "alembic": frozenset({"store.migrate"}),    # only to create or upgrade: a database at head needs none
+    "zoneinfo": frozenset({"daemon.digest_config"}),   # only for a [digest] timezone other than "UTC"
 }
 
 

@@ -197,7 +197,7 @@ def cmd_tickets(cfg: ConfigValues, args) -> int:
         if args.json:
             sys.stdout.write("\n")
         return True
-    from store.quick_read import iter_tickets
+    from store.quick_tickets import iter_tickets
     if _quick(cfg, lambda conn: write(iter_tickets(conn, **filters))) is None:
         write(_store(_full(cfg, args)).iter_tickets(**filters))
     return EX_OK
