@@ -174,8 +174,8 @@ def cmd_tickets(cfg: ConfigValues, args) -> int:
     from daemon import views
     if args.status or args.queue or args.type:
         from daemon.filters import check_filters
-        full = _full(cfg, args)
-        problems = check_filters(lambda: _rules(full), status=args.status, queue=args.queue, type=args.type)
+        problems = check_filters(lambda: _rules(_full(cfg, args)), status=args.status, queue=args.queue,
+                                 type=args.type)        # the rules (and the Config) only when a value needs them
         if problems:
             raise UsageError("; ".join(problems))
     filters = {"status": args.status, "queue": args.queue, "type": args.type, "limit": args.limit}
