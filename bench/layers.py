@@ -31,14 +31,14 @@ PACKAGES = ("daemon", "store")
 # module a itself (a package's __init__); the most specific (longest) pattern wins, so
 # "daemon.rules.tester" sits above "daemon.rules". A module in no layer is reported.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("=daemon", "daemon.errors", "daemon.model", "daemon.idn", "daemon.clock", "=store")),
+    ("base", ("=daemon", "daemon.errors", "daemon.model", "daemon.envelope", "daemon.idn", "daemon.smtp_address", "daemon.clock", "=store")),
     ("pipeline", ("daemon.pipeline",)),
     ("edges", ("store", "daemon.rules", "daemon.templates", "daemon.tokens", "daemon.identity",
                "daemon.config", "daemon.spool", "daemon.mailer", "daemon.systemd", "daemon.health",
                "daemon.secrets", "daemon.reload", "daemon.intake", "daemon.sla", "daemon.backoff",
                "daemon.handoff", "daemon.http", "daemon.logfmt", "daemon.metrics", "daemon.oauth2",
                "daemon.oauth2_config", "daemon.digest_config", "daemon.oauth2_login", "daemon.oauth2_store", "daemon.processes",
-               "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text", "daemon.config_sections",
+               "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text", "daemon.config_sections", "daemon.config_read",
                "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.alignment", "daemon.arc",
                "daemon.node_beat", "daemon.approval_rules", "daemon.approval_plan", "daemon.report", "daemon.stores",
                "daemon.relay_session", "daemon.send_journal")),
@@ -70,6 +70,7 @@ OPTIONAL = frozenset({"psycopg", "psycopg2", "redis", "systemd", "watchdog", "py
 # command's start). Each is named with the one module allowed; anywhere else it is reported.
 LAZY: dict[str, frozenset[str]] = {
     "alembic": frozenset({"store.migrate"}),    # only to create or upgrade: a database at head needs none
+    "zoneinfo": frozenset({"daemon.digest_config"}),   # only for a [digest] timezone other than "UTC"
 }
 
 

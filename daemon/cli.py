@@ -14,15 +14,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from daemon.cli_args import ALONE, alone_parser, command_of, parse_day, parser_parts
-from daemon.clock import build_clock
 from daemon.errors import ConfigError, HelpdeskError, NotFound, RulesError, SpoolError, StoreUnavailable
 
 if TYPE_CHECKING:
     from daemon.config import Config
+    from daemon.config_read import ConfigValues
 
-# logging, views and everything heavy are imported where used: `helpdesk ingest` from an
-# MTA's pipe and `tickets`/`show` must start fast (daemon.handoff, daemon.quick_read; issue 16)
+# logging, the clock, views and everything heavy are imported where used: `helpdesk ingest`
+# from an MTA's pipe and `tickets`/`show` must start fast (daemon.handoff, store.quick_read;
+# issue 16). These LIGHT commands get the checked config values (daemon.config_read), not
+# the Config dataclasses, and set up logging only when they leave the light path (`_full`).
 EX_OK, EX_ERROR, EX_USAGE, EX_TEMPFAIL = 0, 1, 2, 75
+LIGHT = frozenset({"tickets", "show", "ingest"})
 
 
 class UsageError(HelpdeskError):
@@ -52,6 +55,19 @@ def _setup_logging(cfg: Config | None, debug: bool, *, errors_only: bool = False
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _full(values: ConfigValues | Config, args, *, errors_only: bool = False) -> Config:
+    """A LIGHT command leaving the light path: logging set up (once), the whole Config built."""
+    from daemon.config import build_config
+    cfg = build_config(values)
+    _setup_logging(cfg, args.debug, errors_only=errors_only)
+    return cfg
+
+
+def _build_clock(cfg: Config):
+    from daemon.clock import build_clock
+    return build_clock(cfg)
+
+
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
 
@@ -73,7 +89,7 @@ def cmd_serve(cfg: Config, args) -> int:
     return serve(build_app(cfg))
 
 
-def cmd_ingest(cfg: Config, args) -> int:
+def cmd_ingest(cfg: ConfigValues, args) -> int:
     piped = not args.paths or args.paths == ["-"]
     if piped:                                     # an MTA's pipe: hand off to a running daemon
         from daemon.handoff import hand_off, replay_stdin
@@ -84,8 +100,7 @@ def cmd_ingest(cfg: Config, args) -> int:
                 return EX_ERROR
             return EX_OK
         replay_stdin(data)
-    _setup_logging(cfg, args.debug, errors_only=piped)
-    return _ingest_fully(cfg, args)
+    return _ingest_fully(_full(cfg, args, errors_only=piped), args)
 
 
 def _ingest_fully(cfg: Config, args) -> int:
@@ -122,7 +137,7 @@ def cmd_check(cfg: Config, args) -> int:
 def cmd_status(cfg: Config, args) -> int:
     """Exit 0 when the daemon runs and nothing is wrong; 1 saying why otherwise."""
     from daemon.health import report, status_text
-    snap = report(cfg, build_clock(cfg).now())
+    snap = report(cfg, _build_clock(cfg).now())
     _out(json.dumps(snap, indent=1, default=str) if args.json else status_text(snap))
     if snap["problems"] and args.json:
         for line in snap["problems"]:
@@ -155,11 +170,12 @@ def _rules(cfg: Config):
     return load_rules(cfg.paths.rules)
 
 
-def cmd_tickets(cfg: Config, args) -> int:
+def cmd_tickets(cfg: ConfigValues, args) -> int:
     from daemon import views
     if args.status or args.queue or args.type:
         from daemon.filters import check_filters
-        problems = check_filters(lambda: _rules(cfg), status=args.status, queue=args.queue, type=args.type)
+        problems = check_filters(lambda: _rules(_full(cfg, args)), status=args.status, queue=args.queue,
+                                 type=args.type)        # the rules (and the Config) only when a value needs them
         if problems:
             raise UsageError("; ".join(problems))
     filters = {"status": args.status, "queue": args.queue, "type": args.type, "limit": args.limit}
@@ -181,13 +197,13 @@ def cmd_tickets(cfg: Config, args) -> int:
         if args.json:
             sys.stdout.write("\n")
         return True
-    from store.quick_read import iter_tickets
+    from store.quick_tickets import iter_tickets
     if _quick(cfg, lambda conn: write(iter_tickets(conn, **filters))) is None:
-        write(_store(cfg).iter_tickets(**filters))
+        write(_store(_full(cfg, args)).iter_tickets(**filters))
     return EX_OK
 
 
-def cmd_show(cfg: Config, args) -> int:
+def cmd_show(cfg: ConfigValues, args) -> int:
     from store.quick_read import ticket_exists
     prefix = cfg.helpdesk.ticket_prefix
     ticket_id = parse_ref(args.ref, prefix)
@@ -196,9 +212,10 @@ def cmd_show(cfg: Config, args) -> int:
     from daemon import views
     from daemon.sla.views import SlaReader, sla_text
     from daemon.itil_views import itil_show
+    cfg = _full(cfg, args)
     store = _store(cfg)
     detail = store.ticket_detail(ticket_id)
-    sla = SlaReader(cfg, store.engine).show(ticket_id, build_clock(cfg).now())
+    sla = SlaReader(cfg, store.engine).show(ticket_id, _build_clock(cfg).now())
     extra, lines = itil_show(store.engine, ticket_id, prefix, detail.ticket.status)   # problem ... approvals
     data = {**views.detail_json(detail, prefix, sla), **extra}
     sla_lines = sla_text(sla) + lines
@@ -259,7 +276,7 @@ def cmd_export(cfg: Config, args) -> int:
     since = _since(args.since)
     prefix = cfg.helpdesk.ticket_prefix
     store = _store(cfg)
-    reader, now = SlaReader(cfg, store.engine), build_clock(cfg).now()
+    reader, now = SlaReader(cfg, store.engine), _build_clock(cfg).now()
     write = sys.stdout.write
     write("[")
     first = True
@@ -291,7 +308,7 @@ def cmd_export(cfg: Config, args) -> int:
 def cmd_sla(cfg: Config, args) -> int:
     from daemon.sla.report import render_html, render_json, render_text
     from daemon.sla.views import SlaReader
-    now = build_clock(cfg).now().replace(microsecond=0)
+    now = _build_clock(cfg).now().replace(microsecond=0)
     end = parse_day(args.end, "--to", UsageError, end=True) or now
     start = parse_day(args.start, "--from", UsageError) or end - timedelta(days=30)
     if start >= end:
@@ -393,16 +410,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":                 # the one command that needs no config file
             _setup_logging(None, args.debug)
             return cmd_init(args)
-        from daemon.config import find_site_config, load_config
+        from daemon.config_lookup import find_site_config
+        from daemon.config_read import read_config
         try:
-            cfg = load_config(str(find_site_config(args.config)))
+            values = read_config(str(find_site_config(args.config)))
         except ConfigError as exc:
             if args.command == "check":
                 sys.stderr.write(f"{exc}\n")
                 return EX_ERROR
             raise
-        if args.command != "ingest":              # ingest sets up logging after the pipe hand-off
-            _setup_logging(cfg, args.debug)
+        if args.command in LIGHT:                 # logging and the Config when they need them (_full)
+            return COMMANDS[args.command](values, args)
+        from daemon.config import build_config
+        cfg = build_config(values)
+        _setup_logging(cfg, args.debug)
         return COMMANDS[args.command](cfg, args)
     except UsageError as exc:
         sys.stderr.write(f"helpdesk: {exc}\n")

@@ -1,23 +1,38 @@
 """The configuration's shape: one frozen dataclass per section of config.toml, the `Config`
-that holds them, and the defaults of an [[imap]] account. Values only; daemon/config.py
-reads and checks the files and builds these."""
+that holds them. Values only; daemon/config_read.py reads and checks the files (the
+defaults of an [[imap]] account are there) and daemon/config.py builds these."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
-from daemon.digest_config import DigestSection
-from daemon.oauth2_config import OAUTH2_DEFAULTS, OAuth2Keys
+from daemon.config_read import database_url
 
-PATH_KEYS = {("helpdesk", "state_dir"), ("paths", "rules"), ("paths", "templates")}
 
-IMAP_DEFAULTS: dict[str, Any] = {
-    "name": "", "host": "", "port": 993, "security": "tls", "username": "",
-    "password_env": "", "password_credential": "", "folder": "INBOX", "move_to": "",
-    "idle": True, "poll_seconds": 60, "verify_tls": True, "ca_file": "", **OAUTH2_DEFAULTS,
-}
-IMAP_REQUIRED = ("name", "host", "username")
+@dataclass(frozen=True, kw_only=True)
+class OAuth2Keys:
+    """The OAuth 2.0 config keys of one account (a base of ImapAccount and OutboundSection;
+    their defaults are daemon.oauth2_config.OAUTH2_DEFAULTS, tested equal)."""
+
+    auth: str = "password"
+    oauth2_token_url: str = ""
+    oauth2_client_id: str = ""
+    oauth2_client_secret_env: str = ""
+    oauth2_client_secret_credential: str = ""
+    oauth2_scope: str = ""
+    oauth2_refresh_token_env: str = ""
+    oauth2_refresh_token_credential: str = ""
+    oauth2_device_url: str = ""
+
+
+@dataclass(frozen=True)
+class DigestSection:
+    """[digest]: the daily agent digest (daemon/digest_config.py says its keys and checks them)."""
+
+    enabled: bool = False
+    hour: int = 8
+    timezone: str = "UTC"
+    risk_percent: float = 75.0
 
 
 @dataclass(frozen=True)
@@ -234,9 +249,7 @@ class Config:
     @property
     def database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, else SQLite in the state directory."""
-        if self.database.url:
-            return self.database.url
-        return f"sqlite:///{self.state_dir / 'helpdesk.db'}"
+        return database_url(self.database.url, self.state_dir)
 
 
 # section name -> its class (the annotations are strings: resolved here, where the classes are)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from daemon.clock import utcnow
 from daemon.desk_mail import MAX_LISTED, DeskQueries
-from daemon.digest_config import DigestSection
+from daemon.config_sections import DigestSection
 from daemon.errors import HelpdeskError
 from daemon.model import MailEffects
 from daemon.pipeline.agent_mail import MailKit, agent_mail

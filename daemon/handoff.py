@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from daemon.errors import SpoolError
 from daemon.intake.files import split_stdin
-from daemon.model import Envelope
+from daemon.envelope import Envelope
 from daemon.processes import running_serve
 from daemon.spool import Spool
 

@@ -38,7 +38,8 @@ from typing import Callable, Iterable, Mapping
 
 from daemon.backoff import EQUAL_JITTER, BackoffPolicy, backoff
 from daemon.errors import HelpdeskError
-from daemon.oauth2_config import OAuth2Keys, device_url
+from daemon.config_sections import OAuth2Keys
+from daemon.oauth2_config import device_url
 from daemon.oauth2_store import TokenStore
 from daemon.secrets import read_secret
 

@@ -23,7 +23,7 @@ from typing import Mapping
 from daemon.config import Config, key_location
 from daemon.errors import ConfigError
 from daemon.oauth2 import imap_key
-from daemon.oauth2_config import OAuth2Keys
+from daemon.config_sections import OAuth2Keys
 from daemon.oauth2_store import TokenStore
 from daemon.secrets import read_secret
 

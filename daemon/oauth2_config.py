@@ -5,12 +5,13 @@ to loopback), `oauth2_client_id`, `oauth2_client_secret_env` / `_credential` (op
 public client has none), `oauth2_scope`, `oauth2_refresh_token_env` / `_credential` (the
 first refresh token; rotated ones are kept in the state directory), and `oauth2_device_url`
 (the device-authorization endpoint `helpdesk oauth2 login` uses; empty: derived from the
-token URL). Used by daemon.config (validation) and daemon.oauth2 (the token client).
+token URL). Used by daemon.config_read (validation) and daemon.oauth2 (the token client);
+the frozen OAuth2Keys the sections inherit is in daemon.config_sections (no dataclass here:
+the check runs at every command's start).
 """
 from __future__ import annotations
 
 import urllib.parse
-from dataclasses import dataclass, fields
 from typing import Any
 
 from daemon.errors import ConfigError
@@ -19,22 +20,12 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 AUTH_MODES = ("password", "oauth2")
 
 
-@dataclass(frozen=True, kw_only=True)
-class OAuth2Keys:
-    """The OAuth 2.0 config keys of one account (a base of ImapAccount and OutboundSection)."""
-
-    auth: str = "password"
-    oauth2_token_url: str = ""
-    oauth2_client_id: str = ""
-    oauth2_client_secret_env: str = ""
-    oauth2_client_secret_credential: str = ""
-    oauth2_scope: str = ""
-    oauth2_refresh_token_env: str = ""
-    oauth2_refresh_token_credential: str = ""
-    oauth2_device_url: str = ""
-
-
-OAUTH2_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(OAuth2Keys)}
+# the keys of daemon.config_sections.OAuth2Keys and their defaults (tested equal)
+OAUTH2_DEFAULTS: dict[str, Any] = {
+    "auth": "password", "oauth2_token_url": "", "oauth2_client_id": "", "oauth2_client_secret_env": "",
+    "oauth2_client_secret_credential": "", "oauth2_scope": "", "oauth2_refresh_token_env": "",
+    "oauth2_refresh_token_credential": "", "oauth2_device_url": "",
+}
 
 
 def check_auth(values: dict, where: str) -> None:

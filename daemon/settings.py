@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from daemon.config import Config
 from daemon.pipeline.classify import Defaults
-from daemon.pipeline.parse import ParseLimits
+from daemon.pipeline.parse_limits import ParseLimits
 
 
 @dataclass(frozen=True)

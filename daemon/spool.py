@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from daemon.errors import SpoolError
-from daemon.model import Envelope
+from daemon.envelope import Envelope
 
 log = logging.getLogger(__name__)
 

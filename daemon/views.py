@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from store.records import QuarantineRow, TicketDetail, TicketRow
+if TYPE_CHECKING:                 # only named: `tickets` on the light path defines no other row type
+    from store.records import QuarantineRow, TicketDetail, TicketRow
 
 
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")

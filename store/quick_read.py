@@ -3,7 +3,9 @@
 A read-only command should cost little more than starting Python; SQLAlchemy, sqlmodel and
 Alembic alone cost ten times that. So when the database is an SQLite file already at the
 newest schema revision, these reads use plain `sqlite3` and hand out the same read-side
-values as store.repo (store.records.TicketRow). The newest revision is read from the
+values as store.repo (store.quick_tickets: the list as store.records.TicketRow; here the
+connection and whether a ticket exists, which `show` of a missing ticket asks without
+defining any dataclass). The newest revision is read from the
 migration files' `revision = ...` / `down_revision = ...` lines, not from Alembic.
 
 `open_current` returns None for anything else - PostgreSQL, a URL with options, a missing
@@ -15,16 +17,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
-
-from store.records import TicketRow
 
 VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 _ASSIGN = re.compile(r'^(revision|down_revision)\s*(?::[^=]*)?=\s*(?:"([^"]*)"|\'([^\']*)\'|None)\s*$', re.M)
-TICKET_COLUMNS = ("id, subject, type, status, priority, queue, requester, assignee, created_at, updated_at, "
-                  "message_count, rules_version, archived_at")
 
 
 def head_revision(versions: Path = VERSIONS) -> str | None:
@@ -70,41 +66,6 @@ def open_current(url: str) -> sqlite3.Connection | None:
         conn.close()
         return None
     return conn
-
-
-def _aware(text: str | None) -> datetime | None:
-    """A stored time as store.repo hands it out: SQLite keeps naive UTC text."""
-    if text is None:
-        return None
-    dt = datetime.fromisoformat(text)
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
-
-
-def _ticket(row: tuple) -> TicketRow:
-    (tid, subject, type_, status, priority, queue, requester, assignee, created, updated, count, version,
-     archived) = row
-    return TicketRow(tid, subject, type_, status, priority, queue, requester, assignee, _aware(created),
-                     _aware(updated), count, version, _aware(archived))
-
-
-def list_tickets(conn: sqlite3.Connection, *, status: str | None = None, queue: str | None = None,
-                 type: str | None = None, limit: int | None = None) -> list[TicketRow]:
-    """store.repo.Store.list_tickets: newest first, optionally filtered."""
-    return list(iter_tickets(conn, status=status, queue=queue, type=type, limit=limit))
-
-
-def iter_tickets(conn: sqlite3.Connection, *, status: str | None = None, queue: str | None = None,
-                 type: str | None = None, limit: int | None = None) -> Iterator[TicketRow]:
-    """list_tickets a row at a time, from the cursor (the statement runs before the first row)."""
-    where, params = [], []
-    for column, value in (("status", status), ("queue", queue), ("type", type)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    sql = f"SELECT {TICKET_COLUMNS} FROM ticket" + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY id DESC" + (" LIMIT ?" if limit else "")
-    cursor = conn.execute(sql, params + ([limit] if limit else []))
-    return map(_ticket, cursor)
 
 
 def ticket_exists(conn: sqlite3.Connection, ticket_id: int) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from store.ticket_row import TicketRow  # noqa: F401 (re-exported: a module of its own for store.quick_read)
+
 
 @dataclass(frozen=True)
 class SaveResult:
@@ -50,23 +52,6 @@ class EventRow:
     at: datetime
     kind: str
     detail: str
-
-
-@dataclass(frozen=True)
-class TicketRow:
-    id: int
-    subject: str
-    type: str
-    status: str
-    priority: str
-    queue: str
-    requester: str
-    assignee: str | None
-    created_at: datetime
-    updated_at: datetime
-    message_count: int
-    rules_version: str = ""
-    archived_at: datetime | None = None  # when an archive import stored it (created_at is the mail's date)
 
 
 @dataclass(frozen=True)

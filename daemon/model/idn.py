@@ -2,7 +2,9 @@
 
 The IDN helpers live in daemon.idn, outside this package, so that daemon.config (which
 checks `[smtp] domains` with them) does not run this package's __init__ and define every
-model dataclass at each start of a read-only command (issue 16). New code imports daemon.idn.
+model dataclass at each start of a read-only command (issue 16); the SMTP command addresses
+are daemon.smtp_address's. New code imports those two.
 """
-from daemon.idn import (HELD, SmtpAddress, address_domain, canonical_address, canonical_domain,  # noqa: F401
-                        domain_key, domain_keys, header_needs_utf8, plan_utf8, smtp_address)
+from daemon.idn import (address_domain, canonical_address, canonical_domain, domain_key,  # noqa: F401
+                        domain_keys)
+from daemon.smtp_address import HELD, SmtpAddress, header_needs_utf8, plan_utf8, smtp_address  # noqa: F401

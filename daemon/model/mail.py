@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from daemon.envelope import Envelope  # noqa: F401 (re-exported: a module of its own for the pipe hand-off)
+
 
 @dataclass(frozen=True)
 class Address:
@@ -19,19 +21,6 @@ class Address:
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>" if self.name else self.email
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """What the transport told us: SMTP MAIL FROM / RCPT TO, or the file/IMAP origin.
-
-    `mail_from` is "" for the null sender `<>`; None when unknown (a file import)."""
-
-    mail_from: str | None
-    rcpt_to: tuple[str, ...] = ()
-    source: str = "unknown"          # smtp | ingest | stdin | imap:<account>
-    peer: str = ""                   # client IP, file path, or mailbox/UID
-    received_at: str = ""            # ISO 8601 UTC, set by the intake edge
 
 
 @dataclass(frozen=True)

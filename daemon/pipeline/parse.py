@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
 
@@ -32,19 +31,8 @@ from daemon.pipeline.header_caps import cap_headers
 from daemon.pipeline.html_text import html_to_text  # noqa: F401 (part of this stage's API)
 from daemon.pipeline.machine import PartView, judge
 from daemon.pipeline.mime_parts import AS_RECEIVED, BodyParts
+from daemon.pipeline.parse_limits import ParseLimits  # noqa: F401 (re-exported: part of this stage's API)
 from daemon.pipeline.mime_parts import children as _children
-
-
-@dataclass(frozen=True)
-class ParseLimits:
-    """Hard limits; over one, the mail is refused with the ParseError reason named."""
-
-    max_bytes: int = 50 * 1024 * 1024       # too_large
-    max_parts: int = 500                    # too_many_parts (MIME entities)
-    max_depth: int = 30                     # too_deep (multipart / message/* nesting)
-    max_headers: int = 1000                 # too_many_headers (fields in the top header block)
-    max_header_bytes: int = 1024 * 1024     # too_many_headers (size of the top header block)
-    max_text_chars: int = 2_000_000         # longer text/html bodies are cut (a defect)
 
 
 DEFAULT_LIMITS = ParseLimits()

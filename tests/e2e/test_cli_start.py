@@ -13,13 +13,20 @@ from pathlib import Path
 from daemon import views
 from daemon.app import open_store
 from daemon.config import load_config
-from store import migrate, quick_read
+from store import migrate, quick_read, quick_tickets
 from tests.conftest import write_site_config
 from tests.e2e.helpers import REPO, helpdesk, tickets
 
 # the database layer, the queue and the optional backends a read-only command must not load
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "huey", "redis", "psycopg", "psycopg2", "jinja2", "dkim",
          "mailparser", "prometheus_client", "yaml", "daemon.app", "store.repo", "store.db")
+
+# what they no longer load either (issue 16, second round): the Config dataclasses (they read
+# daemon.config_read's values), the model package, logging (set up when a command leaves the
+# light path), the clock, zoneinfo (only for a [digest] zone other than UTC), shutil (argparse's
+# help width), importlib.resources (daemon.shipped), every read-side row but TicketRow
+LIGHT = ("daemon.config", "daemon.config_sections", "daemon.model", "daemon.clock", "logging", "zoneinfo",
+         "shutil", "importlib.resources", "store.records")
 
 # what `show` of an existing ticket (the full read path, through SQLAlchemy) still must not load
 QUEUE_AND_BACKENDS = ("huey", "redis", "psycopg", "psycopg2", "jinja2", "dkim", "prometheus_client", "alembic",
@@ -42,13 +49,13 @@ def mail(n: int, subject: str) -> bytes:
             f"Message-ID: <m{n}@example.org>\nDate: Mon, 02 Mar 2026 09:0{n}:00 +0000\n\nHelp {n}.\n").encode()
 
 
-def imported(cfg: Path, *args: str) -> tuple[int, list[str]]:
+def imported(cfg: Path, *args: str, stdin: bytes | None = None) -> tuple[int, list[str]]:
     """(exit status, sys.modules after it) of `helpdesk --config cfg ARGS` in a fresh interpreter."""
     out = cfg.parent / "modules.json"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("HELPDESK_CONFIG", None)
     proc = subprocess.run([sys.executable, "-c", RUN, str(out), "--config", str(cfg), *args], env=env,
-                          capture_output=True, timeout=120, cwd=str(cfg.parent))
+                          input=stdin, capture_output=True, timeout=120, cwd=str(cfg.parent))
     assert proc.stderr in (b"", b"helpdesk: ticket 1 not found\n"), proc.stderr.decode()[-2000:]
     got = json.loads(out.read_text())
     return got["rc"], got["modules"]
@@ -65,9 +72,11 @@ def test_tickets_and_show_on_sqlite_load_no_database_layer_queue_or_optional_bac
                          (("show", "1"), 1), (("show", "HD-1", "--json"), 1), (("--help",), 0)):
         rc, modules = imported(cfg, *args)
         assert rc == status, args
-        assert heavy(modules) == [], args
+        assert heavy(modules) == [] and heavy(modules, LIGHT) == [], args
         if args[0] != "--help":
             assert "store.quick_read" in modules, args         # it did take the light path
+        if args[0] == "show":                                  # a missing ticket: not one dataclass
+            assert "dataclasses" not in modules and "store.ticket_row" not in modules, args
 
 
 def test_the_check_of_imports_sees_a_heavy_one(tmp_path):
@@ -76,6 +85,32 @@ def test_the_check_of_imports_sees_a_heavy_one(tmp_path):
     helpdesk(cfg, "tickets", check=True)
     rc, modules = imported(cfg, "agents")                  # a command that opens the full store
     assert rc == 0 and "sqlalchemy" in heavy(modules) and "store.db" in heavy(modules)
+    assert {"daemon.config_sections", "logging", "daemon.model"} <= set(heavy(modules, LIGHT))
+    rc, modules = imported(cfg, "tickets", "--queue", "general")   # a queue is checked against the rules
+    assert rc == 0 and {"daemon.config_sections", "logging"} <= set(heavy(modules, LIGHT))
+
+
+def test_the_pipe_hand_off_loads_no_config_dataclass_model_or_pipeline(tmp_path):
+    """`helpdesk ingest` from an MTA's pipe with a serve running (here: a stand-in process
+    registered as this state directory's serve, which ignores the wake-up signal)."""
+    from daemon.processes import ProcessFile
+    cfg = write_site_config(tmp_path)
+    stand_in = subprocess.Popen([sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGUSR1, "
+                                 "signal.SIG_IGN); print('ready', flush=True); sys.stdin.read()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert stand_in.stdout.readline() == b"ready\n"
+        ProcessFile(tmp_path / "state", "serve", "2026-03-02T09:00:00+00:00", pid=stand_in.pid).beat()
+        rc, modules = imported(cfg, "ingest", "--sender", "ann@example.org", "--recipient", "support@example.com",
+                               stdin=mail(1, "printer"))
+    finally:
+        stand_in.stdin.close()
+        stand_in.wait(timeout=60)
+        stand_in.stdout.close()
+    assert rc == 0 and len(list((tmp_path / "state" / "spool" / "new").iterdir())) == 1     # handed off
+    assert "daemon.handoff" in modules and "daemon.envelope" in modules
+    assert heavy(modules) == [] and heavy(modules, LIGHT + ("daemon.pipeline", "daemon.intake.ingest")) == \
+        ["logging"]                                        # the spool's logger, only
 
 
 def test_the_light_path_reads_what_the_store_reads(tmp_path):
@@ -94,7 +129,7 @@ def test_the_light_path_reads_what_the_store_reads(tmp_path):
         queue = every[0].queue
         for filters in ({}, {"status": "new"}, {"status": "closed"}, {"queue": queue}, {"type": every[0].type},
                         {"limit": 2}, {"limit": 0}, {"status": "new", "queue": queue, "limit": 1}):
-            assert quick_read.list_tickets(conn, **filters) == store.list_tickets(**filters), filters
+            assert quick_tickets.list_tickets(conn, **filters) == store.list_tickets(**filters), filters
         assert [quick_read.ticket_exists(conn, t.id) for t in every] == [True] * 3
         assert not quick_read.ticket_exists(conn, max(t.id for t in every) + 1)
     finally:

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import pytest
 
 from daemon.cli import _parser
-from daemon.cli_args import parse_day
+from daemon.cli_args import alone_parser, parse_day, parser_parts
 
 
 class Usage(Exception):
@@ -50,3 +50,28 @@ def test_a_command_parsed_alone_parses_helps_and_fails_as_in_the_full_parser(arg
         seen.append((got, *capsys.readouterr()))
     assert seen[0] == seen[1]
     assert seen[0][0] != ("exit", 0) or "usage: helpdesk " in seen[0][1]      # --help printed something
+
+
+@pytest.mark.parametrize("columns", [None, "50", "200", "0", "junk"])
+def test_the_help_is_as_wide_as_argparse_makes_it(monkeypatch, columns):
+    """cli_args formats help without importing shutil, at the width argparse's own takes."""
+    import argparse
+
+    from daemon.cli_args import _Formatter
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _Formatter("helpdesk")._width == argparse.HelpFormatter("helpdesk")._width
+    full, alone = parser_parts()[0], alone_parser("tickets")
+    assert full.format_help() == _plain(full).format_help()
+    assert alone.format_help() == _plain(alone).format_help()
+
+
+def _plain(parser):
+    """The same parser formatting with argparse's HelpFormatter."""
+    import copy
+    import argparse
+    plain = copy.copy(parser)
+    plain.formatter_class = argparse.HelpFormatter
+    return plain

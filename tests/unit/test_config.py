@@ -99,3 +99,14 @@ def test_queue_workers_zero_only_with_redis(tmp_path):
 def test_node_health_keys_have_defaults(tmp_path):
     cfg = load_config(site(tmp_path, '[health]\nnode = "mx1"\n'))
     assert cfg.health.node == "mx1" and cfg.health.node_silent_seconds == 60
+
+
+@pytest.mark.parametrize("zone, ok", [("UTC", True), ("Europe/Berlin", True), ("Europe/Berln", False), ("", False)])
+def test_the_digest_time_zone_is_checked_also_when_zoneinfo_is_loaded_only_for_another_zone(tmp_path, zone, ok):
+    """daemon.digest_config loads zoneinfo only for a zone other than the default "UTC"."""
+    path = site(tmp_path, f'[digest]\ntimezone = "{zone}"\n')
+    if ok:
+        assert load_config(path).digest.timezone == zone
+    else:
+        with pytest.raises(ConfigError, match=r"site\.toml:2: digest\.timezone: unknown time zone"):
+            load_config(path)

@@ -63,3 +63,12 @@ def test_bad_oauth2_keys_name_the_key(tmp_path, text, needle):
     with pytest.raises(ConfigError) as err:
         load_config(site(tmp_path, text))
     assert needle in str(err.value) and "site.toml" in str(err.value)
+
+
+def test_the_oauth2_defaults_the_checks_use_are_the_keys_of_the_sections():
+    """daemon.oauth2_config spells the defaults out (no dataclass at a command's start)."""
+    from dataclasses import fields
+
+    from daemon.config_sections import OAuth2Keys
+    from daemon.oauth2_config import OAUTH2_DEFAULTS
+    assert OAUTH2_DEFAULTS == {f.name: f.default for f in fields(OAuth2Keys)}
