@@ -48,7 +48,7 @@ class Sink:
         return "250 OK"
 
 
-def status_kb(pid: int, field: str) -> int:
+def status_kb(pid: "int | str", field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
