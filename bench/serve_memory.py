@@ -11,7 +11,7 @@ while the spool holds more than `--backlog` messages, so "after N messages" mean
 not N waiting on disk. Prints figures; asserts nothing.
 
     .venv/bin/python bench/serve_memory.py [--messages 100000] [--every 10000] [--clients 4]
-                                           [--backlog 500] [--repo PATH] [--keep]
+                                           [--backlog 500] [--repo PATH] [--arena-max N] [--keep]
 
 `--repo` runs another checkout's daemon (e.g. an export of main) for a before/after figure.
 """
@@ -96,8 +96,8 @@ def site_config(state: Path, port: int, relay: int) -> Path:
     return cfg
 
 
-def start(repo: Path, cfg: Path, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(repo))
+def start(repo: Path, cfg: Path, log: Path, arena_max: int = 0) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(repo), **({"MALLOC_ARENA_MAX": str(arena_max)} if arena_max else {}))
     env.pop("HELPDESK_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(cfg), "serve"], cwd=str(cfg.parent),
                             env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -157,6 +157,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="SMTP client threads")
     ap.add_argument("--backlog", type=int, default=500, help="clients wait while the spool holds more")
     ap.add_argument("--repo", type=Path, default=REPO)
+    ap.add_argument("--arena-max", type=int, default=0,
+                    help="MALLOC_ARENA_MAX for serve (glibc's per-thread malloc arenas; 0: glibc's default)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (print its path)")
     args = ap.parse_args()
     sink = Sink()
@@ -164,8 +166,9 @@ def main() -> None:
     ctl.start()
     tmp = Path(tempfile.mkdtemp(prefix="hd-bench-serve-mem-"))
     cfg = site_config(tmp, free_port(), ctl.port)
-    print(f"messages {args.messages}, {args.clients} SMTP clients, repo {args.repo}, dir {tmp}", flush=True)
-    proc = start(args.repo.resolve(), cfg, tmp / "serve.log")
+    print(f"messages {args.messages}, {args.clients} SMTP clients, repo {args.repo}, dir {tmp}, "
+          f"MALLOC_ARENA_MAX {args.arena_max or os.environ.get('MALLOC_ARENA_MAX', 'unset')}", flush=True)
+    proc = start(args.repo.resolve(), cfg, tmp / "serve.log", args.arena_max)
     db = tmp / "state" / "helpdesk.db"
     feed = Feed(args.messages, tmp / "state" / "spool", args.backlog)
     print(f"{0:>7} stored  ready: {memory(proc.pid)}", flush=True)
