@@ -52,10 +52,14 @@ def body(rng: random.Random, n: int = 40) -> str:
 
 def make_corpus(n: int, seed: int = 7, domain: str = "corp.example") -> list[tuple[bytes, str, str]]:
     """(raw, message_id, root_message_id) for n messages, replies after their parents."""
+    return list(iter_corpus(n, seed, domain))
+
+
+def iter_corpus(n: int, seed: int = 7, domain: str = "corp.example"):
+    """make_corpus one message at a time (the same messages): for corpora too big to hold."""
     rng = random.Random(seed)
     start = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
     roots: list[tuple[str, str, str, list[str]]] = []           # (mid, subject, sender, chain)
-    out = []
     for i in range(n):
         m = EmailMessage()
         mid = f"bench-{seed}-{i}@{domain}"
@@ -85,8 +89,7 @@ def make_corpus(n: int, seed: int = 7, domain: str = "corp.example") -> list[tup
         if rng.random() < 0.08:
             m.add_attachment(os.urandom(rng.randrange(2_000, 60_000)), maintype="application", subtype="pdf",
                              filename=f"screenshot-{i}.pdf")
-        out.append((m.as_bytes(), mid, root_mid))
-    return out
+        yield m.as_bytes(), mid, root_mid
 
 
 def write_mbox(path: Path, corpus) -> None:
