@@ -30,34 +30,26 @@ sys.path.insert(0, str(REPO))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from bench.ack import START, send, start  # noqa: E402
+from bench.ack import START, Relay, send, start  # noqa: E402
 from tests.conftest import free_port, write_site_config  # noqa: E402
 
 
-class CountingRelay:
-    """Records when each acknowledgement arrives, and the connections and mails seen."""
+class CountingRelay(Relay):
+    """bench/ack.py's relay (each acknowledgement's arrival by In-Reply-To), offering
+    PIPELINING and counting the client connections it saw."""
 
     def __init__(self):
-        self.acks: dict[str, float] = {}
-        self.total = 0
+        super().__init__()
         self.peers: set = set()
-        self.lock = threading.Lock()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         return responses[:-1] + ["250-PIPELINING", responses[-1]]
 
     async def handle_DATA(self, server, session, envelope):
-        now = time.monotonic()
-        head = envelope.original_content.split(b"\r\n\r\n", 1)[0]
-        irt = next((line.split(b":", 1)[1].strip().strip(b"<>").decode() for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"in-reply-to:")), "")
         with self.lock:
-            self.total += 1
             self.peers.add(session.peer)
-            if b"Auto-Submitted: auto-replied" in head:
-                self.acks.setdefault(irt, now)
-        return "250 OK"
+        return await super().handle_DATA(server, session, envelope)
 
 
 def run(n: int, rate: float, workers: int, clients: int = 4, limit: int = 0) -> dict:
