@@ -87,6 +87,20 @@ def send(port: int, ids: list[int], accepted: dict[str, float], interval: float 
             accepted[mid] = time.monotonic()
 
 
+def send_burst(port: int, n: int, clients: int, rate: float, accepted: dict) -> float:
+    """Mails 0..n-1 from `clients` threads at `rate` a second in all (0: as fast as they go);
+    returns the start (time.monotonic), when every one has its 250."""
+    chunks = [list(range(n))[k::clients] for k in range(clients)]
+    t0 = START[0] = time.monotonic()
+    interval = clients / rate if rate else 0.0
+    threads = [threading.Thread(target=send, args=(port, c, accepted, interval)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return t0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=500, help="mails to send")
@@ -109,14 +123,7 @@ def main() -> int:
     proc = start(cfg, tmp / "serve.log")
     accepted: dict[str, float] = {}
     try:
-        chunks = [list(range(args.n))[k::args.clients] for k in range(args.clients)]
-        t0 = START[0] = time.monotonic()
-        interval = args.clients / args.rate if args.rate else 0.0
-        threads = [threading.Thread(target=send, args=(port, c, accepted, interval)) for c in chunks]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        t0 = send_burst(port, args.n, args.clients, args.rate, accepted)
         t_in = time.monotonic() - t0
         deadline = time.monotonic() + 600
         while len(relay.acks) < args.n and time.monotonic() < deadline:

@@ -20,7 +20,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from bench.ack import START, Relay, send, start  # noqa: E402
+from bench.ack import Relay, send_burst, start  # noqa: E402
 from tests.conftest import free_port, write_site_config  # noqa: E402
 
 
@@ -64,15 +63,8 @@ def run(n: int, rate: float, workers: int, clients: int = 4, limit: int = 0) -> 
     proc = start(cfg, tmp / "serve.log")
     accepted: dict[str, float] = {}
     try:
-        chunks = [list(range(n))[k::clients] for k in range(clients)]
-        wall0, t0 = time.time(), time.monotonic()
-        START[0] = t0
-        interval = clients / rate if rate else 0.0
-        threads = [threading.Thread(target=send, args=(port, c, accepted, interval)) for c in chunks]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        wall0 = time.time()
+        t0 = send_burst(port, n, clients, rate, accepted)
         t_in = time.monotonic() - t0
         deadline = time.monotonic() + 600
         while len(relay.acks) < (n if not limit else 1) and time.monotonic() < deadline:
