@@ -127,11 +127,11 @@ def lock_tickets(c: Connection, ids, held=frozenset()) -> set[int]:
     ids = {int(i) for i in ids if i}
     if not ids or c.dialect.name != "postgresql":
         return set()
-    top = max(held, default=0)
-    late = sorted(i for i in ids - set(held) if i < top)
+    top, new = max(held, default=0), ids - set(held)       # those held already need no statement
+    late = sorted(i for i in new if i < top)
     if late:
         c.execute(LOCK_LATE, {"b_ids": late}).all()
-    rest = sorted(i for i in ids if i >= top or i in held)
+    rest = sorted(i for i in new if i >= top)
     if rest:
         c.execute(LOCK_TICKETS, {"b_ids": rest}).all()
     return ids
