@@ -30,7 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from ingest import helpdesk, make_corpus, site_config, write_mbox  # noqa: E402  (bench/ingest.py)
+from ingest import make_corpus, site_config, write_mbox  # noqa: E402  (bench/ingest.py)
+
+from tests.integration.intake_memory import status_kb  # noqa: E402
 
 from store import tables  # noqa: E402
 
@@ -121,18 +123,6 @@ def tickets_in(db: Path) -> int:
         return c.execute("SELECT count(*) FROM ticket").fetchone()[0]
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a running process (its peak RSS since exec; ru_maxrss would also count the
-    benchmark's own pages the child had before exec)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def timed(cfg: Path, *args: str, out=subprocess.DEVNULL) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB, sampled every 20 ms) of one `helpdesk` run."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -142,7 +132,7 @@ def timed(cfg: Path, *args: str, out=subprocess.DEVNULL) -> tuple[float, float]:
         proc = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(cfg), *args], env=env,
                                 stdout=out, stderr=log)
         while proc.poll() is None:
-            peak = max(peak, peak_rss_mb(proc.pid))
+            peak = max(peak, status_kb(proc.pid, "VmHWM") / 1024)   # since exec: not ru_maxrss
             time.sleep(0.02)
         dt = time.perf_counter() - t0
         log.seek(0)

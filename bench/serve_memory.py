@@ -41,6 +41,7 @@ from aiosmtpd.controller import Controller  # noqa: E402
 
 from bench.ingest import iter_corpus  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
+from tests.integration.intake_memory import status_kb  # noqa: E402
 
 
 class Sink:
@@ -52,16 +53,6 @@ class Sink:
     async def handle_DATA(self, server, session, envelope):
         self.mails += 1
         return "250 OK"
-
-
-def status_kb(pid: "int | str", field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
 
 
 def children(pid: int) -> list[int]:

@@ -28,10 +28,14 @@ ctl.stop()
 
 
 def status_kb(pid: int, field: str) -> int:
-    """A field of /proc/PID/status in kB (VmRSS, VmHWM); 0 when the process has none."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
+    """A field of /proc/PID/status in kB (VmRSS, VmHWM); 0 when the process has none (or
+    has gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
