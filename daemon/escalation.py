@@ -131,13 +131,16 @@ class Escalator:
         return tx.fired_keys(ticket_id)
 
     # ------------------------------------------------------------------ inside a ticket transaction
-    def track(self, tx: SlaTx, ticket: TicketRow, now: datetime, routing=None) -> dict[str, str] | None:
+    def track(self, tx: SlaTx, ticket: TicketRow, now: datetime, routing=None,
+              fresh: int | None = None) -> dict[str, str] | None:
         """Re-plan `ticket` in the caller's write transaction (its SLA rows `tx`); the `sla`
-        template variable. `routing` (a new message's) chooses the policy when there is none yet."""
+        template variable. `routing` (a new message's) chooses the policy when there is none yet.
+        `fresh`: the ticket was created in this transaction and nothing but its own save wrote
+        to it, whose last event is `fresh` (store.records.Written): there is nothing to read."""
         _, settings = self.settings()
         if settings is None:
             return None
-        history, policy, plans, moved = self._replan(tx, ticket, settings, now, routing=routing)
+        history, policy, plans, moved = self._replan(tx, ticket, settings, now, routing=routing, fresh=fresh)
         token = tx.s.info.setdefault("sla_tracks", object())     # this transaction
         with self._lock:
             pending = self._pending.get(ticket.id)
@@ -149,9 +152,11 @@ class Escalator:
         return sla_vars(sla_state(history, policy, now), promise=True)
 
     def _replan(self, tx: SlaTx, ticket: TicketRow, settings: SlaSettings, now: datetime, *, routing=None,
-                fired: frozenset[str] | None = None) -> tuple[TicketHistory, Policy, tuple[Escalation, ...], bool]:
-        """Plan and store; (history, policy, levels to fire, whether the next due time moved)."""
-        row = tx.row(ticket.id)
+                fired: frozenset[str] | None = None,
+                fresh: int | None = None) -> tuple[TicketHistory, Policy, tuple[Escalation, ...], bool]:
+        """Plan and store; (history, policy, levels to fire, whether the next due time moved).
+        `fresh`: see `track` (no plan row yet, so no level fired)."""
+        row = tx.row(ticket.id) if fresh is None else None
         if row is None or row.queue != ticket.queue:
             service = row.service if row else getattr(routing, "service", None)
             requested = row.requested if row else getattr(routing, "sla_policy", None)
@@ -163,7 +168,7 @@ class Escalator:
                                                         f"{ticket.queue}: {reason}"})
         else:
             name, reason, service, requested = row.policy, row.reason, row.service, row.requested
-        history, seen = tx.plan_inputs(ticket, name)
+        history, seen = tx.plan_inputs(ticket, name) if fresh is None else tx.created_inputs(ticket, name, fresh)
         policy = policy_for(settings, history)
         if fired is None:                 # a ticket never planned has fired nothing (fire plans first)
             fired = self.fired_keys(tx, ticket.id) if row is not None else frozenset()

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from daemon.agents import AgentDesk, Prelude
 from daemon.clock import utcnow
 from daemon.errors import ParseError, StoreUnavailable
-from daemon.model import Envelope, ParsedMessage, ThreadDecision
+from daemon.model import Envelope, ParsedMessage, ThreadCandidates, ThreadDecision
 from daemon.outbound import Outbound
 from daemon.pipeline import classify as classify_mod
 from daemon.pipeline.parse import DEFAULT_LIMITS, parse
@@ -148,7 +148,7 @@ class MessagePath:
         msg, stage = e.msg, "thread"
         try:
             ref = self.mail.bounce_ref(tx, msg, e.envelope) if self.mail and msg.machine.kind == "bounce" else None
-            decision = self._decide(tx, msg, ref)
+            decision, candidates = self._decide(tx, msg, ref)
             stage = "agent"
             handled = self.agents.handle(tx, msg, e.envelope, e.raw, decision, e.pre, self.clock()) \
                 if self.agents else None
@@ -164,7 +164,7 @@ class MessagePath:
             if decision.action in ("append", "reopen"):
                 msg = replace(msg, text=e.pre.text if e.pre is not None else strip_reply(msg.text))
             stage = "store"
-            return self._save(tx, e, msg, decision, routing, ref, survey)
+            return self._save(tx, e, msg, decision, routing, ref, survey, candidates)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -175,24 +175,29 @@ class MessagePath:
         return surveys.answer_of(tx, msg, decision) if surveys is not None else None
 
     def _save(self, tx: WriteTx, e: Entry, msg: ParsedMessage, decision: ThreadDecision, routing, ref,
-              survey=None) -> Done:
+              survey=None, candidates=None) -> Done:
         """Save dated now, or an archived mail (envelope source "archive") by its own date
-        with the import time kept on a ticket it opens (its past escalations never fire)."""
+        with the import time kept on a ticket it opens (its past escalations never fire).
+        `candidates`: what threading read (nothing has written since: the save reads none
+        of it again); planning gets the ticket as the save left it unless a rule's problem
+        link wrote to it since."""
         own = self.settings.own_addresses | {r.lower() for r in e.envelope.rcpt_to}
         now = self.clock()
         archived = e.envelope.source == "archive"
         when = min(self._arrival(e.envelope), now) if archived else now
         result = tx.save_message(msg, e.envelope, e.raw, e.sha, decision, routing, when, own,
-                                 archived_at=now if archived else None)
+                                 archived_at=now if archived else None, candidates=candidates)
         if result.outcome in ("created", "linked") and routing.problem:      # also when archived: no mail
             link_new(tx, result.ticket_id, routing, now, self.settings.tag_prefix)   # before planning: the ack
+            result = replace(result, written=None)                             # it wrote: planning reads again
         if self.mail is None or result.outcome == "duplicate":
             return Done(result)
         if survey is not None:                      # the score is kept; no agent notice but a bad score's
             effects = self.mail.surveys.record(tx, survey, msg, now)
             applied = tx.apply_mail(effects, result.ticket_id, now)
             return Done(result, applied.outbox_ids, applied.alerts)
-        effects = self.mail.plan_message(tx, msg, decision, routing, result.outcome, result.ticket_id, now, ref)
+        effects = self.mail.plan_message(tx, msg, decision, routing, result.outcome, result.ticket_id, now, ref,
+                                         written=result.written)
         if result.met:                                  # keys of two tickets met: they are linked, agents told
             split = self.mail.plan_split(tx, result.ticket_id, result.met, msg.message_id, now)
             effects = replace(effects, mails=effects.mails + split.mails, suppressed=effects.suppressed + split.suppressed)
@@ -206,16 +211,18 @@ class MessagePath:
         except (TypeError, ValueError):
             return self.clock()
 
-    def _decide(self, tx: WriteTx, msg: ParsedMessage, ref) -> ThreadDecision:
+    def _decide(self, tx: WriteTx, msg: ParsedMessage, ref) -> tuple[ThreadDecision, ThreadCandidates | None]:
+        """Where the message goes, and the thread candidates read for it (None: not read)."""
         own = self.mail.own_ticket(msg) if self.mail is not None else None
         if own is not None:                             # our own mail came back: file it, trigger nothing
-            return ThreadDecision("append", own, f"our own mail <{msg.message_id}> came back (verified Message-ID)")
+            return ThreadDecision("append", own, f"our own mail <{msg.message_id}> came back (verified Message-ID)"), \
+                None
         keys = thread_keys(msg) + (msg.message_id,)     # own id: a reply may have come first
         tag = subject_tag(msg.subject, self.settings.tag_prefix)
         candidates = tx.thread_candidates(keys, tag)
         if msg.machine.kind == "bounce":
-            return self._bounce_decision(tx, msg, candidates, ref)
-        return thread(msg, candidates, tag_prefix=self.settings.tag_prefix)
+            return self._bounce_decision(tx, msg, candidates, ref), candidates
+        return thread(msg, candidates, tag_prefix=self.settings.tag_prefix), candidates
 
     def _bounce_decision(self, tx: WriteTx, msg: ParsedMessage, candidates, ref) -> ThreadDecision:
         """A bounce never opens a ticket: it is filed (internal) on the ticket of the mail it

@@ -28,7 +28,7 @@ from daemon.csat import Surveys
 from daemon.problems import ProblemDesk, combine
 from daemon.pipeline.notify import NEW_EVENTS, Desk, Fuses, QueueInfo, Trigger, build_mails, plan_notifications
 from store.outbox_sender import OutboundRef
-from store.records import TicketRow
+from store.records import TicketRow, Written
 from store.writing import Saved
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,11 @@ class Outbound:
 
     # ------------------------------------------------------------------ inside the transaction
     def plan_message(self, tx, msg: ParsedMessage, decision: ThreadDecision, routing: Routing, outcome: str,
-                     ticket_id: int | None, now: datetime, ref: OutboundRef | None = None) -> MailEffects:
-        """The mail one stored incoming message causes (and its ticket's SLA re-plan)."""
+                     ticket_id: int | None, now: datetime, ref: OutboundRef | None = None,
+                     written: Written | None = None) -> MailEffects:
+        """The mail one stored incoming message causes (and its ticket's SLA re-plan).
+        `written`: the ticket as the save left it, nothing written since (store.records):
+        not read again; one the save created has no plan or problem to read either."""
         if ref is not None:
             dsn = msg.machine.dsn
             return MailEffects(bounces=(BounceMark(ref.id, dsn.recipients if dsn else (),
@@ -120,14 +123,16 @@ class Outbound:
                                                    now + timedelta(days=self.bounce_days)),))
         if routing.action != "ticket" or decision.action == "bounce" or ticket_id is None:
             return MailEffects()
-        ticket = tx.ticket(ticket_id)
-        sla = self.sla.track(tx.sla, ticket, now, routing) if self.sla is not None else None
+        ticket = written.ticket if written is not None else tx.ticket(ticket_id)
+        fresh = written.last_event if written is not None and written.created else None
+        sla = self.sla.track(tx.sla, ticket, now, routing, fresh=fresh) if self.sla is not None else None
         trigger = Trigger(
             event=outcome, sender=msg.from_addr, human=msg.machine.is_human, ours=msg.machine.kind == "loop",
             no_auto_reply=msg.machine.no_auto_reply or routing.suppress_ack, ack_template=routing.ack_template,
             message_id=None if msg.message_id_synthetic else msg.message_id, subject=msg.subject, text=msg.text,
             received=now, language=language_of(msg), sla=sla,
-            known_error=self.problems.known_error(tx, ticket_id) if self.problems and outcome in NEW_EVENTS else None)
+            known_error=self.problems.known_error(tx, ticket_id)
+            if self.problems and outcome in NEW_EVENTS and fresh is None else None)
         return self.effects(tx, trigger, ticket, now)
 
     def plan_status(self, tx, ticket: TicketRow | None, outcome: str, now: datetime) -> MailEffects:

@@ -8,6 +8,19 @@ from store.ticket_row import TicketRow  # noqa: F401 (re-exported: a module of i
 
 
 @dataclass(frozen=True)
+class Written:
+    """The ticket as the save of one message left it, in the still open transaction: its
+    row (what a read would give), and for a ticket that save created (`created`) the id of
+    its last event. A created ticket has no SLA plan, fired levels, status events, agent
+    replies or problem yet: planning reads none of them (daemon.outbound, daemon.escalation).
+    Valid only while nothing else has written to the ticket (daemon.message_path drops it)."""
+
+    ticket: TicketRow
+    created: bool = False
+    last_event: int = 0
+
+
+@dataclass(frozen=True)
 class SaveResult:
     """What storing one incoming message did. outcome: created | appended | reopened |
     linked | duplicate | bounce | orphan."""
@@ -17,6 +30,7 @@ class SaveResult:
     message_pk: int | None
     message_id: str
     met: tuple[int, ...] = ()         # tickets newly linked: their thread keys met this one's in the message
+    written: Written | None = field(default=None, compare=False, repr=False)   # the ticket as the save left it
 
 
 @dataclass(frozen=True)

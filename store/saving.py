@@ -26,16 +26,18 @@ import hashlib
 import json
 from dataclasses import asdict
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import bindparam, case, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
+from daemon.clock import aware
 from daemon.model import (Envelope, KnownMessage, ParsedMessage, Routing, ThreadCandidates, ThreadDecision,
                           TicketGlance)
 from store import tables as m
 from store import search
-from store.records import SaveResult
+from store.records import SaveResult, TicketRow, Written
 
 T, MSG, EVT = m.Ticket.__table__, m.Message.__table__, m.Event.__table__
 TK, PART, ATT = m.ThreadKey.__table__, m.Participant.__table__, m.Attachment.__table__
@@ -44,6 +46,7 @@ INS_TAGS = insert(m.TicketTag.__table__)
 
 # ---------------------------------------------------------------------- prebuilt statements
 INS_TICKET, INS_MESSAGE, INS_EVENTS = insert(T), insert(MSG), insert(EVT)
+INS_EVENT_IDS = INS_EVENTS.returning(EVT.c.id, EVT.c.ticket_id)   # a new ticket's last event: its plan has seen it
 INS_PARTS, INS_ATTS, INS_LINKS = insert(PART), insert(ATT), insert(LINK)
 SEL_STATUS = select(T.c.status).where(T.c.id == bindparam("b_tid"))
 SEL_TICKET = select(T).where(T.c.id == bindparam("b_tid"))
@@ -60,7 +63,8 @@ SEL_KEYS_OF = select(TK.c.key, TK.c.ghost).where(TK.c.ticket_id == bindparam("b_
 UPD_REOPEN = update(T).where(T.c.id == bindparam("b_tid")).values(status="open")
 UPD_TOUCH = (update(T).where(T.c.id == bindparam("b_tid"))      # updated_at never goes back (archived mail)
              .values(message_count=T.c.message_count + 1,
-                     updated_at=case((T.c.updated_at > bindparam("b_now"), T.c.updated_at), else_=bindparam("b_now"))))
+                     updated_at=case((T.c.updated_at > bindparam("b_now"), T.c.updated_at), else_=bindparam("b_now")))
+             .returning(*T.c))                                    # the row as it now is: planning reads no other
 UPD_REAL_KEY = (update(TK).where(TK.c.ticket_id == bindparam("b_tid"), TK.c.key == bindparam("b_key"))
                 .values(ghost=False))
 SEL_OWNERS = select(TK.c.key, TK.c.ticket_id, TK.c.ghost).where(TK.c.key.in_(bindparam("b_keys", expanding=True)))
@@ -77,6 +81,7 @@ LOCK_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:k)")
 LOCK_KEYS = text("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM "
                  "(SELECT unnest(CAST(:ks AS bigint[])) AS k ORDER BY 1) AS s) AS x")
 _IGNORING: dict[tuple[str, str], object] = {}
+_KEYS_INSERTED: dict[str, object] = {}
 
 
 def insert_ignore(c: Connection, table):
@@ -86,6 +91,14 @@ def insert_ignore(c: Connection, table):
         stmt = pg_insert(table).on_conflict_do_nothing() if c.dialect.name == "postgresql" \
             else insert(table).prefix_with("OR IGNORE")
         _IGNORING[(c.dialect.name, table.name)] = stmt
+    return stmt
+
+
+def _ins_keys(c: Connection):
+    """insert_ignore for thread keys, returning the keys it inserted (skipped ones return nothing)."""
+    stmt = _KEYS_INSERTED.get(c.dialect.name)
+    if stmt is None:
+        stmt = _KEYS_INSERTED[c.dialect.name] = insert_ignore(c, TK).returning(TK.c.key)
     return stmt
 
 
@@ -162,9 +175,17 @@ def ticket_of_message(c: Connection, message_id: str) -> int | None:
     return c.execute(SEL_TICKET_OF, {"b_mid": message_id}).scalar()
 
 
-def ticket_row(c: Connection, ticket_id: int):
-    """The ticket's row (columns by name), or None."""
-    return c.execute(SEL_TICKET, {"b_tid": ticket_id}).first()
+def as_ticket(row) -> TicketRow:
+    """A TicketRow from a ticket's row (Core row or ORM object)."""
+    return TicketRow(row.id, row.subject, row.type, row.status, row.priority, row.queue, row.requester,
+                     row.assignee, aware(row.created_at), aware(row.updated_at), row.message_count,
+                     row.rules_version, aware(getattr(row, "archived_at", None)))
+
+
+def ticket_row(c: Connection, ticket_id: int) -> TicketRow | None:
+    """The ticket, or None."""
+    row = c.execute(SEL_TICKET, {"b_tid": ticket_id}).first()
+    return as_ticket(row) if row is not None else None
 
 
 def seen_digests(c: Connection, message_id: str) -> set[str]:
@@ -187,20 +208,34 @@ def seen_digests_of(c: Connection, message_ids) -> dict[str, set[str]]:
 class Writer:
     """One message's writes in one open transaction; events are batched into one INSERT.
     `now` dates them all (an archived mail's own date); `archived_at`, the import time of
-    an archived mail, is kept on a ticket it creates."""
+    an archived mail, is kept on a ticket it creates. `known`: the message's thread
+    candidates as this transaction read them, with no writes since: the statuses of their
+    tickets and the owners of their keys are not read again. `ticket`: the ticket as
+    these writes left it."""
 
-    def __init__(self, c: Connection, now: datetime, archived_at: datetime | None = None, later=None):
+    def __init__(self, c: Connection, now: datetime, archived_at: datetime | None = None, later=None,
+                 known: ThreadCandidates | None = None):
         self.c, self.now, self.archived_at = c, now, archived_at
         self.later = later              # (statement, row) -> None: run with the batch's others before commit
         self.events: list[dict] = []
+        self.ticket: TicketRow | None = None
+        self.statuses = {k.ticket_id: k.ticket_status for k in known.known} if known else {}
+        if known is not None and known.tagged is not None:
+            self.statuses[known.tagged.ticket_id] = known.tagged.status
+        self.owners = {k.message_id: (k.ticket_id, k.ghost) for k in known.known} if known else {}
 
     def event(self, ticket_id: int, kind: str, detail: dict) -> None:
         self.events.append({"ticket_id": ticket_id, "at": self.now, "kind": kind, "detail": _json(detail)})
 
-    def flush_events(self) -> None:
-        if self.events:
-            self.c.execute(INS_EVENTS, self.events)
-            self.events = []
+    def flush_events(self, ticket_id: int | None = None) -> int:
+        """Insert the events kept; with `ticket_id`, the id of the last of them on that ticket."""
+        events, self.events = self.events, []
+        if not events:
+            return 0
+        if ticket_id is None:
+            self.c.execute(INS_EVENTS, events)
+            return 0
+        return max((i for i, t in self.c.execute(INS_EVENT_IDS, events) if t == ticket_id), default=0)
 
     def raw(self, sha256: str, data: bytes) -> None:
         """Keep the raw bytes once (the same bytes may already be held, e.g. by quarantine).
@@ -226,7 +261,8 @@ class Writer:
         return (*self.new_ticket(msg, decision, routing, own), True)
 
     def _status(self, ticket_id: int) -> str | None:
-        return self.c.execute(SEL_STATUS, {"b_tid": ticket_id}).scalar()
+        known = self.statuses.get(ticket_id)
+        return known if known is not None else self.c.execute(SEL_STATUS, {"b_tid": ticket_id}).scalar()
 
     def _maybe_reopen(self, msg: ParsedMessage, decision: ThreadDecision, status: str) -> str:
         # only a human reply reopens or un-pends: an auto-reply must never do it
@@ -235,17 +271,19 @@ class Writer:
         if decision.action != "reopen" and status != "pending":
             return "appended"
         self.c.execute(UPD_REOPEN, {"b_tid": decision.ticket_id})
+        self.statuses[decision.ticket_id] = "open"
         self.event(decision.ticket_id, "status", {"from": status, "to": "open", "why": "customer reply"})
         return "reopened" if status == "resolved" else "appended"
 
     def new_ticket(self, msg: ParsedMessage, decision: ThreadDecision, routing: Routing,
                    own: frozenset[str]) -> tuple[int, str]:
         requester = msg.from_addr.email if msg.from_addr else ""
-        tid = self.c.execute(INS_TICKET, {
-            "subject": msg.subject, "type": routing.type, "status": "new", "priority": routing.priority,
-            "queue": routing.queue, "requester": requester, "assignee": routing.assignee,
-            "created_at": self.now, "updated_at": self.now, "message_count": 1,
-            "rules_version": routing.rules_version, "archived_at": self.archived_at}).inserted_primary_key[0]
+        values = {"subject": msg.subject, "type": routing.type, "status": "new", "priority": routing.priority,
+                  "queue": routing.queue, "requester": requester, "assignee": routing.assignee,
+                  "created_at": self.now, "updated_at": self.now, "message_count": 1,
+                  "rules_version": routing.rules_version, "archived_at": self.archived_at}
+        tid = self.c.execute(INS_TICKET, values).inserted_primary_key[0]
+        self.ticket = as_ticket(SimpleNamespace(id=tid, **values))       # what reading it back gives
         self._participants(tid, requester, msg, own)
         if routing.tags:
             self.c.execute(INS_TAGS, [{"ticket_id": tid, "tag": t}
@@ -293,8 +331,8 @@ class Writer:
         """A message landed on the ticket: count it (a new ticket was created counting it),
         index its thread keys, log it; link the tickets whose keys met in it (returned)."""
         if not new:
-            self.c.execute(UPD_TOUCH, {"b_tid": ticket_id, "b_now": self.now})
-        met = index_keys(self.c, ticket_id, msg)
+            self.ticket = as_ticket(self.c.execute(UPD_TOUCH, {"b_tid": ticket_id, "b_now": self.now}).one())
+        met = index_keys(self.c, ticket_id, msg, self.owners)
         kind = "bounce" if decision.action == "bounce" else "message"
         self.event(ticket_id, kind, {"message_id": msg.message_id, "from": from_addr, "evidence": decision.evidence})
         return link_tickets(self, ticket_id, met, msg.message_id) if met else ()
@@ -319,15 +357,22 @@ def message_values(msg: ParsedMessage, envelope: Envelope, raw_sha256: str, deci
         defects=json.dumps(list(msg.defects)))
 
 
-def index_keys(c: Connection, ticket_id: int, msg: ParsedMessage) -> tuple[int, ...]:
+def index_keys(c: Connection, ticket_id: int, msg: ParsedMessage, known=None) -> tuple[int, ...]:
     """Register the message's own id (real) and every id it names (ghosts) for the ticket;
     a key another ticket owns stays with it. Returns the other tickets owning keys of this
-    message (sorted; empty unless two tickets meet in it)."""
+    message (sorted; empty unless two tickets meet in it). `known`: key -> (ticket, ghost)
+    as this transaction read them (Writer): only keys neither inserted now nor known are
+    read back."""
     keys = {msg.message_id: False}
     for ref in (*msg.in_reply_to, *msg.references):
         keys.setdefault(ref, True)
-    c.execute(insert_ignore(c, TK), [{"key": k, "ticket_id": ticket_id, "ghost": g} for k, g in sorted(keys.items())])
-    owners = {k: (t, g) for k, t, g in c.execute(SEL_OWNERS, {"b_keys": list(keys)})}
+    inserted = set(c.execute(_ins_keys(c), [{"key": k, "ticket_id": ticket_id, "ghost": g}
+                                            for k, g in sorted(keys.items())]).scalars())
+    owners = {k: (ticket_id, keys[k]) if k in inserted else (known or {}).get(k) for k in keys}
+    unknown = [k for k, owner in owners.items() if owner is None]
+    if unknown:
+        owners.update({k: (t, g) for k, t, g in c.execute(SEL_OWNERS, {"b_keys": unknown})})
+    owners = {k: o for k, o in owners.items() if o is not None}
     if owners.get(msg.message_id) == (ticket_id, True):
         c.execute(UPD_REAL_KEY, {"b_tid": ticket_id, "b_key": msg.message_id})   # a ghost became real
     return tuple(sorted({t for t, _ in owners.values() if t != ticket_id}))
@@ -352,17 +397,20 @@ def link_tickets(w: "Writer", ticket_id: int, others: tuple[int, ...], message_i
 
 def save_message(c: Connection, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                  decision: ThreadDecision, routing: Routing, now: datetime, own: frozenset[str],
-                 reuse: bool = False, archived_at: datetime | None = None, later=None) -> SaveResult:
+                 reuse: bool = False, archived_at: datetime | None = None, later=None,
+                 known: ThreadCandidates | None = None) -> SaveResult:
     """All writes of one incoming message, in the caller's open transaction, dated `now`
-    (`archived_at`: the import time of an archived mail, see Writer). `later(statement,
-    row)`: where the rows nothing reads inside the transaction go (raw bytes, the search
-    index), to be inserted with the batch's others before the commit."""
-    w = Writer(c, now, archived_at, later)
+    (`archived_at`: the import time of an archived mail, `known`: the thread candidates
+    just read, see Writer). `later(statement, row)`: where the rows nothing reads inside
+    the transaction go (raw bytes, the search index), to be inserted with the batch's
+    others before the commit. The result carries the ticket as the writes left it."""
+    w = Writer(c, now, archived_at, later, known)
     w.raw(raw_sha256, raw)
     ticket_id, outcome, new = w.ticket_for(msg, decision, routing, own)
     pk = w.message(msg, envelope, raw_sha256, decision, routing, ticket_id, reuse)
     search.index_message(c, pk, ticket_id, now, msg.subject, msg.text, later)
     met = w.touch(ticket_id, msg, decision, msg.from_addr.email if msg.from_addr else "", new) \
         if ticket_id is not None else ()
-    w.flush_events()
-    return SaveResult(outcome, ticket_id, pk, msg.message_id, met=met)
+    last = w.flush_events(ticket_id if new else None)
+    written = Written(w.ticket, new, last) if w.ticket is not None else None
+    return SaveResult(outcome, ticket_id, pk, msg.message_id, met=met, written=written)

@@ -196,6 +196,12 @@ class SlaTx:
         seen = next((i for part, i, _, _ in rows if part == _SEEN), None) or 0
         return build_history(ticket, policy, statuses, replies), seen
 
+    def created_inputs(self, ticket: TicketRow, policy: str, last_event: int) -> tuple[TicketHistory, int]:
+        """`plan_inputs` of a ticket created in this transaction with nothing written since
+        but its save's events, the last `last_event`: it has no status event and no agent
+        reply yet, so nothing is read."""
+        return build_history(ticket, policy, (), ()), last_event
+
     def fired(self, ticket_id: int) -> list[FiredRow]:
         rows = self.s.exec(select(SlaFired).where(SlaFired.ticket_id == ticket_id).order_by(SlaFired.id)).all()
         return [FiredRow(r.key, r.target, r.level, _aware(r.due_at), _aware(r.fired_at), json.loads(r.detail or "{}"))

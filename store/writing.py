@@ -61,7 +61,7 @@ from store.problems import ProblemTx
 from store import tables as m
 from store.records import SaveResult, TicketRow
 from store.sla_store import SlaTx
-from daemon.clock import aware, to_utc
+from daemon.clock import to_utc
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,6 @@ def unavailable(exc: Exception) -> StoreUnavailable:
     """The error the worker treats as "not the message's fault" (kept in the spool)."""
     orig = getattr(exc, "orig", None) or exc
     return StoreUnavailable(f"database unavailable: {orig.__class__.__name__}: {orig}")
-
-
-def ticket_row(row) -> TicketRow:
-    """A TicketRow from a ticket's row (Core row or ORM object)."""
-    return TicketRow(row.id, row.subject, row.type, row.status, row.priority, row.queue, row.requester,
-                     row.assignee, aware(row.created_at), aware(row.updated_at), row.message_count,
-                     row.rules_version, aware(getattr(row, "archived_at", None)))
 
 
 class WriteTx:
@@ -199,8 +192,7 @@ class WriteTx:
         """The ticket as this transaction sees it (its own writes included)."""
         if ticket_id is None:
             return None
-        row = self._guard(lambda: saving.ticket_row(self._c(), ticket_id))
-        return ticket_row(row) if row is not None else None
+        return self._guard(lambda: saving.ticket_row(self._c(), ticket_id))
 
     def mail_history(self, ticket_id: int | None, recipients, sender: str, now: datetime,
                      notices_since: datetime | None = None) -> MailHistory:
@@ -233,10 +225,14 @@ class WriteTx:
     # ------------------------------------------------------------------ writes
     def save_message(self, msg: ParsedMessage, envelope: Envelope, raw: bytes, raw_sha256: str,
                      decision: ThreadDecision, routing: Routing, now: datetime,
-                     own_addresses: frozenset[str] = frozenset(), archived_at: datetime | None = None) -> SaveResult:
+                     own_addresses: frozenset[str] = frozenset(), archived_at: datetime | None = None,
+                     candidates: ThreadCandidates | None = None) -> SaveResult:
         """An incoming customer message and its ticket change, dated `now`; attachment bytes
         are made durable on disk first. A message already stored is recognised (`duplicate`).
-        `archived_at`: the import time when `now` is an archived mail's own date."""
+        `archived_at`: the import time when `now` is an archived mail's own date;
+        `candidates`: the message's thread candidates as `thread_candidates` gave them in
+        this transaction, nothing written since (not read again, store.saving.Writer). The
+        result's `written` is the ticket as the save left it."""
         for part in msg.attachments:
             self.blobs.put(part.data, part.sha256 or None)
 
@@ -250,7 +246,7 @@ class WriteTx:
             result = saving.save_message(c, msg, envelope, raw, raw_sha256, decision, routing, to_utc(now),
                                          own_addresses, reuse=bool(digests),
                                          archived_at=to_utc(archived_at) if archived_at is not None else None,
-                                         later=self._later_row)
+                                         later=self._later_row, known=candidates)
             if msg.message_id in self._digests:         # a second copy later in the batch is a duplicate
                 self._digests[msg.message_id].add(msg.content_digest)
             return result
