@@ -12,6 +12,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from daemon import tasks
@@ -19,7 +20,8 @@ from daemon.escalation import Escalator
 from daemon.model import Envelope
 from daemon.pipeline.parse import parse
 from daemon.sla.views import SlaReader
-from store.sla_store import SlaFired, SlaStore
+from store import tables as m
+from store.sla_store import QUIET_EVENTS, SlaFired, SlaStore
 from tests.integration.test_outbox import START, close_desk, make_desk, new_mail, parsed, reply_to
 
 WARN = datetime(2026, 3, 2, 12, 30, tzinfo=timezone.utc)         # 75 % of 4h from Mon 10:30 Berlin
@@ -98,6 +100,37 @@ def test_a_ticket_tracked_by_several_messages_of_one_batch_is_armed_once_and_nev
     row = SlaStore(desk.store.engine).view(tickets.pop())[1]
     assert calls == {"fire": 0, "arm": [(row.ticket_id, row.next_due_at)]} and row.next_due_at == WARN
     assert desk.esc._pending == {}
+
+
+def test_planning_gets_the_ticket_as_the_store_holds_it_and_a_new_one_has_nothing_to_read(desk, monkeypatch):
+    """Planning takes the ticket as its save left it (store.records.Written) instead of
+    reading it again: for every message of a batch - new tickets, replies, a reopen - it
+    equals what the store reads back, and a ticket the message created has no plan, fired
+    level or problem, and the plan inputs taken for it are those the store would give."""
+    real, checked = desk.outbound.plan_message, []
+
+    def plan_message(tx, msg, decision, routing, outcome, ticket_id, now, ref=None, written=None):
+        assert written is not None and written.ticket == tx.ticket(ticket_id)
+        if written.created:
+            assert tx.sla.row(ticket_id) is None and tx.sla.fired_keys(ticket_id) == frozenset()
+            assert tx.sla.created_inputs(written.ticket, "standard", written.last_event) == \
+                tx.sla.plan_inputs(written.ticket, "standard")
+            assert tx.problems.known_error(ticket_id) is None
+        checked.append((outcome, written.created))
+        return real(tx, msg, decision, routing, outcome, ticket_id, now, ref, written=written)
+    monkeypatch.setattr(desk.outbound, "plan_message", plan_message)
+    env = Envelope("ann@example.org", ("support@example.com",), "smtp", "127.0.0.1", desk.clock().isoformat())
+    bases = desk.app.spool.put_many([(new_mail(1), env), (reply_to("m1.ann@example.org", 1), env),
+                                     (new_mail(2, frm="bob@example.org", subject="VPN"), env)])
+    outcomes = desk.app.worker.run_batch(set(bases), limit=10)
+    first = outcomes[0].result.ticket_id
+    desk.outbound.resolve(first)
+    desk.mail(reply_to("m1.ann@example.org", 2))
+    assert checked == [("created", True), ("appended", False), ("created", True), ("reopened", False)]
+    with Session(desk.store.engine) as s:                          # the plan saw the save's last event
+        last = s.exec(select(func.max(m.Event.id)).where(m.Event.ticket_id == outcomes[2].result.ticket_id,
+                                                         m.Event.kind.not_in(QUIET_EVENTS))).one()
+    assert SlaStore(desk.store.engine).view(outcomes[2].result.ticket_id)[1].seen_event == last
 
 
 def test_a_service_policy_wins_and_a_domain_selector_applies(desk):
