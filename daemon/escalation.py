@@ -127,7 +127,8 @@ class Escalator:
         return self.live.loaded
 
     def fired_keys(self, tx: SlaTx, ticket_id: int) -> frozenset[str]:
-        """The levels that fired (a test overrides this to see the unique row decide alone)."""
+        """The levels that fired, as `fire` reads them (a test overrides this to see the unique
+        row decide alone); a re-plan in `track` has them from the plan inputs' statement."""
         return tx.fired_keys(ticket_id)
 
     # ------------------------------------------------------------------ inside a ticket transaction
@@ -168,10 +169,11 @@ class Escalator:
                                                         f"{ticket.queue}: {reason}"})
         else:
             name, reason, service, requested = row.policy, row.reason, row.service, row.requested
-        history, seen = tx.plan_inputs(ticket, name) if fresh is None else tx.created_inputs(ticket, name, fresh)
+        history, seen, stored = tx.plan_inputs(ticket, name) if fresh is None else \
+            tx.created_inputs(ticket, name, fresh)
         policy = policy_for(settings, history)
         if fired is None:                 # a ticket never planned has fired nothing (fire plans first)
-            fired = self.fired_keys(tx, ticket.id) if row is not None else frozenset()
+            fired = stored if row is not None else frozenset()
         plans = plan_escalations(history, policy, now, fired)
         due = plans[0].due_at if plans else None
         tx.save_plan(ticket.id, policy=name, reason=reason, service=service, requested=requested, queue=ticket.queue,

@@ -133,18 +133,20 @@ class _Sql:
         tid = bindparam("b_tid")
         self.row = sa_select(ts).where(ts.c.ticket_id == tid)
         null_id, null_at, null_text = sa_cast(null(), Integer), sa_cast(null(), ev.c.at.type), sa_cast(null(), Text)
-        self.inputs = union_all(         # (part, id, at, detail): status events, agent replies, last event id
+        self.inputs = union_all(         # (part, id, at, detail): status events, agent replies, last event id,
             sa_select(_n(_STATUS), ev.c.id, ev.c.at, ev.c.detail).where(ev.c.ticket_id == tid, ev.c.kind == "status"),
             sa_select(_n(_REPLY), null_id, msg.c.received_at, null_text).where(msg.c.ticket_id == tid,
                                                                                *_reply_clause(m)),
-            sa_select(_n(_SEEN), func.max(ev.c.id), null_at, null_text).where(ev.c.ticket_id == tid))
+            sa_select(_n(_SEEN), func.max(ev.c.id), null_at, null_text).where(ev.c.ticket_id == tid),
+            sa_select(_n(_FIRED), null_id, null_at, sa_cast(fired.c.key, Text)).where(fired.c.ticket_id == tid))
+        #                                  levels fired
         self.fired_keys = sa_select(fired.c.key).where(fired.c.ticket_id == tid)
         self.seen = sa_select(func.max(ev.c.id)).where(ev.c.ticket_id == tid)
         self.insert = insert(ts)
         self.update = update(ts).where(ts.c.ticket_id == tid)        # SET from the parameters' column names
 
 
-_STATUS, _REPLY, _SEEN = range(3)
+_STATUS, _REPLY, _SEEN, _FIRED = range(4)
 
 
 def _n(value: int):
@@ -186,21 +188,23 @@ class SlaTx:
     def history(self, ticket: TicketRow, policy: str) -> TicketHistory:
         return self.plan_inputs(ticket, policy)[0]
 
-    def plan_inputs(self, ticket: TicketRow, policy: str) -> tuple[TicketHistory, int]:
-        """The ticket's history and its last event id (what `save_plan` records as seen),
-        read in one statement."""
+    def plan_inputs(self, ticket: TicketRow, policy: str) -> tuple[TicketHistory, int, frozenset[str]]:
+        """The ticket's history, its last event id (what `save_plan` records as seen) and
+        the keys of the levels that fired (as `fired_keys`), read in one statement."""
         rows = self._c().execute(_sql().inputs, {"b_tid": ticket.id}).all()
         events = sorted((i, at, d) for part, i, at, d in rows if part == _STATUS)
         statuses = [(at, to) for _, at, d in events if (to := status_of(d)) is not None]
         replies = [at for part, _, at, _ in rows if part == _REPLY]
         seen = next((i for part, i, _, _ in rows if part == _SEEN), None) or 0
-        return build_history(ticket, policy, statuses, replies), seen
+        fired = frozenset(d for part, _, _, d in rows if part == _FIRED)
+        return build_history(ticket, policy, statuses, replies), seen, fired
 
-    def created_inputs(self, ticket: TicketRow, policy: str, last_event: int) -> tuple[TicketHistory, int]:
+    def created_inputs(self, ticket: TicketRow, policy: str,
+                       last_event: int) -> tuple[TicketHistory, int, frozenset[str]]:
         """`plan_inputs` of a ticket created in this transaction with nothing written since
-        but its save's events, the last `last_event`: it has no status event and no agent
-        reply yet, so nothing is read."""
-        return build_history(ticket, policy, (), ()), last_event
+        but its save's events, the last `last_event`: it has no status event, agent reply
+        or fired level yet, so nothing is read."""
+        return build_history(ticket, policy, (), ()), last_event, frozenset()
 
     def fired(self, ticket_id: int) -> list[FiredRow]:
         rows = self.s.exec(select(SlaFired).where(SlaFired.ticket_id == ticket_id).order_by(SlaFired.id)).all()

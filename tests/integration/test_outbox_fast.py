@@ -124,8 +124,8 @@ def test_history_and_sla_inputs_answer_as_the_orm_queries_did(engine):
             assert Ledger(s).history(ticket_id, recipients, sender, NOW) == \
                 reference_history(s, ticket_id, recipients, sender, NOW), (ticket_id, recipients, sender)
         for t in tickets:
-            history, seen = SlaTx(s).plan_inputs(t, "standard")
-            assert (history, seen) == reference_sla(s, t, "standard")
+            history, seen, fired = SlaTx(s).plan_inputs(t, "standard")
+            assert (history, seen) == reference_sla(s, t, "standard") and fired == SlaTx(s).fired_keys(t.id)
             assert SlaTx(s).history(t, "standard") == history
 
 
