@@ -13,9 +13,12 @@ may change (FOR NO KEY UPDATE, by id; the whole order is in store.writing). A re
 its parent stored at once by two daemons meet on the lock of the parent's id: the second
 waits for the first to commit and only then reads the candidates and threads, into the
 ticket the first one opened. On SQLite BEGIN IMMEDIATE already makes the writer the only one.
-Keys are inserted with ON CONFLICT DO NOTHING and their owners read back: keys of another
-ticket in one message (a conversation split before, or mail that names two tickets) link
-the two tickets (`met`, for the agent notice); never silently left apart. Every statement is built once at import
+Keys are inserted with ON CONFLICT DO NOTHING, returning those inserted; the owners of the
+others are the thread candidates this transaction read for the message (read back only for
+a key not among them). Keys of another ticket in one message (a conversation split before,
+or mail that names two tickets) link the two tickets (`met`, for the agent notice); never
+silently left apart. The result carries the ticket as the writes left it (the new row's
+values, or what the UPDATE returned), so planning does not read it again. Every statement is built once at import
 and executed with parameters on the transaction's Core connection: no statement
 construction, no cache-key computation, no ORM unit of work per message (measured: a
 prebuilt INSERT costs a quarter of a freshly built one). Nothing here commits.
