@@ -5,14 +5,24 @@
              service policy wins), re-selects it when the queue changed, re-plans the
              clocks and stores the ticket's next due time (store.sla_store.ticketsla).
              Returns the `sla` template variable (the acknowledgement states the targets).
-  after_commit  hands the next due time to huey (`escalate`, scheduled at that exact
-             instant); a ticket changed by a path that did not track it (the agent path)
-             is re-planned right away instead. A ticket several messages of one batch
-             transaction tracked gets as many calls: the last arms the latest plan, the
-             others do nothing (before, the second call took the ticket for untracked and
-             ran `fire`: a write transaction and a full re-plan for nothing). Tracks are
-             counted per transaction, so those of a rolled-back one are forgotten at the
-             ticket's next track.
+  after_commit  arms the ticket's next due time (`arm`); a ticket changed by a path that
+             did not track it (the agent path) is re-planned right away instead. A ticket
+             several messages of one batch transaction tracked gets as many calls: the last
+             arms the latest plan, the others do nothing. Tracks are counted per
+             transaction, so those of a rolled-back one are forgotten at the ticket's next
+             track. Immediate mode (tests) fires a due time that has passed at once.
+  wake-up    the SLA table is the timer queue (ticketsla.next_due_at, indexed); huey only
+             nudges. Arming schedules one `sla_wake` task at the due time, unless a wake-up
+             this process scheduled comes at or before it and is still ahead (it reads
+             the table after this commit); `one_wake_up` (around a batch's after_commits,
+             a wake-up's or a sweep's fires) keeps the earliest due time and schedules at
+             most once at its end: a batch of new tickets costs one queue transaction,
+             usually none. `sla_wake` fires every ticket whose stored due time has passed
+             (the sweep's query) and schedules the next wake-up at the earliest stored due
+             time after now (one MIN on the index): escalations keep their exact instant.
+             Other processes' wake-ups are unknown here; a duplicate fires nothing. A
+             failed schedule is logged; the sweep catches up. `escalate(ticket_id)` tasks
+             queued by an older version still fire their ticket.
   fire       one transaction per ticket: lock the ticket, read its history, plan, and for
              each level due now insert its (ticket, key) row, apply its actions (reassign,
              priority, tags), write its mails into the outbox, re-plan. A second firer hits
@@ -22,12 +32,13 @@
   sweep      every [queue] sweep_seconds (and each minute in `helpdesk worker`): fires
              tickets whose stored next due time has passed (queue lost, daemon was down),
              re-plans tickets changed since the last sweep (the event log as change feed)
-             and, once per SLA settings version, every open ticket planned with older ones.
+             and, once per SLA settings version, every open ticket planned with older ones;
+             then keeps a wake-up at the next due time (a lost queue heals).
 
-A task that runs early (the deadline moved) fires nothing; one that runs late fires what is
-due then. All times are UTC from `clock`; a clock jump makes a level fire earlier or later,
-never twice (its row exists) and never not at all (the sweep compares the stored due time
-with the clock on every pass).
+A wake-up that runs early (the deadline moved later) fires nothing for that ticket; one that
+runs late fires what is due then. All times are UTC from `clock`; a clock jump makes a level
+fire earlier or later, never twice (its row exists) and never not at all (the sweep compares
+the stored due time with the clock on every pass).
 """
 from __future__ import annotations
 
@@ -35,9 +46,10 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from huey import crontab
 from sqlalchemy.exc import DBAPIError
@@ -57,15 +69,25 @@ from store.sla_store import AlreadyFired, SlaStore, SlaTx
 log = logging.getLogger(__name__)
 MAX_ROUNDS = 10                       # levels fired in one transaction (a raise can make more due)
 BATCH = 500
+_NO_BATCH = object()                  # `one_wake_up` is not open in this thread
 
 
 # ---------------------------------------------------------------------- tasks
 @huey.task()
 def escalate(ticket_id: int) -> None:
-    """Fire whatever SLA escalation level is due on one ticket (nothing when none is)."""
+    """Fire whatever SLA escalation level is due on one ticket (nothing when none is): tasks
+    queued by a version that scheduled one per ticket."""
     if huey.sla is None:
         raise HelpdeskError("the task queue has no SLA context (the composition root did not bind it)")
     huey.sla.fire(ticket_id)
+
+
+@huey.task()
+def sla_wake() -> None:
+    """Fire every ticket due now and schedule the next wake-up (Escalator.wake)."""
+    if huey.sla is None:
+        raise HelpdeskError("the task queue has no SLA context (the composition root did not bind it)")
+    huey.sla.wake()
 
 
 @huey.periodic_task(crontab(minute="*"))
@@ -120,6 +142,8 @@ class Escalator:
         self.clock, self.enqueue_mail, self.random, self.immediate = clock, enqueue_mail, random, immediate
         self.metrics = metrics
         self._pending: dict[int, _Pending] = {}
+        self._batch = threading.local()           # one_wake_up's earliest due time, per thread
+        self._wakes: list[datetime] = []          # the times of wake-ups scheduled here, still ahead
         self._lock = threading.Lock()
         self._planned_version: str | None = None
 
@@ -198,15 +222,81 @@ class Escalator:
             self.arm(ticket_id, pending.due)
 
     def arm(self, ticket_id: int, due: datetime) -> None:
-        """Have huey run `escalate(ticket_id)` at `due` (at once when it has passed)."""
-        try:
-            if self.immediate():
+        """Have a wake-up run at `due` (at once when it has passed) for this ticket: inside
+        `one_wake_up` the batch's earliest due time is kept for its end; immediate mode
+        (tests) fires a passed one now."""
+        if self.immediate():
+            try:
                 if due <= self.clock():
                     self.fire(ticket_id)
+            except Exception as exc:              # the sweep finds it when it is due
+                log.warning("ticket=%s SLA check not scheduled (%s); the sweep will", ticket_id, exc)
+            return
+        self._hold(due)
+
+    def _hold(self, due: datetime) -> None:
+        """A wake-up at `due`: now, or at the end of the batch open in this thread."""
+        batch = getattr(self._batch, "due", _NO_BATCH)
+        if batch is _NO_BATCH:
+            self.wake_at(due)
+        elif batch is None or due < batch:
+            self._batch.due = due
+
+    @contextmanager
+    def one_wake_up(self) -> Iterator[None]:
+        """Around the `after_commit`s of one committed batch (and a wake-up's or a sweep's
+        fires): at most one wake-up, at the earliest due time armed inside, none when a
+        wake-up already covers it. Nested, the outermost schedules."""
+        if getattr(self._batch, "due", _NO_BATCH) is not _NO_BATCH:
+            yield
+            return
+        self._batch.due = None
+        try:
+            yield
+        finally:
+            due, self._batch.due = self._batch.due, _NO_BATCH
+            if due is not None:
+                self.wake_at(due)
+
+    def wake_at(self, due: datetime) -> None:
+        """Schedule `sla_wake` at `due` unless a wake-up this process scheduled comes at or
+        before it and has not run (its time is still ahead, so it reads the table after
+        this commit). Other processes' wake-ups are not known here: a duplicate fires
+        nothing (the unique slafired row)."""
+        if self.immediate():
+            return
+        with self._lock:
+            now = self.clock()
+            self._wakes = [w for w in self._wakes if w > now]
+            if any(w <= due for w in self._wakes):
                 return
-            escalate.schedule((ticket_id,), eta=due)
+        try:
+            sla_wake.schedule(eta=due)
         except Exception as exc:                  # the sweep finds it when it is due
-            log.warning("ticket=%s SLA check not scheduled (%s); the sweep will", ticket_id, exc)
+            log.warning("SLA wake-up at %s not scheduled (%s); the sweep will", due.isoformat(), exc)
+            return
+        with self._lock:
+            self._wakes.append(due)
+
+    def wake(self) -> int:
+        """The wake-up task: fire every ticket due now, then schedule the next wake-up at
+        the earliest due time still ahead; how many tickets were checked. A ticket left
+        due (its check failed) is the sweep's."""
+        _, settings = self.settings()
+        if settings is None:
+            return 0
+        now = self.clock()
+        with self.one_wake_up():                  # the fired tickets' next levels arm in it
+            try:
+                return len(self._fire_due(now))
+            finally:
+                self._arm_next(now)
+
+    def _arm_next(self, now: datetime) -> None:
+        """Keep a wake-up at the earliest stored due time after `now` (one indexed MIN)."""
+        after = self.store.earliest_due(now)
+        if after is not None:
+            self._hold(after)
 
     # ------------------------------------------------------------------ firing
     def fire(self, ticket_id: int) -> tuple[str, ...]:
@@ -300,26 +390,35 @@ class Escalator:
 
     # ------------------------------------------------------------------ the safety net
     def sweep(self) -> int:
-        """Fire what is due, re-plan what changed; how many tickets were checked."""
+        """Fire what is due, re-plan what changed, keep a wake-up at the next due time (a
+        lost queue heals); how many tickets were checked."""
         _, settings = self.settings()
         if settings is None:
             return 0
         checked: set[int] = set()
         try:
-            if self._planned_version != settings.version:
-                after = 0
-                while batch := self.store.unplanned(settings.version, after, BATCH):
-                    checked |= self._check(batch)
-                    after = batch[-1]
-                self._planned_version = settings.version
-            checked |= self._check(self.store.changed())
-            while batch := [i for i in self.store.due(self.clock(), BATCH) if i not in checked]:
-                checked |= self._check(batch)
+            with self.one_wake_up():              # the checked tickets' next levels: one wake-up
+                if self._planned_version != settings.version:
+                    after = 0
+                    while batch := self.store.unplanned(settings.version, after, BATCH):
+                        checked |= self._check(batch)
+                        after = batch[-1]
+                    self._planned_version = settings.version
+                checked |= self._check(self.store.changed())
+                checked |= self._fire_due(self.clock(), checked)
+                self._arm_next(self.clock())
         except (DBAPIError, HelpdeskError) as exc:
             log.warning("SLA sweep stopped: %s", exc)
         except Exception:                          # the sweeper never dies
             log.exception("SLA sweep failed")
         return len(checked)
+
+    def _fire_due(self, now: datetime, checked: set[int] | frozenset[int] = frozenset()) -> set[int]:
+        """Fire every ticket whose stored next due time is at or before `now` (not in `checked`)."""
+        done: set[int] = set()
+        while batch := [i for i in self.store.due(now, BATCH) if i not in checked and i not in done]:
+            done |= self._check(batch)
+        return done
 
     def _check(self, ids) -> set[int]:
         for ticket_id in ids:

@@ -7,14 +7,15 @@ rows planning needs from it (the ticket as it now is, its mail history, the SLA 
 run the pure planners (daemon.pipeline.notify, daemon.pipeline.sla via the Escalator) and
 return the effects; the worker hands them to the transaction (`WriteTx.apply_mail`).
 After the commit `after_commit` wakes a sender for the new outbox rows (once: the sender
-claims every due row, daemon.delivery).
+claims every due row, daemon.delivery) and arms the SLA wake-up; around a committed batch
+`one_wake_up` makes that one sender wake-up and at most one SLA wake-up for all of it.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
@@ -221,10 +222,12 @@ class Outbound:
     @contextmanager
     def one_wake_up(self) -> Iterator[None]:
         """Around the `after_commit`s of one committed batch (the spool worker's): the sender
-        is woken once at the end, for every outbox row the batch wrote."""
+        is woken once at the end, for every outbox row the batch wrote, and the SLA side
+        schedules at most one wake-up (Escalator.one_wake_up)."""
         self._batch.ids = []
         try:
-            yield
+            with self.sla.one_wake_up() if self.sla is not None else nullcontext():
+                yield
         finally:
             ids, self._batch.ids = self._batch.ids, None
             if ids:

@@ -223,7 +223,7 @@ class Worker:
         if self.mail is None:
             stored = [self._stored(e, d, alone=len(done) == 1) for e, d in done]
         else:
-            with self.mail.one_wake_up():                   # one sender wake-up for the batch's mail
+            with self.mail.one_wake_up():                   # one sender and one SLA wake-up for the batch
                 stored = [self._stored(e, d, alone=len(done) == 1) for e, d in done]
         if len(done) > 1:                                  # one line per batch; per message at DEBUG
             counts: dict[str, int] = {}

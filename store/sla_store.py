@@ -304,6 +304,12 @@ class SlaStore:
             return list(s.exec(select(TicketSla.ticket_id).where(TicketSla.next_due_at <= _utc(now))
                                .order_by(TicketSla.next_due_at).limit(limit)).all())
 
+    def earliest_due(self, after: datetime) -> datetime | None:
+        """The earliest stored next due time later than `after` (one MIN on the due index)."""
+        with self._read() as s:
+            return _aware(s.exec(select(func.min(TicketSla.next_due_at))
+                                 .where(TicketSla.next_due_at > _utc(after))).one())
+
     def next_due(self, ticket_id: int) -> datetime | None:
         with self._read() as s:
             r = s.get(TicketSla, ticket_id)
