@@ -12,17 +12,13 @@
              transaction, so those of a rolled-back one are forgotten at the ticket's next
              track. Immediate mode (tests) fires a due time that has passed at once.
   wake-up    the SLA table is the timer queue (ticketsla.next_due_at, indexed); huey only
-             nudges. Arming schedules one `sla_wake` task at the due time, unless a wake-up
-             this process scheduled comes at or before it and is still ahead (it reads
-             the table after this commit); `one_wake_up` (around a batch's after_commits,
-             a wake-up's or a sweep's fires) keeps the earliest due time and schedules at
-             most once at its end: a batch of new tickets costs one queue transaction,
-             usually none. `sla_wake` fires every ticket whose stored due time has passed
-             (the sweep's query) and schedules the next wake-up at the earliest stored due
-             time after now (one MIN on the index): escalations keep their exact instant.
-             Other processes' wake-ups are unknown here; a duplicate fires nothing. A
-             failed schedule is logged; the sweep catches up. `escalate(ticket_id)` tasks
-             queued by an older version still fire their ticket.
+             nudges. Arming asks daemon.sla.wakeups for an `sla_wake` task at the due time
+             (none when a wake-up this process scheduled covers it; one per committed batch
+             inside `one_wake_up`). `sla_wake` (`wake`) fires every ticket whose stored due
+             time has passed (the sweep's query), then asks for a wake-up at the earliest
+             stored due time after now (one MIN on the index): escalations keep their
+             exact instant. `escalate(ticket_id)` tasks queued by an older version still
+             fire their ticket.
   fire       one transaction per ticket: lock the ticket, read its history, plan, and for
              each level due now insert its (ticket, key) row, apply its actions (reassign,
              priority, tags), write its mails into the outbox, re-plan. A second firer hits
@@ -46,10 +42,9 @@ import logging
 import os
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager
 
 from huey import crontab
 from sqlalchemy.exc import DBAPIError
@@ -62,6 +57,7 @@ from daemon.pipeline.sla import (Escalation, Policy, SlaSettings, SlaState, Tick
                                  plan_escalations, policy_for, select_policy, sla_state)
 from daemon.pipeline.sla.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
                                           with_changes)
+from daemon.sla.wakeups import WakeUps
 from daemon.tasks import huey
 from store.records import TicketRow
 from store.sla_store import AlreadyFired, SlaStore, SlaTx
@@ -69,7 +65,6 @@ from store.sla_store import AlreadyFired, SlaStore, SlaTx
 log = logging.getLogger(__name__)
 MAX_ROUNDS = 10                       # levels fired in one transaction (a raise can make more due)
 BATCH = 500
-_NO_BATCH = object()                  # `one_wake_up` is not open in this thread
 
 
 # ---------------------------------------------------------------------- tasks
@@ -142,8 +137,7 @@ class Escalator:
         self.clock, self.enqueue_mail, self.random, self.immediate = clock, enqueue_mail, random, immediate
         self.metrics = metrics
         self._pending: dict[int, _Pending] = {}
-        self._batch = threading.local()           # one_wake_up's earliest due time, per thread
-        self._wakes: list[datetime] = []          # the times of wake-ups scheduled here, still ahead
+        self.wakes = WakeUps(lambda due: sla_wake.schedule(eta=due), clock)
         self._lock = threading.Lock()
         self._planned_version: str | None = None
 
@@ -232,51 +226,12 @@ class Escalator:
             except Exception as exc:              # the sweep finds it when it is due
                 log.warning("ticket=%s SLA check not scheduled (%s); the sweep will", ticket_id, exc)
             return
-        self._hold(due)
+        self.wakes.at(due)
 
-    def _hold(self, due: datetime) -> None:
-        """A wake-up at `due`: now, or at the end of the batch open in this thread."""
-        batch = getattr(self._batch, "due", _NO_BATCH)
-        if batch is _NO_BATCH:
-            self.wake_at(due)
-        elif batch is None or due < batch:
-            self._batch.due = due
-
-    @contextmanager
-    def one_wake_up(self) -> Iterator[None]:
-        """Around the `after_commit`s of one committed batch (and a wake-up's or a sweep's
-        fires): at most one wake-up, at the earliest due time armed inside, none when a
-        wake-up already covers it. Nested, the outermost schedules."""
-        if getattr(self._batch, "due", _NO_BATCH) is not _NO_BATCH:
-            yield
-            return
-        self._batch.due = None
-        try:
-            yield
-        finally:
-            due, self._batch.due = self._batch.due, _NO_BATCH
-            if due is not None:
-                self.wake_at(due)
-
-    def wake_at(self, due: datetime) -> None:
-        """Schedule `sla_wake` at `due` unless a wake-up this process scheduled comes at or
-        before it and has not run (its time is still ahead, so it reads the table after
-        this commit). Other processes' wake-ups are not known here: a duplicate fires
-        nothing (the unique slafired row)."""
-        if self.immediate():
-            return
-        with self._lock:
-            now = self.clock()
-            self._wakes = [w for w in self._wakes if w > now]
-            if any(w <= due for w in self._wakes):
-                return
-        try:
-            sla_wake.schedule(eta=due)
-        except Exception as exc:                  # the sweep finds it when it is due
-            log.warning("SLA wake-up at %s not scheduled (%s); the sweep will", due.isoformat(), exc)
-            return
-        with self._lock:
-            self._wakes.append(due)
+    def one_wake_up(self) -> ContextManager[None]:
+        """Around the `after_commit`s of one committed batch: at most one wake-up, at the
+        earliest due time armed inside, none when one already covers it (daemon.sla.wakeups)."""
+        return self.wakes.batch()
 
     def wake(self) -> int:
         """The wake-up task: fire every ticket due now, then schedule the next wake-up at
@@ -294,9 +249,11 @@ class Escalator:
 
     def _arm_next(self, now: datetime) -> None:
         """Keep a wake-up at the earliest stored due time after `now` (one indexed MIN)."""
+        if self.immediate():                      # nothing runs later: arm fires what has passed
+            return
         after = self.store.earliest_due(now)
         if after is not None:
-            self._hold(after)
+            self.wakes.at(after)
 
     # ------------------------------------------------------------------ firing
     def fire(self, ticket_id: int) -> tuple[str, ...]:
