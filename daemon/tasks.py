@@ -42,7 +42,7 @@ class HelpdeskHuey(Huey):
     """huey whose storage is chosen at run time, plus the context its tasks run with."""
 
     context: "Delivery | None" = None
-    sla: Any = None                     # daemon.escalation.Escalator: what `escalate` tasks need
+    sla: Any = None                     # daemon.escalation.Escalator: what `sla_wake`/`escalate` tasks need
 
     def use(self, storage_class: Any, immediate: bool, **kwargs: Any) -> None:
         self.storage_class, self.storage_kwargs, self._immediate = storage_class, kwargs, immediate
