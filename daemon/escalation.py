@@ -39,7 +39,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
-from huey import crontab
 from sqlalchemy.exc import DBAPIError
 
 from daemon.clock import utcnow
@@ -50,7 +49,7 @@ from daemon.pipeline.sla import (Escalation, Policy, SlaSettings, SlaState, Tick
                                  plan_escalations, policy_for, select_policy, sla_state)
 from daemon.pipeline.sla.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
                                           with_changes)
-from daemon.tasks import huey
+from daemon.tasks import crontab, huey
 from store.records import TicketRow
 from store.sla_store import AlreadyFired, SlaStore, SlaTx
 
