@@ -220,9 +220,9 @@ def statement_times(work: Path, corpus) -> dict[str, float]:
     return spent
 
 
-def grown_statements(seed: Path, big: Path, messages: int) -> list[str]:
+def grown_statements(seed: Path, big: Path, messages: int, stamp: int) -> list[str]:
     """The statements whose time grew most from the seed desk to the big one (same mail)."""
-    corpus = make_corpus(messages, seed=4000, domain="times.example")
+    corpus = make_corpus(messages, seed=4000, domain=f"times-{stamp}.example")
     a, b = statement_times(seed, corpus), statement_times(big, corpus)
     rows = sorted(((b.get(k, 0.0) - a.get(k, 0.0), k) for k in set(a) | set(b)), reverse=True)
     return [f"{(b.get(k, 0.0)) * 1000 / messages:7.3f} ms/msg big vs {a.get(k, 0.0) * 1000 / messages:7.3f} seed  {k}"
@@ -287,7 +287,7 @@ def run(root: Path, args) -> None:
     print(f"ingest, acks planned, best of 2 rounds of {args.messages}: seed {s:.2f} ms/msg, big {b:.2f} ms/msg, "
           f"ratio {b / s:.3f} (target <= 1.15)")
     print("statements whose time grew most (in-process ingest of the same new mail):")
-    for line in grown_statements(seed, big, args.messages):
+    for line in grown_statements(seed, big, args.messages, stamp):
         print("  " + line)
     if args.no_export:
         return
