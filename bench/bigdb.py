@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bigdb.py                         # 1,000 vs 1,000,000 tickets (~10 min, ~6 GB)
     .venv/bin/python bench/bigdb.py --tickets 100000        # quicker
+    .venv/bin/python bench/bigdb.py --work /var/tmp/bigdb --no-export   # keep the desks, rerun on them
 
 1. A seed desk: bench/ingest.py's corpus ingested (`--no-mail`) until it holds --seed tickets.
 2. A big desk: a copy of the seed grown to --tickets by copying every ticket-scoped row
@@ -10,7 +11,8 @@
 3. Per-message ingest cost (the default, acknowledgements planned) of the same new mail on
    both, two rounds each; the ratio big/seed is the figure (target: within 1.15).
 4. Query plans: every distinct statement the big desk ran while ingesting is EXPLAINed
-   (SQLite); a full scan of a table that grows with tickets is listed.
+   (SQLite); a full scan of a table that grows with tickets is listed. The statements whose
+   time grew most from the seed desk to the big one are listed with their ms per message.
 5. `helpdesk export` and `helpdesk tickets --json` of the big desk: wall time and peak RSS
    (target for export: under 200 MB).
 """
@@ -187,53 +189,118 @@ def plans(work: Path, corpus) -> list[str]:
     return sorted(set(bad))
 
 
+def statement_times(work: Path, corpus) -> dict[str, float]:
+    """Seconds per distinct statement (whitespace folded) of an in-process ingest of `corpus`
+    (acknowledgements planned): where the time of a bigger desk goes."""
+    from sqlalchemy import event
+
+    from daemon.app import build_app
+    from daemon.config import load_config
+    from daemon.intake.ingest import ingest
+    spent: dict[str, float] = {}
+    here = os.getcwd()
+    os.chdir(work)
+    app = build_app(load_config(str(work / "bench.toml")))
+
+    @event.listens_for(app.store.engine, "before_cursor_execute")
+    def start(conn, cursor, statement, parameters, context, executemany):
+        conn.info["bench_t0"] = time.perf_counter()
+
+    @event.listens_for(app.store.engine, "after_cursor_execute")
+    def stop(conn, cursor, statement, parameters, context, executemany):
+        key = ("many " if executemany else "") + " ".join(statement.split())[:150]
+        spent[key] = spent.get(key, 0.0) + time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
+    mbox = work / "times.mbox"
+    write_mbox(mbox, corpus)
+    try:
+        ingest(app, [str(mbox)])
+    finally:
+        app.close()
+        os.chdir(here)
+    return spent
+
+
+def grown_statements(seed: Path, big: Path, messages: int, stamp: int) -> list[str]:
+    """The statements whose time grew most from the seed desk to the big one (same mail)."""
+    corpus = make_corpus(messages, seed=4000, domain=f"times-{stamp}.example")
+    a, b = statement_times(seed, corpus), statement_times(big, corpus)
+    rows = sorted(((b.get(k, 0.0) - a.get(k, 0.0), k) for k in set(a) | set(b)), reverse=True)
+    return [f"{(b.get(k, 0.0)) * 1000 / messages:7.3f} ms/msg big vs {a.get(k, 0.0) * 1000 / messages:7.3f} seed  {k}"
+            for _, k in rows[:12]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickets", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1000, help="tickets in the seed desk")
     ap.add_argument("--messages", type=int, default=1000, help="new mail ingested per round")
+    ap.add_argument("--work", type=Path, help="keep the desks in this directory and reuse them when they exist "
+                    "(each run adds its new mail to them)")
+    ap.add_argument("--no-export", action="store_true", help="stop after the ingest figures")
     args = ap.parse_args()
+    if args.work:
+        args.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hd-bigdb-") as tmp:
-        seed = Path(tmp) / "seed"
-        seed.mkdir()
-        site_config(seed, 0)
-        pre, n = [], int(args.seed * 1.7)
-        while True:                                   # ~60 % of the corpus opens a ticket
-            pre = make_corpus(n, seed=99, domain="pre.example")
-            write_mbox(seed / "pre.mbox", pre)
-            shutil.rmtree(seed / "state", ignore_errors=True)
-            timed(seed / "bench.toml", "ingest", "--quiet", "--no-mail", str(seed / "pre.mbox"))
-            have = tickets_in(db_path(seed))
-            if have >= args.seed:
-                break
-            n = int(n * args.seed / max(have, 1)) + 10
-        big = Path(tmp) / "big"
-        shutil.copytree(seed, big)
-        copies = max(1, round(args.tickets / have))
-        print(f"seed desk: {have} tickets; growing a copy x{copies} ...", flush=True)
-        t0 = time.perf_counter()
-        grow(db_path(big), copies)
-        size = db_path(big).stat().st_size / 2**30
-        print(f"big desk: {tickets_in(db_path(big))} tickets, {size:.2f} GB, grown in {time.perf_counter() - t0:.0f} s")
-        costs: dict[str, list[float]] = {"seed": [], "big": []}
-        for rnd in (1, 2):
-            corpus = make_corpus(args.messages, seed=1000 + rnd, domain=f"round{rnd}.example")
-            for name, work in (("seed", seed), ("big", big)):
-                costs[name].append(ingest_cost(work, corpus, f"round{rnd}"))
-                print(f"  round {rnd}: {name:<4} {costs[name][-1]:6.2f} ms/msg", flush=True)
-        s, b = min(costs["seed"]), min(costs["big"])
-        print(f"ingest, acks planned, best of 2 rounds of {args.messages}: seed {s:.2f} ms/msg, big {b:.2f} ms/msg, "
-              f"ratio {b / s:.3f} (target <= 1.15)")
-        scans = plans(big, make_corpus(200, seed=3000, domain="plans.example"))
-        print(f"full scans of growing tables while ingesting on the big desk: {len(scans)}")
-        for line in scans:
-            print("  " + line)
-        dt, rss = timed(big / "bench.toml", "export")
-        print(f"export of {tickets_in(db_path(big))} tickets: {dt:.1f} s, peak RSS {rss:.0f} MB (target < 200 MB)")
-        dt, rss = timed(big / "bench.toml", "tickets", "--json")
-        print(f"tickets --json: {dt:.1f} s, peak RSS {rss:.0f} MB")
-        dt, rss = timed(big / "bench.toml", "tickets", "--limit", "20")
-        print(f"tickets --limit 20: {dt * 1000:.0f} ms, peak RSS {rss:.0f} MB")
+        run(Path(args.work or tmp), args)
+
+
+def build(root: Path, args) -> tuple[Path, Path]:
+    """The seed and big desks under `root` (kept ones as they are)."""
+    seed, big = root / "seed", root / "big"
+    if db_path(big).exists() and db_path(seed).exists():
+        print(f"reusing desks in {root}: seed {tickets_in(db_path(seed))}, big {tickets_in(db_path(big))} tickets")
+        return seed, big
+    shutil.rmtree(seed, ignore_errors=True)
+    shutil.rmtree(big, ignore_errors=True)
+    seed.mkdir()
+    site_config(seed, 0)
+    pre, n = [], int(args.seed * 1.7)
+    while True:                                   # ~60 % of the corpus opens a ticket
+        pre = make_corpus(n, seed=99, domain="pre.example")
+        write_mbox(seed / "pre.mbox", pre)
+        shutil.rmtree(seed / "state", ignore_errors=True)
+        timed(seed / "bench.toml", "ingest", "--quiet", "--no-mail", str(seed / "pre.mbox"))
+        have = tickets_in(db_path(seed))
+        if have >= args.seed:
+            break
+        n = int(n * args.seed / max(have, 1)) + 10
+    shutil.copytree(seed, big)
+    copies = max(1, round(args.tickets / have))
+    print(f"seed desk: {have} tickets; growing a copy x{copies} ...", flush=True)
+    t0 = time.perf_counter()
+    grow(db_path(big), copies)
+    size = db_path(big).stat().st_size / 2**30
+    print(f"big desk: {tickets_in(db_path(big))} tickets, {size:.2f} GB, grown in {time.perf_counter() - t0:.0f} s")
+    return seed, big
+
+
+def run(root: Path, args) -> None:
+    seed, big = build(root, args)
+    costs: dict[str, list[float]] = {"seed": [], "big": []}
+    stamp = time.time_ns()                       # new mail on each run (kept desks hold the last run's)
+    for rnd in (1, 2):
+        corpus = make_corpus(args.messages, seed=1000 + rnd, domain=f"round{rnd}-{stamp}.example")
+        for name, work in (("seed", seed), ("big", big)):
+            costs[name].append(ingest_cost(work, corpus, f"round{rnd}"))
+            print(f"  round {rnd}: {name:<4} {costs[name][-1]:6.2f} ms/msg", flush=True)
+    s, b = min(costs["seed"]), min(costs["big"])
+    print(f"ingest, acks planned, best of 2 rounds of {args.messages}: seed {s:.2f} ms/msg, big {b:.2f} ms/msg, "
+          f"ratio {b / s:.3f} (target <= 1.15)")
+    print("statements whose time grew most (in-process ingest of the same new mail):")
+    for line in grown_statements(seed, big, args.messages, stamp):
+        print("  " + line)
+    if args.no_export:
+        return
+    scans = plans(big, make_corpus(200, seed=3000, domain=f"plans-{stamp}.example"))
+    print(f"full scans of growing tables while ingesting on the big desk: {len(scans)}")
+    for line in scans:
+        print("  " + line)
+    dt, rss = timed(big / "bench.toml", "export")
+    print(f"export of {tickets_in(db_path(big))} tickets: {dt:.1f} s, peak RSS {rss:.0f} MB (target < 200 MB)")
+    dt, rss = timed(big / "bench.toml", "tickets", "--json")
+    print(f"tickets --json: {dt:.1f} s, peak RSS {rss:.0f} MB")
+    dt, rss = timed(big / "bench.toml", "tickets", "--limit", "20")
+    print(f"tickets --limit 20: {dt * 1000:.0f} ms, peak RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, ContextManager
 
-from huey import crontab
 from sqlalchemy.exc import DBAPIError
 
 from daemon.clock import utcnow
@@ -58,7 +57,7 @@ from daemon.pipeline.sla import (Escalation, Policy, SlaSettings, SlaState, Tick
 from daemon.pipeline.sla.escalate import (build_escalation_mails, escalation_vars, plan_escalation, stamp,
                                           with_changes)
 from daemon.sla.wakeups import WakeUps
-from daemon.tasks import huey
+from daemon.tasks import crontab, huey
 from store.records import TicketRow
 from store.sla_store import AlreadyFired, SlaStore, SlaTx
 

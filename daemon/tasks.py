@@ -23,6 +23,7 @@ import threading
 from datetime import datetime
 from typing import Any, Callable
 
+from daemon import huey_lean  # first: huey without redis and psycopg (see its docstring)
 from huey import Huey, crontab
 from huey.consumer import Scheduler, Worker as HueyWorker
 from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
@@ -67,6 +68,7 @@ def configure_queue(cfg) -> HelpdeskHuey:
     if backend == "immediate":
         huey.use(MemoryStorage, True)
     elif backend == "redis":
+        huey_lean.use_redis()
         huey.use(RedisStorage, False, url=cfg.queue.url)
     else:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from tests.conftest import write_site_config
 from tests.integration.test_outbox import new_mail, reply_to
 
 ENV = Envelope("ann@example.org", ("support@example.com",), "smtp", "127.0.0.1", "2026-03-02T09:00:00+00:00")
+CLAIMING = 60.0          # run_batch claims for at most this long: ample on a loaded machine (a batch stays whole)
 
 
 @dataclass
@@ -70,7 +71,7 @@ def count_commits(monkeypatch) -> list:
 def test_a_batch_is_one_commit_and_replies_thread_into_tickets_opened_in_it(plain, monkeypatch):
     bases = spool(plain, conversation_mail(5, 3))                # 5 roots + 15 replies
     commits = count_commits(monkeypatch)
-    outcomes = plain.app.worker.run_batch(set(bases))
+    outcomes = plain.app.worker.run_batch(seconds=CLAIMING, only=set(bases))
     assert len(outcomes) == 20 and {o.kind for o in outcomes} == {"stored"}
     assert len(commits) == 1                                      # group commit: one for the lot
     assert [o.result.outcome for o in outcomes].count("created") == 5
@@ -79,13 +80,13 @@ def test_a_batch_is_one_commit_and_replies_thread_into_tickets_opened_in_it(plai
     assert plain.app.spool.pending_bases() == set()
     # the same messages again, in one batch: all recognised, nothing written twice
     again = spool(plain, conversation_mail(5, 3))
-    assert {o.result.outcome for o in plain.app.worker.run_batch(set(again))} == {"duplicate"}
+    assert {o.result.outcome for o in plain.app.worker.run_batch(seconds=CLAIMING, only=set(again))} == {"duplicate"}
     assert plain.store.counts() == {"tickets": 5, "messages": 20}
 
 
 def test_a_duplicate_inside_one_batch_is_stored_once(plain):
     bases = spool(plain, [new_mail(1), new_mail(1), reply_to("m1.ann@example.org", 1)])
-    outcomes = plain.app.worker.run_batch(set(bases))
+    outcomes = plain.app.worker.run_batch(seconds=CLAIMING, only=set(bases))
     assert [o.result.outcome for o in outcomes] == ["created", "duplicate", "appended"]
     assert plain.store.counts() == {"tickets": 1, "messages": 2}
 
@@ -100,7 +101,7 @@ def test_a_failing_write_rolls_the_batch_back_and_each_message_is_handled_alone(
         return real(self, msg, *a, **kw)
     monkeypatch.setattr(WriteTx, "save_message", save_in)
     commits = count_commits(monkeypatch)
-    outcomes = plain.app.worker.run_batch(set(bases))
+    outcomes = plain.app.worker.run_batch(seconds=CLAIMING, only=set(bases))
     kinds = {o.base: o.kind for o in outcomes}
     assert sorted(kinds.values()) == ["retry"] + ["stored"] * 5
     assert len(commits) >= 5                                      # one by one after the roll-back
@@ -109,7 +110,7 @@ def test_a_failing_write_rolls_the_batch_back_and_each_message_is_handled_alone(
     assert retry in plain.app.spool.pending_bases()
     monkeypatch.setattr(WriteTx, "save_message", real)
     plain.app.worker._not_before.clear()                          # its retry delay is over
-    again = plain.app.worker.run_batch()
+    again = plain.app.worker.run_batch(seconds=CLAIMING)
     assert [o.result.outcome for o in again] == ["appended"]
     assert plain.store.counts() == {"tickets": 3, "messages": 6}
     assert {t.message_count for t in plain.store.list_tickets()} == {2}
@@ -125,19 +126,19 @@ def test_a_database_outage_in_a_batch_puts_every_message_back_uncounted(plain, m
             raise StoreUnavailable("database unavailable: disk I/O error")
         return real(self, msg, *a, **kw)
     monkeypatch.setattr(WriteTx, "save_message", save_in)
-    outcomes = plain.app.worker.run_batch(set(bases))
+    outcomes = plain.app.worker.run_batch(seconds=CLAIMING, only=set(bases))
     assert [o.kind for o in outcomes] == ["retry"] * 4
     assert plain.store.counts() == {"tickets": 0, "messages": 0}  # the first two were rolled back too
     names = sorted(p.name for p in plain.app.spool.new.iterdir())
     assert len(names) == 4 and all(".a0" in n for n in names)     # attempts not counted
     monkeypatch.setattr(WriteTx, "save_message", real)
     plain.app.worker._not_before.clear()
-    assert len(plain.app.worker.run_batch()) == 4 and plain.store.counts() == {"tickets": 4, "messages": 4}
+    assert len(plain.app.worker.run_batch(seconds=CLAIMING)) == 4 and plain.store.counts() == {"tickets": 4, "messages": 4}
 
 
 def test_unparseable_mail_in_a_batch_is_quarantined_and_the_rest_stored(plain):
     bases = spool(plain, [new_mail(1), b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, new_mail(2)])
-    outcomes = plain.app.worker.run_batch(set(bases))
+    outcomes = plain.app.worker.run_batch(seconds=CLAIMING, only=set(bases))
     assert sorted(o.kind for o in outcomes) == ["quarantined", "stored", "stored"]
     [q] = plain.store.quarantine_list()
     assert (q.stage, q.reason) == ("parse", "not_mail")
@@ -146,7 +147,7 @@ def test_unparseable_mail_in_a_batch_is_quarantined_and_the_rest_stored(plain):
 def test_mail_parsed_ahead_is_used_and_its_parse_errors_quarantined(plain):
     bases = spool(plain, [new_mail(1), new_mail(2)])
     ahead = replace(parse(new_mail(1)), subject="parsed by a helper")
-    outcomes = plain.app.worker.run_batch(set(bases), parsed={bases[0]: ahead,
+    outcomes = plain.app.worker.run_batch(seconds=CLAIMING, only=set(bases), parsed={bases[0]: ahead,
                                                               bases[1]: ParseError("too_deep", "nested 99 levels")})
     assert sorted(o.kind for o in outcomes) == ["quarantined", "stored"]
     assert [t.subject for t in plain.store.list_tickets()] == ["parsed by a helper"]
@@ -161,7 +162,7 @@ def test_a_failed_parsing_helper_leaves_its_messages_to_the_worker(plain):
     got = ParseAhead.collect(["b0", "b1", "b2", "b3"], [(0, good), (2, broken)])
     assert set(got) == {"b0", "b1"} and isinstance(got["b1"], ParseError) and got["b1"].reason == "not_mail"
     bases = spool(plain, [new_mail(1), new_mail(2)])
-    outcomes = plain.app.worker.run_batch(set(bases), parsed={})           # nothing ahead: parsed here
+    outcomes = plain.app.worker.run_batch(seconds=CLAIMING, only=set(bases), parsed={})           # nothing ahead: parsed here
     assert [o.kind for o in outcomes] == ["stored", "stored"]
 
 
@@ -175,7 +176,7 @@ def test_agent_mail_in_a_batch_is_handled_on_its_own_and_in_order(desk):  # noqa
                          desk.clock().isoformat())
     bases = desk.app.spool.put_many([(new_mail(2, subject="VPN down"), ENV), (answer, agent_env),
                                      (reply_to("m1.ann@example.org", 7), ENV)])
-    outcomes = desk.app.worker.run_batch(set(bases))
+    outcomes = desk.app.worker.run_batch(seconds=CLAIMING, only=set(bases))
     assert [o.result.outcome for o in outcomes] == ["created", "agent:acted", "appended"]
     messages = desk.store.ticket_detail(1).messages
     assert [(m.direction, m.from_addr) for m in messages] == [
