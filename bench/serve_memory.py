@@ -154,8 +154,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="SMTP client threads")
     ap.add_argument("--backlog", type=int, default=500, help="clients wait while the spool holds more")
     ap.add_argument("--repo", type=Path, default=REPO)
-    ap.add_argument("--arena-max", type=int, default=0,
-                    help="MALLOC_ARENA_MAX for serve (glibc's per-thread malloc arenas; 0: glibc's default)")
+    ap.add_argument("--arena-max", type=int, default=2,
+                    help="MALLOC_ARENA_MAX for serve, as systemd/*.service set it (glibc's malloc arenas); "
+                         "0: unset (serve then limits them itself: daemon.heap)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (print its path)")
     args = ap.parse_args()
     sink = Sink()
