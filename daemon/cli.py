@@ -92,9 +92,9 @@ def _long_running(cfg: Config) -> None:
 
 
 def cmd_serve(cfg: Config, args) -> int:
+    _shared_key(cfg)
     _long_running(cfg)
     from daemon.app import build_app, serve
-    _shared_key(cfg)
     return serve(build_app(cfg))
 
 
@@ -334,9 +334,9 @@ def cmd_sla(cfg: Config, args) -> int:
 
 
 def cmd_worker(cfg: Config, args) -> int:
+    _shared_key(cfg)
     _long_running(cfg)
     from daemon.app import build_app, run_queue_worker
-    _shared_key(cfg)
     return run_queue_worker(build_app(cfg))
 
 
