@@ -11,7 +11,7 @@ while the spool holds more than `--backlog` messages, so "after N messages" mean
 not N waiting on disk. Prints figures; asserts nothing.
 
     .venv/bin/python bench/serve_memory.py [--messages 100000] [--every 10000] [--clients 4]
-                                           [--backlog 500] [--repo PATH] [--arena-max N] [--keep]
+                                           [--backlog 500] [--repo PATH] [--arena-max N] [--probe MARKS] [--keep]
 
 `--repo` runs another checkout's daemon (e.g. an export of main) for a before/after figure.
 
@@ -93,8 +93,17 @@ def site_config(state: Path, port: int, relay: int) -> Path:
     return cfg
 
 
-def start(repo: Path, cfg: Path, log: Path, arena_max: int = 0) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(repo), **({"MALLOC_ARENA_MAX": str(arena_max)} if arena_max else {}))
+def probe_env(tmp: Path, marks: str) -> dict[str, str]:
+    """bench/serve_probe.py as the serve process's sitecustomize (see there): its environment."""
+    (tmp / "probe").mkdir()
+    (tmp / "probe" / "sitecustomize.py").write_bytes((REPO / "bench" / "serve_probe.py").read_bytes())
+    return {"HD_PROBE_OUT": str(tmp / "probe.txt"), "HD_PROBE_MARKS": marks, "HD_PROBE_PATH": str(tmp / "probe")}
+
+
+def start(repo: Path, cfg: Path, log: Path, arena_max: int = 0, probe: dict | None = None) -> subprocess.Popen:
+    path = os.pathsep.join([*([probe["HD_PROBE_PATH"]] if probe else []), str(repo)])
+    env = dict(os.environ, PYTHONPATH=path, **({"MALLOC_ARENA_MAX": str(arena_max)} if arena_max else {}),
+               **(probe or {}))
     env.pop("HELPDESK_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(cfg), "serve"], cwd=str(cfg.parent),
                             env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -157,6 +166,9 @@ def main() -> None:
     ap.add_argument("--arena-max", type=int, default=2,
                     help="MALLOC_ARENA_MAX for serve, as systemd/*.service set it (glibc's malloc arenas); "
                          "0: unset (serve then limits them itself: daemon.heap)")
+    ap.add_argument("--probe", metavar="MARKS", default="",
+                    help="e.g. 2000,10000,20000: at these stored counts serve itself reports its heaps, "
+                         "tracemalloc growth and malloc_trim's effect (bench/serve_probe.py); slows serve")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (print its path)")
     args = ap.parse_args()
     sink = Sink()
@@ -166,7 +178,8 @@ def main() -> None:
     cfg = site_config(tmp, free_port(), ctl.port)
     print(f"messages {args.messages}, {args.clients} SMTP clients, repo {args.repo}, dir {tmp}, "
           f"MALLOC_ARENA_MAX {args.arena_max or os.environ.get('MALLOC_ARENA_MAX', 'unset')}", flush=True)
-    proc = start(args.repo.resolve(), cfg, tmp / "serve.log", args.arena_max)
+    probe = probe_env(tmp, args.probe) if args.probe else None
+    proc = start(args.repo.resolve(), cfg, tmp / "serve.log", args.arena_max, probe)
     db = tmp / "state" / "helpdesk.db"
     feed = Feed(args.messages, tmp / "state" / "spool", args.backlog)
     print(f"{0:>7} stored  ready: {memory(proc.pid)}", flush=True)
@@ -204,6 +217,8 @@ def main() -> None:
         proc.terminate()
         proc.wait(60)
         ctl.stop()
+        if probe and Path(probe["HD_PROBE_OUT"]).exists():
+            print(Path(probe["HD_PROBE_OUT"]).read_text())
         if not args.keep:
             import shutil
             shutil.rmtree(tmp, ignore_errors=True)
