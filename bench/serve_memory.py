@@ -110,6 +110,7 @@ def start(repo: Path, cfg: Path, log: Path, arena_max: int = 0, probe: dict | No
     deadline = time.monotonic() + 60
     while b" ready" not in log.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()                            # not left running (and listening) behind the bench
             raise SystemExit("serve did not start: " + log.read_text()[-2000:])
         time.sleep(0.05)
     return proc
