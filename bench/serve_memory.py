@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import smtplib
 import sqlite3
 import subprocess
@@ -110,7 +111,7 @@ def start(repo: Path, cfg: Path, log: Path, arena_max: int = 0, probe: dict | No
     deadline = time.monotonic() + 60
     while b" ready" not in log.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()                            # not left running (and listening) behind the bench
+            os.killpg(proc.pid, signal.SIGKILL)    # its own session: serve and its parse lanes, not left behind
             raise SystemExit("serve did not start: " + log.read_text()[-2000:])
         time.sleep(0.05)
     return proc
