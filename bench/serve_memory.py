@@ -27,7 +27,7 @@ Measured 2026-12-04 (branch rss100k, 2 cores shared, load 9-19), to 100,000 mess
 - rss100k (daemon.heap: 2 arenas set by serve itself, MALLOC_ARENA_MAX unset; malloc_trim
   every 60 s; no redis/psycopg import on a SQLite site), --arena-max 0: 102.9 MB ready;
   123.3 / 132.0 / 136.2 / 137.9 / 140.3 / 143.8 / 135.4 / 143.7 / 144.3 MB at 10k ... 90k,
-  147.2 MB at 99,999 stored (VmHWM 153.4), 144.4 MB a minute later, idle, after a trim.
+  147.2 MB at 99,999 stored (VmHWM 153.4); idle after it, with the trims: 144.4, then 141.0 MB.
 The ready figure is 16 MB lower only where the [postgres]/[redis] extras are installed (this
 venv has them from [test]); the growth is lower everywhere. --probe at 7k (main): tracemalloc
 +6 MB since 2k (3.7 MB of it one block, the interned-strings dict grown once; lru_caches of
