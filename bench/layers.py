@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text", "daemon.config_sections", "daemon.config_read",
                "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.alignment", "daemon.arc",
                "daemon.node_beat", "daemon.approval_rules", "daemon.approval_plan", "daemon.report", "daemon.stores",
-               "daemon.relay_session", "daemon.send_journal")),
+               "daemon.relay_session", "daemon.send_journal", "daemon.heap")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
                   "daemon.message_path", "daemon.outbound", "daemon.parse_lanes", "daemon.observe", "daemon.desk_mail",
                   "daemon.digest", "daemon.problems", "daemon.csat", "daemon.approvals", "daemon.report.mailing",

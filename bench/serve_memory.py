@@ -11,7 +11,7 @@ while the spool holds more than `--backlog` messages, so "after N messages" mean
 not N waiting on disk. Prints figures; asserts nothing.
 
     .venv/bin/python bench/serve_memory.py [--messages 100000] [--every 10000] [--clients 4]
-                                           [--backlog 500] [--repo PATH] [--arena-max N] [--keep]
+                                           [--backlog 500] [--repo PATH] [--arena-max N] [--probe MARKS] [--keep]
 
 `--repo` runs another checkout's daemon (e.g. an export of main) for a before/after figure.
 
@@ -20,11 +20,25 @@ Measured 2026-12-04 on main e85097f (2 cores shared, load 5-15): serve VmRSS 117
 (16-51 msg/s); parse children flat at 13 and 25 MB. With MALLOC_ARENA_MAX=2: 117.5 MB ready,
 133.1 / 139.2 / 141.6 / 144.4 MB at 2.5k / 5k / 7.5k / 10k. Of the 60k figure, ~127 MB is
 anonymous mappings and 30 MB brk heap (smaps): glibc arenas of the 18 threads, not file maps.
+
+Measured 2026-12-04 (branch rss100k, 2 cores shared, load 9-19), to 100,000 messages:
+- main 6d62264, MALLOC_ARENA_MAX=2 (as the units): 118.6 MB ready; 142.9 / 150.8 / 152.9 /
+  156.8 / 159.4 / 162.1 MB at 10k / 20k / 30k / 40k / 50k / 60k (stopped there, 14-57 msg/s).
+- rss100k (daemon.heap: 2 arenas set by serve itself, MALLOC_ARENA_MAX unset; malloc_trim
+  every 60 s; no redis/psycopg import on a SQLite site), --arena-max 0: 102.9 MB ready;
+  123.3 / 132.0 / 136.2 / 137.9 / 140.3 / 143.8 / 135.4 / 143.7 / 144.3 MB at 10k ... 90k,
+  147.2 MB at 99,999 stored (VmHWM 153.4); idle after it, with the trims: 144.4, then 141.0 MB.
+The ready figure is 16 MB lower only where the [postgres]/[redis] extras are installed (this
+venv has them from [test]); the growth is lower everywhere. --probe at 7k (main): tracemalloc
++6 MB since 2k (3.7 MB of it one block, the interned-strings dict grown once; lru_caches of
+compose/addresses filling to their bounds), glibc in use 50 of 64 MB, malloc_trim(0) gave
+back 7.5 MB in 1.4 ms; threads' stacks 0.3 MB in all.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import smtplib
 import sqlite3
 import subprocess
@@ -93,14 +107,24 @@ def site_config(state: Path, port: int, relay: int) -> Path:
     return cfg
 
 
-def start(repo: Path, cfg: Path, log: Path, arena_max: int = 0) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(repo), **({"MALLOC_ARENA_MAX": str(arena_max)} if arena_max else {}))
+def probe_env(tmp: Path, marks: str) -> dict[str, str]:
+    """bench/serve_probe.py as the serve process's sitecustomize (see there): its environment."""
+    (tmp / "probe").mkdir()
+    (tmp / "probe" / "sitecustomize.py").write_bytes((REPO / "bench" / "serve_probe.py").read_bytes())
+    return {"HD_PROBE_OUT": str(tmp / "probe.txt"), "HD_PROBE_MARKS": marks, "HD_PROBE_PATH": str(tmp / "probe")}
+
+
+def start(repo: Path, cfg: Path, log: Path, arena_max: int = 0, probe: dict | None = None) -> subprocess.Popen:
+    path = os.pathsep.join([*([probe["HD_PROBE_PATH"]] if probe else []), str(repo)])
+    env = dict(os.environ, PYTHONPATH=path, **({"MALLOC_ARENA_MAX": str(arena_max)} if arena_max else {}),
+               **(probe or {}))
     env.pop("HELPDESK_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(cfg), "serve"], cwd=str(cfg.parent),
                             env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while b" ready" not in log.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)    # its own session: serve and its parse lanes, not left behind
             raise SystemExit("serve did not start: " + log.read_text()[-2000:])
         time.sleep(0.05)
     return proc
@@ -154,8 +178,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="SMTP client threads")
     ap.add_argument("--backlog", type=int, default=500, help="clients wait while the spool holds more")
     ap.add_argument("--repo", type=Path, default=REPO)
-    ap.add_argument("--arena-max", type=int, default=0,
-                    help="MALLOC_ARENA_MAX for serve (glibc's per-thread malloc arenas; 0: glibc's default)")
+    ap.add_argument("--arena-max", type=int, default=2,
+                    help="MALLOC_ARENA_MAX for serve, as systemd/*.service set it (glibc's malloc arenas); "
+                         "0: unset (serve then limits them itself: daemon.heap)")
+    ap.add_argument("--probe", metavar="MARKS", default="",
+                    help="e.g. 2000,10000,20000: at these stored counts serve itself reports its heaps, "
+                         "tracemalloc growth and malloc_trim's effect (bench/serve_probe.py); slows serve")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (print its path)")
     args = ap.parse_args()
     sink = Sink()
@@ -165,7 +193,8 @@ def main() -> None:
     cfg = site_config(tmp, free_port(), ctl.port)
     print(f"messages {args.messages}, {args.clients} SMTP clients, repo {args.repo}, dir {tmp}, "
           f"MALLOC_ARENA_MAX {args.arena_max or os.environ.get('MALLOC_ARENA_MAX', 'unset')}", flush=True)
-    proc = start(args.repo.resolve(), cfg, tmp / "serve.log", args.arena_max)
+    probe = probe_env(tmp, args.probe) if args.probe else None
+    proc = start(args.repo.resolve(), cfg, tmp / "serve.log", args.arena_max, probe)
     db = tmp / "state" / "helpdesk.db"
     feed = Feed(args.messages, tmp / "state" / "spool", args.backlog)
     print(f"{0:>7} stored  ready: {memory(proc.pid)}", flush=True)
@@ -203,6 +232,8 @@ def main() -> None:
         proc.terminate()
         proc.wait(60)
         ctl.stop()
+        if probe and Path(probe["HD_PROBE_OUT"]).exists():
+            print(Path(probe["HD_PROBE_OUT"]).read_text())
         if not args.keep:
             import shutil
             shutil.rmtree(tmp, ignore_errors=True)

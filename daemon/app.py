@@ -36,6 +36,7 @@ from daemon.errors import HelpdeskError, SpoolError
 from daemon.digest import Digests, digest_loop
 from daemon.escalation import Escalator, sweeper as sla_sweeper
 from daemon.health import Health
+from daemon.heap import Trim
 from daemon.intake.imap import ImapPoller, imap_tokens
 from daemon.intake.lmtp import start_lmtp
 from daemon.intake.smtp import build_intake
@@ -328,13 +329,15 @@ def handle_signals(app: App) -> None:
     signal.signal(signal.SIGHUP, _hup)
 
 
-def supervise(app: App, health: Health) -> None:
-    """The main loop until told to stop: watchdog pings, the health file, reloads."""
+def supervise(app: App, health: Health, trim: Trim | None = None) -> None:
+    """The main loop until told to stop: watchdog pings, the health file, malloc trims, reloads."""
     ping = systemd.watchdog_interval()
+    trim = trim or Trim()
     while not app.stop.wait(min(ping or 1.0, 1.0)):
         if ping:
             systemd.notify("WATCHDOG=1", wait=False)
         health.tick()
+        trim.tick()
         if app.reload_requested.is_set():
             app.reload_requested.clear()
             app.reload()

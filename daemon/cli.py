@@ -83,9 +83,18 @@ def _shared_key(cfg: Config) -> None:
         raise ConfigError(f"{key_location(cfg, 'database.url')}: {problem}")
 
 
+def _long_running(cfg: Config) -> None:
+    """serve and worker run for months: two malloc arenas (before the first thread), and
+    no import of the database and queue clients this site does not use (daemon.heap)."""
+    from daemon import heap
+    heap.limit_arenas()
+    heap.skip_drivers(heap.unused_drivers(cfg.database_url, cfg.queue.backend))
+
+
 def cmd_serve(cfg: Config, args) -> int:
-    from daemon.app import build_app, serve
     _shared_key(cfg)
+    _long_running(cfg)
+    from daemon.app import build_app, serve
     return serve(build_app(cfg))
 
 
@@ -325,8 +334,9 @@ def cmd_sla(cfg: Config, args) -> int:
 
 
 def cmd_worker(cfg: Config, args) -> int:
-    from daemon.app import build_app, run_queue_worker
     _shared_key(cfg)
+    _long_running(cfg)
+    from daemon.app import build_app, run_queue_worker
     return run_queue_worker(build_app(cfg))
 
 
