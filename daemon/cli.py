@@ -84,11 +84,10 @@ def _shared_key(cfg: Config) -> None:
 
 
 def _long_running(cfg: Config) -> None:
-    """serve and worker run for months: two malloc arenas (before the first thread), and
-    no import of the database and queue clients this site does not use (daemon.heap)."""
+    """serve and worker run for months: two malloc arenas (before the first thread; daemon.heap).
+    huey comes without the redis and psycopg clients anyway (daemon.huey_lean)."""
     from daemon import heap
     heap.limit_arenas()
-    heap.skip_drivers(heap.unused_drivers(cfg.database_url, cfg.queue.backend))
 
 
 def cmd_serve(cfg: Config, args) -> int:

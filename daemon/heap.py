@@ -1,14 +1,14 @@
 """The memory edge of a long-running process (`helpdesk serve`, `helpdesk worker`; issue 16).
 
-Three things keep its resident size down, all measured with bench/serve_memory.py:
+Two things keep its resident size down, all measured with bench/serve_memory.py:
 - `limit_arenas()`, at start before any thread: glibc gives threads malloc arenas of their
   own (up to 8 per core), each keeping freed memory; two are enough for a process whose
   threads mostly wait. It is what MALLOC_ARENA_MAX=2 in the systemd units does, for a serve
   started any other way (mallopt(M_ARENA_MAX)); an explicit MALLOC_ARENA_MAX wins.
 - `Trim`, ticked by the main loop: every `every` seconds malloc_trim(0) hands the free pages
   inside the arenas back to the kernel (glibc keeps them otherwise).
-- `skip_drivers(names)`: huey imports the redis and psycopg clients when they are installed
-  (~17 MB) though a SQLite site never uses them; `unused_drivers(cfg)` names those it does not.
+(The third, huey without the redis and psycopg clients it imports when installed, ~16 MB,
+is daemon.huey_lean, for every process that loads the queue.)
 Outside glibc (musl, macOS) the malloc calls are no-ops.
 """
 from __future__ import annotations
@@ -70,19 +70,3 @@ class Trim:
         self.count += 1
         self.release()
         return True
-
-
-def unused_drivers(database_url: str, queue_backend: str) -> tuple[str, ...]:
-    """The optional client libraries a process with this database and queue never uses."""
-    unused = [] if queue_backend == "redis" else ["redis"]
-    if not database_url.startswith("postgres"):
-        unused += ["psycopg", "psycopg2"]
-    return tuple(unused)
-
-
-def skip_drivers(names: tuple[str, ...], modules: dict = sys.modules) -> None:
-    """Make `import name` fail as if it were not installed (before anything imported it):
-    what imports it optionally (huey.storage) then goes without."""
-    for name in names:
-        if name not in modules:
-            modules[name] = None

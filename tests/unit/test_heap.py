@@ -1,14 +1,8 @@
-"""daemon.heap: the periodic malloc trim, the arena limit and the unused drivers (issue 16).
+"""daemon.heap: the periodic malloc trim and the arena limit (issue 16).
 Memory figures come from bench/serve_memory.py, not from here."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from daemon import heap
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Clock:
@@ -55,24 +49,3 @@ def test_an_explicit_arena_setting_wins():
 def test_limit_arenas_sets_it_on_glibc():
     glibc = heap._glibc() is not None
     assert heap.limit_arenas(2, environ={}) is glibc
-
-
-def test_unused_drivers():
-    assert heap.unused_drivers("sqlite:////var/lib/helpdesk/helpdesk.db", "sqlite") == ("redis", "psycopg", "psycopg2")
-    assert heap.unused_drivers("postgresql+psycopg://hd@db/hd", "redis") == ()
-    assert heap.unused_drivers("postgresql+psycopg://hd@db/hd", "sqlite") == ("redis",)
-    assert heap.unused_drivers("sqlite:///x.db", "redis") == ("psycopg", "psycopg2")
-
-
-def test_skip_drivers_leaves_a_loaded_module_alone():
-    modules = {"redis": sys}
-    heap.skip_drivers(("redis", "psycopg"), modules)
-    assert modules == {"redis": sys, "psycopg": None}
-
-
-def test_huey_goes_without_a_skipped_driver():
-    code = ("import sys; from daemon import heap; heap.skip_drivers(('redis', 'psycopg'));"
-            "import huey.storage as s; from daemon import tasks;"
-            "print(s.Redis, s.psycopg, sys.modules['redis'])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["None", "None", "None"]
