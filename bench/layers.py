@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "daemon.parse_guard", "daemon.settings", "daemon.config_lookup", "daemon.config_text", "daemon.config_sections", "daemon.config_read",
                "daemon.listen", "daemon.shipped", "daemon.macros", "daemon.alignment", "daemon.arc",
                "daemon.node_beat", "daemon.approval_rules", "daemon.approval_plan", "daemon.report", "daemon.stores",
-               "daemon.relay_session", "daemon.send_journal", "daemon.heap")),
+               "daemon.relay_session", "daemon.send_journal", "daemon.heap", "daemon.huey_lean")),
     ("services", ("daemon.worker", "daemon.tasks", "daemon.escalation", "daemon.agents", "daemon.agent_notices",
                   "daemon.message_path", "daemon.outbound", "daemon.parse_lanes", "daemon.observe", "daemon.desk_mail",
                   "daemon.digest", "daemon.problems", "daemon.csat", "daemon.approvals", "daemon.report.mailing",
@@ -71,6 +71,7 @@ OPTIONAL = frozenset({"psycopg", "psycopg2", "redis", "systemd", "watchdog", "py
 LAZY: dict[str, frozenset[str]] = {
     "alembic": frozenset({"store.migrate"}),    # only to create or upgrade: a database at head needs none
     "zoneinfo": frozenset({"daemon.digest_config"}),   # only for a [digest] timezone other than "UTC"
+    "huey": frozenset({"daemon.huey_lean"}),     # huey.storage, imported with its optional clients hidden
 }
 
 
