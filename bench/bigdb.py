@@ -152,27 +152,36 @@ def ingest_cost(work: Path, corpus, label: str) -> float:
     return dt * 1000 / len(corpus)
 
 
-def plans(work: Path, corpus) -> list[str]:
-    """Full scans of growing tables in the statements an in-process ingest of `corpus` runs."""
-    from sqlalchemy import event
-
+def ingest_in_process(work: Path, corpus, name: str, listen) -> None:
+    """Ingest `corpus` (acknowledgements planned) in this process on the desk in `work`,
+    `listen(engine)` having attached its statement listeners first."""
     from daemon.app import build_app
     from daemon.config import load_config
     from daemon.intake.ingest import ingest
-    seen: dict[str, tuple] = {}
+    here = os.getcwd()
     os.chdir(work)
     app = build_app(load_config(str(work / "bench.toml")))
-
-    @event.listens_for(app.store.engine, "before_cursor_execute")
-    def grab(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")) and not executemany:
-            seen.setdefault(statement, parameters)
-    mbox = work / "plans.mbox"
+    listen(app.store.engine)
+    mbox = work / f"{name}.mbox"
     write_mbox(mbox, corpus)
     try:
         ingest(app, [str(mbox)])
     finally:
         app.close()
+        os.chdir(here)
+
+
+def plans(work: Path, corpus) -> list[str]:
+    """Full scans of growing tables in the statements an in-process ingest of `corpus` runs."""
+    from sqlalchemy import event
+    seen: dict[str, tuple] = {}
+
+    def listen(engine):
+        @event.listens_for(engine, "before_cursor_execute")
+        def grab(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")) and not executemany:
+                seen.setdefault(statement, parameters)
+    ingest_in_process(work, corpus, "plans", listen)
     bad = []
     c = sqlite3.connect(db_path(work))
     for statement, params in seen.items():
@@ -193,30 +202,18 @@ def statement_times(work: Path, corpus) -> dict[str, float]:
     """Seconds per distinct statement (whitespace folded) of an in-process ingest of `corpus`
     (acknowledgements planned): where the time of a bigger desk goes."""
     from sqlalchemy import event
-
-    from daemon.app import build_app
-    from daemon.config import load_config
-    from daemon.intake.ingest import ingest
     spent: dict[str, float] = {}
-    here = os.getcwd()
-    os.chdir(work)
-    app = build_app(load_config(str(work / "bench.toml")))
 
-    @event.listens_for(app.store.engine, "before_cursor_execute")
-    def start(conn, cursor, statement, parameters, context, executemany):
-        conn.info["bench_t0"] = time.perf_counter()
+    def listen(engine):
+        @event.listens_for(engine, "before_cursor_execute")
+        def start(conn, cursor, statement, parameters, context, executemany):
+            conn.info["bench_t0"] = time.perf_counter()
 
-    @event.listens_for(app.store.engine, "after_cursor_execute")
-    def stop(conn, cursor, statement, parameters, context, executemany):
-        key = ("many " if executemany else "") + " ".join(statement.split())[:150]
-        spent[key] = spent.get(key, 0.0) + time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
-    mbox = work / "times.mbox"
-    write_mbox(mbox, corpus)
-    try:
-        ingest(app, [str(mbox)])
-    finally:
-        app.close()
-        os.chdir(here)
+        @event.listens_for(engine, "after_cursor_execute")
+        def stop(conn, cursor, statement, parameters, context, executemany):
+            key = ("many " if executemany else "") + " ".join(statement.split())[:150]
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
+    ingest_in_process(work, corpus, "times", listen)
     return spent
 
 
