@@ -21,8 +21,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_ticket_requester_created", "ticket", ["requester", "created_at"])
-    op.drop_index("ix_ticket_requester", table_name="ticket")
+    # idempotent: a database whose tables were created from the current models and stamped
+    # at an older revision has the new index already and never had the old one
+    op.create_index("ix_ticket_requester_created", "ticket", ["requester", "created_at"], if_not_exists=True)
+    op.drop_index("ix_ticket_requester", table_name="ticket", if_exists=True)
 
 
 def downgrade() -> None:
