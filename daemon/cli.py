@@ -83,7 +83,7 @@ def _shared_key(cfg: Config) -> None:
         raise ConfigError(f"{key_location(cfg, 'database.url')}: {problem}")
 
 
-def _long_running(cfg: Config) -> None:
+def _long_running() -> None:
     """serve and worker run for months: two malloc arenas (before the first thread; daemon.heap).
     huey comes without the redis and psycopg clients anyway (daemon.huey_lean)."""
     from daemon import heap
@@ -92,7 +92,7 @@ def _long_running(cfg: Config) -> None:
 
 def cmd_serve(cfg: Config, args) -> int:
     _shared_key(cfg)
-    _long_running(cfg)
+    _long_running()
     from daemon.app import build_app, serve
     return serve(build_app(cfg))
 
@@ -334,7 +334,7 @@ def cmd_sla(cfg: Config, args) -> int:
 
 def cmd_worker(cfg: Config, args) -> int:
     _shared_key(cfg)
-    _long_running(cfg)
+    _long_running()
     from daemon.app import build_app, run_queue_worker
     return run_queue_worker(build_app(cfg))
 

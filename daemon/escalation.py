@@ -67,21 +67,23 @@ BATCH = 500
 
 
 # ---------------------------------------------------------------------- tasks
+def _bound() -> "Escalator":
+    if huey.sla is None:
+        raise HelpdeskError("the task queue has no SLA context (the composition root did not bind it)")
+    return huey.sla
+
+
 @huey.task()
 def escalate(ticket_id: int) -> None:
     """Fire whatever SLA escalation level is due on one ticket (nothing when none is): tasks
     queued by a version that scheduled one per ticket."""
-    if huey.sla is None:
-        raise HelpdeskError("the task queue has no SLA context (the composition root did not bind it)")
-    huey.sla.fire(ticket_id)
+    _bound().fire(ticket_id)
 
 
 @huey.task()
 def sla_wake() -> None:
     """Fire every ticket due now and schedule the next wake-up (Escalator.wake)."""
-    if huey.sla is None:
-        raise HelpdeskError("the task queue has no SLA context (the composition root did not bind it)")
-    huey.sla.wake()
+    _bound().wake()
 
 
 @huey.periodic_task(crontab(minute="*"))

@@ -3,8 +3,7 @@
 Messages are made durable in the spool in batches (one file-system sync per batch), then
 processed by this process's worker before the command returns, a batch per transaction
 (group commit). In a big import, helper processes parse the next batch while this one is
-stored (daemon.intake.parallel), and a thread spools it meanwhile: a batch is stored only
-once its spooling has finished, so what is stored was durable first. Exit 0 only when every
+stored (daemon.intake.parallel). Exit 0 only when every
 message is stored (or quarantined: kept with a reason); 75 when the spool could not take
 them or the database stayed unavailable, so an MTA piping to us retries (the retry is
 recognised as a duplicate). A progress line is drawn on a terminal.
@@ -21,7 +20,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from daemon.errors import SpoolError
@@ -121,23 +119,20 @@ def _ingest(app, paths, progress, helpers, archive, sender, recipients) -> int:
     batch: list[tuple[bytes, Envelope]] = []
     waiting: list[tuple[list[str], list]] = []     # spooled batches: bases, parse-ahead jobs
 
-    def work(spooled: Future, jobs: list) -> None:
-        bases = spooled.result()                    # durable before it is stored (raises SpoolError)
+    def work(bases: list[str], jobs: list) -> None:
         parsed = helpers.gather(bases, jobs) if jobs and helpers else None
         left.update(_drain(app, set(bases), bar, patience=0.0, parsed=parsed))
 
     def flush() -> None:
         if not batch:
             return
-        items = list(batch)
+        bases = app.spool.put_many(batch)
+        jobs = helpers.submit([(raw, env.mail_from) for raw, env in batch]) if helpers else []
         batch.clear()
-        spooled = spooler.submit(app.spool.put_many, items)
-        jobs = helpers.submit([(raw, env.mail_from) for raw, env in items]) if helpers else []
-        waiting.append((spooled, jobs))
+        waiting.append((bases, jobs))
         if len(waiting) > 1 or helpers is None:     # one batch parses ahead while the one before is stored
             work(*waiting.pop(0))
 
-    spooler = ThreadPoolExecutor(1, thread_name_prefix="ingest-spool")   # spools the next batch meanwhile
     try:
         for incoming in iter_messages(paths):
             envelope = envelope_for(incoming.raw, incoming.origin, app.clock(), archive, mail_from, rcpts)
@@ -152,8 +147,6 @@ def _ingest(app, paths, progress, helpers, archive, sender, recipients) -> int:
         bar.finish()
         sys.stderr.write(f"helpdesk: temporary failure: {exc}\n")
         return EX_TEMPFAIL
-    finally:
-        spooler.shutdown(wait=True)             # a batch being spooled ends durable (or not at all)
     if left:
         left = _drain(app, left, bar, patience=10.0)
     bar.finish()

@@ -5,22 +5,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
+from daemon.clock import ManualClock
 from daemon.sla.wakeups import WakeUps
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
 
 
-class Clock:
-    def __init__(self):
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def wakeups() -> tuple[WakeUps, list[datetime], Clock]:
+def wakeups() -> tuple[WakeUps, list[datetime], ManualClock]:
     got: list[datetime] = []
-    clock = Clock()
+    clock = ManualClock(T0)
     return WakeUps(got.append, clock), got, clock
 
 
@@ -44,7 +37,7 @@ def test_a_wake_up_whose_time_came_covers_nothing_more():
     gets a wake-up of its own, and so does one that has passed (at once)."""
     w, got, clock = wakeups()
     w.at(h(1))
-    clock.now = h(1)
+    clock.set(h(1))
     w.at(h(2))
     w.at(h(0.5))
     assert got == [h(1), h(2), h(0.5)]
@@ -73,7 +66,7 @@ def test_a_failed_schedule_is_logged_and_not_taken_for_scheduled(caplog):
         calls.append(due)
         raise ConnectionError("queue away")
 
-    w = WakeUps(refuse, Clock())
+    w = WakeUps(refuse, ManualClock(T0))
     with caplog.at_level(logging.WARNING, logger="daemon.sla.wakeups"):
         w.at(h(1))
         w.at(h(2))                                       # not covered by the one that failed
